@@ -1,0 +1,80 @@
+// Fused Adam step (Kingma & Ba 2015) with the exact update order of torch.optim.Adam
+// (single-tensor path, amsgrad=False, maximize=False): one pass per element, all tensors of the
+// list treated as one index range so that small and large tensors share the threads evenly.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "cpu/adam.h"
+
+namespace fastvae {
+namespace cpu {
+namespace {
+
+template <typename T>
+void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1, double beta2,
+                double eps, double wd, double bc1, double bc2_sqrt) {
+  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
+  const T step_size = T(lr / bc1), bc2s = T(bc2_sqrt), e = T(eps), w = T(wd);
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (w != T(0)) gi += w * p[i];
+    m[i] += (gi - m[i]) * omb1;  // lerp, as torch does
+    v[i] = v[i] * b2 + omb2 * gi * gi;
+    T denom = std::sqrt(v[i]) / bc2s + e;
+    p[i] -= step_size * (m[i] / denom);
+  }
+}
+
+}  // namespace
+
+void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+               at::TensorList exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
+               double eps, double weight_decay) {
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n,
+              "fastvae.adam_step: params, grads, exp_avg, exp_avg_sq must have equal lengths");
+  TORCH_CHECK(step >= 1, "fastvae.adam_step: step counts from 1, got ", step);
+  TORCH_CHECK(lr >= 0 && std::isfinite(lr), "fastvae.adam_step: invalid learning rate ", lr);
+  TORCH_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+              "fastvae.adam_step: betas must lie in [0, 1), got ", beta1, ", ", beta2);
+  TORCH_CHECK(eps >= 0 && weight_decay >= 0, "fastvae.adam_step: eps and weight_decay must be >= 0");
+  std::vector<int64_t> offset(n + 1, 0);
+  for (size_t k = 0; k < n; ++k) {
+    const auto& p = params[k];
+    for (const auto* t : {&grads[k], &exp_avg[k], &exp_avg_sq[k]}) {
+      TORCH_CHECK(t->sizes() == p.sizes(), "fastvae.adam_step: tensor ", k, " has shape ", t->sizes(),
+                  ", its parameter ", p.sizes());
+      TORCH_CHECK(t->scalar_type() == p.scalar_type() && t->device() == p.device(),
+                  "fastvae.adam_step: tensor ", k, " must match its parameter's dtype and device");
+    }
+    TORCH_CHECK(p.is_contiguous() && grads[k].is_contiguous() && exp_avg[k].is_contiguous() &&
+                    exp_avg_sq[k].is_contiguous(),
+                "fastvae.adam_step: tensors must be contiguous");
+    TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
+                "fastvae.adam_step: float32 or float64 parameters only");
+    offset[k + 1] = offset[k] + p.numel();
+  }
+  const double bc1 = 1 - std::pow(beta1, (double)step);
+  const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
+  at::parallel_for(0, offset[n], 32768, [&](int64_t b, int64_t e) {
+    for (size_t k = 0; k < n && b < e; ++k) {
+      if (offset[k + 1] <= b) continue;
+      const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
+      AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_step", [&] {
+        adam_range<scalar_t>(params[k].data_ptr<scalar_t>() + lo, grads[k].data_ptr<scalar_t>() + lo,
+                             exp_avg[k].data_ptr<scalar_t>() + lo,
+                             exp_avg_sq[k].data_ptr<scalar_t>() + lo, hi - lo, lr, beta1, beta2, eps,
+                             weight_decay, bc1, bc2_sqrt);
+      });
+      b = offset[k + 1];
+    }
+  });
+}
+
+TORCH_LIBRARY_IMPL(fastvae, CPU, m) { m.impl("adam_step", &adam_update); }
+
+}  // namespace cpu
+}  // namespace fastvae

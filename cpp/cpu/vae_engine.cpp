@@ -1,0 +1,427 @@
+#include "cpu/vae_engine.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cmath>
+
+namespace fastvae {
+namespace cpu {
+
+namespace {
+
+// Rows per task so that each task touches at least ~16k elements: small batches stay on one thread.
+int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
+
+template <typename T>
+inline T act_value(Act a, T v, T slope) {
+  switch (a) {
+    case Act::Identity: return v;
+    case Act::ReLU: return v > T(0) ? v : T(0);
+    case Act::LeakyReLU: return v > T(0) ? v : slope * v;
+    case Act::Tanh: return std::tanh(v);
+    case Act::Sigmoid: return T(1) / (T(1) + std::exp(-v));
+  }
+  return v;
+}
+
+// Derivative expressed through the activation's output y (slope >= 0 keeps leaky_relu invertible).
+template <typename T>
+inline T act_grad(Act a, T y, T slope) {
+  switch (a) {
+    case Act::Identity: return T(1);
+    case Act::ReLU: return y > T(0) ? T(1) : T(0);
+    case Act::LeakyReLU: return y > T(0) ? T(1) : slope;
+    case Act::Tanh: return T(1) - y * y;
+    case Act::Sigmoid: return y * (T(1) - y);
+  }
+  return T(1);
+}
+
+// Applies `f(T* row, int64_t cols)` with the activation fixed at compile time, so the inner loops
+// of relu / leaky / identity vectorize.
+template <typename T, typename F>
+inline void with_act(Act a, F&& f) {
+  switch (a) {
+    case Act::Identity: f(std::integral_constant<Act, Act::Identity>()); break;
+    case Act::ReLU: f(std::integral_constant<Act, Act::ReLU>()); break;
+    case Act::LeakyReLU: f(std::integral_constant<Act, Act::LeakyReLU>()); break;
+    case Act::Tanh: f(std::integral_constant<Act, Act::Tanh>()); break;
+    case Act::Sigmoid: f(std::integral_constant<Act, Act::Sigmoid>()); break;
+  }
+}
+
+// log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g != nullptr, g = w (x - sigmoid(a)),
+// both from one exp and one log1p of -|a| so that no logit overflows (the homeworks' sigmoid + BCE
+// is this same likelihood, computed stably).
+template <typename T>
+T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  Vec acc(T(0));
+  const Vec zero(T(0)), one(T(1)), wv(w);
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
+    Vec e = (zero - av.abs()).exp();
+    Vec sp = at::vec::maximum(av, zero) + e.log1p();
+    acc = acc + (xv * av - sp);
+    if (g) {
+      Vec inv = one / (one + e);
+      Vec sig = Vec::blendv(e * inv, inv, av >= zero);
+      (wv * (xv - sig)).store(g + d);
+    }
+  }
+  T s = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc);
+  for (; d < D; ++d) {
+    T av = a[d], e = std::exp(-std::abs(av));
+    s += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
+    if (g) {
+      T inv = T(1) / (T(1) + e);
+      g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
+    }
+  }
+  return s;
+}
+
+at::Tensor rows_view(const at::Tensor& storage, int64_t rows) { return storage.narrow(0, 0, rows); }
+
+}  // namespace
+
+template <typename T>
+void VaeEngine<T>::reserve_encoder(int64_t B, const at::TensorOptions& opt) {
+  if (B == B_) return;
+  const int64_t Z = spec_.latent_dim;
+  auto mk = [&](int64_t r, int64_t c) { return at::empty({r, c}, opt); };
+  enc_.clear();
+  g_enc_.clear();
+  for (auto h : spec_.enc_hidden) {
+    enc_.push_back(mk(B, h));
+    g_enc_.push_back(mk(B, h));
+  }
+  head_ = mk(B, 2 * Z);
+  g_head_ = mk(B, 2 * Z);
+  mu_ = mk(B, Z);
+  sigma_ = mk(B, Z);
+  rec_ = at::empty({B}, opt);
+  kl_ = at::empty({B}, opt);
+  B_ = B;
+}
+
+template <typename T>
+void VaeEngine<T>::reserve_decoder(int64_t N, const at::TensorOptions& opt) {
+  if (N == N_) return;
+  auto mk = [&](int64_t r, int64_t c) { return at::empty({r, c}, opt); };
+  dec_.clear();
+  g_dec_.clear();
+  for (auto h : spec_.dec_hidden) {
+    dec_.push_back(mk(N, h));
+    g_dec_.push_back(mk(N, h));
+  }
+  z_ = mk(N, spec_.latent_dim);
+  g_z_ = mk(N, spec_.latent_dim);
+  logits_ = mk(N, spec_.data_dim);
+  g_logits_ = mk(N, spec_.data_dim);
+  ll_ = at::empty({N}, opt);
+  N_ = N;
+}
+
+template <typename T>
+void VaeEngine<T>::layer_forward(const at::Tensor& in, const at::Tensor& w, const at::Tensor& b,
+                                 at::Tensor& out, Act act, const int64_t* y, int64_t period,
+                                 int64_t cond_offset) {
+  const int64_t in_dim = in.size(1);
+  const int64_t H = w.size(0), R = in.size(0), ld = w.size(1);
+  if (in_dim == ld) {
+    at::mm_out(out, in, w.t());
+  } else {  // the one-hot condition occupies columns [cond_offset, ld) of w
+    at::mm_out(out, in, w.narrow(1, 0, in_dim).t());
+  }
+  T* o = out.data_ptr<T>();
+  const T* bp = b.data_ptr<T>();
+  const T* wp = w.data_ptr<T>();
+  const T slope = static_cast<T>(spec_.slope);
+  with_act<T>(act, [&](auto a) {
+    constexpr Act A = decltype(a)::value;
+    at::parallel_for(0, R, grain_rows(H), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* row = o + r * H;
+        if (y) {  // one-hot input: add the weight column of this row's label
+          const T* wc = wp + cond_offset + y[r % period];
+          for (int64_t j = 0; j < H; ++j) row[j] += wc[j * ld];
+        }
+        for (int64_t j = 0; j < H; ++j) row[j] = act_value<T>(A, row[j] + bp[j], slope);
+      }
+    });
+  });
+}
+
+template <typename T>
+void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in,
+                                  const at::Tensor& w, Act act, const at::Tensor& gw,
+                                  const at::Tensor& gb, at::Tensor* d_in, const int64_t* y,
+                                  int64_t period, int64_t cond_offset) {
+  const int64_t R = dA.size(0), H = dA.size(1), in_dim = in.size(1), ld = w.size(1);
+  if (act != Act::Identity) {
+    T* d = dA.data_ptr<T>();
+    const T* a = A.data_ptr<T>();
+    const T slope = static_cast<T>(spec_.slope);
+    with_act<T>(act, [&](auto tag) {
+      constexpr Act AC = decltype(tag)::value;
+      at::parallel_for(0, R * H, 16384, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) d[i] *= act_grad<T>(AC, a[i], slope);
+      });
+    });
+  }
+  at::sum_out(const_cast<at::Tensor&>(gb), dA, {0});
+  auto gw_main = in_dim == ld ? gw : gw.narrow(1, 0, in_dim);
+  at::mm_out(gw_main, dA.t(), in);
+  if (in_dim != ld) {
+    // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
+    auto gc = gw.narrow(1, in_dim, ld - in_dim);
+    gc.zero_();
+    T* g = gw.data_ptr<T>();
+    const T* d = dA.data_ptr<T>();
+    for (int64_t r = 0; r < R; ++r) {
+      T* col = g + cond_offset + y[r % period];
+      const T* dr = d + r * H;
+      for (int64_t j = 0; j < H; ++j) col[j * ld] += dr[j];
+    }
+  }
+  if (d_in) at::mm_out(*d_in, dA, in_dim == ld ? w : w.narrow(1, 0, in_dim));
+}
+
+template <typename T>
+void VaeEngine<T>::encode(at::TensorList params, const at::Tensor& x, const int64_t* y) {
+  const int64_t B = x.size(0);
+  reserve_encoder(B, x.options());
+  const int64_t ne = spec_.n_enc_layers();
+  for (int64_t k = 0; k + 1 < ne; ++k) {
+    const at::Tensor& in = k == 0 ? x : enc_[k - 1];
+    layer_forward(in, params[2 * k], params[2 * k + 1], enc_[k], spec_.act, k == 0 ? y : nullptr, B,
+                  spec_.data_dim);
+  }
+  const at::Tensor& last = ne == 1 ? x : enc_[ne - 2];
+  layer_forward(last, params[2 * (ne - 1)], params[2 * (ne - 1) + 1], head_, Act::Identity,
+                ne == 1 ? y : nullptr, B, spec_.data_dim);
+  heads_forward();
+}
+
+template <typename T>
+void VaeEngine<T>::heads_forward() {
+  const int64_t B = head_.size(0), Z = spec_.latent_dim;
+  T* h = head_.data_ptr<T>();
+  T* mu = mu_.data_ptr<T>();
+  T* sg = sigma_.data_ptr<T>();
+  const T slope = static_cast<T>(spec_.slope);
+  const Act ma = spec_.mean_act, sa = spec_.scale_act;
+  const Scale sc = spec_.scale;
+  at::parallel_for(0, B, grain_rows(2 * Z), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T* hr = h + i * 2 * Z;
+      for (int64_t j = 0; j < Z; ++j) {
+        T m = act_value<T>(ma, hr[j], slope);
+        T s = act_value<T>(sa, hr[Z + j], slope);
+        hr[j] = m;
+        hr[Z + j] = s;
+        mu[i * Z + j] = m;
+        sg[i * Z + j] = sc == Scale::LogVar ? std::exp(T(0.5) * s) : sc == Scale::LogStd ? std::exp(s) : s;
+      }
+    }
+  });
+}
+
+template <typename T>
+void VaeEngine<T>::decode(at::TensorList params, const at::Tensor& z, const int64_t* y,
+                          int64_t period) {
+  const int64_t N = z.size(0);
+  reserve_decoder(N, z.options());
+  const int64_t ne = spec_.n_enc_layers(), nd = spec_.n_dec_layers();
+  for (int64_t k = 0; k < nd; ++k) {
+    const at::Tensor& in = k == 0 ? z : dec_[k - 1];
+    at::Tensor& out = k + 1 == nd ? logits_ : dec_[k];
+    layer_forward(in, params[2 * (ne + k)], params[2 * (ne + k) + 1], out,
+                  k + 1 == nd ? Act::Identity : spec_.act, k == 0 ? y : nullptr, period,
+                  spec_.latent_dim);
+  }
+}
+
+template <typename T>
+void VaeEngine<T>::kl_forward(const at::Tensor& eps, Estimator est) {
+  const int64_t B = mu_.size(0), Z = spec_.latent_dim, L = eps.size(0);
+  const T* mu = mu_.data_ptr<T>();
+  const T* sg = sigma_.data_ptr<T>();
+  const T* hs = head_.data_ptr<T>();
+  const T* ep = eps.data_ptr<T>();
+  T* kl = kl_.data_ptr<T>();
+  const Scale sc = spec_.scale;
+  at::parallel_for(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T acc = 0;
+      for (int64_t j = 0; j < Z; ++j) {
+        T s = hs[i * 2 * Z + Z + j], m = mu[i * Z + j], sd = sg[i * Z + j];
+        T log_sd = sc == Scale::LogVar ? T(0.5) * s : sc == Scale::LogStd ? s : std::log(s);
+        if (est == Estimator::Analytic) {
+          T var = sc == Scale::LogVar ? std::exp(s) : sd * sd;
+          acc += T(0.5) * (m * m + var - T(1)) - log_sd;
+        } else {  // 1/L sum_l log q(z_l) - log p(z_l); the 2 pi constants cancel
+          T mc = 0;
+          for (int64_t l = 0; l < L; ++l) {
+            T e = ep[(l * B + i) * Z + j], zz = m + sd * e;
+            mc += T(0.5) * (zz * zz - e * e);
+          }
+          acc += mc / T(L) - log_sd;
+        }
+      }
+      kl[i] = acc;
+    }
+  });
+}
+
+template <typename T>
+void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int64_t* y,
+                           const at::Tensor& eps, Estimator est, const T* w_rec) {
+  const int64_t B = x.size(0), L = eps.size(0), Z = spec_.latent_dim, D = spec_.data_dim;
+  encode(params, x, y);
+  reserve_decoder(L * B, x.options());
+  {  // reparameterization: z_l = mu + sigma * eps_l
+    const T* mu = mu_.data_ptr<T>();
+    const T* sg = sigma_.data_ptr<T>();
+    const T* ep = eps.data_ptr<T>();
+    T* z = z_.data_ptr<T>();
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t k = 0; k < B * Z; ++k) z[l * B * Z + k] = mu[k] + sg[k] * ep[l * B * Z + k];
+  }
+  decode(params, z_, y, B);
+  const T* a = logits_.data_ptr<T>();
+  const T* xp = x.data_ptr<T>();
+  T* ll = ll_.data_ptr<T>();
+  T* g = w_rec ? g_logits_.data_ptr<T>() : nullptr;
+  at::parallel_for(0, L * B, grain_rows(D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = r % B;
+      ll[r] = bernoulli_row<T>(a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
+                               g ? w_rec[i] / T(L) : T(0));
+    }
+  });
+  T* rec = rec_.data_ptr<T>();
+  for (int64_t i = 0; i < B; ++i) {
+    T s = 0;
+    for (int64_t l = 0; l < L; ++l) s += ll[l * B + i];
+    rec[i] = s / T(L);
+  }
+  kl_forward(eps, est);
+}
+
+template <typename T>
+void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const int64_t* y,
+                            const at::Tensor& eps, Estimator est, const T* w_kl,
+                            at::TensorList grads) {
+  const auto& s = spec_;
+  const int64_t B = x.size(0), L = eps.size(0), Z = s.latent_dim;
+  const int64_t ne = s.n_enc_layers(), nd = s.n_dec_layers();
+  // Decoder, from the logits down to z.
+  for (int64_t k = nd - 1; k >= 0; --k) {
+    const at::Tensor& in = k == 0 ? z_ : dec_[k - 1];
+    at::Tensor& dA = k + 1 == nd ? g_logits_ : g_dec_[k];
+    const at::Tensor& A = k + 1 == nd ? logits_ : dec_[k];
+    at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
+    layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
+                   grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
+                   Z);
+  }
+  // Posterior heads: path gradient through z = mu + sigma * eps plus the KL term.
+  {
+    const T* gz = g_z_.data_ptr<T>();
+    const T* ep = eps.data_ptr<T>();
+    const T* mu = mu_.data_ptr<T>();
+    const T* sg = sigma_.data_ptr<T>();
+    const T* h = head_.data_ptr<T>();
+    T* gh = g_head_.data_ptr<T>();
+    const T slope = static_cast<T>(s.slope);
+    at::parallel_for(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T wk = w_kl[i];
+        for (int64_t j = 0; j < Z; ++j) {
+          const int64_t ij = i * Z + j;
+          const T m = mu[ij], sd = sg[ij], sv = h[i * 2 * Z + Z + j];
+          T g_mu = 0, g_sd = 0, mean_ze = 0, mean_z = 0, mean_ee = 0, mean_e = 0;
+          for (int64_t l = 0; l < L; ++l) {
+            const int64_t r = (l * B + i) * Z + j;
+            const T e = ep[r], zz = m + sd * e;
+            g_mu += gz[r];
+            g_sd += gz[r] * e;
+            mean_z += zz;
+            mean_ze += zz * e;
+            mean_ee += e * e;
+            mean_e += e;
+          }
+          mean_z /= T(L);
+          mean_ze /= T(L);
+          mean_ee /= T(L);
+          mean_e /= T(L);
+          // d sigma / d s and d log sigma / d s for the head's parameterization
+          const T dsd = s.scale == Scale::LogVar ? T(0.5) * sd : s.scale == Scale::LogStd ? sd : T(1);
+          const T dlog = s.scale == Scale::LogVar ? T(0.5) : s.scale == Scale::LogStd ? T(1) : T(1) / sv;
+          T kl_mu, kl_s;
+          if (est == Estimator::Analytic) {
+            kl_mu = m;
+            kl_s = s.scale == Scale::LogVar   ? T(0.5) * (std::exp(sv) - T(1))
+                   : s.scale == Scale::LogStd ? sd * sd - T(1)
+                                              : sd - T(1) / sd;
+          } else if (est == Estimator::MonteCarlo) {
+            kl_mu = mean_z;
+            kl_s = mean_ze * dsd - dlog;
+          } else {  // sticking the landing: q's parameters held fixed inside log q
+            kl_mu = mean_z - mean_e / sd;
+            kl_s = mean_ze * dsd - mean_ee * dlog;
+          }
+          const T gm = g_mu + wk * kl_mu;
+          const T gs = g_sd * dsd + wk * kl_s;
+          gh[i * 2 * Z + j] = gm * act_grad<T>(s.mean_act, h[i * 2 * Z + j], slope);
+          gh[i * 2 * Z + Z + j] = gs * act_grad<T>(s.scale_act, sv, slope);
+        }
+      }
+    });
+  }
+  // Encoder, from the heads down to the input.
+  for (int64_t k = ne - 1; k >= 0; --k) {
+    const at::Tensor& in = k == 0 ? x : enc_[k - 1];
+    at::Tensor& dA = k + 1 == ne ? g_head_ : g_enc_[k];
+    const at::Tensor& A = k + 1 == ne ? head_ : enc_[k];
+    at::Tensor* d_in = k == 0 ? nullptr : &g_enc_[k - 1];
+    layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
+                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
+  }
+}
+
+template <typename T>
+at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
+  const int64_t B = mu_.size(0), Z = spec_.latent_dim, L = eps.size(0);
+  auto out = at::empty({L, B}, mu_.options());
+  const T* mu = mu_.data_ptr<T>();
+  const T* sg = sigma_.data_ptr<T>();
+  const T* hs = head_.data_ptr<T>();
+  const T* ep = eps.data_ptr<T>();
+  const T* ll = ll_.data_ptr<T>();
+  T* o = out.data_ptr<T>();
+  const Scale sc = spec_.scale;
+  for (int64_t l = 0; l < L; ++l)
+    for (int64_t i = 0; i < B; ++i) {
+      T acc = ll[l * B + i];
+      for (int64_t j = 0; j < Z; ++j) {
+        const T s = hs[i * 2 * Z + Z + j], e = ep[(l * B + i) * Z + j];
+        const T zz = mu[i * Z + j] + sg[i * Z + j] * e;
+        const T log_sd = sc == Scale::LogVar ? T(0.5) * s : sc == Scale::LogStd ? s : std::log(s);
+        acc -= T(0.5) * (zz * zz - e * e) - log_sd;  // log p(z) - log q(z|x)
+      }
+      o[l * B + i] = acc;
+    }
+  return out;
+}
+
+template class VaeEngine<float>;
+template class VaeEngine<double>;
+
+}  // namespace cpu
+}  // namespace fastvae

@@ -1,0 +1,77 @@
+// Fused forward and hand-derived backward of an MLP VAE with Bernoulli decoder (CPU).
+//
+// Model (Kingma & Welling 2014; STATS 305C HW6 Problem 3 and the other homework presets):
+//   q(z|x,y) = N(mu, diag sigma^2),  [mu, s] = heads(enc([x, onehot(y)])),  z = mu + sigma * eps,
+//   p(x|z,y) = Bernoulli(logits = dec([z, onehot(y)])),   p(z) = N(0, I).
+// Per image i with L samples: rec_i = 1/L sum_l log p(x_i | z_il),  kl_i = KL(q || p) (analytic) or its
+// Monte Carlo estimate 1/L sum_l [log q(z_il) - log p(z_il)];  elbo_i = rec_i - kl_i.
+// The backward computes d/dtheta of sum_i w_rec[i] rec_i + w_kl[i] kl_i; no autograd graph is built.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "vae_spec.h"
+
+namespace fastvae {
+namespace cpu {
+
+template <typename T>
+class VaeEngine {
+ public:
+  explicit VaeEngine(VaeSpec spec) : spec_(std::move(spec)) {}
+
+  const VaeSpec& spec() const { return spec_; }
+
+  // Encoder pass on x [B, D] (with labels y [B] if conditional): fills mu() and sigma(), each [B, Z].
+  void encode(at::TensorList params, const at::Tensor& x, const int64_t* y);
+  // Decoder pass on z [N, Z]; row r uses label y[r % B] (B = label period). Fills logits() [N, D].
+  void decode(at::TensorList params, const at::Tensor& z, const int64_t* y, int64_t label_period);
+
+  // Full pass with eps [L, B, Z]: rec() and kl() per image [B]. If w_rec is given, also prepares the
+  // gradient of the likelihood part so that backward() can follow.
+  void forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
+               Estimator est, const T* w_rec);
+  // Gradient with respect to every parameter into `grads` (same shapes as params; overwritten).
+  // Must follow forward() with the same inputs and a non-null w_rec.
+  void backward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
+                Estimator est, const T* w_kl, at::TensorList grads);
+
+  // log p(x, z_l) - log q(z_l | x) for each sample of the last forward(): [L, B] (IWAE weights).
+  at::Tensor log_weights(const at::Tensor& eps);
+
+  const at::Tensor& mu() const { return mu_; }
+  const at::Tensor& sigma() const { return sigma_; }
+  const at::Tensor& logits() const { return logits_; }
+  const at::Tensor& rec() const { return rec_; }
+  const at::Tensor& kl() const { return kl_; }
+
+ private:
+  void reserve_encoder(int64_t B, const at::TensorOptions& opt);
+  void reserve_decoder(int64_t N, const at::TensorOptions& opt);
+  void layer_forward(const at::Tensor& in, const at::Tensor& w, const at::Tensor& b, at::Tensor& out,
+                     Act act, const int64_t* y, int64_t label_period, int64_t cond_offset);
+  void heads_forward();
+  void kl_forward(const at::Tensor& eps, Estimator est);
+  // dA (grad of post-activation, in place -> grad of pre-activation), bias grad, weight grad and,
+  // if d_in is defined, grad of the layer input.
+  void layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in, const at::Tensor& w,
+                      Act act, const at::Tensor& gw, const at::Tensor& gb, at::Tensor* d_in,
+                      const int64_t* y, int64_t label_period, int64_t cond_offset);
+
+  VaeSpec spec_;
+  int64_t B_ = -1, N_ = -1;
+  std::vector<at::Tensor> enc_;  // post-activations of encoder hidden layers, [B, e_k]
+  at::Tensor head_;              // [B, 2Z]: post-activation mean head | post-activation scale head
+  at::Tensor mu_, sigma_;        // [B, Z]
+  at::Tensor z_;                 // [N, Z]
+  std::vector<at::Tensor> dec_;  // [N, d_k]
+  at::Tensor logits_;            // [N, D]
+  at::Tensor ll_;                // [N] log p(x | z) per sample
+  at::Tensor rec_, kl_;          // [B]
+  at::Tensor g_logits_, g_z_, g_head_;
+  std::vector<at::Tensor> g_enc_, g_dec_;
+};
+
+}  // namespace cpu
+}  // namespace fastvae

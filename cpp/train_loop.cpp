@@ -1,0 +1,249 @@
+// Whole-epoch VAE training in C++: shuffling, batching, binarizing, the fused ELBO gradient and the
+// Adam step, with the GIL released. Python sees progress through a callback every few updates and
+// can stop the loop (Ctrl-C or an exception in the callback) between two updates, so the parameters
+// and the optimizer state are always those of a completed step.
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+
+#include "cpu/adam.h"
+#include "cpu/vae_engine.h"
+#include "train_loop.h"
+#include "vae_spec.h"
+
+namespace py = pybind11;
+
+namespace fastvae {
+namespace {
+
+using Engine = cpu::VaeEngine<float>;
+
+struct Options {
+  int64_t epochs, batch_size, n_samples, estimator, threshold, callback_every, eval_every, eval_samples;
+  double lr, beta1, beta2, eps, weight_decay;
+};
+
+// x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
+void gather_binarize(const at::Tensor& images, const int64_t* idx, int64_t n, int64_t threshold,
+                     at::Tensor& x_out, const at::Tensor& labels, at::Tensor* y_out) {
+  const int64_t D = images.size(1);
+  const uint8_t* src = images.data_ptr<uint8_t>();
+  float* dst = x_out.data_ptr<float>();
+  at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint8_t* s = src + idx[i] * D;
+      float* d = dst + i * D;
+      for (int64_t k = 0; k < D; ++k) d[k] = s[k] > threshold ? 1.f : 0.f;
+    }
+  });
+  if (y_out) {
+    const int64_t* ly = labels.data_ptr<int64_t>();
+    int64_t* yo = y_out->data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) yo[i] = ly[idx[i]];
+  }
+}
+
+// Mean over a data set of rec, kl (L samples per image, chunks of 500 images).
+std::pair<double, double> evaluate(Engine& eng, at::TensorList params, const at::Tensor& images,
+                                   const at::Tensor& labels, int64_t threshold, int64_t L,
+                                   Estimator est, at::Generator& gen) {
+  const int64_t M = images.size(0), chunk = 500, Z = eng.spec().latent_dim;
+  const bool cond = labels.defined();
+  double rec = 0, kl = 0;
+  auto idx = at::arange(M, at::kLong);
+  for (int64_t s = 0; s < M; s += chunk) {
+    const int64_t n = std::min(chunk, M - s);
+    auto x = at::empty({n, images.size(1)}, at::kFloat);
+    at::Tensor y = cond ? at::empty({n}, at::kLong) : at::Tensor();
+    gather_binarize(images, idx.data_ptr<int64_t>() + s, n, threshold, x, labels, cond ? &y : nullptr);
+    auto eps = at::empty({L, n, Z}, at::kFloat);
+    eps.normal_(0, 1, gen);
+    eng.forward(params, x, cond ? y.data_ptr<int64_t>() : nullptr, eps, est, nullptr);
+    rec += eng.rec().sum().item<double>();
+    kl += eng.kl().sum().item<double>();
+  }
+  return {rec / M, kl / M};
+}
+
+void check_images(const at::Tensor& t, const char* name, int64_t D) {
+  TORCH_CHECK(t.scalar_type() == at::kByte, "fastvae.fit: ", name, " must be uint8 pixel intensities");
+  TORCH_CHECK(t.dim() == 2 && t.size(1) == D, "fastvae.fit: ", name, " must have shape [N, ", D,
+              "], got ", t.sizes());
+  TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "fastvae.fit: ", name, " must be contiguous, on CPU");
+}
+
+py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg,
+                   std::vector<at::Tensor> exp_avg_sq, int64_t step, std::vector<int64_t> arch,
+                   double slope, at::Tensor train_x, c10::optional<at::Tensor> train_y,
+                   c10::optional<at::Tensor> test_x, c10::optional<at::Tensor> test_y,
+                   c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, Options o,
+                   uint64_t seed, py::object callback) {
+  const VaeSpec spec = VaeSpec::parse(arch, slope);
+  spec.check_params(params, at::kFloat, at::Device(at::kCPU));
+  const int64_t D = spec.data_dim, Z = spec.latent_dim, N = train_x.size(0);
+  check_images(train_x, "train images", D);
+  if (test_x) check_images(*test_x, "test images", D);
+  if (val_x) check_images(*val_x, "validation images", D);
+  const bool cond = spec.cond_dim > 0;
+  spec.check_labels(train_y, N);
+  if (test_x) spec.check_labels(test_y, test_x->size(0));
+  if (val_x) spec.check_labels(val_y, val_x->size(0));
+  TORCH_CHECK(o.epochs >= 0 && o.batch_size >= 1 && o.n_samples >= 1 && N >= 1,
+              "fastvae.fit: need epochs >= 0, batch_size >= 1, n_samples >= 1 and some training data");
+  TORCH_CHECK(o.threshold >= 0 && o.threshold <= 255, "fastvae.fit: threshold must lie in [0, 255]");
+  TORCH_CHECK(o.estimator >= 0 && o.estimator <= 2, "fastvae.fit: unknown estimator");
+  TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
+              "fastvae.fit: optimizer state does not match the parameters");
+  const auto est = static_cast<Estimator>(o.estimator);
+  const int64_t B = o.batch_size, L = o.n_samples;
+  const int64_t per_epoch = (N + B - 1) / B;
+
+  // Every buffer of the hot loop is allocated here, once.
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) grads.push_back(at::empty_like(p));
+  auto perm = at::empty({N}, at::kLong);
+  auto xb = at::empty({B, D}, at::kFloat);
+  auto yb = at::empty({B}, at::kLong);
+  auto eps = at::empty({L, B, Z}, at::kFloat);
+  auto w_rec = at::empty({B}, at::kFloat), w_kl = at::empty({B}, at::kFloat);
+  const int64_t total = o.epochs * per_epoch;
+  auto upd_rec = at::zeros({total}, at::kDouble), upd_kl = at::zeros({total}, at::kDouble);
+  auto ep_train = at::zeros({o.epochs}, at::kDouble), ep_test = at::full({o.epochs}, NAN, at::kDouble);
+  auto ep_sec = at::zeros({o.epochs}, at::kDouble);
+  std::vector<int64_t> val_step;
+  std::vector<double> val_rec, val_kl;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Engine eng(spec), eval_eng(spec);
+  const at::Tensor no_labels;
+
+  int64_t done = 0, epochs_done = 0;
+  py::object error = py::none();
+  {
+    py::gil_scoped_release nogil;
+    auto report = [&](const char* event, py::dict info) -> bool {
+      py::gil_scoped_acquire gil;
+      try {
+        if (!callback.is_none()) callback(event, info);
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      } catch (py::error_already_set& e) {
+        error = e.value();
+        return false;
+      }
+      return true;
+    };
+    auto record_val = [&]() {
+      auto r = evaluate(eval_eng, params, *val_x, val_y ? *val_y : no_labels, o.threshold,
+                        o.eval_samples, est, gen);
+      val_step.push_back(done);
+      val_rec.push_back(r.first);
+      val_kl.push_back(r.second);
+    };
+    bool stop = false;
+    if (val_x && o.eval_every > 0) record_val();
+    for (int64_t epoch = 0; epoch < o.epochs && !stop; ++epoch) {
+      auto t0 = std::chrono::steady_clock::now();
+      at::randperm_out(perm, N, gen);
+      const int64_t* pi = perm.data_ptr<int64_t>();
+      double elbo_sum = 0;
+      for (int64_t b = 0; b < per_epoch; ++b) {
+        const int64_t s = b * B, n = std::min(B, N - s);
+        at::Tensor x = n == B ? xb : xb.narrow(0, 0, n);
+        at::Tensor y = n == B ? yb : yb.narrow(0, 0, n);
+        at::Tensor e = n == B ? eps : eps.narrow(1, 0, n).contiguous();
+        gather_binarize(train_x, pi + s, n, o.threshold, x, cond ? *train_y : no_labels,
+                        cond ? &y : nullptr);
+        if (n == B) {
+          eps.normal_(0, 1, gen);
+        } else {
+          e.normal_(0, 1, gen);
+        }
+        // Minimise -mean ELBO: d/dtheta of sum_i (-rec_i + kl_i) / n.
+        w_rec.fill_(-1.0 / n);
+        w_kl.fill_(1.0 / n);
+        const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
+        eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
+        eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
+        cpu::adam_update(params, grads, exp_avg, exp_avg_sq, ++step, o.lr, o.beta1, o.beta2, o.eps,
+                         o.weight_decay);
+        const double r = eng.rec().sum().item<double>() / n, k = eng.kl().sum().item<double>() / n;
+        upd_rec[done] = r;
+        upd_kl[done] = k;
+        elbo_sum += (r - k) * n;
+        ++done;
+        if (val_x && o.eval_every > 0 && done % o.eval_every == 0) record_val();
+        if (o.callback_every > 0 && (done % o.callback_every == 0 || b + 1 == per_epoch)) {
+          py::gil_scoped_acquire gil;
+          py::dict info;
+          info["update"] = done;
+          info["epoch"] = epoch;
+          info["rec"] = r;
+          info["kl"] = k;
+          py::gil_scoped_release again;
+          if (!report("step", info)) {
+            stop = true;
+            break;
+          }
+        }
+      }
+      if (stop) break;
+      ep_train[epoch] = elbo_sum / N;
+      if (test_x) {
+        auto r = evaluate(eval_eng, params, *test_x, test_y ? *test_y : no_labels, o.threshold,
+                          o.eval_samples, est, gen);
+        ep_test[epoch] = r.first - r.second;
+      }
+      ep_sec[epoch] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      epochs_done = epoch + 1;
+      py::gil_scoped_acquire gil;
+      py::dict info;
+      info["epoch"] = epoch;
+      info["train_elbo"] = ep_train[epoch].item<double>();
+      info["test_elbo"] = ep_test[epoch].item<double>();
+      info["seconds"] = ep_sec[epoch].item<double>();
+      py::gil_scoped_release again;
+      if (!report("epoch", info)) stop = true;
+    }
+  }
+  py::dict out;
+  out["step"] = step;
+  out["updates"] = done;
+  out["epochs"] = epochs_done;
+  out["update_rec"] = upd_rec.narrow(0, 0, done);
+  out["update_kl"] = upd_kl.narrow(0, 0, done);
+  out["train_elbo"] = ep_train.narrow(0, 0, epochs_done);
+  out["test_elbo"] = ep_test.narrow(0, 0, epochs_done);
+  out["epoch_seconds"] = ep_sec.narrow(0, 0, epochs_done);
+  out["val_update"] = val_step;
+  out["val_rec"] = val_rec;
+  out["val_kl"] = val_kl;
+  out["error"] = error;
+  return out;
+}
+
+}  // namespace
+
+void bind_train_loop(py::module_& m) {
+  py::class_<Options>(m, "TrainOptions")
+      .def(py::init<>())
+      .def_readwrite("epochs", &Options::epochs)
+      .def_readwrite("batch_size", &Options::batch_size)
+      .def_readwrite("n_samples", &Options::n_samples)
+      .def_readwrite("estimator", &Options::estimator)
+      .def_readwrite("threshold", &Options::threshold)
+      .def_readwrite("callback_every", &Options::callback_every)
+      .def_readwrite("eval_every", &Options::eval_every)
+      .def_readwrite("eval_samples", &Options::eval_samples)
+      .def_readwrite("lr", &Options::lr)
+      .def_readwrite("beta1", &Options::beta1)
+      .def_readwrite("beta2", &Options::beta2)
+      .def_readwrite("eps", &Options::eps)
+      .def_readwrite("weight_decay", &Options::weight_decay);
+  m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+        py::arg("step"), py::arg("arch"), py::arg("slope"), py::arg("train_x"), py::arg("train_y"),
+        py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),
+        py::arg("seed"), py::arg("callback"),
+        "Train an MLP VAE in place for whole epochs (GIL released); see fastvae.VAE.fit.");
+}
+
+}  // namespace fastvae

@@ -1,0 +1,102 @@
+#include "vae_spec.h"
+
+#include <string>
+
+namespace fastvae {
+
+namespace {
+Act to_act(int64_t v, const char* what) {
+  TORCH_CHECK(v >= 0 && v <= 4, "fastvae: unknown activation code ", v, " for ", what);
+  return static_cast<Act>(v);
+}
+}  // namespace
+
+VaeSpec VaeSpec::parse(at::IntArrayRef arch, double slope) {
+  VaeSpec s;
+  size_t i = 0;
+  auto next = [&](const char* what) {
+    TORCH_CHECK(i < arch.size(), "fastvae: malformed arch list, missing ", what);
+    return arch[i++];
+  };
+  s.data_dim = next("data_dim");
+  s.cond_dim = next("cond_dim");
+  s.latent_dim = next("latent_dim");
+  TORCH_CHECK(s.data_dim > 0 && s.latent_dim > 0 && s.cond_dim >= 0,
+              "fastvae: data_dim and latent_dim must be positive and cond_dim >= 0");
+  int64_t n_enc = next("n_enc");
+  TORCH_CHECK(n_enc >= 0 && n_enc < 64, "fastvae: bad number of encoder layers");
+  for (int64_t k = 0; k < n_enc; ++k) s.enc_hidden.push_back(next("encoder size"));
+  int64_t n_dec = next("n_dec");
+  TORCH_CHECK(n_dec >= 0 && n_dec < 64, "fastvae: bad number of decoder layers");
+  for (int64_t k = 0; k < n_dec; ++k) s.dec_hidden.push_back(next("decoder size"));
+  for (auto h : s.enc_hidden) TORCH_CHECK(h > 0, "fastvae: layer sizes must be positive");
+  for (auto h : s.dec_hidden) TORCH_CHECK(h > 0, "fastvae: layer sizes must be positive");
+  s.act = to_act(next("activation"), "hidden layers");
+  int64_t sc = next("scale");
+  TORCH_CHECK(sc >= 0 && sc <= 2, "fastvae: unknown posterior scale code ", sc);
+  s.scale = static_cast<Scale>(sc);
+  s.mean_act = to_act(next("mean activation"), "mean head");
+  s.scale_act = to_act(next("scale activation"), "scale head");
+  TORCH_CHECK(i == arch.size(), "fastvae: malformed arch list, ", arch.size() - i, " extra entries");
+  TORCH_CHECK(s.scale != Scale::Std || s.scale_act == Act::Sigmoid,
+              "fastvae: a standard-deviation head needs a positive activation (sigmoid)");
+  TORCH_CHECK(slope == slope, "fastvae: leaky_relu slope is NaN");
+  s.slope = slope;
+  return s;
+}
+
+void VaeSpec::check_params(at::TensorList params, at::ScalarType dtype, at::Device device) const {
+  TORCH_CHECK((int64_t)params.size() == n_params(), "fastvae: expected ", n_params(),
+              " parameter tensors for this architecture, got ", params.size());
+  auto check_layer = [&](int64_t idx, int64_t out, int64_t in, const std::string& name) {
+    const auto& w = params[idx];
+    const auto& b = params[idx + 1];
+    TORCH_CHECK(w.dim() == 2 && w.size(0) == out && w.size(1) == in, "fastvae: ", name,
+                " weight must have shape [", out, ", ", in, "], got ", w.sizes());
+    TORCH_CHECK(b.dim() == 1 && b.size(0) == out, "fastvae: ", name, " bias must have shape [", out,
+                "], got ", b.sizes());
+    for (const auto* t : {&w, &b}) {
+      TORCH_CHECK(t->scalar_type() == dtype, "fastvae: ", name, " parameters must be ", dtype,
+                  " like the data, got ", t->scalar_type());
+      TORCH_CHECK(t->device() == device, "fastvae: ", name, " parameters are on ", t->device(),
+                  " but the data is on ", device);
+      TORCH_CHECK(t->is_contiguous(), "fastvae: ", name, " parameters must be contiguous");
+    }
+  };
+  int64_t idx = 0;
+  for (int64_t k = 0; k < n_enc_layers(); ++k, idx += 2)
+    check_layer(idx, enc_out(k), enc_in(k), "encoder layer " + std::to_string(k));
+  for (int64_t k = 0; k < n_dec_layers(); ++k, idx += 2)
+    check_layer(idx, dec_out(k), dec_in(k), "decoder layer " + std::to_string(k));
+}
+
+void VaeSpec::check_labels(const c10::optional<at::Tensor>& y, int64_t batch) const {
+  if (cond_dim == 0) {
+    TORCH_CHECK(!y.has_value(), "fastvae: labels y were given to an unconditional VAE");
+    return;
+  }
+  TORCH_CHECK(y.has_value(), "fastvae: this conditional VAE needs labels y (int64 [B])");
+  const auto& t = *y;
+  TORCH_CHECK(t.scalar_type() == at::kLong, "fastvae: labels y must be int64, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == batch, "fastvae: labels y must have shape [", batch,
+              "], got ", t.sizes());
+  if (batch > 0) {
+    TORCH_CHECK(t.min().item<int64_t>() >= 0 && t.max().item<int64_t>() < cond_dim,
+                "fastvae: labels y must lie in [0, ", cond_dim, ")");
+  }
+}
+
+void check_binary(const at::Tensor& x, const char* name) {
+  if (x.numel() == 0) return;
+  TORCH_CHECK(!at::isnan(x).any().item<bool>(), "fastvae: ", name, " contains NaN");
+  TORCH_CHECK(at::logical_or(x == 0, x == 1).all().item<bool>(), "fastvae: ", name,
+              " must be binary (every entry 0 or 1) for the Bernoulli likelihood; binarize it first "
+              "(fastvae.datasets.binarize)");
+}
+
+void check_finite(const at::Tensor& x, const char* name) {
+  if (x.numel() == 0) return;
+  TORCH_CHECK(at::isfinite(x).all().item<bool>(), "fastvae: ", name, " contains NaN or inf");
+}
+
+}  // namespace fastvae

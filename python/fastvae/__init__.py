@@ -1,0 +1,9 @@
+"""fastvae: variational autoencoders and variational inference with a fused C++ core on libtorch."""
+import torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C  # noqa: F401  (registers torch.ops.fastvae)
+from . import _ops, datasets, presets  # noqa: F401
+from .vae import ELBO, VAE, elbo, log_likelihood
+
+__version__ = "0.1.0"
+__all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets"]

@@ -1,0 +1,60 @@
+"""Python side of the torch.ops.fastvae operators: fake (meta) kernels for torch.compile and the
+autograd formulas, which call our hand-written C++ backward kernels."""
+import torch
+
+from . import _C  # noqa: F401  (registers the ops)
+
+ops = torch.ops.fastvae
+
+ESTIMATORS = {"analytic": 0, "mc": 1, "stl": 2}
+
+
+@torch.library.register_fake("fastvae::vae_elbo")
+def _vae_elbo_fake(x, y, eps, params, arch, slope, estimator):
+    b = x.shape[0]
+    return x.new_empty(b), x.new_empty(b), x.new_empty(b)
+
+
+@torch.library.register_fake("fastvae::vae_elbo_backward")
+def _vae_elbo_backward_fake(w_rec, w_kl, x, y, eps, params, arch, slope, estimator):
+    return [torch.empty_like(p) for p in params]
+
+
+@torch.library.register_fake("fastvae::vae_encode")
+def _vae_encode_fake(x, y, params, arch, slope):
+    z = arch[2]
+    return x.new_empty(x.shape[0], z), x.new_empty(x.shape[0], z)
+
+
+@torch.library.register_fake("fastvae::vae_decode")
+def _vae_decode_fake(z, y, params, arch, slope):
+    return z.new_empty(z.shape[0], arch[0])
+
+
+@torch.library.register_fake("fastvae::vae_iwae")
+def _vae_iwae_fake(x, y, eps, params, arch, slope):
+    return x.new_empty(x.shape[0])
+
+
+@torch.library.register_fake("fastvae::adam_step")
+def _adam_step_fake(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    return None
+
+
+def _elbo_setup_context(ctx, inputs, output):
+    x, y, eps, params, arch, slope, estimator = inputs
+    ctx.save_for_backward(x, eps, *params)
+    ctx.y = y
+    ctx.arch, ctx.slope, ctx.estimator = arch, slope, estimator
+
+
+def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
+    x, eps, *params = ctx.saved_tensors
+    # elbo = rec - kl, so an upstream gradient on elbo reaches rec with +1 and kl with -1.
+    w_rec = g_elbo + g_rec
+    w_kl = g_kl - g_elbo
+    grads = ops.vae_elbo_backward(w_rec, w_kl, x, ctx.y, eps, params, ctx.arch, ctx.slope, ctx.estimator)
+    return None, None, None, list(grads), None, None, None
+
+
+torch.library.register_autograd("fastvae::vae_elbo", _elbo_backward, setup_context=_elbo_setup_context)

@@ -1,0 +1,599 @@
+"""MNIST loading, verification, download and the small transforms the course exercises use.
+
+Data: the MNIST database of handwritten digits (Y. LeCun, C. Cortes, C. J. C. Burges), stored in
+the IDX format of LeCun et al. (http://yann.lecun.com/exdb/mnist/): a 4-byte magic
+``0x00 0x00 <type code> <ndim>``, then ``ndim`` big-endian uint32 sizes, then the row-major payload.
+
+Where the files are looked for (see :func:`data_dir`): the ``root=`` argument, else the environment
+variable ``FASTVAE_DATA``, else ``$XDG_CACHE_HOME/fastvae/mnist`` (default ``~/.cache/fastvae/mnist``).
+Each file may be stored raw (``train-images-idx3-ubyte``) or gzip-compressed (``...-ubyte.gz``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+from http.client import HTTPException
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DataFileError",
+    "MNIST_FILES",
+    "MIRRORS",
+    "read_idx",
+    "data_dir",
+    "load_mnist",
+    "download_mnist",
+    "binarize",
+    "subsample",
+    "balanced_subset",
+    "flatten",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: name -> (uncompressed size in bytes, md5 of the uncompressed content). The mirrors compress
+#: the files differently, so only the uncompressed content has a stable checksum.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
+}
+
+#: Base URLs of public MNIST mirrors, tried in order; each serves ``<name>.gz``.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+# split -> (image file, label file, number of examples)
+_SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
+}
+
+# IDX type code -> numpy dtype (big-endian, as the format stores it)
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DataFileError(ValueError):
+    """A data file is corrupt, truncated or not what it should be.
+
+    The message always starts with the offending file path (or URL) and says what is wrong.
+    """
+
+
+# --------------------------------------------------------------------------- IDX reading
+
+
+def _gunzip(blob: bytes, source, limit: Optional[int] = None) -> bytes:
+    """Decompress a gzip blob; ``limit`` caps the output (guards against a hostile download)."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
+            out = f.read() if limit is None else f.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; EOFError = truncated
+        raise DataFileError(f"{source}: corrupt or truncated gzip data ({e})") from e
+    if limit is not None and len(out) > limit:
+        raise DataFileError(f"{source}: decompresses to more than the expected {limit} bytes")
+    return out
+
+
+def _read_bytes(path: Path) -> bytes:
+    """File content, gunzipped when it starts with the gzip magic 1f 8b (whatever its name)."""
+    blob = path.read_bytes()
+    return _gunzip(blob, path) if blob[:2] == _GZIP_MAGIC else blob
+
+
+def _parse_idx(data: bytes, source) -> np.ndarray:
+    if len(data) < 4:
+        raise DataFileError(f"{source}: only {len(data)} bytes, too short for the 4-byte IDX magic")
+    zero0, zero1, code, ndim = data[:4]
+    if zero0 != 0 or zero1 != 0:
+        raise DataFileError(
+            f"{source}: bad magic 0x{data[:4].hex()}; IDX files start with two zero bytes"
+        )
+    if code not in _IDX_DTYPES:
+        raise DataFileError(
+            f"{source}: unknown IDX dtype code 0x{code:02x} (known: "
+            + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES) + ")"
+        )
+    if ndim == 0:
+        raise DataFileError(f"{source}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataFileError(
+            f"{source}: truncated header: {ndim} dims need {header} bytes, file holds {len(data)}"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _IDX_DTYPES[code]
+    count = 1
+    for d in dims:  # Python ints: no overflow for absurd headers
+        count *= d
+    expected, actual = count * dtype.itemsize, len(data) - header
+    if actual != expected:
+        what = "truncated" if actual < expected else "trailing bytes"
+        raise DataFileError(
+            f"{source}: header says shape {tuple(dims)} = {count} items ({expected} payload bytes) "
+            f"but the file holds {actual} payload bytes ({what})"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    # native byte order and a writable copy, so torch.from_numpy works without warnings
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Read one IDX file (LeCun et al.'s MNIST format), raw or gzip-compressed.
+
+    Args:
+        path: file path. Gzip is detected by the magic bytes ``1f 8b``, not by the extension.
+
+    Returns:
+        A writable numpy array in native byte order whose shape is the header's dims, e.g.
+        ``uint8 [60000, 28, 28]`` for ``train-images-idx3-ubyte``. Type codes: 0x08 uint8,
+        0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DataFileError: bad magic, unknown type code, zero dims, truncated header, payload size not
+            exactly the product of the dims (truncated or trailing bytes), corrupt/truncated gzip.
+            The message names ``path``.
+    """
+    path = Path(path)
+    return _parse_idx(_read_bytes(path), path)
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def _find_file(folder: Path, name: str) -> Optional[Path]:
+    """``folder/name`` if present, else ``folder/name.gz``, else None."""
+    for candidate in (folder / name, folder / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_mnist(folder: Path) -> bool:
+    return folder.is_dir() and any(_find_file(folder, n) for n in MNIST_FILES)
+
+
+def data_dir(root: Optional[PathLike] = None) -> Path:
+    """Folder holding (or to receive) the four MNIST files.
+
+    Resolution order: ``root``; else the environment variable ``FASTVAE_DATA``; else
+    ``$XDG_CACHE_HOME/fastvae/mnist`` (``~/.cache/fastvae/mnist`` when XDG_CACHE_HOME is unset).
+    If ``root``/``FASTVAE_DATA`` holds no MNIST file but its ``mnist/`` subfolder does, that
+    subfolder is returned, so both ``FASTVAE_DATA=shared/data`` and ``shared/data/mnist`` work.
+
+    Returns:
+        An absolute path. The folder is not created and may not exist.
+    """
+    if root is None or str(root) == "":
+        root = os.environ.get("FASTVAE_DATA") or None
+    if root is not None:
+        folder = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+        if not _has_mnist(folder) and _has_mnist(folder / "mnist"):
+            return folder / "mnist"
+        return folder
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(os.path.abspath(os.path.expanduser(cache))) / "fastvae" / "mnist"
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _check_content(content: bytes, name: str, source) -> None:
+    size, md5 = MNIST_FILES[name]
+    if len(content) != size:
+        raise DataFileError(
+            f"{source}: uncompressed size {len(content)} bytes, expected {size} for {name}"
+        )
+    got = hashlib.md5(content).hexdigest()
+    if got != md5:
+        raise DataFileError(f"{source}: md5 mismatch for {name}: got {got}, expected {md5}")
+
+
+def _verify_file(path: Path, name: str) -> None:
+    _check_content(_read_bytes(path), name, path)
+
+
+def _fetch(url: str, timeout: float, max_bytes: int, desc: str) -> bytes:
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        if total is not None and total > max_bytes:
+            raise DataFileError(f"{url}: Content-Length {total} exceeds {max_bytes} bytes")
+        buf = bytearray()
+        # disable=None: no bar when stderr is not a terminal (tests, logs)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+                bar.update(len(chunk))
+                if len(buf) > max_bytes:
+                    raise DataFileError(f"{url}: response exceeds {max_bytes} bytes")
+    if total is not None and len(buf) != total:
+        raise DataFileError(f"{url}: received {len(buf)} of {total} bytes (connection cut)")
+    return bytes(buf)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + fsync + os.replace: readers see old or new, never partial."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:  # includes KeyboardInterrupt: never leave the temp file behind
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # persist the rename itself; best effort (not possible on every OS / filesystem)
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _download(folder: Path, mirrors: Sequence[str], timeout: float) -> Path:
+    if isinstance(mirrors, str):
+        mirrors = (mirrors,)
+    mirrors = tuple(mirrors)
+    if not mirrors:
+        raise ValueError("download_mnist: no mirrors given")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (size, _) in MNIST_FILES.items():
+        existing = _find_file(folder, name)
+        if existing is not None:
+            try:
+                _verify_file(existing, name)
+                continue  # present and valid
+            except DataFileError:
+                pass  # replaced below, only once a verified copy is in hand
+        target = existing if existing is not None else folder / (name + ".gz")
+        failures = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + name + ".gz"
+            try:
+                blob = _fetch(url, timeout, max_bytes=2 * size + (1 << 16), desc=name)
+                content = _gunzip(blob, url, limit=size) if blob[:2] == _GZIP_MAGIC else blob
+                _check_content(content, name, url)
+            except (OSError, HTTPException, ValueError) as e:  # URLError, timeouts, DataFileError
+                failures.append(f"  {url}: {e}")
+                continue
+            if target.name.endswith(".gz"):
+                data = blob if blob[:2] == _GZIP_MAGIC else gzip.compress(content)
+            else:
+                data = content
+            _atomic_write(target, data)
+            break
+        else:
+            raise RuntimeError(
+                f"could not download {name} into {folder}; mirrors tried:\n" + "\n".join(failures)
+            )
+    return folder
+
+
+def download_mnist(
+    root: Optional[PathLike] = None, mirrors: Sequence[str] = MIRRORS, timeout: float = 30
+) -> Path:
+    """Download the four MNIST files into ``data_dir(root)`` and verify them.
+
+    For each file in :data:`MNIST_FILES`, each mirror is tried in turn for ``<name>.gz``
+    (urllib). The uncompressed content must have the listed size and md5. Files are written
+    atomically (temp file in the same folder, fsync, ``os.replace``), so a failed or interrupted
+    download never leaves a partial file and never replaces a valid one. Files already present
+    (raw or .gz) and valid are skipped; a present but invalid file is replaced once a verified
+    copy has been downloaded.
+
+    Args:
+        root: target folder (see :func:`data_dir`); created if needed.
+        mirrors: base URLs, tried in order.
+        timeout: socket timeout in seconds per request.
+
+    Returns:
+        The folder.
+
+    Raises:
+        RuntimeError: every mirror failed for some file; the message lists each URL tried and why.
+        ValueError: ``mirrors`` is empty.
+        OSError: the folder cannot be created or written.
+    """
+    return _download(data_dir(root), mirrors, timeout)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(split: str, key: tuple) -> Tuple[torch.Tensor, torch.Tensor]:
+    # key: ((image path, mtime_ns, size), (label path, mtime_ns, size)); a changed file misses the cache
+    img_path, lbl_path = Path(key[0][0]), Path(key[1][0])
+    n_expected = _SPLITS[split][2]
+    images = read_idx(img_path)
+    labels = read_idx(lbl_path)
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        bad = img_path if images.dtype != np.uint8 else lbl_path
+        raise DataFileError(f"{bad}: expected IDX type 0x08 (uint8)")
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataFileError(f"{img_path}: expected images of shape [N, 28, 28], got {list(images.shape)}")
+    if labels.ndim != 1:
+        raise DataFileError(f"{lbl_path}: expected labels of shape [N], got {list(labels.shape)}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataFileError(
+            f"{img_path}: {images.shape[0]} images but {lbl_path} has {labels.shape[0]} labels"
+        )
+    if images.shape[0] != n_expected:
+        raise DataFileError(
+            f"{img_path}: {images.shape[0]} examples, the MNIST {split} split has {n_expected}"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataFileError(f"{lbl_path}: label {int(labels.max())} outside 0..9")
+    return torch.from_numpy(images), torch.from_numpy(labels).to(torch.int64)
+
+
+def _missing_message(folder: Path, missing: Iterable[str], extra: str) -> str:
+    return (
+        f"MNIST files missing: {', '.join(missing)} (looked for <name> and <name>.gz in {folder}). "
+        "Point at a local copy with load_mnist(root='/path/to/mnist') or the environment variable "
+        f"FASTVAE_DATA=/path/to/mnist{extra}"
+    )
+
+
+def load_mnist(
+    split: str = "train", root: Optional[PathLike] = None, download: bool = True
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Load an MNIST split (LeCun, Cortes, Burges) as torch tensors.
+
+    Args:
+        split: ``"train"`` (60000 examples) or ``"test"`` (10000 examples).
+        root: folder with the IDX files; default from :func:`data_dir` (``FASTVAE_DATA`` or the
+            cache folder). Each file may be raw or ``.gz``.
+        download: if files are missing, call :func:`download_mnist` on that folder first.
+
+    Returns:
+        ``(images, labels)``: images ``torch.uint8 [N, 28, 28]`` with intensities 0..255 (0 is
+        background), labels ``torch.int64 [N]`` in 0..9. Decoded arrays are cached in memory per
+        (file paths, mtimes, split); each call returns fresh copies, so callers may modify them.
+
+    Raises:
+        ValueError: ``split`` is not "train" or "test".
+        FileNotFoundError: files missing and ``download=False`` or the download failed; the
+            message names the files, the folder and how to point at a local copy.
+        DataFileError: a file is corrupt, has the wrong dtype/shape, image and label counts differ,
+            the count is not the split's, or a label is outside 0..9.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    folder = data_dir(root)
+    names = _SPLITS[split][:2]
+    paths = [_find_file(folder, n) for n in names]
+    if None in paths:
+        missing = [n for n, p in zip(names, paths) if p is None]
+        if not download:
+            raise FileNotFoundError(_missing_message(folder, missing, ", or pass download=True."))
+        try:
+            _download(folder, MIRRORS, 30)  # global looked up now, so it can be patched
+        except (OSError, RuntimeError) as e:
+            raise FileNotFoundError(_missing_message(folder, missing, f".\nDownload failed: {e}")) from e
+        paths = [_find_file(folder, n) for n in names]
+    key = []
+    for p in paths:
+        st = p.stat()
+        key.append((str(p.resolve()), st.st_mtime_ns, st.st_size))
+    images, labels = _load_cached(split, tuple(key))
+    return images.clone(), labels.clone()
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def _check_finite_range(images: torch.Tensor) -> None:
+    if images.dtype.is_floating_point:
+        if torch.isnan(images).any():
+            raise ValueError("images contain NaN")
+        if images.numel() and (images.min() < 0 or images.max() > 1):
+            raise ValueError(
+                "float images must hold intensities in [0, 1] "
+                f"(got range [{images.min().item()}, {images.max().item()}]); divide bytes by 255"
+            )
+    elif images.dtype == torch.bool or images.dtype.is_complex:
+        raise TypeError(f"unsupported image dtype {images.dtype}")
+    elif images.numel() and (images.min() < 0 or images.max() > 255):
+        raise ValueError("integer images must hold byte intensities in 0..255")
+
+
+def binarize(
+    images: torch.Tensor,
+    threshold: float = 0.5,
+    scale: Optional[str] = None,
+    method: str = "threshold",
+) -> torch.Tensor:
+    """Binarize pixel intensities to 0/1.
+
+    Input: a tensor of any shape, either integer (uint8) byte intensities 0..255 or float
+    intensities in [0, 1]; the input's scale is inferred from its dtype.
+
+    ``method="threshold"``: pixel -> 1 iff intensity > ``threshold`` (strictly greater).
+    ``threshold`` is on the 0..1 scale (``scale=None``/``"unit"``) or on the 0..255 scale
+    (``scale="byte"``). Byte input is divided by 255 (float32) before comparing with a 0..1
+    threshold; float input is compared with ``threshold / 255`` for a byte threshold, so
+    ``k / 255`` images give the same result as the bytes ``k``. Examples: ESE 546 HW5
+    "pixel > 128 -> 1" is ``binarize(x, 128, scale="byte")``; the default is intensity > 0.5.
+
+    ``method="round"``: ``torch.round`` of the 0..1 intensity (x / 255 for bytes), as in DD2434
+    and HW7; i.e. bytes >= 128 -> 1 (half-to-even only matters for float inputs exactly 0.5 -> 0).
+    ``threshold`` and ``scale`` must be left at their defaults.
+
+    Returns:
+        float32 tensor of 0.0/1.0, same shape and device as ``images``.
+
+    Raises:
+        ValueError: NaN input, float input outside [0, 1] or integer input outside 0..255,
+            threshold outside its scale, unknown ``scale`` or ``method``, or threshold/scale given
+            with ``method="round"``.
+        TypeError: ``images`` is not a tensor, or is bool/complex.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if method not in ("threshold", "round"):
+        raise ValueError(f"unknown method {method!r}; use 'threshold' or 'round'")
+    if scale not in (None, "unit", "byte"):
+        raise ValueError(f"unknown scale {scale!r}; use None/'unit' (0..1) or 'byte' (0..255)")
+    _check_finite_range(images)
+    is_float = images.dtype.is_floating_point
+    if method == "round":
+        if threshold != 0.5 or scale is not None:
+            raise ValueError("threshold/scale have no effect with method='round'; leave them unset")
+        unit = images if is_float else images.to(torch.float32) / 255
+        return torch.round(unit).to(torch.float32)
+    top = 255.0 if scale == "byte" else 1.0
+    if not (0.0 <= float(threshold) <= top):  # also rejects NaN
+        raise ValueError(f"threshold {threshold} outside [0, {top:g}] for scale={scale or 'unit'!r}")
+    if scale == "byte":
+        if is_float:
+            return (images > float(threshold) / 255.0).to(torch.float32)
+        return (images.to(torch.int32) > float(threshold)).to(torch.float32)  # exact integer rule
+    unit = images if is_float else images.to(torch.float32) / 255
+    return (unit > float(threshold)).to(torch.float32)
+
+
+def subsample(images: torch.Tensor, size: int = 14, method: str = "pool") -> torch.Tensor:
+    """Reduce 28x28 images to ``size`` x ``size``.
+
+    Args:
+        images: ``[..., 28, 28]`` or flattened ``[..., 784]`` tensor (uint8 0..255 or float).
+        size: output side; a divisor of 28 (1, 2, 4, 7, 14, 28).
+        method: ``"pool"`` averages each (28/size)^2 block (``avg_pool2d``); integer input keeps
+            its dtype, the mean rounded with ``torch.round`` (half to even). ``"stride"`` keeps
+            the top-left pixel of each block (every other pixel for size 14), dtype unchanged.
+
+    Returns:
+        ``[..., size, size]`` or ``[..., size*size]`` (same layout as the input), contiguous.
+
+    Raises:
+        ValueError: size not a divisor of 28, shape not 28x28/784, unknown method.
+    """
+    if method not in ("pool", "stride"):
+        raise ValueError(f"unknown method {method!r}; use 'pool' or 'stride'")
+    if not isinstance(size, int) or size < 1 or 28 % size:
+        raise ValueError(f"size must be a divisor of 28 (1, 2, 4, 7, 14, 28), got {size!r}")
+    if images.dim() >= 1 and images.shape[-1] == 784:
+        lead, flat = images.shape[:-1], True
+    elif images.dim() >= 2 and tuple(images.shape[-2:]) == (28, 28):
+        lead, flat = images.shape[:-2], False
+    else:
+        raise ValueError(f"expected [..., 28, 28] or [..., 784] images, got {list(images.shape)}")
+    k = 28 // size
+    x = images.reshape(-1, 1, 28, 28)
+    if method == "stride":
+        out = x[:, :, ::k, ::k]
+    elif images.dtype.is_floating_point:
+        out = torch.nn.functional.avg_pool2d(x, k)
+    else:  # block sums <= 784*255 are exact in float32
+        out = torch.round(torch.nn.functional.avg_pool2d(x.to(torch.float32), k)).to(images.dtype)
+    shape = (*lead, size * size) if flat else (*lead, size, size)
+    return out.reshape(shape).contiguous()
+
+
+def balanced_subset(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_per_class: int,
+    seed: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    exclude: Optional[Union[torch.Tensor, Sequence[int]]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pick ``n_per_class`` examples of every class, uniformly at random without replacement.
+
+    Used e.g. for ESE 546's 1,000-per-digit training set and a disjoint validation set
+    (pass the training indices as ``exclude``).
+
+    Args:
+        images: ``[N, ...]`` tensor.
+        labels: ``[N]`` integer tensor; the classes are the distinct values in ``labels``.
+        n_per_class: examples per class, >= 1.
+        seed: makes the draw reproducible (a fresh CPU ``torch.Generator`` seeded with it).
+        generator: alternatively, a CPU ``torch.Generator``; with neither, torch's global RNG.
+        exclude: indices into ``images`` that must not be chosen.
+
+    Returns:
+        ``(images[idx], labels[idx], idx)`` with ``idx`` an int64 CPU tensor of length
+        ``n_per_class * n_classes``, sorted by class (ascending), then by index within a class.
+        With the same seed, a smaller ``n_per_class`` yields a subset of a larger one's picks.
+
+    Raises:
+        ValueError: a class has fewer than ``n_per_class`` non-excluded examples, bad shapes,
+            ``n_per_class < 1``, exclude index out of range, both ``seed`` and ``generator``.
+    """
+    if seed is not None and generator is not None:
+        raise ValueError("give seed or generator, not both")
+    if not isinstance(n_per_class, int) or n_per_class < 1:
+        raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}")
+    # index bookkeeping in numpy: small torch ops on CPU pay thread-pool overhead
+    labels = torch.as_tensor(labels)
+    lab = labels.detach().cpu().numpy()
+    if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} {list(labels.shape)}")
+    n = lab.shape[0]
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but {n} labels")
+    if seed is not None:
+        generator = torch.Generator().manual_seed(int(seed))
+    allowed = np.ones(n, dtype=bool)
+    if exclude is not None:
+        ex = torch.as_tensor(exclude, dtype=torch.int64).reshape(-1).cpu().numpy()
+        if ex.size and (ex.min() < 0 or ex.max() >= n):
+            raise ValueError(f"exclude holds indices outside 0..{n - 1}")
+        allowed[ex] = False
+    chosen = []
+    for c in np.unique(lab).tolist():
+        members = np.flatnonzero((lab == c) & allowed)
+        if members.size < n_per_class:
+            raise ValueError(
+                f"class {c} has {members.size} available examples, fewer than n_per_class={n_per_class}"
+            )
+        perm = torch.randperm(members.size, generator=generator)[:n_per_class].numpy()
+        chosen.append(np.sort(members[perm]))
+    idx = torch.from_numpy(np.concatenate(chosen).astype(np.int64))
+    return images[idx.to(images.device)], labels[idx.to(labels.device)], idx
+
+
+def flatten(images: torch.Tensor) -> torch.Tensor:
+    """``[..., 28, 28]`` -> ``[..., 784]`` (a view when the memory layout allows), dtype unchanged."""
+    if images.dim() < 2:
+        raise ValueError(f"expected [..., H, W] images, got {list(images.shape)}")
+    return images.reshape(*images.shape[:-2], images.shape[-2] * images.shape[-1])

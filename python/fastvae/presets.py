@@ -1,0 +1,68 @@
+"""Architectures and training settings of the four homework VAEs (see docs/reproductions.md).
+
+Sources: ESE 546 HW5 Problem 1; STATS 305C HW6 Problem 3; Deep Learning HW7 (conditional VAE);
+DD2434 Assignment 1B. Settings a homework leaves open are marked "chosen" with the reason.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model keyword arguments for :class:`fastvae.VAE`, training settings for ``VAE.fit`` and data
+    settings for the loaders."""
+
+    model: Dict = field(default_factory=dict)
+    train: Dict = field(default_factory=dict)
+    data: Dict = field(default_factory=dict)
+    reported: Dict = field(default_factory=dict)
+
+
+PRESETS: Dict[str, Preset] = {
+    # 784 -> 512 -> 256 -> (mu, log sigma) in R^2; decoder 2 -> 256 -> 512 -> 784 logits.
+    "stats305c": Preset(
+        model=dict(data_dim=784, latent_dim=2, encoder_hidden=(512, 256), decoder_hidden=(256, 512),
+                   activation="relu", posterior="logstd"),
+        train=dict(epochs=20, batch_size=64, n_samples=1, lr=1e-3),
+        # the homework binarizes intensities in [0, 1] at 0.5: pixel > 127 on the byte scale
+        data=dict(size=28, threshold=127),
+        reported=dict(train_elbo=-134.52, test_elbo=-137.67, epoch1_train_elbo=-193.33,
+                      epoch1_test_elbo=-168.84),
+    ),
+    # 196 -> 128 tanh -> 16 (8 means, 8 log-variances); decoder 8 -> 128 tanh -> 196; 2 MC samples.
+    "ese546": Preset(
+        model=dict(data_dim=196, latent_dim=8, encoder_hidden=(128,), decoder_hidden=(128,),
+                   activation="tanh", posterior="logvar"),
+        # chosen: Adam lr 1e-3, batch 100, 50 epochs of the 10,000 images = 5,000 updates
+        train=dict(epochs=50, batch_size=100, n_samples=2, lr=1e-3),
+        data=dict(size=14, threshold=128, n_per_class=1000, n_validation=100),
+    ),
+    # [x, onehot(y)] 794 -> 256 relu -> sigmoid heads (mean, std) in R^40; decoder [z, y] 50 -> 256 -> 784.
+    "cvae_hw7": Preset(
+        model=dict(data_dim=784, latent_dim=40, cond_dim=10, encoder_hidden=(256,), decoder_hidden=(256,),
+                   activation="relu", posterior="std", mean_activation="sigmoid",
+                   scale_activation="sigmoid"),
+        train=dict(epochs=11, batch_size=64, n_samples=1, lr=1e-3),
+        data=dict(size=28, threshold=127),
+    ),
+    # 784 -> 400 -> 400 (leaky 0.2) -> mean, log-variance in R^200; decoder 200 -> 400 -> 400 -> 784.
+    "dd2434": Preset(
+        model=dict(data_dim=784, latent_dim=200, encoder_hidden=(400, 400), decoder_hidden=(400, 400),
+                   activation="leaky_relu", negative_slope=0.2, posterior="logvar"),
+        train=dict(epochs=15, batch_size=100, n_samples=1, lr=1e-3),
+        data=dict(size=28, threshold=127),
+        reported=dict(epoch_loss=(170.47, 119.11, 104.68, 98.14, 94.27, 91.72, 90.03, 88.60, 87.54,
+                                  86.69, 85.86, 85.22, 84.57, 84.08, 83.52), loss_divisor=59900),
+    ),
+}
+
+
+def names() -> Tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def get(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
