@@ -16,6 +16,9 @@ struct Inputs {
   std::vector<at::Tensor> params;
 };
 
+// The kernels compute their own gradients; the ATen calls inside them must not record autograd.
+using NoAutograd = at::AutoDispatchBelowADInplaceOrView;
+
 Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor* eps,
                     at::TensorList params, at::IntArrayRef arch, double slope, bool binary_x) {
   Inputs in{VaeSpec::parse(arch, slope)};
@@ -66,6 +69,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vae_elbo(const at::Tensor& x,
                                                         const at::Tensor& eps, at::TensorList params,
                                                         at::IntArrayRef arch, double slope,
                                                         int64_t estimator) {
+  NoAutograd guard;
   auto in = check_inputs(x, y, &eps, params, arch, slope, true);
   auto est = to_estimator(estimator);
   at::Tensor rec, kl;
@@ -82,6 +86,7 @@ std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Ten
                                           const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                           const at::Tensor& eps, at::TensorList params,
                                           at::IntArrayRef arch, double slope, int64_t estimator) {
+  NoAutograd guard;
   auto in = check_inputs(x, y, &eps, params, arch, slope, true);
   auto est = to_estimator(estimator);
   const int64_t B = x.size(0);
@@ -103,6 +108,7 @@ std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Ten
 std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                               at::TensorList params, at::IntArrayRef arch,
                                               double slope) {
+  NoAutograd guard;
   auto in = check_inputs(x, y, nullptr, params, arch, slope, true);
   at::Tensor mu, sigma;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_encode", [&] {
@@ -116,6 +122,7 @@ std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::op
 
 at::Tensor vae_decode(const at::Tensor& z, const c10::optional<at::Tensor>& y, at::TensorList params,
                       at::IntArrayRef arch, double slope) {
+  NoAutograd guard;
   auto in = check_inputs(z, y, nullptr, params, arch, slope, false);
   at::Tensor logits;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_decode", [&] {
@@ -128,6 +135,7 @@ at::Tensor vae_decode(const at::Tensor& z, const c10::optional<at::Tensor>& y, a
 
 at::Tensor vae_iwae(const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor& eps,
                     at::TensorList params, at::IntArrayRef arch, double slope) {
+  NoAutograd guard;
   auto in = check_inputs(x, y, &eps, params, arch, slope, true);
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae", [&] {

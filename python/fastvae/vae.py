@@ -112,11 +112,8 @@ class VAE(nn.Module):
             x = x.reshape(x.shape[0], -1)
         w = self.encoder_head.weight
         if x.dtype != w.dtype:
-            if x.is_floating_point() or x.dtype == torch.bool:
-                x = x.to(w.dtype)
-            else:
-                raise TypeError(f"x must be a binary float tensor of dtype {w.dtype}, got {x.dtype}; "
-                                "binarize uint8 images with fastvae.datasets.binarize")
+            raise TypeError(f"x must be a binary float tensor of the model's dtype {w.dtype}, got {x.dtype}; "
+                            "binarize images with fastvae.datasets.binarize and match dtypes with .to()")
         if y is not None:
             y = torch.as_tensor(y, device=x.device)
             if y.dtype != torch.int64:

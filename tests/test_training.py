@@ -1,0 +1,117 @@
+"""The C++ training loop (VAE.fit) on real MNIST: learning, reproducibility, clean interruption, errors."""
+import _thread
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import fastvae
+from fastvae.datasets import load_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    x, y = load_mnist("train", root=mnist_dir)
+    return x[:3000].reshape(3000, -1), y[:3000]
+
+
+def test_fit_learns_and_records_history(mnist):
+    x, _ = mnist
+    model = fastvae.VAE.from_preset("stats305c")
+    hist = model.fit(x[:2500], epochs=3, batch_size=64, test_images=x[2500:], seed=0, progress=False)
+    n_updates = 3 * -(-2500 // 64)
+    assert hist.update_rec.shape == (n_updates,) and hist.update_kl.shape == (n_updates,)
+    assert hist.train_elbo.shape == (3,) and hist.test_elbo.shape == (3,) and hist.epoch_seconds.shape == (3,)
+    assert np.all(np.isfinite(hist.test_elbo)) and np.all(hist.epoch_seconds > 0)
+    assert hist.train_elbo[-1] > hist.train_elbo[0] + 20  # nats; a fresh model starts near -540
+    assert hist.test_elbo[-1] > hist.test_elbo[0]
+    assert np.all(hist.update_kl >= 0)  # analytic KL of Gaussians
+    assert model.history_ is not None and model._adam["step"] == n_updates
+
+
+def test_fit_continues_and_is_reproducible(mnist):
+    x, _ = mnist
+    a, b = fastvae.VAE.from_preset("ese546"), fastvae.VAE.from_preset("ese546")
+    b.load_state_dict(a.state_dict())
+    small = fastvae.datasets.subsample(x[:1000].reshape(-1, 28, 28)).reshape(1000, -1)
+    for m in (a, b):
+        m.fit(small, epochs=1, batch_size=100, n_samples=2, threshold=128, seed=7, progress=False)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    a.fit(small, epochs=1, batch_size=100, n_samples=2, threshold=128, seed=8, progress=False)
+    assert a.history_.update_rec.shape == (20,) and a._adam["step"] == 20
+
+
+def test_validation_curve_every_k_updates(mnist):
+    x, _ = mnist
+    model = fastvae.VAE.from_preset("stats305c")
+    hist = model.fit(x[:1280], epochs=2, batch_size=64, val_images=x[2900:], eval_every=10, seed=0, progress=False)
+    assert list(hist.val_update) == [0, 10, 20, 30, 40]
+    assert hist.val_rec[-1] > hist.val_rec[0]
+
+
+def test_conditional_fit(mnist):
+    x, y = mnist
+    model = fastvae.VAE.from_preset("cvae_hw7")
+    hist = model.fit(x[:1000], y[:1000], epochs=2, batch_size=64, test_images=x[2000:2200],
+                     test_labels=y[2000:2200], seed=0, progress=False)
+    assert hist.train_elbo[1] > hist.train_elbo[0]
+    assert model.sample(5, y=3).shape == (5, 784)
+
+
+def test_interrupt_from_callback_keeps_completed_steps(mnist):
+    x, _ = mnist
+    model = fastvae.VAE.from_preset("stats305c")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def stop_after_five(event, info):
+        if event == "step" and info["update"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, epochs=1, batch_size=64, seed=3, progress=False, callback=stop_after_five, callback_every=1)
+    assert model.history_.update_rec.shape == (5,) and model._adam["step"] == 5
+    # The interrupted model equals one trained for exactly those five updates with the same seed.
+    ref = fastvae.VAE.from_preset("stats305c")
+    ref.load_state_dict(init)
+    with pytest.raises(KeyboardInterrupt):
+        ref.fit(x, epochs=1, batch_size=64, seed=3, progress=False, callback=stop_after_five, callback_every=1)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_ctrl_c_stops_cleanly(mnist):
+    x, _ = mnist
+    model = fastvae.VAE.from_preset("stats305c")
+    timer = threading.Timer(0.5, _thread.interrupt_main)  # delivers SIGINT's KeyboardInterrupt
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, epochs=1000, batch_size=64, seed=0, progress=False)
+    finally:
+        timer.cancel()
+    done = model._adam["step"]
+    assert 0 < done < 1000 * 47 and model.history_.update_rec.shape == (done,)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    xb = fastvae.datasets.binarize(x[:10].float() / 255)
+    assert torch.isfinite(fastvae.elbo(model, xb).elbo).all()
+
+
+def test_fit_rejects_bad_input(mnist):
+    x, y = mnist
+    model = fastvae.VAE.from_preset("stats305c")
+    with pytest.raises(ValueError, match="784 pixels"):
+        model.fit(x[:, :700], progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.fit(x[:10].float(), progress=False)
+    with pytest.raises(ValueError, match="threshold"):
+        model.fit(x[:10], threshold=300, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.fit(x[:10], batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="needs train_labels"):
+        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], progress=False)
+    with pytest.raises(TypeError, match="float32"):
+        fastvae.VAE.from_preset("stats305c", dtype=torch.float64).fit(x[:10], progress=False)
+    with pytest.raises(RuntimeError, match=r"lie in \[0, 10\)"):
+        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], torch.full((10,), 11), progress=False)

@@ -1,0 +1,257 @@
+"""fastvae's C++ VAE kernels against plain PyTorch references of the four homework architectures."""
+import pytest
+import torch
+
+import fastvae
+from reference_vaes import RefVAE
+
+PRESETS = ["stats305c", "ese546", "cvae_hw7", "dd2434"]
+TOL = {torch.float64: dict(atol=1e-9, rtol=0), torch.float32: dict(atol=1e-4, rtol=1e-4)}
+
+
+def make_batch(model, B=6, L=3, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(B, model.data_dim, generator=g) < 0.3).to(dtype)
+    y = torch.randint(0, model.cond_dim, (B,), generator=g) if model.cond_dim else None
+    eps = torch.randn(L, B, model.latent_dim, generator=g, dtype=dtype)
+    return x, y, eps
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", PRESETS)
+def test_forward_matches_reference(name, dtype):
+    model = fastvae.VAE.from_preset(name, dtype=dtype)
+    ref = RefVAE(model)
+    x, y, eps = make_batch(model, dtype=dtype)
+    mu, sigma = model.encode(x, y)
+    q = ref.q(x, y)
+    torch.testing.assert_close(mu, q.loc.detach(), **TOL[dtype])
+    torch.testing.assert_close(sigma, q.scale.detach(), **TOL[dtype])
+    z = eps[0]
+    torch.testing.assert_close(model.decode(z, y, logits=True), ref.logits(z, y).detach(), **TOL[dtype])
+    torch.testing.assert_close(model.decode(z, y), torch.sigmoid(ref.logits(z, y)).detach(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("estimator", ["analytic", "mc", "stl"])
+@pytest.mark.parametrize("name", PRESETS)
+def test_elbo_and_gradients_match_reference(name, estimator, dtype):
+    model = fastvae.VAE.from_preset(name, dtype=dtype)
+    ref = RefVAE(model)
+    x, y, eps = make_batch(model, dtype=dtype)
+    out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
+    rec, kl = ref.elbo_terms(x, eps, y, estimator)
+    tol = TOL[dtype] if dtype == torch.float64 else dict(atol=2e-3, rtol=1e-4)  # sums of 784 float32 terms
+    torch.testing.assert_close(out.rec, rec.detach(), **tol)
+    torch.testing.assert_close(out.kl, kl.detach(), **tol)
+    torch.testing.assert_close(out.elbo, (rec - kl).detach(), **tol)
+    # An objective that weights the three outputs differently checks every path of the backward.
+    w = torch.linspace(0.5, 1.5, x.shape[0], dtype=dtype)
+    obj = lambda e, r, k: -(w * e).sum() + 0.3 * r[0] + 0.7 * k[-1]  # noqa: E731
+    ours = torch.autograd.grad(obj(*out), model.flat_parameters())
+    theirs = ref.grads_in_fastvae_order(obj(rec - kl, rec, kl))
+    for a, b in zip(ours, theirs):
+        if dtype == torch.float64:
+            assert (a - b).abs().max().item() <= 1e-9
+        else:
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+SMALL = {  # the presets' activations, heads and conditioning at gradcheck-friendly sizes
+    "stats305c": dict(activation="relu", posterior="logstd"),
+    "ese546": dict(activation="tanh", posterior="logvar"),
+    "cvae_hw7": dict(activation="relu", posterior="std", mean_activation="sigmoid", scale_activation="sigmoid",
+                     cond_dim=3),
+    "dd2434": dict(activation="leaky_relu", negative_slope=0.2, posterior="logvar"),
+}
+
+
+# STL is not in this list on purpose: its gradient drops the score term, so it is not the derivative
+# of the value it returns (it is checked against its autograd reference above).
+@pytest.mark.parametrize("estimator", ["analytic", "mc"])
+@pytest.mark.parametrize("name", PRESETS)
+def test_gradcheck_float64(name, estimator):
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5, 4), decoder_hidden=(4, 6),
+                        dtype=torch.float64, **SMALL[name])
+    x, y, eps = make_batch(model, B=4, L=2)
+    params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
+
+    def f(*ps):
+        out = torch.ops.fastvae.vae_elbo(x, y, eps, list(ps), model.arch, model.negative_slope,
+                                         fastvae._ops.ESTIMATORS[estimator])
+        return out
+    assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
+
+
+def test_opcheck_vae_elbo():
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
+    x, y, eps = make_batch(model, B=4, L=2)
+    params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
+    torch.library.opcheck(torch.ops.fastvae.vae_elbo.default, (x, None, eps, params, model.arch, 0.01, 0))
+    torch.library.opcheck(torch.ops.fastvae.vae_encode.default, (x, None, params, model.arch, 0.01))
+    torch.library.opcheck(torch.ops.fastvae.vae_decode.default, (eps[0], None, params, model.arch, 0.01))
+
+
+def test_elbo_under_torch_compile():
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
+    x, _, eps = make_batch(model, B=4, L=2)
+    compiled = torch.compile(lambda x, eps: fastvae.elbo(model, x, eps=eps).elbo.sum(), fullgraph=True)
+    torch.testing.assert_close(compiled(x, eps), fastvae.elbo(model, x, eps=eps).elbo.sum())
+
+
+def test_sampling_changes_with_n_samples_and_generator():
+    model = fastvae.VAE.from_preset("stats305c", dtype=torch.float64)
+    x, _, _ = make_batch(model, B=3)
+    a = fastvae.elbo(model, x, n_samples=4, generator=torch.Generator().manual_seed(1))
+    b = fastvae.elbo(model, x, n_samples=4, generator=torch.Generator().manual_seed(1))
+    c = fastvae.elbo(model, x, n_samples=4, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a.elbo, b.elbo)
+    assert not torch.allclose(a.rec, c.rec)
+    torch.testing.assert_close(a.kl, c.kl)  # analytic KL does not depend on the draws
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_step_matches_torch_optim(weight_decay):
+    g = torch.Generator().manual_seed(3)
+    shapes = [(7, 5), (5,), (3, 300), (1,)]
+    ours = [torch.randn(s, generator=g) for s in shapes]
+    theirs = [p.clone().requires_grad_() for p in ours]
+    opt = torch.optim.Adam(theirs, lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=weight_decay)
+    m = [torch.zeros_like(p) for p in ours]
+    v = [torch.zeros_like(p) for p in ours]
+    for step in range(1, 6):
+        grads = [torch.randn(s, generator=g) for s in shapes]
+        for p, gr in zip(theirs, grads):
+            p.grad = gr.clone()
+        opt.step()
+        torch.ops.fastvae.adam_step(ours, grads, m, v, step, 1e-2, 0.8, 0.99, 1e-7, weight_decay)
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b.detach(), atol=1e-6, rtol=1e-6)
+        for a, b in zip(m, theirs):
+            torch.testing.assert_close(a, opt.state[b]["exp_avg"], atol=1e-7, rtol=1e-6)
+
+
+def test_adam_step_rejects_bad_input():
+    p = [torch.zeros(3)]
+    with pytest.raises(RuntimeError, match="equal lengths"):
+        torch.ops.fastvae.adam_step(p, [], p, p, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(RuntimeError, match="shape"):
+        torch.ops.fastvae.adam_step(p, [torch.zeros(4)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3, 0.9,
+                                    0.999, 1e-8, 0.0)
+    with pytest.raises(RuntimeError, match="step counts from 1"):
+        torch.ops.fastvae.adam_step(p, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 0, 1e-3, 0.9,
+                                    0.999, 1e-8, 0.0)
+    with pytest.raises(RuntimeError, match="betas"):
+        torch.ops.fastvae.adam_step(p, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3, 1.0,
+                                    0.999, 1e-8, 0.0)
+
+
+class TestBadInput:
+    model = fastvae.VAE.from_preset("stats305c")
+
+    def x(self, B=4):
+        return (torch.rand(B, 784) < 0.5).float()
+
+    def test_wrong_shape(self):
+        with pytest.raises(RuntimeError, match=r"shape \[B, 784\]"):
+            fastvae.elbo(self.model, torch.zeros(4, 783))
+
+    def test_wrong_dtype(self):
+        with pytest.raises(TypeError, match="dtype"):
+            fastvae.elbo(self.model, self.x().double())
+        with pytest.raises(TypeError, match="dtype"):
+            fastvae.elbo(self.model, (self.x() * 255).to(torch.uint8))
+        with pytest.raises(RuntimeError, match="eps must have the dtype"):
+            fastvae.elbo(self.model, self.x(), eps=torch.zeros(1, 4, 2, dtype=torch.float64))
+
+    def test_non_binary_and_nan(self):
+        x = self.x()
+        x[0, 0] = 0.5
+        with pytest.raises(RuntimeError, match="binary"):
+            fastvae.elbo(self.model, x)
+        x[0, 0] = float("nan")
+        with pytest.raises(RuntimeError, match="NaN"):
+            fastvae.elbo(self.model, x)
+
+    def test_bad_eps(self):
+        with pytest.raises(RuntimeError, match="at least one Monte Carlo sample"):
+            fastvae.elbo(self.model, self.x(), eps=torch.zeros(0, 4, 2))
+        with pytest.raises(ValueError, match="n_samples"):
+            fastvae.elbo(self.model, self.x(), n_samples=0)
+        with pytest.raises(RuntimeError, match=r"eps must have shape"):
+            fastvae.elbo(self.model, self.x(), eps=torch.zeros(1, 3, 2))
+        with pytest.raises(RuntimeError, match="NaN or inf"):
+            fastvae.elbo(self.model, self.x(), eps=torch.full((1, 4, 2), float("inf")))
+
+    def test_nan_parameter(self):
+        model = fastvae.VAE.from_preset("stats305c")
+        with torch.no_grad():
+            model.decoder[0].weight[0, 0] = float("nan")
+        with pytest.raises(RuntimeError, match="parameter contains NaN"):
+            fastvae.elbo(model, self.x())
+
+    def test_labels(self):
+        cvae = fastvae.VAE.from_preset("cvae_hw7")
+        with pytest.raises(RuntimeError, match="needs labels"):
+            fastvae.elbo(cvae, self.x())
+        with pytest.raises(RuntimeError, match=r"lie in \[0, 10\)"):
+            fastvae.elbo(cvae, self.x(), y=torch.tensor([0, 1, 2, 10]))
+        with pytest.raises(RuntimeError, match="unconditional"):
+            fastvae.elbo(self.model, self.x(), y=torch.tensor([0, 1, 2, 3]))
+
+    def test_estimator_and_constructor(self):
+        with pytest.raises(ValueError, match="estimator"):
+            fastvae.elbo(self.model, self.x(), estimator="reinforce")
+        with pytest.raises(ValueError, match="activation"):
+            fastvae.VAE(activation="gelu")
+        with pytest.raises(ValueError, match="posterior"):
+            fastvae.VAE(posterior="var")
+        with pytest.raises(ValueError, match="sigmoid"):
+            fastvae.VAE(posterior="std")
+        with pytest.raises(ValueError, match="unknown preset"):
+            fastvae.VAE.from_preset("mnist")
+
+    def test_wrong_parameter_shape_reaches_kernel_check(self):
+        model = fastvae.VAE.from_preset("stats305c")
+        params = model.flat_parameters()
+        params[0] = torch.zeros(512, 783)
+        with pytest.raises(RuntimeError, match=r"encoder layer 0 weight must have shape \[512, 784\]"):
+            torch.ops.fastvae.vae_elbo(self.x(), None, torch.zeros(1, 4, 2), params, model.arch, 0.01, 0)
+
+
+def test_parameters_are_linear_layout_and_state_dict_roundtrip(tmp_path):
+    model = fastvae.VAE.from_preset("stats305c")
+    assert model.encoder[0].weight.shape == (512, 784) and model.encoder_head.weight.shape == (4, 256)
+    assert model.decoder[-1].weight.shape == (784, 512)
+    path = tmp_path / "vae.pt"
+    torch.save(model.state_dict(), path)
+    other = fastvae.VAE.from_preset("stats305c")
+    other.load_state_dict(torch.load(path))
+    x = (torch.rand(3, 784) < 0.5).float()
+    eps = torch.randn(1, 3, 2)
+    torch.testing.assert_close(fastvae.elbo(model, x, eps=eps).elbo, fastvae.elbo(other, x, eps=eps).elbo)
+
+
+def test_iwae_bound_is_between_elbo_and_tighter_with_k():
+    model = fastvae.VAE(data_dim=10, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(8,), dtype=torch.float64)
+    x = (torch.rand(5, 10) < 0.5).double()
+    g = torch.Generator().manual_seed(0)
+    # k = 1: the importance weight is one Monte Carlo ELBO draw.
+    eps = torch.randn(1, 5, 2, dtype=torch.float64, generator=g)
+    one = torch.ops.fastvae.vae_iwae(x, None, eps, model.flat_parameters(), model.arch, 0.01)
+    torch.testing.assert_close(one, fastvae.elbo(model, x, eps=eps, estimator="mc").elbo)
+    # Reference log-sum-exp over k draws with torch.distributions.
+    eps = torch.randn(50, 5, 2, dtype=torch.float64, generator=g)
+    ours = torch.ops.fastvae.vae_iwae(x, None, eps, model.flat_parameters(), model.arch, 0.01)
+    ref = RefVAE(model)
+    q = ref.q(x)
+    z = q.loc + q.scale * eps
+    from torch.distributions import Bernoulli, Normal
+    logw = (Bernoulli(logits=ref.logits(z.reshape(-1, 2))).log_prob(x.repeat(50, 1)).sum(-1).reshape(50, 5)
+            + Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1))
+    expected = torch.logsumexp(logw, 0) - torch.log(torch.tensor(50.0, dtype=torch.float64))
+    torch.testing.assert_close(ours, expected.detach(), atol=1e-10, rtol=0)
+    # Burda et al. 2016: E[IWAE_k] increases with k and is >= the ELBO.
+    big = fastvae.log_likelihood(model, x, k=2000, generator=g).mean()
+    elbo = fastvae.elbo(model, x, n_samples=2000, generator=g).elbo.mean()
+    assert big > elbo
