@@ -19,4 +19,14 @@ TORCH_LIBRARY(fastvae, m) {
   // One Adam step (Kingma & Ba 2015, as torch.optim.Adam), in place over a list of tensors.
   m.def("adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
         "int step, float lr, float beta1, float beta2, float eps, float weight_decay) -> ()");
+  // CAVI for the earthquake mixture (cpp/cpu/cavi_kernel.cpp). stats is [K, 5]:
+  // [N_k, sum r x_0, sum r x_1, sum r ||x||^2, sum r S]; entropy is -sum r log r (0-d).
+  m.def("cavi_estep(Tensor x, Tensor s, Tensor log_pi, Tensor m, Tensor prec, Tensor shape, Tensor rate, "
+        "float tau) -> (Tensor stats, Tensor entropy)");
+  m.def("cavi_responsibilities(Tensor x, Tensor s, Tensor log_pi, Tensor m, Tensor prec, Tensor shape, "
+        "Tensor rate, float tau) -> Tensor");
+  m.def("cavi_update_mu(Tensor stats, float tau, float[] nu, float rho) -> (Tensor m, Tensor prec)");
+  m.def("cavi_update_lambda(Tensor stats, float alpha, float beta) -> (Tensor shape, Tensor rate)");
+  m.def("cavi_elbo(Tensor stats, Tensor entropy, float log_fact, Tensor log_pi, Tensor m, Tensor prec, "
+        "Tensor shape, Tensor rate, float tau, float[] nu, float rho, float alpha, float beta) -> Tensor");
 }

@@ -3,6 +3,7 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # noqa: F401  (registers torch.ops.fastvae)
 from . import _ops, datasets, presets  # noqa: F401
+from . import cavi  # noqa: F401
 from .vae import ELBO, VAE, elbo, log_likelihood
 
 __version__ = "0.1.0"

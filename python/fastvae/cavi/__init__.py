@@ -1,0 +1,5 @@
+"""Coordinate-ascent variational inference for the Bayesian earthquake mixture (DD2434 assignment 1B)."""
+from .data import load_catalog, sample_earthquakes
+from .mixture import ConvergenceWarning, EarthquakeMixture, NotFittedError
+
+__all__ = ["EarthquakeMixture", "sample_earthquakes", "load_catalog", "ConvergenceWarning", "NotFittedError"]
