@@ -99,9 +99,27 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   const int64_t B = o.batch_size, L = o.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
 
+  // The input layer is trained in transposed storage so its forward product and weight gradient can
+  // skip the zero pixels of binarized images (cpu::VaeEngine::sparse_input_forward). The user's tensors
+  // get the result back when the loop ends, however it ends.
+  auto transposed = [](const at::Tensor& t) { return t.t().contiguous().t(); };
+  std::vector<at::Tensor> user_p = params, user_m = exp_avg, user_v = exp_avg_sq;
+  params[0] = transposed(user_p[0]);
+  exp_avg[0] = transposed(user_m[0]);
+  exp_avg_sq[0] = transposed(user_v[0]);
+  struct CopyBack {
+    std::vector<at::Tensor>&a, &b, &c, &ua, &ub, &uc;
+    ~CopyBack() {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      ua[0].copy_(a[0]);
+      ub[0].copy_(b[0]);
+      uc[0].copy_(c[0]);
+    }
+  } copy_back{params, exp_avg, exp_avg_sq, user_p, user_m, user_v};
+
   // Every buffer of the hot loop is allocated here, once.
   std::vector<at::Tensor> grads;
-  for (const auto& p : params) grads.push_back(at::empty_like(p));
+  for (const auto& p : params) grads.push_back(at::empty_like(p));  // keeps the transposed strides
   auto perm = at::empty({N}, at::kLong);
   auto xb = at::empty({B, D}, at::kFloat);
   auto yb = at::empty({B}, at::kLong);

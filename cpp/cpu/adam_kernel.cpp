@@ -50,9 +50,10 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
       TORCH_CHECK(t->scalar_type() == p.scalar_type() && t->device() == p.device(),
                   "fastvae.adam_step: tensor ", k, " must match its parameter's dtype and device");
     }
-    TORCH_CHECK(p.is_contiguous() && grads[k].is_contiguous() && exp_avg[k].is_contiguous() &&
-                    exp_avg_sq[k].is_contiguous(),
-                "fastvae.adam_step: tensors must be contiguous");
+    // Elementwise over the storage: any dense layout works if the four tensors share it.
+    TORCH_CHECK(p.is_non_overlapping_and_dense() && grads[k].strides() == p.strides() &&
+                    exp_avg[k].strides() == p.strides() && exp_avg_sq[k].strides() == p.strides(),
+                "fastvae.adam_step: tensor ", k, " and its grad and state must be dense with equal strides");
     TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
                 "fastvae.adam_step: float32 or float64 parameters only");
     offset[k + 1] = offset[k] + p.numel();

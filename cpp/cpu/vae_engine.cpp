@@ -84,7 +84,11 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
   return s;
 }
 
-at::Tensor rows_view(const at::Tensor& storage, int64_t rows) { return storage.narrow(0, 0, rows); }
+// A weight [out, in] stored as its transpose (w.t() contiguous): the training loop keeps the input layer
+// this way so that a row of w.t() is the weight column of one pixel.
+bool stored_transposed(const at::Tensor& w) {
+  return w.dim() == 2 && w.size(0) > 1 && w.stride(0) == 1 && w.stride(1) == w.size(0);
+}
 
 }  // namespace
 
@@ -132,6 +136,10 @@ void VaeEngine<T>::layer_forward(const at::Tensor& in, const at::Tensor& w, cons
                                  int64_t cond_offset) {
   const int64_t in_dim = in.size(1);
   const int64_t H = w.size(0), R = in.size(0), ld = w.size(1);
+  if (stored_transposed(w)) {
+    sparse_input_forward(in, w, b, out, act, y, period, cond_offset);
+    return;
+  }
   if (in_dim == ld) {
     at::mm_out(out, in, w.t());
   } else {  // the one-hot condition occupies columns [cond_offset, ld) of w
@@ -174,6 +182,11 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     });
   }
   at::sum_out(const_cast<at::Tensor&>(gb), dA, {0});
+  if (stored_transposed(w)) {
+    TORCH_CHECK(stored_transposed(gw) && d_in == nullptr, "fastvae: internal layout mismatch");
+    sparse_input_weight_grad(dA, in, gw, y, period, cond_offset);
+    return;
+  }
   auto gw_main = in_dim == ld ? gw : gw.narrow(1, 0, in_dim);
   at::mm_out(gw_main, dA.t(), in);
   if (in_dim != ld) {
@@ -189,6 +202,95 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     }
   }
   if (d_in) at::mm_out(*d_in, dA, in_dim == ld ? w : w.narrow(1, 0, in_dim));
+}
+
+// Nonzero pixels of x [R, D] grouped by pixel (compressed sparse columns), for the sparse input layer.
+template <typename T>
+void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
+  const int64_t R = x.size(0), D = x.size(1);
+  const T* xp = x.data_ptr<T>();
+  nz_ptr_.assign(D + 1, 0);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t d = 0; d < D; ++d) nz_ptr_[d + 1] += xp[r * D + d] != T(0);
+  for (int64_t d = 0; d < D; ++d) nz_ptr_[d + 1] += nz_ptr_[d];
+  nz_row_.resize(nz_ptr_[D]);
+  std::vector<int32_t> pos(nz_ptr_.begin(), nz_ptr_.end() - 1);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t d = 0; d < D; ++d)
+      if (xp[r * D + d] != T(0)) nz_row_[pos[d]++] = static_cast<int32_t>(r);
+}
+
+// Input layer on sparse (binarized) images: out[r] = b + sum over nonzero pixels d of x[r, d] * w[:, d].
+// w is stored transposed, so w[:, d] is a contiguous row; going pixel by pixel reads each row once per
+// batch while the batch's outputs stay in cache. Binarized MNIST has ~13-19% nonzero pixels, so this
+// does a fifth of the dense product's work. Threads own disjoint column blocks.
+template <typename T>
+void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                                        at::Tensor& out, Act act, const int64_t* y, int64_t period,
+                                        int64_t cond_offset) {
+  const int64_t R = x.size(0), D = x.size(1), H = w.size(0);
+  index_nonzeros(x);
+  const T* xp = x.data_ptr<T>();
+  const T* wt = w.data_ptr<T>();  // [in, H] rows
+  const T* bp = b.data_ptr<T>();
+  T* o = out.data_ptr<T>();
+  const T slope = static_cast<T>(spec_.slope);
+  with_act<T>(act, [&](auto tag) {
+    constexpr Act A = decltype(tag)::value;
+    at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = j0; j < j1; ++j) o[r * H + j] = bp[j];
+      for (int64_t d = 0; d < D; ++d) {
+        const T* wr = wt + d * H;
+        for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
+          const int64_t r = nz_row_[k];
+          const T v = xp[r * D + d];
+          T* row = o + r * H;
+          for (int64_t j = j0; j < j1; ++j) row[j] += v * wr[j];
+        }
+      }
+      for (int64_t r = 0; r < R; ++r) {
+        T* row = o + r * H;
+        if (y) {
+          const T* wr = wt + (cond_offset + y[r % period]) * H;
+          for (int64_t j = j0; j < j1; ++j) row[j] += wr[j];
+        }
+        for (int64_t j = j0; j < j1; ++j) row[j] = act_value<T>(A, row[j], slope);
+      }
+    });
+  });
+}
+
+// Weight gradient of the sparse input layer into gw stored transposed: gw.t()[d] = sum_r x[r, d] dA[r],
+// each row written once. Threads own disjoint column blocks, so the result does not depend on their number.
+template <typename T>
+void VaeEngine<T>::sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
+                                            const int64_t* y, int64_t period, int64_t cond_offset) {
+  const int64_t R = dA.size(0), H = dA.size(1), D = x.size(1), in_total = gw.size(1);
+  const T* xp = x.data_ptr<T>();
+  const T* dp = dA.data_ptr<T>();
+  T* gt = gw.data_ptr<T>();  // [in_total, H] rows
+  at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
+    for (int64_t d = 0; d < D; ++d) {
+      T* g = gt + d * H;
+      for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
+      for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
+        const int64_t r = nz_row_[k];
+        const T v = xp[r * D + d];
+        const T* dr = dp + r * H;
+        for (int64_t j = j0; j < j1; ++j) g[j] += v * dr[j];
+      }
+    }
+    for (int64_t c = D; c < in_total; ++c)
+      for (int64_t j = j0; j < j1; ++j) gt[c * H + j] = T(0);
+    if (y) {
+      for (int64_t r = 0; r < R; ++r) {
+        T* g = gt + (cond_offset + y[r % period]) * H;
+        const T* dr = dp + r * H;
+        for (int64_t j = j0; j < j1; ++j) g[j] += dr[j];
+      }
+    }
+  });
 }
 
 template <typename T>

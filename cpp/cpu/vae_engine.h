@@ -9,6 +9,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "vae_spec.h"
@@ -53,6 +54,11 @@ class VaeEngine {
                      Act act, const int64_t* y, int64_t label_period, int64_t cond_offset);
   void heads_forward();
   void kl_forward(const at::Tensor& eps, Estimator est);
+  void index_nonzeros(const at::Tensor& x);
+  void sparse_input_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor& out,
+                            Act act, const int64_t* y, int64_t period, int64_t cond_offset);
+  void sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
+                                const int64_t* y, int64_t period, int64_t cond_offset);
   // dA (grad of post-activation, in place -> grad of pre-activation), bias grad, weight grad and,
   // if d_in is defined, grad of the layer input.
   void layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in, const at::Tensor& w,
@@ -71,6 +77,7 @@ class VaeEngine {
   at::Tensor rec_, kl_;          // [B]
   at::Tensor g_logits_, g_z_, g_head_;
   std::vector<at::Tensor> g_enc_, g_dec_;
+  std::vector<int32_t> nz_ptr_, nz_row_;  // nonzero pixels of the batch by pixel, for the sparse input layer
 };
 
 }  // namespace cpu
