@@ -29,4 +29,16 @@ TORCH_LIBRARY(fastvae, m) {
   m.def("cavi_update_lambda(Tensor stats, float alpha, float beta) -> (Tensor shape, Tensor rate)");
   m.def("cavi_elbo(Tensor stats, Tensor entropy, float log_fact, Tensor log_pi, Tensor m, Tensor prec, "
         "Tensor shape, Tensor rate, float tau, float[] nu, float rho, float alpha, float beta) -> Tensor");
+  // Reparameterized samplers. `uniform` injects the U(0, 1) draws (same shape as the output); without it
+  // the draws come from a counter-based generator keyed by `seed`, independent of the thread count.
+  // Gumbel-softmax sample softmax((logits - log(-log U)) / tau) along dim.
+  m.def("gumbel_softmax_fwd(Tensor logits, Tensor? uniform, float tau, int dim, int seed) -> Tensor");
+  // Softmax backward of the sample y: y * (grad - sum(grad * y, dim)) / tau.
+  m.def("gumbel_softmax_bwd(Tensor grad, Tensor y, float tau, int dim) -> Tensor");
+  // One-hot of the argmax along dim (straight-through forward).
+  m.def("one_hot_argmax(Tensor y, int dim) -> Tensor");
+  // Exp(rate) by the inverse CDF, -log(1 - U) / rate, output sample_shape + rate.shape.
+  m.def("exponential_fwd(Tensor rate, Tensor? uniform, int[] sample_shape, int seed) -> Tensor");
+  // Gradient for rate: -sum over sample dims of grad * z / rate.
+  m.def("exponential_bwd(Tensor grad, Tensor z, Tensor rate) -> Tensor");
 }

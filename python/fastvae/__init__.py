@@ -5,6 +5,8 @@ from . import _C  # noqa: F401  (registers torch.ops.fastvae)
 from . import _ops, datasets, presets  # noqa: F401
 from . import cavi  # noqa: F401
 from .vae import ELBO, VAE, elbo, log_likelihood
+from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
 
 __version__ = "0.1.0"
-__all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets"]
+__all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
+           "gumbel_softmax", "exponential_rsample", "categorical_rsample"]

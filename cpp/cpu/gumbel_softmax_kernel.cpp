@@ -1,0 +1,207 @@
+// Gumbel-softmax (Jang, Gu & Poole 2017; Maddison, Mnih & Teh 2017) on the CPU.
+// Forward: y = softmax((logits + G) / tau) along one dim, G = -log(-log U), U ~ U(0, 1) strictly inside.
+// Backward: the softmax Jacobian-vector product, g_logits = y * (g - <g, y>) / tau, one fused pass.
+// Rows are processed in blocks that fit in L1: uniforms, Gumbel shift and exp are vectorized over the
+// whole block (rows are short, e.g. 10 classes), max and sum are per row.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#include "cpu/counter_rng.h"
+
+namespace fastvae {
+namespace cpu {
+namespace {
+
+using at::vec::Vectorized;
+
+constexpr int64_t kBlockElems = 2048;  // elements per L1 block
+
+// Status bits raised by the forward pass; checked after the parallel loop.
+enum : int { kNaN = 1, kAllNegInf = 2, kPosInf = 4, kBadNoise = 8 };
+
+template <typename T>
+int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, int64_t k, T inv_tau,
+                 uint64_t key, int64_t first) {
+  using V = Vectorized<T>;
+  const int64_t n = rows * k;
+  int status = 0;
+  if (noise) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T u = noise[i];
+      if (!(u > T(0) && u < T(1))) status |= kBadNoise;
+      out[i] = u;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
+  }
+  // z = (logits + G) / tau with G = -log(-log u)
+  int64_t i = 0;
+  for (; i + V::size() <= n; i += V::size()) {
+    V u = V::loadu(out + i);
+    V g = V(T(0)) - (V(T(0)) - u.log()).log();
+    ((V::loadu(logits + i) + g) * V(inv_tau)).store(out + i);
+  }
+  for (; i < n; ++i) out[i] = (logits[i] - std::log(-std::log(out[i]))) * inv_tau;
+  // per row: subtract the max (finite unless the row is all -inf or overflowed)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* z = out + r * k;
+    T m = -std::numeric_limits<T>::infinity();
+    bool nan = false;
+    for (int64_t j = 0; j < k; ++j) {
+      nan |= std::isnan(z[j]);
+      m = std::max(m, z[j]);
+    }
+    if (nan) status |= kNaN;
+    if (m == -std::numeric_limits<T>::infinity()) status |= kAllNegInf;
+    if (m == std::numeric_limits<T>::infinity()) status |= kPosInf;
+    if (status) return status;
+    for (int64_t j = 0; j < k; ++j) z[j] -= m;
+  }
+  i = 0;
+  for (; i + V::size() <= n; i += V::size()) V::loadu(out + i).exp().store(out + i);
+  for (; i < n; ++i) out[i] = std::exp(out[i]);
+  for (int64_t r = 0; r < rows; ++r) {
+    T* z = out + r * k;
+    T s = 0;
+    for (int64_t j = 0; j < k; ++j) s += z[j];
+    const T inv = T(1) / s;  // s >= 1: the max entry contributes exp(0)
+    for (int64_t j = 0; j < k; ++j) z[j] *= inv;
+  }
+  return status;
+}
+
+void check_dim(const at::Tensor& t, int64_t& dim, const char* name) {
+  TORCH_CHECK(t.dim() >= 1, "fastvae.", name, ": logits must have at least one dimension");
+  const int64_t d = t.dim();
+  TORCH_CHECK(dim >= -d && dim < d, "fastvae.", name, ": dim ", dim, " out of range for a ", d, "-d tensor");
+  if (dim < 0) dim += d;
+}
+
+at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<at::Tensor>& uniform,
+                              double tau, int64_t dim, int64_t seed) {
+  check_dim(logits_in, dim, "gumbel_softmax");
+  TORCH_CHECK(logits_in.scalar_type() == at::kFloat || logits_in.scalar_type() == at::kDouble,
+              "fastvae.gumbel_softmax: logits must be float32 or float64, got ", logits_in.scalar_type());
+  TORCH_CHECK(logits_in.device().is_cpu(), "fastvae.gumbel_softmax: CPU tensors only");
+  TORCH_CHECK(tau > 0 && std::isfinite(1.0 / tau), "fastvae.gumbel_softmax: temperature tau must be > 0 "
+              "(and 1/tau finite), got ", tau);
+  const bool last = dim == logits_in.dim() - 1;
+  const at::Tensor logits = last ? logits_in.contiguous() : logits_in.movedim(dim, -1).contiguous();
+  at::Tensor noise;
+  if (uniform.has_value()) {
+    TORCH_CHECK(uniform->sizes() == logits_in.sizes(), "fastvae.gumbel_softmax: noise must have the shape of "
+                "logits ", logits_in.sizes(), ", got ", uniform->sizes());
+    TORCH_CHECK(uniform->scalar_type() == logits_in.scalar_type() && uniform->device() == logits_in.device(),
+                "fastvae.gumbel_softmax: noise must have the dtype and device of logits");
+    noise = last ? uniform->contiguous() : uniform->movedim(dim, -1).contiguous();
+  }
+  at::Tensor out = at::empty_like(logits, at::MemoryFormat::Contiguous);
+  const int64_t k = logits.size(-1);
+  const int64_t rows = k == 0 ? 0 : logits.numel() / k;
+  TORCH_CHECK(k > 0 || logits.numel() == 0, "fastvae.gumbel_softmax: empty class dimension");
+  const uint64_t key = stream_key(seed);
+  std::atomic<int> status{0};
+  const int64_t block_rows = std::max<int64_t>(1, kBlockElems / std::max<int64_t>(k, 1));
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "gumbel_softmax_fwd", [&] {
+    const scalar_t* lp = logits.data_ptr<scalar_t>();
+    const scalar_t* np = noise.defined() ? noise.data_ptr<scalar_t>() : nullptr;
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const scalar_t inv_tau = scalar_t(1.0 / tau);
+    at::parallel_for(0, rows, block_rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1 && !status.load(std::memory_order_relaxed); r += block_rows) {
+        const int64_t nr = std::min(block_rows, r1 - r);
+        const int64_t off = r * k;
+        int st = gumbel_block<scalar_t>(lp + off, np ? np + off : nullptr, op + off, nr, k, inv_tau, key, off);
+        if (st) status.fetch_or(st);
+      }
+    });
+  });
+  const int st = status.load();
+  TORCH_CHECK(!(st & kBadNoise), "fastvae.gumbel_softmax: noise must be uniform draws strictly inside (0, 1)");
+  TORCH_CHECK(!(st & kNaN), "fastvae.gumbel_softmax: logits contain NaN");
+  TORCH_CHECK(!(st & kPosInf), "fastvae.gumbel_softmax: logits contain +inf (or (logits + G) / tau overflows)");
+  TORCH_CHECK(!(st & kAllNegInf), "fastvae.gumbel_softmax: a row of logits is all -inf (every class has "
+              "probability zero)");
+  return last ? out : out.movedim(-1, dim).contiguous();
+}
+
+template <typename T>
+void softmax_bwd_rows(const T* g, const T* y, T* gx, int64_t rows, int64_t k, T inv_tau) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = g + r * k;
+    const T* yr = y + r * k;
+    T* o = gx + r * k;
+    T dot = 0;
+    for (int64_t j = 0; j < k; ++j) dot += gr[j] * yr[j];
+    for (int64_t j = 0; j < k; ++j) o[j] = yr[j] * (gr[j] - dot) * inv_tau;
+  }
+}
+
+at::Tensor gumbel_softmax_bwd(const at::Tensor& grad_in, const at::Tensor& y_in, double tau, int64_t dim) {
+  check_dim(y_in, dim, "gumbel_softmax_bwd");
+  TORCH_CHECK(grad_in.sizes() == y_in.sizes(), "fastvae.gumbel_softmax_bwd: grad shape ", grad_in.sizes(),
+              " differs from the sample's ", y_in.sizes());
+  TORCH_CHECK(grad_in.scalar_type() == y_in.scalar_type() &&
+              (y_in.scalar_type() == at::kFloat || y_in.scalar_type() == at::kDouble),
+              "fastvae.gumbel_softmax_bwd: grad and sample must share a float32/float64 dtype");
+  TORCH_CHECK(tau > 0, "fastvae.gumbel_softmax_bwd: tau must be > 0, got ", tau);
+  const bool last = dim == y_in.dim() - 1;
+  const at::Tensor y = last ? y_in.contiguous() : y_in.movedim(dim, -1).contiguous();
+  const at::Tensor g = last ? grad_in.contiguous() : grad_in.movedim(dim, -1).contiguous();
+  at::Tensor gx = at::empty_like(y, at::MemoryFormat::Contiguous);
+  const int64_t k = y.size(-1);
+  const int64_t rows = k == 0 ? 0 : y.numel() / k;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gumbel_softmax_bwd", [&] {
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    scalar_t* op = gx.data_ptr<scalar_t>();
+    const scalar_t inv_tau = scalar_t(1.0 / tau);
+    at::parallel_for(0, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+      softmax_bwd_rows<scalar_t>(gp + r0 * k, yp + r0 * k, op + r0 * k, r1 - r0, k, inv_tau);
+    });
+  });
+  return last ? gx : gx.movedim(-1, dim).contiguous();
+}
+
+// One-hot of the argmax along dim (ties: first index), the forward of the straight-through sample.
+at::Tensor one_hot_argmax(const at::Tensor& y_in, int64_t dim) {
+  check_dim(y_in, dim, "one_hot_argmax");
+  TORCH_CHECK(y_in.scalar_type() == at::kFloat || y_in.scalar_type() == at::kDouble,
+              "fastvae.one_hot_argmax: float32 or float64 input only");
+  const bool last = dim == y_in.dim() - 1;
+  const at::Tensor y = last ? y_in.contiguous() : y_in.movedim(dim, -1).contiguous();
+  at::Tensor out = at::zeros_like(y, at::MemoryFormat::Contiguous);
+  const int64_t k = y.size(-1);
+  const int64_t rows = k == 0 ? 0 : y.numel() / k;
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "one_hot_argmax", [&] {
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* yr = yp + r * k;
+        int64_t best = 0;
+        for (int64_t j = 1; j < k; ++j) if (yr[j] > yr[best]) best = j;
+        op[r * k + best] = scalar_t(1);
+      }
+    });
+  });
+  return last ? out : out.movedim(-1, dim).contiguous();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastvae, CPU, m) {
+  m.impl("gumbel_softmax_fwd", &gumbel_softmax_fwd);
+  m.impl("gumbel_softmax_bwd", &gumbel_softmax_bwd);
+  m.impl("one_hot_argmax", &one_hot_argmax);
+}
+
+}  // namespace cpu
+}  // namespace fastvae

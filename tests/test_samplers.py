@@ -1,0 +1,300 @@
+"""Gumbel-softmax, categorical and exponential samplers against references written from the definitions
+with torch.distributions, plus gradcheck, opcheck, statistical tests and every error case."""
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from torch.distributions import Exponential, Gumbel
+
+import fastvae
+
+ops = torch.ops.fastvae
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def open_uniform(shape, dtype=torch.float64, seed=0):
+    # U(0, 1) strictly inside, as the kernels require of injected noise
+    return torch.rand(shape, dtype=dtype, generator=gen(seed)).clamp_(1e-6, 1 - 1e-6)
+
+
+def gumbel_softmax_ref(logits, u, tau, dim=-1):
+    g = Gumbel(torch.zeros((), dtype=logits.dtype), torch.ones((), dtype=logits.dtype)).icdf(u)
+    return torch.softmax((logits + g) / tau, dim)
+
+
+# -- values and gradients against the references -------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,dim", [((7, 5), -1), ((7, 5), 0), ((3, 4, 6), 1), ((11,), 0), ((2, 3, 1), -1)])
+@pytest.mark.parametrize("tau", [0.1, 1.0, 3.0])
+def test_gumbel_softmax_matches_reference(dtype, shape, dim, tau):
+    logits = torch.randn(shape, dtype=dtype, generator=gen(1)) * 3
+    u = open_uniform(shape, dtype, seed=2)
+    y = fastvae.gumbel_softmax(logits, tau, dim=dim, noise=u)
+    torch.testing.assert_close(y, gumbel_softmax_ref(logits, u, tau, dim))
+    assert y.shape == logits.shape and y.dtype == dtype
+
+
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+def test_gumbel_softmax_gradient_float64(dim):
+    logits = (torch.randn(4, 6, 3, dtype=torch.float64, generator=gen(3)) * 2).requires_grad_()
+    u = open_uniform((4, 6, 3), seed=4)
+    w = torch.randn(4, 6, 3, dtype=torch.float64, generator=gen(5))
+    (g,) = torch.autograd.grad((fastvae.gumbel_softmax(logits, 0.3, dim=dim, noise=u) * w).sum(), logits)
+    (g_ref,) = torch.autograd.grad((gumbel_softmax_ref(logits, u, 0.3, dim) * w).sum(), logits)
+    assert (g - g_ref).abs().max().item() <= 1e-9
+    assert torch.autograd.gradcheck(lambda t: fastvae.gumbel_softmax(t, 0.3, dim=dim, noise=u), (logits,))
+
+
+def test_gumbel_softmax_hard_straight_through():
+    logits = torch.randn(50, 4, dtype=torch.float64, generator=gen(6)).requires_grad_()
+    u = open_uniform((50, 4), seed=7)
+    w = torch.randn(50, 4, dtype=torch.float64, generator=gen(8))
+    y = fastvae.gumbel_softmax(logits, 0.5, hard=True, noise=u)
+    soft = gumbel_softmax_ref(logits, u, 0.5)
+    hard_ref = torch.nn.functional.one_hot(soft.argmax(-1), 4).to(soft) - soft.detach() + soft
+    torch.testing.assert_close(y, hard_ref.detach(), rtol=0, atol=1e-12)
+    assert ((y == 0) | (y == 1)).all() and (y.sum(-1) == 1).all()
+    (g,) = torch.autograd.grad((y * w).sum(), logits)
+    (g_ref,) = torch.autograd.grad((hard_ref * w).sum(), logits)
+    assert (g - g_ref).abs().max().item() <= 1e-9
+
+
+def test_gumbel_softmax_neg_inf_logits_and_probs():
+    probs = torch.tensor([[0.0, 0.3, 0.7, 0.0], [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64)
+    u = open_uniform((2, 4), seed=9)
+    y = fastvae.gumbel_softmax(probs=probs, tau=0.5, noise=u)
+    torch.testing.assert_close(y, gumbel_softmax_ref(probs.log(), u, 0.5))
+    assert (y[0, [0, 3]] == 0).all()
+    counts = fastvae.categorical_rsample(probs=probs[0], sample_shape=(20000,), generator=gen(10)).bincount(
+        minlength=4)
+    assert counts[0] == 0 and counts[3] == 0
+    # gradient through probs (log) matches
+    p = probs[1:].clone().requires_grad_()
+    (g,) = torch.autograd.grad(fastvae.gumbel_softmax(probs=p, tau=0.5, noise=u[1:])[0, 0], p)
+    (g_ref,) = torch.autograd.grad(gumbel_softmax_ref(p.log(), u[1:], 0.5)[0, 0], p)
+    assert (g - g_ref).abs().max().item() <= 1e-9
+
+
+def test_categorical_rsample_is_argmax_of_gumbel_softmax():
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.5, 0.2], dtype=torch.float64))
+    u = open_uniform((100, 4), seed=11)
+    idx = fastvae.categorical_rsample(logits, tau=0.1, sample_shape=(100,), noise=u)
+    assert idx.dtype == torch.int64 and idx.shape == (100,)
+    torch.testing.assert_close(idx, gumbel_softmax_ref(logits.expand(100, 4), u, 0.1).argmax(-1))
+    oh = fastvae.categorical_rsample(logits, tau=0.1, sample_shape=(100,), noise=u, one_hot=True)
+    torch.testing.assert_close(oh.argmax(-1), idx)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_matches_reference(dtype):
+    rate = torch.rand(3, 4, dtype=dtype, generator=gen(12)) * 5 + 0.05
+    u = open_uniform((5, 3, 4), dtype, seed=13)
+    z = fastvae.exponential_rsample(rate, (5,), noise=u)
+    assert z.shape == (5, 3, 4) and z.dtype == dtype
+    torch.testing.assert_close(z, Exponential(rate).icdf(u))
+
+
+def test_exponential_gradient_float64():
+    rate = (torch.rand(6, dtype=torch.float64, generator=gen(14)) * 3 + 0.1).requires_grad_()
+    u = open_uniform((4, 6), seed=15)
+    w = torch.randn(4, 6, dtype=torch.float64, generator=gen(16))
+    for shape, noise, weight in (((4,), u, w), ((), u[0], w[0])):
+        (g,) = torch.autograd.grad((fastvae.exponential_rsample(rate, shape, noise=noise) * weight).sum(), rate)
+        (g_ref,) = torch.autograd.grad((Exponential(rate).icdf(noise) * weight).sum(), rate)
+        assert (g - g_ref).abs().max().item() <= 1e-9
+    assert torch.autograd.gradcheck(lambda r: fastvae.exponential_rsample(r, (4,), noise=u), (rate,))
+
+
+def test_exponential_scalar_rate_and_python_number():
+    z = fastvae.exponential_rsample(2.0, (3,), generator=gen(17))
+    assert z.shape == (3,) and (z > 0).all()
+    z = fastvae.exponential_rsample(torch.tensor(2.0, dtype=torch.float64), (2, 3), generator=gen(17))
+    assert z.shape == (2, 3) and z.dtype == torch.float64
+
+
+# -- reproducibility, opcheck, torch.compile ---------------------------------------------------------------
+def test_same_seed_same_draws_whatever_the_thread_count():
+    logits = torch.randn(20000, 7, generator=gen(18))
+    rate = torch.rand(50000, generator=gen(19)) + 0.5
+    threads = torch.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out.append((fastvae.gumbel_softmax(logits, 0.7, generator=gen(20)),
+                        fastvae.exponential_rsample(rate, (3,), generator=gen(21))))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert not torch.equal(out[0][0], fastvae.gumbel_softmax(logits, 0.7, generator=gen(22)))
+
+
+def test_opcheck():
+    logits = torch.randn(5, 3, dtype=torch.float64, generator=gen(23)).requires_grad_()
+    u = open_uniform((5, 3), seed=24)
+    torch.library.opcheck(ops.gumbel_softmax_fwd, (logits, u, 0.5, -1, 0))
+    torch.library.opcheck(ops.gumbel_softmax_fwd, (logits, None, 0.5, 0, 123))
+    y = ops.gumbel_softmax_fwd(logits.detach(), u, 0.5, -1, 0)
+    torch.library.opcheck(ops.gumbel_softmax_bwd, (torch.randn(5, 3, dtype=torch.float64), y, 0.5, -1))
+    torch.library.opcheck(ops.one_hot_argmax, (y.requires_grad_(), 1))
+    rate = (torch.rand(4, dtype=torch.float64, generator=gen(25)) + 0.2).requires_grad_()
+    torch.library.opcheck(ops.exponential_fwd, (rate, None, [3], 7))
+    torch.library.opcheck(ops.exponential_fwd, (rate, open_uniform((2, 4), seed=26), [2], 0))
+    z = ops.exponential_fwd(rate.detach(), None, [3], 7)
+    torch.library.opcheck(ops.exponential_bwd, (torch.randn(3, 4, dtype=torch.float64), z, rate.detach()))
+
+
+def test_torch_compile():
+    logits = torch.randn(8, 5, dtype=torch.float64, generator=gen(27)).requires_grad_()
+    rate = (torch.rand(8, dtype=torch.float64, generator=gen(28)) + 0.3).requires_grad_()
+    u, v = open_uniform((8, 5), seed=29), open_uniform((8,), seed=30)
+
+    def f(logits, rate):
+        y = fastvae.gumbel_softmax(logits, 0.4, noise=u)
+        return (y[:, 0] * fastvae.exponential_rsample(rate, noise=v)).sum()
+
+    out = torch.compile(f, backend="aot_eager", fullgraph=True)(logits, rate)
+    grads = torch.autograd.grad(out, (logits, rate))
+    out_ref = f(logits, rate)
+    grads_ref = torch.autograd.grad(out_ref, (logits, rate))
+    torch.testing.assert_close(out, out_ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+
+
+# -- statistics and numerical safety ------------------------------------------------------------------------
+@pytest.mark.parametrize("logits", [
+    [math.log(0.1), math.log(0.2), math.log(0.5), math.log(0.2)],
+    [0.0, -1.0, 2.0, 0.5, -3.0, 1.0, -0.5, 0.3, -2.0, 1.5],
+])
+def test_hard_gumbel_softmax_frequencies_chi_square(logits):
+    n = 10**6
+    logits = torch.tensor(logits)
+    y = fastvae.gumbel_softmax(logits.expand(n, -1), 0.5, hard=True, generator=gen(31))
+    counts = y.sum(0).double().numpy()
+    expected = torch.softmax(logits.double(), 0).numpy() * n
+    assert counts.sum() == n
+    assert scipy.stats.chisquare(counts, expected).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_kolmogorov_smirnov(dtype):
+    rate = 2.5
+    z = fastvae.exponential_rsample(torch.tensor(rate, dtype=dtype), (10**6,), generator=gen(32))
+    assert scipy.stats.kstest(z.double().numpy(), "expon", args=(0, 1 / rate)).pvalue > 1e-3
+
+
+def test_no_nan_or_inf_in_ten_million_draws():
+    # probabilities from 1e-30 to 1 in each row, tau = 0.01: 10^6 rows x 10 classes = 10^7 draws
+    p = torch.logspace(-30, 0, 10, dtype=torch.float64)
+    logits = (p / p.sum()).log().float().expand(10**6, 10).contiguous().requires_grad_()
+    y = fastvae.gumbel_softmax(logits, 0.01, generator=gen(33))
+    assert torch.isfinite(y).all() and (y >= 0).all()
+    torch.testing.assert_close(y.sum(-1), torch.ones(10**6))
+    (g,) = torch.autograd.grad((y * torch.arange(10.0)).sum(), logits)
+    assert torch.isfinite(g).all()
+    rate = torch.logspace(-3, 3, 10**7, dtype=torch.float32)
+    z = fastvae.exponential_rsample(rate, generator=gen(34))
+    assert torch.isfinite(z).all() and (z > 0).all()
+
+
+def test_extreme_noise_stays_finite():
+    eps32 = torch.finfo(torch.float32).eps
+    u = torch.tensor([[eps32 / 2, 1 - eps32 / 2, 0.5]])
+    y = fastvae.gumbel_softmax(torch.tensor([[0.0, -80.0, 5.0]]), 0.01, noise=u)
+    assert torch.isfinite(y).all()
+    z = fastvae.exponential_rsample(torch.tensor([1e-3, 1e3, 1.0]), noise=u[0])
+    assert torch.isfinite(z).all() and (z > 0).all()
+
+
+# -- errors ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf")])
+def test_gumbel_softmax_bad_tau(tau):
+    with pytest.raises(ValueError, match="tau must be positive"):
+        fastvae.gumbel_softmax(torch.zeros(2, 3), tau)
+
+
+@pytest.mark.parametrize("logits,match", [
+    ([[0.0, float("nan"), 1.0]], "NaN"),
+    ([[float("-inf")] * 3, [0.0, 1.0, 2.0]], "all -inf"),
+    ([[0.0, float("inf"), 1.0]], r"\+inf"),
+])
+def test_gumbel_softmax_bad_logits(logits, match):
+    with pytest.raises(RuntimeError, match=match):
+        fastvae.gumbel_softmax(torch.tensor(logits), 1.0)
+
+
+def test_gumbel_softmax_bad_inputs():
+    x = torch.zeros(2, 3)
+    with pytest.raises(RuntimeError, match="strictly inside"):
+        fastvae.gumbel_softmax(x, 1.0, noise=torch.tensor([[0.5, 0.0, 0.5], [0.5, 0.5, 0.5]]))
+    with pytest.raises(RuntimeError, match="strictly inside"):
+        fastvae.gumbel_softmax(x, 1.0, noise=torch.tensor([[0.5, 1.0, 0.5], [0.5, 0.5, 0.5]]))
+    with pytest.raises(RuntimeError, match="shape of logits"):
+        fastvae.gumbel_softmax(x, 1.0, noise=torch.full((3, 2), 0.5))
+    with pytest.raises(RuntimeError, match="dtype and device"):
+        fastvae.gumbel_softmax(x, 1.0, noise=torch.full((2, 3), 0.5, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        fastvae.gumbel_softmax(torch.zeros(2, 3, dtype=torch.int64), 1.0)
+    with pytest.raises(RuntimeError, match="out of range"):
+        fastvae.gumbel_softmax(x, 1.0, dim=2)
+    with pytest.raises(RuntimeError, match="at least one dimension"):
+        fastvae.gumbel_softmax(torch.tensor(0.0), 1.0)
+    with pytest.raises(ValueError, match="exactly one of logits and probs"):
+        fastvae.gumbel_softmax(x, 1.0, probs=x.softmax(-1))
+    with pytest.raises(ValueError, match="exactly one of logits and probs"):
+        fastvae.gumbel_softmax(tau=1.0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        fastvae.gumbel_softmax([[0.0, 1.0]], 1.0)
+
+
+@pytest.mark.parametrize("probs,match", [
+    ([0.2, 0.2, 0.2], "sum to one"),
+    ([0.5, -0.1, 0.6], "non-negative"),
+    ([0.5, float("nan"), 0.5], "finite"),
+])
+def test_bad_probs(probs, match):
+    with pytest.raises(ValueError, match=match):
+        fastvae.gumbel_softmax(probs=torch.tensor(probs), tau=1.0)
+    with pytest.raises(ValueError, match=match):
+        fastvae.categorical_rsample(probs=torch.tensor(probs), sample_shape=(3,))
+
+
+@pytest.mark.parametrize("rate,match", [
+    ([1.0, 0.0], "positive and finite"),
+    ([1.0, -2.0], "positive and finite"),
+    ([float("nan")], "positive and finite"),
+    ([float("inf")], "positive and finite"),
+    ([1e-40], "overflow"),
+])
+def test_exponential_bad_rate(rate, match):
+    with pytest.raises(RuntimeError, match=match):
+        fastvae.exponential_rsample(torch.tensor(rate, dtype=torch.float32))
+
+
+def test_exponential_bad_inputs():
+    rate = torch.ones(3)
+    with pytest.raises(RuntimeError, match="strictly inside"):
+        fastvae.exponential_rsample(rate, noise=torch.tensor([0.5, 1.0, 0.5]))
+    with pytest.raises(RuntimeError, match="strictly inside"):
+        fastvae.exponential_rsample(rate, noise=torch.tensor([0.5, 0.0, 0.5]))
+    with pytest.raises(RuntimeError, match="noise must have shape"):
+        fastvae.exponential_rsample(rate, (2,), noise=torch.full((3,), 0.5))
+    with pytest.raises(RuntimeError, match="dtype and device"):
+        fastvae.exponential_rsample(rate, noise=torch.full((3,), 0.5, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        fastvae.exponential_rsample(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(RuntimeError, match="non-negative"):
+        fastvae.exponential_rsample(rate, (-1,))
+    with pytest.raises(TypeError, match="tensor or a number"):
+        fastvae.exponential_rsample("1.0")
+
+
+def test_empty_inputs():
+    assert fastvae.exponential_rsample(torch.ones(0), (3,)).shape == (3, 0)
+    assert fastvae.gumbel_softmax(torch.zeros(0, 4), 1.0).shape == (0, 4)
