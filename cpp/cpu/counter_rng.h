@@ -33,5 +33,22 @@ inline double open_uniform<double>(uint64_t key, int64_t i) {
   return (static_cast<double>(b >> 12) + 0.5) * 0x1p-52;
 }
 
+// Fills out[0, n) with uniforms for flat indices first.. : the injected `noise` if given (returns false if
+// any value is outside (0, 1)), else counter-based draws.
+template <typename T>
+inline bool load_uniforms(const T* noise, T* out, int64_t n, uint64_t key, int64_t first) {
+  bool ok = true;
+  if (noise) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T u = noise[i];
+      ok &= u > T(0) && u < T(1);
+      out[i] = u;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
+  }
+  return ok;
+}
+
 }  // namespace cpu
 }  // namespace fastvae

@@ -37,15 +37,7 @@ int exp_segment(const T* rate, const T* noise, T* out, int64_t n, uint64_t key, 
     if (!(r > T(0) && r < std::numeric_limits<T>::infinity())) status |= kBadRate;
     else if (!(r > min_rate)) status |= kTinyRate;
   }
-  if (noise) {
-    for (int64_t i = 0; i < n; ++i) {
-      const T u = noise[i];
-      if (!(u > T(0) && u < T(1))) status |= kBadNoise;
-      out[i] = u;
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
-  }
+  if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   if (status) return status;
   int64_t i = 0;
   for (; i + V::size() <= n; i += V::size())

@@ -32,15 +32,7 @@ int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, int64_t 
   using V = Vectorized<T>;
   const int64_t n = rows * k;
   int status = 0;
-  if (noise) {
-    for (int64_t i = 0; i < n; ++i) {
-      const T u = noise[i];
-      if (!(u > T(0) && u < T(1))) status |= kBadNoise;
-      out[i] = u;
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
-  }
+  if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   // z = (logits + G) / tau with G = -log(-log u)
   int64_t i = 0;
   for (; i + V::size() <= n; i += V::size()) {
