@@ -188,3 +188,12 @@ def test_epoch_series():
     assert _labelled(ax) and ax.get_title() == "loss"
     with pytest.raises(ValueError, match="no series"):
         plotting.epoch_series({}, "t", "y")
+
+
+def test_save_figure_uses_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = plotting.save_figure(plotting.image_grid(torch.rand(4, 784), 2, "t"), tmp_path / "a.png")
+    finally:
+        os.umask(old)
+    assert os.stat(out).st_mode & 0o777 == 0o644

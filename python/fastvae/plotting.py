@@ -268,6 +268,12 @@ def validation_curves(history, title: str = "Reconstruction log-likelihood: trai
     return fig
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig: Figure, path, dpi: int = 100) -> str:
     """Write ``fig`` as a PNG at ``path`` atomically: a temp file in the same folder, then os.replace.
     A failed save leaves neither a partial file nor the temp file; an existing file stays intact.
@@ -280,6 +286,7 @@ def save_figure(fig: Figure, path, dpi: int = 100) -> str:
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:

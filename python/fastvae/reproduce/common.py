@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import datasets, presets
-from ..plotting import save_figure
+from ..plotting import _umask, save_figure
 
 
 @dataclass
@@ -91,6 +91,7 @@ def _atomic_bytes(path: Path, write: Callable) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         try:
