@@ -1,0 +1,46 @@
+"""Command line: ``fastvae reproduce NAME --out DIR`` (also ``python -m fastvae ...``)."""
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .datasets import DataFileError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .reproduce import NAMES
+
+    p = argparse.ArgumentParser(prog="fastvae", description="fastvae command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reproduce", help="train a homework's VAE and write its metrics and figures",
+                       description="Train a homework's VAE with its settings; write DIR/metrics.json, "
+                                   "DIR/model.pt and the homework's figures as PNG files.")
+    r.add_argument("name", choices=NAMES, help="which homework")
+    r.add_argument("--out", required=True, help="output folder (created if missing)")
+    r.add_argument("--epochs", type=int, default=None, help="override the homework's number of epochs")
+    r.add_argument("--data", default=None,
+                   help="folder with the MNIST IDX files (default: $FASTVAE_DATA or the download cache)")
+    r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # small runs for tests
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    from .reproduce import reproduce
+
+    try:
+        m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
+                      progress=not args.no_progress, limit=args.limit)
+    except (FileNotFoundError, DataFileError, ValueError) as e:
+        print(f"fastvae: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fastvae: interrupted", file=sys.stderr)
+        return 130
+    print(f"wrote {args.out}/metrics.json and {len(m['figures'])} figures in {m['wall_seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

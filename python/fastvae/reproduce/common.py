@@ -1,0 +1,149 @@
+"""Pieces every homework reproduction shares: the run context, data loading, per-epoch printing,
+atomic writes of metrics.json and model.pt."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .. import datasets, presets
+from ..plotting import _umask, save_figure
+
+
+@dataclass
+class Context:
+    """What a reproduction needs: output folder, data folder, overrides and console output.
+
+    epochs: None keeps the homework's number. limit: use only the first ``limit`` training and test
+    images (for quick checks and tests). log: prints one line (the CLI's stdout).
+    """
+
+    name: str
+    out: Path
+    data: Optional[Path] = None
+    epochs: Optional[int] = None
+    seed: int = 0
+    progress: bool = True
+    limit: Optional[int] = None
+    log: Callable[[str], None] = print
+    figures: list = field(default_factory=list)
+
+    @property
+    def preset(self):
+        return presets.get(self.name)
+
+    def train_settings(self) -> dict:
+        t = dict(self.preset.train)
+        if self.epochs is not None:
+            t["epochs"] = int(self.epochs)
+        return t
+
+    def figure(self, fig, filename: str) -> str:
+        """Save ``fig`` as out/filename (atomically) and remember it for metrics.json."""
+        save_figure(fig, self.out / filename)
+        self.figures.append(filename)
+        return filename
+
+
+def load(ctx: Context, split: str):
+    """MNIST ``split`` as (uint8 [N, 28, 28], int64 [N]), cut to ``ctx.limit`` images if set."""
+    x, y = datasets.load_mnist(split, root=ctx.data, download=ctx.data is None)
+    if ctx.limit is not None:
+        x, y = x[:ctx.limit], y[:ctx.limit]
+    return x, y
+
+
+def binary(images: torch.Tensor, threshold: int) -> torch.Tensor:
+    """float32 [N, D] 0/1 pixels: pixel > threshold on the byte scale (the rule ``fit`` applies)."""
+    return datasets.binarize(datasets.flatten(images) if images.dim() == 3 else images, threshold, scale="byte")
+
+
+def epoch_printer(ctx: Context, offset: int = 0, total: Optional[int] = None):
+    """A ``fit`` callback that prints one line per epoch (tqdm.write keeps the bar intact)."""
+    from tqdm.auto import tqdm
+
+    def cb(event, info):
+        if event != "epoch":
+            return
+        e = info["epoch"] + 1 + offset
+        test = info["test_elbo"]
+        line = (f"epoch {e:3d}{'' if total is None else '/' + str(total)}  train ELBO {info['train_elbo']:9.3f}  "
+                f"test ELBO {test:9.3f}  {info['seconds']:6.1f} s" if not math.isnan(test) else
+                f"epoch {e:3d}{'' if total is None else '/' + str(total)}  train ELBO {info['train_elbo']:9.3f}  "
+                f"{info['seconds']:6.1f} s")
+        if ctx.progress:
+            tqdm.write(line)
+        else:
+            ctx.log(line)
+    return cb
+
+
+def _atomic_bytes(path: Path, write: Callable) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.ndarray, torch.Tensor)):
+        return _plain(np.asarray(v).tolist())
+    if isinstance(v, (np.floating, float)):
+        return None if not math.isfinite(float(v)) else float(v)  # JSON has no NaN
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Atomic JSON write (temp file + os.replace); NaN/inf become null."""
+    data = json.dumps(_plain(obj), indent=1).encode()
+    _atomic_bytes(path, lambda f: f.write(data))
+
+
+def save_model(path: Path, model) -> None:
+    """The model's state_dict via torch.save, written atomically."""
+    _atomic_bytes(path, lambda f: torch.save(model.state_dict(), f))
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def base_metrics(ctx: Context, model, train: dict, data: dict, history) -> dict:
+    """Fields every metrics.json has: settings, the homework's numbers and the curves."""
+    return {
+        "preset": ctx.name,
+        "settings": {"model": dict(ctx.preset.model), "train": train, "data": data, "seed": ctx.seed,
+                     "limit": ctx.limit, "torch_threads": torch.get_num_threads()},
+        "reported": dict(ctx.preset.reported),
+        "train_elbo": history.train_elbo,
+        "test_elbo": history.test_elbo,
+        "epoch_seconds": history.epoch_seconds,
+        "update_rec": history.update_rec,
+        "update_kl": history.update_kl,
+    }

@@ -1,0 +1,108 @@
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from fastvae import VAE, cli  # noqa: E402
+from fastvae.reproduce import NAMES  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FIGURES = {
+    "stats305c": {"elbo_curves.png", "samples.png", "latent_scatter.png", "interpolations.png"},
+    "ese546": {"elbo_terms.png", "reconstructions.png", "samples.png", "validation.png"},
+    "cvae_hw7": {"loss.png", "samples_epoch01.png", "samples_epoch02.png"},
+    "dd2434": {"reconstructions.png", "samples.png", "loss.png"},
+}
+
+
+@pytest.fixture
+def need_mnist(mnist_dir):
+    if not (mnist_dir / "train-images-idx3-ubyte").exists() and not (mnist_dir / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST not found in {mnist_dir}")
+    return mnist_dir
+
+
+def _run(name, out, mnist_dir, epochs=2, limit=300):
+    return cli.main(["reproduce", name, "--out", str(out), "--data", str(mnist_dir), "--epochs", str(epochs),
+                     "--limit", str(limit), "--no-progress", "--seed", "1"])
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reproduce_writes_metrics_model_and_figures(name, tmp_path, need_mnist, capsys):
+    assert _run(name, tmp_path, need_mnist) == 0
+    stdout = capsys.readouterr().out
+    epoch_lines = [line for line in stdout.splitlines() if line.startswith("epoch   ") and "train ELBO" in line]
+    assert len(epoch_lines) == 2  # one line per epoch
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("train_elbo", "test_elbo", "epoch_seconds"):
+        assert len(m[key]) == 2, key
+        assert all(isinstance(v, float) for v in m[key])
+    assert all(v < 0 for v in m["train_elbo"] + m["test_elbo"])
+    assert m["preset"] == name and m["settings"]["train"]["epochs"] == 2 and m["settings"]["limit"] == 300
+    assert "reported" in m and len(m["update_rec"]) == len(m["update_kl"]) > 0
+    assert set(m["figures"]) == FIGURES[name]
+    for f in FIGURES[name]:
+        assert _is_png(tmp_path / f), f
+    files = set(os.listdir(tmp_path))
+    assert files == FIGURES[name] | {"metrics.json", "model.pt"}  # no temp files left
+    model = VAE.from_preset(name)
+    model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    if name == "dd2434":
+        assert m["homework_divisor"] == 300 - 100
+        assert m["loss_per_image_homework_divisor"][-1] == pytest.approx(m["loss_per_image"][-1] * 300 / 200)
+        assert m["loss_per_image"] == pytest.approx([-v for v in m["train_elbo"]])
+    if name == "ese546":
+        assert len(m["val_rec"]) == len(m["val_update"]) >= 1
+        assert m["iwae"]["k"] == 1000 and m["iwae"]["log_px"] >= m["iwae"]["elbo_same_images"] - 1.0
+    if name == "cvae_hw7":
+        assert set(m["conditional_accuracy"]) == {"1", "2"}
+        assert 0 <= m["classifier"]["test_accuracy"] <= 1
+
+
+def test_unknown_preset_fails_clearly(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "nope", "--out", "x"])
+    assert e.value.code != 0
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_missing_data_folder_fails_clearly(tmp_path, capsys):
+    missing = tmp_path / "no_such_folder"
+    assert cli.main(["reproduce", "stats305c", "--out", str(tmp_path / "o"), "--data", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert "data folder" in err and "does not exist" in err and str(missing) in err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_folder_without_mnist_fails_clearly(tmp_path, capsys):
+    assert cli.main(["reproduce", "dd2434", "--out", str(tmp_path / "o"), "--data", str(tmp_path)]) == 1
+    assert "MNIST files missing" in capsys.readouterr().err
+
+
+def test_bad_epochs_fails_clearly(tmp_path, need_mnist, capsys):
+    assert cli.main(["reproduce", "dd2434", "--out", str(tmp_path), "--data", str(need_mnist), "--epochs", "0"]) == 1
+    assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+    r = subprocess.run([sys.executable, "-m", "fastvae", "reproduce", "stats305c", "--out", str(tmp_path),
+                        "--data", str(tmp_path / "missing")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "fastvae", "reproduce", "--help"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "--limit" not in r.stdout and "stats305c" in r.stdout
