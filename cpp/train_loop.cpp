@@ -30,7 +30,7 @@ void gather_binarize(const at::Tensor& images, const int64_t* idx, int64_t n, in
   const int64_t D = images.size(1);
   const uint8_t* src = images.data_ptr<uint8_t>();
   float* dst = x_out.data_ptr<float>();
-  at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
+  at::parallel_for(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const uint8_t* s = src + idx[i] * D;
       float* d = dst + i * D;

@@ -10,8 +10,11 @@ namespace cpu {
 
 namespace {
 
-// Rows per task so that each task touches at least ~16k elements: small batches stay on one thread.
-int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
+// Elementwise passes split across threads only from this many elements on: below it a pass takes a few
+// microseconds, less than waking the other threads costs (and on a busy machine a lot less).
+constexpr int64_t kGrain = 65536;
+// Rows per task so that each task touches at least kGrain elements.
+int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 
 template <typename T>
 inline T act_value(Act a, T v, T slope) {
@@ -176,7 +179,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     const T slope = static_cast<T>(spec_.slope);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
-      at::parallel_for(0, R * H, 16384, [&](int64_t i0, int64_t i1) {
+      at::parallel_for(0, R * H, kGrain, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) d[i] *= act_grad<T>(AC, a[i], slope);
       });
     });
