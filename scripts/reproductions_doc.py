@@ -112,6 +112,13 @@ def main(runs):
             enumerate(zip(rep, m["loss_per_image"], m["loss_per_image_homework_divisor"]), 1)]
     out += ["", "Per-epoch loss, test images with reconstructions, prior samples:", "",
             figures("dd2434", m, runs), ""]
+    times = runs / "notebook_times.json"  # written by hand from the test's printed times (-s)
+    if times.exists():
+        t = json.loads(times.read_text())
+        out += ["## Notebooks", "", f"`{t['command']}` executed every notebook with its full settings in "
+                f"{t['total_seconds']} s on the shared 2-core machine (default torch threads):", "",
+                "| notebook | seconds |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in t["notebooks"].items()] + [""]
     (DOCS / "reproductions.md").write_text("\n".join(out))
 
 
