@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "cpu/adam.h"
 #include "cpu/vae_engine.h"
@@ -21,7 +22,7 @@ using Engine = cpu::VaeEngine<float>;
 
 struct Options {
   int64_t epochs, batch_size, n_samples, estimator, threshold, callback_every, eval_every, eval_samples;
-  double lr, beta1, beta2, eps, weight_decay;
+  double lr, beta1, beta2, eps, weight_decay, kl_weight;
 };
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
@@ -93,6 +94,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
               "fastvae.fit: need epochs >= 0, batch_size >= 1, n_samples >= 1 and some training data");
   TORCH_CHECK(o.threshold >= 0 && o.threshold <= 255, "fastvae.fit: threshold must lie in [0, 255]");
   TORCH_CHECK(o.estimator >= 0 && o.estimator <= 2, "fastvae.fit: unknown estimator");
+  TORCH_CHECK(o.kl_weight >= 0 && std::isfinite(o.kl_weight), "fastvae.fit: kl_weight must be finite and >= 0");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = static_cast<Estimator>(o.estimator);
@@ -176,9 +178,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         } else {
           e.normal_(0, 1, gen);
         }
-        // Minimise -mean ELBO: d/dtheta of sum_i (-rec_i + kl_i) / n.
+        // Minimise -mean (rec - kl_weight * kl): kl_weight = 1 is the ELBO, > 1 a beta-VAE.
         w_rec.fill_(-1.0 / n);
-        w_kl.fill_(1.0 / n);
+        w_kl.fill_(o.kl_weight / n);
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
         eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
         eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
@@ -256,7 +258,8 @@ void bind_train_loop(py::module_& m) {
       .def_readwrite("beta1", &Options::beta1)
       .def_readwrite("beta2", &Options::beta2)
       .def_readwrite("eps", &Options::eps)
-      .def_readwrite("weight_decay", &Options::weight_decay);
+      .def_readwrite("weight_decay", &Options::weight_decay)
+      .def_readwrite("kl_weight", &Options::kl_weight);
   m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("step"), py::arg("arch"), py::arg("slope"), py::arg("train_x"), py::arg("train_y"),
         py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),

@@ -107,6 +107,8 @@ def test_fit_rejects_bad_input(mnist):
         model.fit(x[:10].float(), progress=False)
     with pytest.raises(ValueError, match="threshold"):
         model.fit(x[:10], threshold=300, progress=False)
+    with pytest.raises(ValueError, match="kl_weight"):
+        model.fit(x[:10], kl_weight=-1.0, progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         model.fit(x[:10], batch_size=0, progress=False)
     with pytest.raises(ValueError, match="needs train_labels"):
@@ -115,3 +117,14 @@ def test_fit_rejects_bad_input(mnist):
         fastvae.VAE.from_preset("stats305c", dtype=torch.float64).fit(x[:10], progress=False)
     with pytest.raises(RuntimeError, match=r"lie in \[0, 10\)"):
         fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], torch.full((10,), 11), progress=False)
+
+
+def test_kl_weight_trades_kl_for_reconstruction(mnist):
+    x, _ = mnist
+    kls = []
+    for beta in (1.0, 4.0):
+        model = fastvae.VAE.from_preset("stats305c")
+        torch.manual_seed(0)
+        hist = model.fit(x[:2000], epochs=2, batch_size=64, kl_weight=beta, seed=0, progress=False)
+        kls.append(hist.update_kl[-30:].mean())
+    assert kls[1] < kls[0]  # a heavier KL weight keeps q closer to the prior

@@ -4,7 +4,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: works in terminals and notebooks without ipywidgets
 
 from . import _C, _ops
 
@@ -77,7 +77,7 @@ def _labels(y, n: int, cond_dim: int, name: str) -> Optional[torch.Tensor]:
 
 def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: int = 64, n_samples: int = 1,
         lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-        threshold: int = 127, estimator: str = "analytic", test_images=None, test_labels=None,
+        threshold: int = 127, estimator: str = "analytic", kl_weight: float = 1.0, test_images=None, test_labels=None,
         val_images=None, val_labels=None, eval_every: int = 0, eval_samples: int = 1,
         seed: Optional[int] = None, progress: bool = True, callback: Optional[Callable] = None,
         callback_every: int = 20) -> History:
@@ -96,6 +96,8 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
         val_images, val_labels, eval_every: validation log-likelihood and KL every ``eval_every``
             updates (ESE 546 HW5 (vi)).
         eval_samples: Monte Carlo samples per image in the evaluations.
+        kl_weight: weight beta of the KL in the training objective ``rec - beta * kl`` (1 = the ELBO;
+            beta > 1 is the beta-VAE of Higgins et al. 2017). Recorded terms and ELBOs stay unweighted.
         seed: seed of the loop's generator (shuffling, noise); None draws one from torch.
         progress: show a tqdm bar. callback: ``callback(event, info)`` called with ``"step"`` every
             ``callback_every`` updates and ``"epoch"`` after each epoch; raising stops training.
@@ -112,6 +114,8 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
         raise TypeError("fit trains float32 models on the CPU; convert with model.float()")
     if estimator not in _ops.ESTIMATORS:
         raise ValueError(f"estimator must be one of {sorted(_ops.ESTIMATORS)}, got {estimator!r}")
+    if not (kl_weight >= 0 and np.isfinite(kl_weight)):
+        raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
     if not 0 <= int(threshold) <= 255:
         raise ValueError(f"threshold is on the 0..255 scale, got {threshold}")
     if epochs < 0 or batch_size < 1 or n_samples < 1 or eval_samples < 1 or eval_every < 0:
@@ -132,7 +136,7 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
     state = model._adam
     opts = _C.TrainOptions()
     opts.epochs, opts.batch_size, opts.n_samples = int(epochs), int(batch_size), int(n_samples)
-    opts.estimator, opts.threshold = _ops.ESTIMATORS[estimator], int(threshold)
+    opts.estimator, opts.threshold, opts.kl_weight = _ops.ESTIMATORS[estimator], int(threshold), float(kl_weight)
     opts.callback_every, opts.eval_every, opts.eval_samples = int(callback_every), int(eval_every), int(eval_samples)
     opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weight_decay = float(lr), float(betas[0]), float(betas[1]), \
         float(eps), float(weight_decay)
