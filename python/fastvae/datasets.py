@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
 import urllib.request
 import zlib
 from http.client import HTTPException
@@ -26,6 +25,8 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from ._atomic import atomic_write
 
 __all__ = [
     "DataFileError",
@@ -244,28 +245,7 @@ def _fetch(url: str, timeout: float, max_bytes: int, desc: str) -> bytes:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + os.replace: readers see old or new, never partial."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:  # includes KeyboardInterrupt: never leave the temp file behind
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # persist the rename itself; best effort (not possible on every OS / filesystem)
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(target, lambda f: f.write(data))
 
 
 def _download(folder: Path, mirrors: Sequence[str], timeout: float) -> Path:

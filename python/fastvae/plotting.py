@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from ._atomic import atomic_write
 
 __all__ = ["image_grid", "elbo_curves", "elbo_terms", "latent_scatter", "interpolation_grid",
            "reconstruction_pairs", "validation_curves", "loss_curve", "epoch_series", "save_figure", "tile"]
@@ -268,30 +269,11 @@ def validation_curves(history, title: str = "Reconstruction log-likelihood: trai
     return fig
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig: Figure, path, dpi: int = 100) -> str:
     """Write ``fig`` as a PNG at ``path`` atomically: a temp file in the same folder, then os.replace.
     A failed save leaves neither a partial file nor the temp file; an existing file stays intact.
 
     Returns: the path as a string. Raises whatever ``savefig`` or the filesystem raises.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    return os.fspath(path)

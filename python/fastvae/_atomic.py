@@ -1,0 +1,42 @@
+"""Atomic file writes: results, figures, checkpoints and downloads never leave a partial file, and a file
+the user already had is replaced only by a complete new one."""
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(f)`` on a temp file in the destination folder, fsync it, give it the usual permissions
+    (mkstemp creates 0600) and ``os.replace`` it onto ``path``. On any error, KeyboardInterrupt included,
+    the temp file is removed and ``path`` is untouched. Returns ``path`` as a Path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # persist the rename itself; best effort (not possible on every OS / filesystem)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
