@@ -2,6 +2,8 @@
 ``python -m fastvae reproduce NAME --out RUNS/NAME`` (numbers are read from each metrics.json).
 
 Usage: python scripts/reproductions_doc.py RUNS   (RUNS holds stats305c/, ese546/, cvae_hw7/, dd2434/)
+
+The CVAE's KL-weight sweep is read from RUNS/cvae_hw7_beta*/ (``reproduce cvae_hw7 --kl-weight B``) if present.
 """
 import json
 import shutil
@@ -27,10 +29,29 @@ def figures(name, m, runs):
 
 def settings_line(m):
     t, d = m["settings"]["train"], m["settings"]["data"]
-    return (f"Settings: {t['epochs']} epochs, batch {t['batch_size']}, Adam lr {t['lr']}, {t['n_samples']} "
+    beta = f"KL weight beta {t['kl_weight']:g}, " if "kl_weight" in t else ""
+    return (f"Settings: {t['epochs']} epochs, batch {t['batch_size']}, Adam lr {t['lr']}, {beta}{t['n_samples']} "
             f"sample(s) of z per image, pixel > {d['threshold']} on the 0..255 scale, seed {m['settings']['seed']}, "
             f"{m['settings']['torch_threads']} torch threads; {m['total_seconds']:.0f} s of training "
             f"({m['wall_seconds']:.0f} s for the whole command).")
+
+
+def cvae_sweep(runs, chosen):
+    """Rows of the KL-weight sweep: the preset's run plus every RUNS/cvae_hw7_beta*/ run, by beta."""
+    ms = [chosen] + [json.loads((d / "metrics.json").read_text()) for d in sorted(runs.glob("cvae_hw7_beta*/"))
+          if (d / "metrics.json").is_file()]
+    rows = {}
+    for m in ms:
+        rows.setdefault(m["final"]["kl_weight"], m)
+    beta0 = chosen["final"]["kl_weight"]
+    out = ["| beta | test ELBO | test KL per image | accuracy after epoch 1 / 6 / 11 | z from other images' "
+           "posteriors, epoch 11 | spread of a digit's samples |", "|---|---|---|---|---|---|"]
+    for beta, m in sorted(rows.items()):
+        f, ca = m["final"], m["conditional_accuracy"]
+        acc = " / ".join(f"{100 * ca[e]['mean']:.1f}%" for e in sorted(ca, key=int))
+        out.append(f"| {beta:g}{' (chosen)' if beta == beta0 else ''} | {fmt(f['test_elbo'])} | {fmt(f['test_kl'])} | "
+                   f"{acc} | {100 * ca[str(len(m['test_elbo']))]['posterior_swap']:.1f}% | {fmt(f['sample_spread'])} |")
+    return out
 
 
 def main(runs):
@@ -44,6 +65,8 @@ def main(runs):
            "with the same settings. Machine: 2 CPU cores shared with other work.", "",
            "Commands (from the repository root, with the in-place build):", "",
            "    OMP_NUM_THREADS=1 PYTHONPATH=python python -m fastvae reproduce NAME --out runs/NAME --data /path/to/mnist",
+           "    for B in 1 3 4 6; do OMP_NUM_THREADS=1 PYTHONPATH=python python -m fastvae reproduce cvae_hw7 "
+           "--kl-weight $B --out runs/cvae_hw7_beta$B --data /path/to/mnist; done  # the CVAE's KL-weight sweep",
            "    python scripts/reproductions_doc.py runs", "",
            "`OMP_NUM_THREADS=1` because on a 2-core machine that other processes keep busy, the C++ loop's two "
            "threads ran up to ten times slower than one thread; on an idle machine the default is faster. "
@@ -92,11 +115,27 @@ def main(runs):
             "|---|---|---|---|---|"]
     out += [f"| {e} | {fmt(m['train_elbo'][int(e) - 1])} | {fmt(m['test_elbo'][int(e) - 1])} | "
             f"{100 * ca[e]['mean']:.1f}% | {100 * ca[e]['posterior_swap']:.1f}% |" for e in sorted(ca, key=int)]
-    out += ["", "With the homework's architecture and the ELBO as written (summed BCE + KL), prior samples lose "
+    f = m["final"]
+    out += ["", "### The weight of the KL term", "",
+            "The homework's loss is a binary cross-entropy plus a KL \"regularization\" term, and its text does not "
+            "say how the two are weighted. With the ELBO as written (beta = 1: summed BCE + KL), prior samples lose "
             "their label as training goes on: the sigmoid on the mean head keeps every posterior mean in (0, 1)^40, "
-            "z carries much of the image, and N(0, I) draws fall where the decoder saw few codes. The homework's "
-            "figures (digits getting clearer with training) suggest its loss weighted the KL far more, e.g. a BCE "
-            "averaged over the 784 pixels; its code is not in the seed, so fastvae keeps the ELBO."]
+            "z carries much of the image (its KL is large), and N(0, I) draws fall where the decoder saw few codes; "
+            "decoded from other images' posterior codes, the label still controls the digit. fastvae therefore "
+            "trains the CVAE on rec - beta * KL (beta-VAE, Higgins et al. 2017; the ELBOs reported stay "
+            "unweighted) and the preset uses the smallest beta of {1, 2, 3, 4, 6} whose samples reach the bar "
+            "(>= 90% classified as the conditioned digit after 11 epochs) while the samples of a digit still "
+            "differ. One seed per beta, 11 epochs on all 60,000 images; the columns are read from "
+            "`reproduce cvae_hw7 --kl-weight B`:", ""]
+    out += cvae_sweep(runs, m)
+    out += ["", "Spread of a digit's samples: mean Euclidean distance between two of the 100 decoder-mean images of "
+            f"one digit (pixels in [0, 1]), averaged over digits; about 0 if they collapse to one image. For "
+            f"reference, 100 test images of one digit (intensities / 255) give {fmt(f['test_image_spread'])}; "
+            "decoder means are blurred averages, so they spread less than real images. Larger beta buys label "
+            "control with ELBO (the KL shrinks, the reconstruction term shrinks more) and with variety: beta = 1 "
+            "spreads most because its samples are scrawls of any digit, larger betas give cleaner but more "
+            f"uniform, blurrier digits. Chosen: beta = {f['kl_weight']:g}, with final conditional-sample accuracy "
+            f"{100 * f['conditional_accuracy']:.1f}% after epoch {len(m['test_elbo'])}."]
     out += ["", "Loss per iteration and 10 samples of each digit after epochs 1, 6, 11:", "",
             figures("cvae_hw7", m, runs), ""]
 

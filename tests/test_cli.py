@@ -71,6 +71,38 @@ def test_reproduce_writes_metrics_model_and_figures(name, tmp_path, need_mnist, 
     if name == "cvae_hw7":
         assert set(m["conditional_accuracy"]) == {"1", "2"}
         assert 0 <= m["classifier"]["test_accuracy"] <= 1
+        assert m["settings"]["train"]["kl_weight"] == m["final"]["kl_weight"] == 2.0  # the preset's beta
+        assert m["final"]["sample_spread"] > 0 and m["final"]["test_kl"] >= 0
+
+
+def test_kl_weight_override_reaches_training(tmp_path, need_mnist):
+    args = ["reproduce", "cvae_hw7", "--data", str(need_mnist), "--epochs", "1", "--limit", "300", "--no-progress"]
+    assert cli.main(args + ["--out", str(tmp_path / "b1"), "--kl-weight", "1"]) == 0
+    assert cli.main(args + ["--out", str(tmp_path / "b6"), "--kl-weight", "6"]) == 0
+    m1, m6 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("b1", "b6"))
+    assert m1["settings"]["train"]["kl_weight"] == 1.0 and m6["settings"]["train"]["kl_weight"] == 6.0
+    # same seed and data: a heavier KL penalty must leave a smaller KL
+    assert m6["final"]["test_kl"] < m1["final"]["test_kl"]
+
+
+@pytest.mark.parametrize("name,beta,msg", [("dd2434", "2", "kl_weight applies only to cvae_hw7"),
+                                           ("cvae_hw7", "-1", "kl_weight must be finite and >= 0"),
+                                           ("cvae_hw7", "nan", "kl_weight must be finite and >= 0")])
+def test_bad_kl_weight_fails_clearly(name, beta, msg, tmp_path, capsys):
+    assert cli.main(["reproduce", name, "--out", str(tmp_path), "--kl-weight", beta]) == 1
+    assert msg in capsys.readouterr().err
+
+
+def test_within_class_spread():
+    from fastvae.reproduce.cvae_hw7 import spread_per_class, within_class_spread
+    x = torch.zeros(3, 784)
+    assert within_class_spread(x) == 0.0  # collapsed samples
+    x[1, :4] = 1  # distance 2 from the two others, which coincide
+    assert within_class_spread(x) == pytest.approx((2 + 2 + 0) * 2 / 6)
+    images = torch.zeros(20, 28, 28, dtype=torch.uint8)
+    images[::2, 0, :4] = 255
+    labels = torch.arange(20) % 10  # class c holds images c and c + 10: identical
+    assert spread_per_class(images, labels, 2) == 0.0
 
 
 def test_unknown_preset_fails_clearly(capsys):

@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=None, help="override the homework's number of epochs")
     r.add_argument("--data", default=None,
                    help="folder with the MNIST IDX files (default: $FASTVAE_DATA or the download cache)")
+    r.add_argument("--kl-weight", type=float, default=None,
+                   help="override the KL weight beta of the training objective (cvae_hw7 only)")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # small runs for tests
@@ -31,7 +33,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
-                      progress=not args.no_progress, limit=args.limit)
+                      progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight)
     except (FileNotFoundError, DataFileError, ValueError) as e:
         print(f"fastvae: error: {e}", file=sys.stderr)
         return 1

@@ -42,7 +42,10 @@ PRESETS: Dict[str, Preset] = {
         model=dict(data_dim=784, latent_dim=40, cond_dim=10, encoder_hidden=(256,), decoder_hidden=(256,),
                    activation="relu", posterior="std", mean_activation="sigmoid",
                    scale_activation="sigmoid"),
-        train=dict(epochs=11, batch_size=64, n_samples=1, lr=1e-3),
+        # chosen: kl_weight (beta) 2, the smallest of {1, 2, 3, 4, 6} whose prior samples keep their label
+        # (>= 90% classified as the conditioned digit after 11 epochs) while a digit's samples still differ;
+        # the homework does not give the weight of its KL term (sweep in docs/reproductions.md)
+        train=dict(epochs=11, batch_size=64, n_samples=1, lr=1e-3, kl_weight=2.0),
         data=dict(size=28, threshold=127),
     ),
     # 784 -> 400 -> 400 (leaky 0.2) -> mean, log-variance in R^200; decoder 200 -> 400 -> 400 -> 784.

@@ -22,8 +22,8 @@ from ..plotting import _umask, save_figure
 class Context:
     """What a reproduction needs: output folder, data folder, overrides and console output.
 
-    epochs: None keeps the homework's number. limit: use only the first ``limit`` training and test
-    images (for quick checks and tests). log: prints one line (the CLI's stdout).
+    epochs: None keeps the homework's number; kl_weight: None keeps the preset's (cvae_hw7 only).
+    limit: use only the first ``limit`` training and test images (for quick checks and tests). log: prints one line (the CLI's stdout).
     """
 
     name: str
@@ -35,6 +35,7 @@ class Context:
     limit: Optional[int] = None
     log: Callable[[str], None] = print
     figures: list = field(default_factory=list)
+    kl_weight: Optional[float] = None
 
     @property
     def preset(self):
@@ -44,6 +45,8 @@ class Context:
         t = dict(self.preset.train)
         if self.epochs is not None:
             t["epochs"] = int(self.epochs)
+        if self.kl_weight is not None:
+            t["kl_weight"] = float(self.kl_weight)
         return t
 
     def figure(self, fig, filename: str) -> str:
