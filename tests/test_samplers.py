@@ -2,7 +2,6 @@
 with torch.distributions, plus gradcheck, opcheck, statistical tests and every error case."""
 import math
 
-import numpy as np
 import pytest
 import scipy.stats
 import torch

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +13,8 @@ import numpy as np
 import torch
 
 from .. import datasets, presets
-from ..plotting import _umask, save_figure
+from .._atomic import atomic_write
+from ..plotting import save_figure
 
 
 @dataclass
@@ -89,21 +88,6 @@ def epoch_printer(ctx: Context, offset: int = 0, total: Optional[int] = None):
     return cb
 
 
-def _atomic_bytes(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _plain(v):
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items()}
@@ -121,12 +105,12 @@ def _plain(v):
 def write_json(path: Path, obj: dict) -> None:
     """Atomic JSON write (temp file + os.replace); NaN/inf become null."""
     data = json.dumps(_plain(obj), indent=1).encode()
-    _atomic_bytes(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def save_model(path: Path, model) -> None:
     """The model's state_dict via torch.save, written atomically."""
-    _atomic_bytes(path, lambda f: torch.save(model.state_dict(), f))
+    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
 
 
 class Timer:
