@@ -2,6 +2,9 @@
 // not depend on how at::parallel_for splits the index range, i.e. on the thread count.
 // Mixer: SplitMix64 (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number generators").
 #pragma once
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
 #include <cstdint>
 
 namespace fastvae {
@@ -48,6 +51,25 @@ inline bool load_uniforms(const T* noise, T* out, int64_t n, uint64_t key, int64
     for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
   }
   return ok;
+}
+
+// out[i] = f(out[i], b[i]) for i < n with Vectorized<T> code, the tail included (padded with pad_out and
+// pad_b), so each element gets the same arithmetic whichever block or thread it falls in: a sample then
+// does not depend on how the work was split.
+template <typename T, typename F>
+inline void vec_apply(T* out, const T* b, int64_t n, F f, T pad_out = T(0.5), T pad_b = T(1)) {
+  using V = at::vec::Vectorized<T>;
+  int64_t i = 0;
+  for (; i + V::size() <= n; i += V::size()) f(V::loadu(out + i), V::loadu(b + i)).store(out + i);
+  if (i < n) {
+    T to[V::size()], tb[V::size()];
+    std::fill(to, to + V::size(), pad_out);
+    std::fill(tb, tb + V::size(), pad_b);
+    std::copy(out + i, out + n, to);
+    std::copy(b + i, b + n, tb);
+    f(V::loadu(to), V::loadu(tb)).store(to);
+    std::copy(to, to + (n - i), out + i);
+  }
 }
 
 }  // namespace cpu

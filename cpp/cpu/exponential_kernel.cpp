@@ -39,10 +39,7 @@ int exp_segment(const T* rate, const T* noise, T* out, int64_t n, uint64_t key, 
   }
   if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   if (status) return status;
-  int64_t i = 0;
-  for (; i + V::size() <= n; i += V::size())
-    ((V(T(0)) - V::loadu(out + i)).log1p() / V::loadu(rate + i)).neg().store(out + i);
-  for (; i < n; ++i) out[i] = -std::log1p(-out[i]) / rate[i];
+  vec_apply<T>(out, rate, n, [](V u, V r) { return ((V(T(0)) - u).log1p() / r).neg(); });
   return 0;
 }
 

@@ -34,13 +34,8 @@ int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, int64_t 
   int status = 0;
   if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   // z = (logits + G) / tau with G = -log(-log u)
-  int64_t i = 0;
-  for (; i + V::size() <= n; i += V::size()) {
-    V u = V::loadu(out + i);
-    V g = V(T(0)) - (V(T(0)) - u.log()).log();
-    ((V::loadu(logits + i) + g) * V(inv_tau)).store(out + i);
-  }
-  for (; i < n; ++i) out[i] = (logits[i] - std::log(-std::log(out[i]))) * inv_tau;
+  const V vinv_tau(inv_tau);
+  vec_apply<T>(out, logits, n, [&](V u, V l) { return (l - (V(T(0)) - u.log()).log()) * vinv_tau; });
   // per row: subtract the max (finite unless the row is all -inf or overflowed)
   for (int64_t r = 0; r < rows; ++r) {
     T* z = out + r * k;
@@ -56,9 +51,7 @@ int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, int64_t 
     if (status) return status;
     for (int64_t j = 0; j < k; ++j) z[j] -= m;
   }
-  i = 0;
-  for (; i + V::size() <= n; i += V::size()) V::loadu(out + i).exp().store(out + i);
-  for (; i < n; ++i) out[i] = std::exp(out[i]);
+  vec_apply<T>(out, out, n, [](V z, V) { return z.exp(); }, T(0), T(0));
   for (int64_t r = 0; r < rows; ++r) {
     T* z = out + r * k;
     T s = 0;
