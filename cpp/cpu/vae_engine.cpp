@@ -250,24 +250,28 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
   with_act<T>(act, [&](auto tag) {
     constexpr Act A = decltype(tag)::value;
     at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t j = j0; j < j1; ++j) o[r * H + j] = bp[j];
-      for (int64_t d = 0; d < D; ++d) {
-        const T* wr = wt + d * H;
-        for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
-          const int64_t r = nz_row_[k];
-          const T v = xp[r * D + d];
+      // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by.
+      for (int64_t jb = j0; jb < j1; jb += 64) {
+        const int64_t je = std::min(j1, jb + 64);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = jb; j < je; ++j) o[r * H + j] = bp[j];
+        for (int64_t d = 0; d < D; ++d) {
+          const T* wr = wt + d * H;
+          for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
+            const int64_t r = nz_row_[k];
+            const T v = xp[r * D + d];
+            T* row = o + r * H;
+            for (int64_t j = jb; j < je; ++j) row[j] += v * wr[j];
+          }
+        }
+        for (int64_t r = 0; r < R; ++r) {
           T* row = o + r * H;
-          for (int64_t j = j0; j < j1; ++j) row[j] += v * wr[j];
+          if (y) {
+            const T* wr = wt + (cond_offset + y[r % period]) * H;
+            for (int64_t j = jb; j < je; ++j) row[j] += wr[j];
+          }
+          for (int64_t j = jb; j < je; ++j) row[j] = act_value<T>(A, row[j], slope);
         }
-      }
-      for (int64_t r = 0; r < R; ++r) {
-        T* row = o + r * H;
-        if (y) {
-          const T* wr = wt + (cond_offset + y[r % period]) * H;
-          for (int64_t j = j0; j < j1; ++j) row[j] += wr[j];
-        }
-        for (int64_t j = j0; j < j1; ++j) row[j] = act_value<T>(A, row[j], slope);
       }
     });
   });
