@@ -131,7 +131,7 @@ def test_bad_epochs_fails_clearly(tmp_path, need_mnist, capsys):
 
 
 def test_python_dash_m_entry_point(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+    env = dict(os.environ)  # the fastvae this test run imports (installed, or PYTHONPATH in development)
     r = subprocess.run([sys.executable, "-m", "fastvae", "reproduce", "stats305c", "--out", str(tmp_path),
                         "--data", str(tmp_path / "missing")], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1 and "does not exist" in r.stderr
