@@ -68,8 +68,9 @@ def main(runs):
            "    for B in 1 3 4 6; do OMP_NUM_THREADS=1 PYTHONPATH=python python -m fastvae reproduce cvae_hw7 "
            "--kl-weight $B --out runs/cvae_hw7_beta$B --data /path/to/mnist; done  # the CVAE's KL-weight sweep",
            "    python scripts/reproductions_doc.py runs", "",
-           "`OMP_NUM_THREADS=1` because on a 2-core machine that other processes keep busy, the C++ loop's two "
-           "threads ran up to ten times slower than one thread; on an idle machine the default is faster. "
+           "`OMP_NUM_THREADS=1` because these runs shared the 2-core machine with other builds, and a busy core "
+           "makes two OpenMP threads wait for each other; on an idle machine the default two threads are faster "
+           "(the 20-epoch STATS 305C job takes about 60 s, see docs/benchmarks.md). "
            "Times below are wall-clock seconds under that shared load.", ""]
 
     m = M["ese546"]
