@@ -24,13 +24,6 @@ FIGURES = {
 }
 
 
-@pytest.fixture
-def need_mnist(mnist_dir):
-    if not (mnist_dir / "train-images-idx3-ubyte").exists() and not (mnist_dir / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found in {mnist_dir}")
-    return mnist_dir
-
-
 def _run(name, out, mnist_dir, epochs=2, limit=300):
     return cli.main(["reproduce", name, "--out", str(out), "--data", str(mnist_dir), "--epochs", str(epochs),
                      "--limit", str(limit), "--no-progress", "--seed", "1"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MNIST_DIR
 from fastvae import datasets
 from fastvae.datasets import (
     DataFileError,
@@ -27,10 +28,12 @@ from fastvae.datasets import (
     subsample,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("FASTVAE_DATA", REPO_ROOT.parent / "shared" / "data" / "mnist"))
+DATA = MNIST_DIR  # FASTVAE_DATA or the cache folder
+# tests on the real files: skipped locally when MNIST is missing, failed when CI is set (see conftest.py)
+real_mnist = pytest.mark.usefixtures("need_mnist")
 
-# From /work/shared/data/mnist/README.md: uncompressed sizes and md5s.
+# Uncompressed sizes and md5s of the canonical MNIST files (as published with the data set), written out
+# here so a changed fastvae.datasets.MNIST_FILES is caught.
 README_TABLE = {
     "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
     "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
@@ -59,6 +62,7 @@ def raw_content(folder, name):
 # --------------------------------------------------------------------------- real MNIST
 
 
+@real_mnist
 def test_load_real_train():
     x, y = load_mnist("train", root=DATA, download=False)
     assert x.shape == (60000, 28, 28) and x.dtype == torch.uint8
@@ -71,6 +75,7 @@ def test_load_real_train():
     assert int(x.min()) == 0 and int(x.max()) == 255
 
 
+@real_mnist
 def test_load_real_test():
     x, y = load_mnist("test", root=DATA, download=False)
     assert x.shape == (10000, 28, 28) and x.dtype == torch.uint8
@@ -80,6 +85,7 @@ def test_load_real_test():
 
 
 @pytest.mark.parametrize("name", sorted(README_TABLE))
+@real_mnist
 def test_real_files_match_readme_md5(name):
     content = raw_content(data_dir(DATA), name)
     size, md5 = README_TABLE[name]
@@ -88,6 +94,7 @@ def test_real_files_match_readme_md5(name):
     assert datasets.MNIST_FILES[name] == (size, md5)
 
 
+@real_mnist
 def test_read_idx_real_labels_matches_load():
     folder = data_dir(DATA)
     path = folder / "t10k-labels-idx1-ubyte.gz"
@@ -99,6 +106,7 @@ def test_read_idx_real_labels_matches_load():
     assert np.array_equal(arr, y.numpy())
 
 
+@real_mnist
 def test_load_returns_copies_and_uses_cache():
     x1, y1 = load_mnist("test", root=DATA, download=False)
     hits = datasets._load_cached.cache_info().hits
@@ -110,6 +118,7 @@ def test_load_returns_copies_and_uses_cache():
     assert x2.data_ptr() != x1.data_ptr()
 
 
+@real_mnist
 def test_parent_folder_with_mnist_subfolder_is_accepted(monkeypatch):
     folder = data_dir(DATA)
     monkeypatch.setenv("FASTVAE_DATA", str(folder.parent))
@@ -225,18 +234,64 @@ def small_test_split(monkeypatch):
     monkeypatch.setitem(datasets._SPLITS, "test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 5))
 
 
-def test_load_small_split_and_cache_invalidation(tmp_path, small_test_split):
+def _register(monkeypatch, folder):
+    """Make the tiny files written by _write_split pass as the standard ones (size and md5 in MNIST_FILES)."""
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        content = raw_content(folder, name)
+        monkeypatch.setitem(datasets.MNIST_FILES, name, (len(content), hashlib.md5(content).hexdigest()))
+
+
+def test_load_small_split_and_cache_keyed_on_content(tmp_path, small_test_split, monkeypatch):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     img_path, _ = _write_split(tmp_path, images, np.array([0, 1, 2, 3, 9]))
+    _register(monkeypatch, tmp_path)
     x, y = load_mnist("test", root=tmp_path, download=False)
     assert np.array_equal(x.numpy(), images) and y.tolist() == [0, 1, 2, 3, 9]
-    # a rewritten file (new mtime) must not be served from the cache
-    img_path.write_bytes(idx_bytes(images[::-1]))
+    # same size, same mtime, other content: must not be served from the cache
     st = img_path.stat()
-    os.utime(img_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    img_path.write_bytes(idx_bytes(images[::-1]))
+    os.utime(img_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert img_path.stat().st_size == st.st_size and img_path.stat().st_mtime_ns == st.st_mtime_ns
+    _register(monkeypatch, tmp_path)
     x2, _ = load_mnist("test", root=tmp_path, download=False)
     assert np.array_equal(x2.numpy(), images[::-1])
+
+
+def test_load_verifies_md5_of_standard_files(tmp_path, small_test_split, monkeypatch):
+    images = np.zeros((5, 28, 28), np.uint8)
+    img_path, _ = _write_split(tmp_path, images, np.arange(5))
+    _register(monkeypatch, tmp_path)
+    blob = bytearray(img_path.read_bytes())
+    blob[100] ^= 0x01  # one payload byte: structure intact, content wrong
+    img_path.write_bytes(bytes(blob))
+    with pytest.raises(DataFileError, match="md5 mismatch") as err:
+        load_mnist("test", root=tmp_path, download=False)
+    assert str(img_path) in str(err.value) and "download_mnist" in str(err.value)
+
+
+@real_mnist
+def test_load_real_file_with_one_flipped_byte(tmp_path):
+    """The real t10k labels with one label changed (still a valid IDX file, still in 0..9) are refused."""
+    content = bytearray(raw_content(data_dir(DATA), "t10k-labels-idx1-ubyte"))
+    content[8] = (content[8] + 1) % 10
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(content))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes((data_dir(DATA) / "t10k-images-idx3-ubyte.gz").read_bytes())
+    with pytest.raises(DataFileError, match="md5 mismatch for t10k-labels-idx1-ubyte"):
+        load_mnist("test", root=tmp_path, download=False)
+
+
+def test_hostile_gzip_is_refused_without_decompressing_it(tmp_path):
+    """A standard name whose gzip holds more than the standard size, and a non-standard file whose header
+    declares more than MAX_IDX_BYTES, are refused from the header / the cap."""
+    big = gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 60000, 28, 28) + bytes(47040000 + 10**6))
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(big)
+    with pytest.raises(DataFileError, match="trailing bytes"):
+        read_idx(tmp_path / "train-images-idx3-ubyte.gz")
+    claim = gzip.compress(bytes([0, 0, 8, 2]) + struct.pack(">2I", 2**16, 2**16) + bytes(1000))
+    (tmp_path / "claim.idx.gz").write_bytes(claim)
+    with pytest.raises(DataFileError, match="MAX_IDX_BYTES"):
+        read_idx(tmp_path / "claim.idx.gz")
 
 
 @pytest.mark.parametrize(
@@ -454,6 +509,7 @@ def test_binarize_round():
     assert binarize(torch.tensor([0.49, 0.51]), method="round").tolist() == [0, 1]
 
 
+@real_mnist
 def test_binarize_matches_ese546_rule_on_mnist():
     x, _ = load_mnist("test", root=DATA, download=False)
     x = x[:200]
@@ -571,6 +627,7 @@ def test_balanced_subset_exclude_and_errors():
         balanced_subset(images, labels, 1, exclude=[300])
 
 
+@real_mnist
 def test_balanced_subset_on_mnist_train_val_split():
     # ESE 546 style: 1,000 training images per digit and a disjoint validation set of 10 per digit
     x, y = load_mnist("train", root=DATA, download=False)

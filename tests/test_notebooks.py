@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+from conftest import require, require_module  # skip locally, fail under CI  # noqa: E402
+
+nbformat = require_module("nbformat")
+nbclient = require_module("nbclient")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -20,8 +22,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 def test_notebook_runs(path, mnist_dir, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     uses_mnist = any("load_mnist" in c.source for c in nb.cells if c.cell_type == "code")
-    if uses_mnist and not mnist_dir.is_dir():
-        pytest.skip(f"MNIST not found in {mnist_dir}")
+    if uses_mnist:
+        require(mnist_dir.is_dir(), f"MNIST not found in {mnist_dir}")
     if "FASTVAE_DATA" not in os.environ:  # the kernel inherits this environment
         monkeypatch.setenv("FASTVAE_DATA", str(mnist_dir))
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",

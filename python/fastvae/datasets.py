@@ -26,12 +26,14 @@ from typing import Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from . import _checks
 from ._atomic import atomic_write
 
 __all__ = [
     "DataFileError",
     "MNIST_FILES",
     "MIRRORS",
+    "MAX_IDX_BYTES",
     "read_idx",
     "data_dir",
     "load_mnist",
@@ -77,6 +79,11 @@ _IDX_DTYPES = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20  # bytes decompressed per step
+
+#: Largest uncompressed IDX file read_idx accepts (bytes) when the name is not one of MNIST_FILES;
+#: raise it to read bigger data sets.
+MAX_IDX_BYTES = 1 << 30
 
 
 class DataFileError(ValueError):
@@ -101,51 +108,119 @@ def _gunzip(blob: bytes, source, limit: Optional[int] = None) -> bytes:
     return out
 
 
-def _read_bytes(path: Path) -> bytes:
-    """File content, gunzipped when it starts with the gzip magic 1f 8b (whatever its name)."""
-    blob = path.read_bytes()
-    return _gunzip(blob, path) if blob[:2] == _GZIP_MAGIC else blob
+def _standard_name(path: Path) -> Optional[str]:
+    """The MNIST_FILES name ``path`` stands for (``name`` or ``name.gz``), else None."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return name if name in MNIST_FILES else None
 
 
-def _parse_idx(data: bytes, source) -> np.ndarray:
-    if len(data) < 4:
-        raise DataFileError(f"{source}: only {len(data)} bytes, too short for the 4-byte IDX magic")
-    zero0, zero1, code, ndim = data[:4]
-    if zero0 != 0 or zero1 != 0:
-        raise DataFileError(
-            f"{source}: bad magic 0x{data[:4].hex()}; IDX files start with two zero bytes"
-        )
-    if code not in _IDX_DTYPES:
-        raise DataFileError(
-            f"{source}: unknown IDX dtype code 0x{code:02x} (known: "
-            + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES) + ")"
-        )
-    if ndim == 0:
-        raise DataFileError(f"{source}: IDX header declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataFileError(
-            f"{source}: truncated header: {ndim} dims need {header} bytes, file holds {len(data)}"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = _IDX_DTYPES[code]
-    count = 1
-    for d in dims:  # Python ints: no overflow for absurd headers
-        count *= d
-    expected, actual = count * dtype.itemsize, len(data) - header
-    if actual != expected:
-        what = "truncated" if actual < expected else "trailing bytes"
-        raise DataFileError(
-            f"{source}: header says shape {tuple(dims)} = {count} items ({expected} payload bytes) "
-            f"but the file holds {actual} payload bytes ({what})"
-        )
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
-    # native byte order and a writable copy, so torch.from_numpy works without warnings
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+def _read_disk(path: Path, limit: int) -> bytes:
+    """The file's bytes as stored (maybe gzip), refusing a file far larger than ``limit`` uncompressed
+    bytes could need (gzip adds < 1% plus a header on incompressible data)."""
+    cap = limit + limit // 64 + (1 << 16)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > cap:
+            raise DataFileError(f"{path}: {size} bytes on disk, more than an IDX file of at most {limit} "
+                                "bytes can take (see fastvae.datasets.MAX_IDX_BYTES)")
+        return f.read(cap + 1)
+
+
+def _read_exact(f, buf, source, gz: bool) -> int:
+    """Fill ``buf`` (a writable memoryview) from ``f`` in 1 MiB steps; returns the bytes read (< len at EOF)."""
+    got = 0
+    try:
+        while got < len(buf):
+            n = f.readinto(buf[got:got + _CHUNK])
+            if not n:
+                break
+            got += n
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; EOFError = truncated
+        if not gz:
+            raise
+        raise DataFileError(f"{source}: corrupt or truncated gzip data ({e})") from e
+    return got
+
+
+def _parse_idx_stream(blob: bytes, source, limit: int) -> Tuple[np.ndarray, str]:
+    """Parse IDX content from ``blob`` (raw or gzip, by magic), decompressing at most what the header
+    declares, never more than ``limit`` bytes in all. Memory stays within the declared payload plus one
+    chunk: the payload is streamed into an array allocated from the header (pages are committed only as
+    they are written). Returns the array (native byte order, writable) and the md5 of the raw content."""
+    gz = blob[:2] == _GZIP_MAGIC
+    f = gzip.GzipFile(fileobj=io.BytesIO(blob)) if gz else io.BytesIO(blob)
+    md5 = hashlib.md5()
+    with f:
+        head = bytearray(4)
+        n = _read_exact(f, memoryview(head), source, gz)
+        if n < 4:
+            raise DataFileError(f"{source}: only {n} bytes, too short for the 4-byte IDX magic")
+        zero0, zero1, code, ndim = head
+        if zero0 != 0 or zero1 != 0:
+            raise DataFileError(
+                f"{source}: bad magic 0x{bytes(head).hex()}; IDX files start with two zero bytes"
+            )
+        if code not in _IDX_DTYPES:
+            raise DataFileError(
+                f"{source}: unknown IDX dtype code 0x{code:02x} (known: "
+                + ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES) + ")"
+            )
+        if ndim == 0:
+            raise DataFileError(f"{source}: IDX header declares 0 dimensions")
+        header = 4 + 4 * ndim
+        sizes = bytearray(4 * ndim)
+        n = _read_exact(f, memoryview(sizes), source, gz)
+        if n < len(sizes):
+            raise DataFileError(
+                f"{source}: truncated header: {ndim} dims need {header} bytes, file holds {4 + n}"
+            )
+        md5.update(head)
+        md5.update(sizes)
+        dims = struct.unpack(f">{ndim}I", sizes)
+        dtype = _IDX_DTYPES[code]
+        count = 1
+        for d in dims:  # Python ints: no overflow for absurd headers
+            count *= d
+        expected = count * dtype.itemsize
+        if header + expected > limit:
+            raise DataFileError(
+                f"{source}: header says shape {tuple(dims)} = {header + expected} bytes, more than the "
+                f"limit of {limit} bytes for this file (fastvae.datasets.MAX_IDX_BYTES for non-MNIST files)"
+            )
+        arr = np.empty(count, dtype=dtype)
+        view = memoryview(arr.view(np.uint8).reshape(-1))
+        actual = _read_exact(f, view, source, gz)
+        extra = _read_exact(f, memoryview(bytearray(1)), source, gz) if actual == expected else 0
+        if actual != expected or extra:
+            if actual < expected:
+                held, what = str(actual), "truncated"
+            elif gz:  # not decompressed further: the excess could be huge
+                held, what = f"more than {expected}", "trailing bytes"
+            else:
+                held, what = str(len(blob) - header), "trailing bytes"
+            raise DataFileError(
+                f"{source}: header says shape {tuple(dims)} = {count} items ({expected} payload bytes) "
+                f"but the file holds {held} payload bytes ({what})"
+            )
+    md5.update(view)
+    if dtype.byteorder not in ("=", "|") and dtype != dtype.newbyteorder("="):
+        arr = arr.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return arr.reshape(dims), md5.hexdigest()
+
+
+def _source_limit(path: Path) -> int:
+    """Most uncompressed bytes a file may hold: its MNIST size when it is a standard file, else MAX_IDX_BYTES."""
+    name = _standard_name(path)
+    return MNIST_FILES[name][0] if name is not None else MAX_IDX_BYTES
 
 
 def read_idx(path: PathLike) -> np.ndarray:
     """Read one IDX file (LeCun et al.'s MNIST format), raw or gzip-compressed.
+
+    Decompression is capped: at most the bytes the header declares, and at most the standard size for
+    the four MNIST file names (``MNIST_FILES``) or :data:`MAX_IDX_BYTES` (1 GiB) for any other file, so a
+    small hostile gzip cannot exhaust memory. The MNIST checksums are verified by :func:`load_mnist`, not
+    here.
 
     Args:
         path: file path. Gzip is detected by the magic bytes ``1f 8b``, not by the extension.
@@ -158,14 +233,20 @@ def read_idx(path: PathLike) -> np.ndarray:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         DataFileError: bad magic, unknown type code, zero dims, truncated header, payload size not
-            exactly the product of the dims (truncated or trailing bytes), corrupt/truncated gzip.
-            The message names ``path``.
+            exactly the product of the dims (truncated or trailing bytes), corrupt/truncated gzip,
+            a declared or stored size over the cap. The message names ``path``.
     """
     path = Path(path)
-    return _parse_idx(_read_bytes(path), path)
+    limit = _source_limit(path)
+    return _parse_idx_stream(_read_disk(path, limit), path, limit)[0]
 
 
 # --------------------------------------------------------------------------- locations
+
+
+def _check_root(where: str, root) -> None:
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"{where}: root must be a path (str or os.PathLike) or None, got {root!r}")
 
 
 def _find_file(folder: Path, name: str) -> Optional[Path]:
@@ -217,7 +298,9 @@ def _check_content(content: bytes, name: str, source) -> None:
 
 
 def _verify_file(path: Path, name: str) -> None:
-    _check_content(_read_bytes(path), name, path)
+    size = MNIST_FILES[name][0]
+    arr, digest = _parse_idx_stream(_read_disk(path, size), path, size)
+    _check_standard(path, arr, digest)
 
 
 def _fetch(url: str, timeout: float, max_bytes: int, desc: str) -> bytes:
@@ -309,22 +392,62 @@ def download_mnist(
 
     Raises:
         RuntimeError: every mirror failed for some file; the message lists each URL tried and why.
-        ValueError: ``mirrors`` is empty.
+        TypeError: ``root`` not a path, ``mirrors`` not a sequence of strings, ``timeout`` not a number.
+        ValueError: ``mirrors`` is empty or holds a non-URL, ``timeout`` is not a positive finite number.
         OSError: the folder cannot be created or written.
     """
+    _check_root("download_mnist", root)
+    if isinstance(mirrors, str):
+        mirrors = (mirrors,)
+    if not isinstance(mirrors, Sequence) or not all(isinstance(m, str) for m in mirrors):
+        raise TypeError(f"download_mnist: mirrors must be a sequence of URL strings, got {mirrors!r}")
+    for m in mirrors:
+        if not m.startswith(("http://", "https://", "file://")):
+            raise ValueError(f"download_mnist: mirrors must be http(s) URLs, got {m!r}")
+    timeout = _checks.positive("download_mnist", "timeout", timeout)
     return _download(data_dir(root), mirrors, timeout)
 
 
 # --------------------------------------------------------------------------- loading
 
 
+def _mismatch_hint(path: Path) -> str:
+    return (f" The file is corrupt or not the MNIST file: delete {path} and call "
+            f"fastvae.datasets.download_mnist({str(path.parent)!r}) (or load_mnist(..., download=True)) "
+            "to fetch a verified copy.")
+
+
+def _check_standard(path: Path, arr: np.ndarray, digest: str) -> None:
+    """Size and md5 of a decoded standard MNIST file against MNIST_FILES (no-op for other names)."""
+    name = _standard_name(path)
+    if name is None:
+        return
+    size, md5 = MNIST_FILES[name]
+    got = 4 + 4 * arr.ndim + arr.nbytes
+    if got != size:
+        raise DataFileError(f"{path}: uncompressed size {got} bytes, expected {size} for {name}."
+                            + _mismatch_hint(path))
+    if digest != md5:
+        raise DataFileError(f"{path}: md5 mismatch for {name}: got {digest}, expected {md5}."
+                            + _mismatch_hint(path))
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(split: str, key: tuple) -> Tuple[torch.Tensor, torch.Tensor]:
-    # key: ((image path, mtime_ns, size), (label path, mtime_ns, size)); a changed file misses the cache
+    # key: ((image path, md5 of its bytes on disk), (label path, md5)); any change of content misses
+    # the cache, whatever the file's mtime and size. The bytes are re-read here, and checked against
+    # the key, so what is cached is what was hashed.
+    decoded = []
+    for path, disk_md5 in key:
+        path = Path(path)
+        limit = _source_limit(path)
+        blob = _read_disk(path, limit)
+        if hashlib.md5(blob).hexdigest() != disk_md5:
+            raise DataFileError(f"{path}: changed while being loaded; try again")
+        decoded.append(_parse_idx_stream(blob, path, limit))
+    (images, img_md5), (labels, lbl_md5) = decoded
     img_path, lbl_path = Path(key[0][0]), Path(key[1][0])
     n_expected = _SPLITS[split][2]
-    images = read_idx(img_path)
-    labels = read_idx(lbl_path)
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         bad = img_path if images.dtype != np.uint8 else lbl_path
         raise DataFileError(f"{bad}: expected IDX type 0x08 (uint8)")
@@ -342,6 +465,9 @@ def _load_cached(split: str, key: tuple) -> Tuple[torch.Tensor, torch.Tensor]:
         )
     if labels.size and labels.max() > 9:
         raise DataFileError(f"{lbl_path}: label {int(labels.max())} outside 0..9")
+    # last, so a malformed file gets the more specific message above
+    _check_standard(img_path, images, img_md5)
+    _check_standard(lbl_path, labels, lbl_md5)
     return torch.from_numpy(images), torch.from_numpy(labels).to(torch.int64)
 
 
@@ -367,17 +493,24 @@ def load_mnist(
     Returns:
         ``(images, labels)``: images ``torch.uint8 [N, 28, 28]`` with intensities 0..255 (0 is
         background), labels ``torch.int64 [N]`` in 0..9. Decoded arrays are cached in memory per
-        (file paths, mtimes, split); each call returns fresh copies, so callers may modify them.
+        (split, file paths, md5 of the stored bytes), so a rewritten file is never served stale, whatever
+        its mtime and size; each call returns fresh copies, so callers may modify them.
+
+    Files named as the four standard MNIST files are checked against the uncompressed size and md5 in
+    :data:`MNIST_FILES` (one flipped byte is caught); decompression is capped at the standard size.
 
     Raises:
+        TypeError: ``split`` is not a string, ``download`` not a bool, ``root`` not a path.
         ValueError: ``split`` is not "train" or "test".
         FileNotFoundError: files missing and ``download=False`` or the download failed; the
             message names the files, the folder and how to point at a local copy.
         DataFileError: a file is corrupt, has the wrong dtype/shape, image and label counts differ,
-            the count is not the split's, or a label is outside 0..9.
+            the count is not the split's, a label is outside 0..9, or a standard file's size or md5
+            differs from MNIST_FILES (the message names the file and how to fetch a verified copy).
     """
-    if split not in _SPLITS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    _checks.choice("load_mnist", "split", split, _SPLITS)
+    _checks.flag("load_mnist", "download", download)
+    _check_root("load_mnist", root)
     folder = data_dir(root)
     names = _SPLITS[split][:2]
     paths = [_find_file(folder, n) for n in names]
@@ -391,9 +524,8 @@ def load_mnist(
             raise FileNotFoundError(_missing_message(folder, missing, f".\nDownload failed: {e}")) from e
         paths = [_find_file(folder, n) for n in names]
     key = []
-    for p in paths:
-        st = p.stat()
-        key.append((str(p.resolve()), st.st_mtime_ns, st.st_size))
+    for p in paths:  # hashing the stored (usually gzip) bytes costs ~15 ms for the train images
+        key.append((str(p.resolve()), hashlib.md5(_read_disk(p, _source_limit(p))).hexdigest()))
     images, labels = _load_cached(split, tuple(key))
     return images.clone(), labels.clone()
 
