@@ -1,4 +1,4 @@
-// CAVI for the Bayesian earthquake mixture (DD2434 assignment 1B, alternative 1; /work/shared/PRESETS.md s.4).
+// CAVI for the Bayesian earthquake mixture (DD2434 assignment 1B, alternative 1; settings in docs/cavi.md).
 // Model: Z_n ~ Cat(pi), X_n | Z_n=k ~ N(mu_k, tau^-1 I_2), S_n | Z_n=k ~ Poisson(lambda_k),
 //        mu_k ~ N(nu, rho^-1 I_2), lambda_k ~ Gamma(alpha, beta) (shape, rate).
 // q(mu_k) = N(m_k, prec_k^-1 I_2), q(lambda_k) = Gamma(a_k, b_k), q(Z_n) = Cat(r_n).
@@ -199,6 +199,11 @@ at::Tensor cavi_responsibilities(const at::Tensor& x_, const at::Tensor& s_, con
     for (int64_t blk = b0; blk < b1; ++blk)
       block_pass(p, xp, sp, blk * kBlock, std::min(N, (blk + 1) * kBlock), acc.data(), ent, l, w, rp);
   });
+  // All K log-weights of an event are -inf when its squared distances overflow (|x| ~ 1e155): the
+  // log-sum-exp is then -inf - -inf = NaN. Refuse rather than return NaN probabilities.
+  TORCH_CHECK(r.isfinite().all().item<bool>(),
+              "cavi_responsibilities: non-finite responsibilities (NaN or inf in x or s, or coordinates so "
+              "large that squared distances overflow float64)");
   return r;
 }
 

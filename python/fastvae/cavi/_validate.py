@@ -1,53 +1,96 @@
-"""Shared argument checks for the CAVI estimator and the catalogue sampler (ValueError with the name)."""
+"""Shared argument checks for the CAVI estimator and the catalogue sampler, in the style of fastvae._checks:
+"<where>: <name> must be ..., got ...", TypeError for the wrong kind, ValueError for the wrong range."""
+import math
 import numbers
 
 import numpy as np
 
+from .. import _checks
 
-def check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+# Largest log(8 N max(tau, rho, 1) c^2) for coordinates of magnitude <= c: every squared distance, its
+# sum over events and its product with a precision stays below 1e300, far from float64's 1.8e308.
+_LOG_FLOAT_ROOM = math.log(1e300)
+
+
+def check_positive(where, name, value):
+    """A finite number > 0 (precisions, Gamma shape and rate)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a positive finite number, got {_checks._show(value)}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: {name} must be a positive finite number, got {value!r}")
     return float(value)
 
 
-def check_pi(pi, k):
+def check_count(where, name, value):
+    """An integer >= 1 (never a float such as 2.0 or 2.5)."""
+    v = _checks.integer(where, name, value)
+    if v < 1:
+        raise ValueError(f"{where}: {name} must be a positive integer, got {v}")
+    return v
+
+
+def _real_array(where, name, value):
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged lists
+        raise ValueError(f"{where}: {name} must be an array of numbers, got {_checks._show(value)}") from e
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{where}: {name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def check_pi(pi, k, where="EarthquakeMixture"):
     """Mixing weights: None means uniform; otherwise K positive entries summing to one."""
     if pi is None:
         return np.full(k, 1.0 / k)
-    pi = np.asarray(pi, dtype=np.float64)
+    pi = _real_array(where, "pi", pi)
     if pi.shape != (k,):
-        raise ValueError(f"pi must have shape ({k},), got {pi.shape}")
+        raise ValueError(f"{where}: pi must have shape ({k},), got {pi.shape}")
     if not np.all(np.isfinite(pi)) or np.any(pi <= 0) or abs(pi.sum() - 1.0) > 1e-8:
-        raise ValueError(f"pi must be a probability vector with positive entries summing to 1, got {pi}")
+        raise ValueError(f"{where}: pi must be a probability vector with positive entries summing to 1, got {pi}")
     return pi
 
 
-def check_nu(nu):
-    nu = np.asarray(nu, dtype=np.float64)
-    if nu.shape != (2,) or not np.all(np.isfinite(nu)):
-        raise ValueError(f"nu must be two finite numbers, got {nu!r}")
-    return nu
+def check_nu(nu, where="EarthquakeMixture"):
+    arr = _real_array(where, "nu", nu)
+    if arr.shape != (2,) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: nu must be two finite numbers, got {_checks._show(nu)}")
+    return arr
 
 
-def check_events(X, S, min_events=1):
+def check_events(X, S, min_events=1, where="EarthquakeMixture"):
     """X (N, 2) finite float64 and S (N,) non-negative integral counts; returns (X float64, S float64)."""
-    X = np.asarray(X, dtype=np.float64)
+    X = _real_array(where, "X", X)
     if X.ndim != 2 or X.shape[1] != 2:
-        raise ValueError(f"X must have shape (N, 2), got {X.shape}")
+        raise ValueError(f"{where}: X must have shape (N, 2), got {X.shape}")
     if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or inf")
+        raise ValueError(f"{where}: X contains NaN or inf")
     S = np.asarray(S)
     if S.dtype == bool or not (np.issubdtype(S.dtype, np.integer) or np.issubdtype(S.dtype, np.floating)):
-        raise ValueError(f"S must be numeric counts, got dtype {S.dtype}")
+        raise TypeError(f"{where}: S must be numeric counts, got dtype {S.dtype}")
     S = S.astype(np.float64)
     if S.shape != (X.shape[0],):
-        raise ValueError(f"S must have shape ({X.shape[0]},), got {S.shape}")
+        raise ValueError(f"{where}: S must have shape ({X.shape[0]},), got {S.shape}")
     if not np.all(np.isfinite(S)):
-        raise ValueError("S contains NaN or inf")
+        raise ValueError(f"{where}: S contains NaN or inf")
     if np.any(S < 0):
-        raise ValueError("S must be non-negative counts")
+        raise ValueError(f"{where}: S must be non-negative counts")
     if np.any(S != np.floor(S)):
-        raise ValueError("S must be integral counts")
+        raise ValueError(f"{where}: S must be integral counts")
+    if np.any(S > 2.0 ** 53):
+        raise ValueError(f"{where}: S holds counts above 2^53, not exact in float64 (max {S.max():g})")
     if X.shape[0] < min_events:
-        raise ValueError(f"need N >= n_components = {min_events} events, got N = {X.shape[0]}")
+        raise ValueError(f"{where}: need N >= n_components = {min_events} events, got N = {X.shape[0]}")
     return np.ascontiguousarray(X), S
+
+
+def check_scale(where, X, centres, precision):
+    """Refuse coordinates so large that squared distances (times ``precision``, summed over events) would
+    overflow float64: the responsibilities would be exp(-inf - -inf) = NaN. The model's priors are fixed,
+    so rescaling silently would change the model; the caller must rescale X, nu and the precisions."""
+    c = max(float(np.abs(X).max(initial=0.0)), float(np.abs(centres).max(initial=0.0)), 1.0)
+    room = math.log(8.0 * max(len(X), 1) * max(precision, 1.0)) + 2.0 * math.log(c)
+    if room > _LOG_FLOAT_ROOM:
+        raise ValueError(f"{where}: coordinates up to {c:.3g} with {len(X)} events and precision "
+                         f"{precision:g} overflow float64 squared distances; rescale X (and nu, tau, rho) "
+                         "to smaller units")

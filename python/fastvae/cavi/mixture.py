@@ -1,6 +1,6 @@
 """Coordinate-ascent variational inference (CAVI) for the Bayesian earthquake mixture.
 
-Model and updates: DD2434 assignment 1B, alternative 1 (/work/shared/PRESETS.md s.4); the CAVI scheme is
+Model and updates: DD2434 assignment 1B, alternative 1 (settings in docs/cavi.md); the CAVI scheme is
 Blei, Kucukelbir & McAuliffe (2017), "Variational inference: a review for statisticians", s.2.4.
 The ELBO (derived in docs/cavi.md) keeps every constant, so it is a true lower bound on log p(X, S).
 """
@@ -13,7 +13,10 @@ import torch
 from scipy.special import gammaln
 
 from . import _ops
-from ._validate import check_events, check_nu, check_pi, check_positive
+from .. import _checks
+from ._validate import check_count, check_events, check_nu, check_pi, check_positive, check_scale
+
+_WHERE = "EarthquakeMixture"
 
 
 class ConvergenceWarning(UserWarning):
@@ -65,7 +68,10 @@ class EarthquakeMixture:
     elbo_ (float, nats, total over events), elbo_history_ (n_iter_,) ELBO after each iteration,
     elbo_trace_ (n_iter_, 3) ELBO after the q(Z), q(mu) and q(lambda) updates of each iteration,
     n_iter_, converged_, n_features_in_ = 2.
-    Bad arguments or data raise ValueError; predict/score before fit raise NotFittedError.
+    Bad arguments or data raise TypeError (wrong kind: a float for an integer, a string for a number) or
+    ValueError (wrong range, NaN, shapes, coordinates so large that squared distances overflow float64 --
+    rescale them, the priors are fixed); predict/score before fit raise NotFittedError. Responsibilities,
+    predictions and scores are never NaN: such input is refused instead.
     """
 
     def __init__(self, n_components, *, pi=None, tau=1.0, nu=(0.0, 0.0), rho=1.0, alpha=1.0, beta=1.0,
@@ -105,20 +111,19 @@ class EarthquakeMixture:
         return f"EarthquakeMixture({args})"
 
     def _check_params(self):
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
+        k = check_count(_WHERE, "n_components", self.n_components)
         for name in ("tau", "rho", "alpha", "beta"):
-            check_positive(name, getattr(self, name))
+            check_positive(_WHERE, name, getattr(self, name))
         for name in ("max_iter", "n_init"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if self.init not in ("kmeans++", "random"):
-            raise ValueError(f"init must be 'kmeans++' or 'random', got {self.init!r}")
-        return check_pi(self.pi, int(k)), check_nu(self.nu)
+            check_count(_WHERE, name, getattr(self, name))
+        if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real):
+            raise TypeError(f"{_WHERE}: tol must be a non-negative number, got {self.tol!r}")
+        if not self.tol >= 0 or not np.isfinite(self.tol):
+            raise ValueError(f"{_WHERE}: tol must be a non-negative number, got {self.tol!r}")
+        _checks.choice(_WHERE, "init", self.init, ("kmeans++", "random"))
+        if self.random_state is not None and not isinstance(self.random_state, np.random.Generator):
+            _checks.integer(_WHERE, "random_state", self.random_state, min=0)
+        return check_pi(self.pi, k), check_nu(self.nu)
 
     def _initialise(self, X, S, rng):
         k, n = self.n_components, len(X)
@@ -137,6 +142,7 @@ class EarthquakeMixture:
         """Fit q by CAVI. X (N, 2) float64 locations, S (N,) non-negative integer counts; returns self."""
         pi, nu = self._check_params()
         X, S = check_events(X, S, self.n_components)
+        check_scale(_WHERE + ".fit", X, nu, max(self.tau, self.rho))
         x, s = torch.from_numpy(X), torch.from_numpy(S)
         log_pi = torch.from_numpy(np.log(pi))
         prior = dict(tau=self.tau, nu=nu, rho=self.rho, alpha=self.alpha, beta=self.beta)
@@ -195,6 +201,7 @@ class EarthquakeMixture:
         """q(Z_n = k) for the given events under the fitted q(mu), q(lambda): (N, K) float64."""
         self._check_fitted()
         X, S = check_events(X, S)
+        check_scale(_WHERE + ".predict_proba", X, self.means_, self.tau)
         r = _ops.responsibilities(torch.from_numpy(X), torch.from_numpy(S), self._log_pi, *self._q(), self.tau)
         return r.numpy()
 
@@ -209,6 +216,8 @@ class EarthquakeMixture:
         """
         self._check_fitted()
         X, S = check_events(X, S)
+        check_scale(_WHERE + ".score", X, np.vstack([self.means_, self._prior["nu"]]),
+                    max(self.tau, self.rho))
         q = self._q()
         stats, ent = _ops.estep(torch.from_numpy(X), torch.from_numpy(S), self._log_pi, *q, self.tau)
         total = _ops.elbo(stats, ent, float(gammaln(S + 1.0).sum()), self._log_pi, *q, **self._prior)
