@@ -1,5 +1,5 @@
 """CAVI for the earthquake mixture: kernels against a NumPy reference written from the model's definitions
-(DD2434 assignment 1B, PRESETS.md s.4), the ELBO against the exact log evidence, monotonicity, recovery,
+(DD2434 assignment 1B, alternative 1; docs/cavi.md), the ELBO against the exact log evidence, monotonicity, recovery,
 estimator conventions, errors, and the catalogue reader."""
 import itertools
 import warnings

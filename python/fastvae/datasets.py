@@ -235,7 +235,10 @@ def read_idx(path: PathLike) -> np.ndarray:
         DataFileError: bad magic, unknown type code, zero dims, truncated header, payload size not
             exactly the product of the dims (truncated or trailing bytes), corrupt/truncated gzip,
             a declared or stored size over the cap. The message names ``path``.
+        TypeError: ``path`` is not a str or os.PathLike.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_idx: path must be a str or os.PathLike, got {path!r}")
     path = Path(path)
     limit = _source_limit(path)
     return _parse_idx_stream(_read_disk(path, limit), path, limit)[0]
