@@ -78,6 +78,7 @@ void VaeSpec::check_labels(const c10::optional<at::Tensor>& y, int64_t batch) co
   TORCH_CHECK(y.has_value(), "fastvae: this conditional VAE needs labels y (int64 [B])");
   const auto& t = *y;
   TORCH_CHECK(t.scalar_type() == at::kLong, "fastvae: labels y must be int64, got ", t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu(), "fastvae: labels y must be on the CPU for this kernel, got ", t.device());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == batch, "fastvae: labels y must have shape [", batch,
               "], got ", t.sizes());
   if (batch > 0) {
