@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import fastvae
-from reference_vaes import RefVAE
+from reference_vaes import HOMEWORKS, Arch, RefVAE
 
 PRESETS = ["stats305c", "ese546", "cvae_hw7", "dd2434"]
 TOL = {torch.float64: dict(atol=1e-9, rtol=0), torch.float32: dict(atol=1e-4, rtol=1e-4)}
@@ -21,7 +21,7 @@ def make_batch(model, B=6, L=3, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("name", PRESETS)
 def test_forward_matches_reference(name, dtype):
     model = fastvae.VAE.from_preset(name, dtype=dtype)
-    ref = RefVAE(model)
+    ref = RefVAE(model, name)
     x, y, eps = make_batch(model, dtype=dtype)
     mu, sigma = model.encode(x, y)
     q = ref.q(x, y)
@@ -37,7 +37,7 @@ def test_forward_matches_reference(name, dtype):
 @pytest.mark.parametrize("name", PRESETS)
 def test_elbo_and_gradients_match_reference(name, estimator, dtype):
     model = fastvae.VAE.from_preset(name, dtype=dtype)
-    ref = RefVAE(model)
+    ref = RefVAE(model, name)
     x, y, eps = make_batch(model, dtype=dtype)
     out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
     rec, kl = ref.elbo_terms(x, eps, y, estimator)
@@ -147,7 +147,7 @@ def test_iwae_bound_is_between_elbo_and_tighter_with_k():
     # Reference log-sum-exp over k draws with torch.distributions.
     eps = torch.randn(50, 5, 2, dtype=torch.float64, generator=g)
     ours = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
-    ref = RefVAE(model)
+    ref = RefVAE(model, Arch.of(model))
     q = ref.q(x)
     z = q.loc + q.scale * eps
     from torch.distributions import Bernoulli, Normal
@@ -159,3 +159,71 @@ def test_iwae_bound_is_between_elbo_and_tighter_with_k():
     big = fastvae.log_likelihood(model, x, k=2000, generator=g).mean()
     elbo = fastvae.elbo(model, x, n_samples=2000, generator=g).elbo.mean()
     assert big > elbo
+
+
+# -- pinned homework architectures (tests/reference_vaes.py HOMEWORKS) ------------------------------------
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_match_the_pinned_homework_architectures(name):
+    assert Arch.of(fastvae.VAE.from_preset(name)) == HOMEWORKS[name]
+
+
+@pytest.mark.parametrize("name,override,failure", [
+    ("ese546", dict(activation="relu"), "values"),
+    ("dd2434", dict(negative_slope=0.01), "values"),
+    ("stats305c", dict(posterior="logvar"), "values"),
+    ("cvae_hw7", dict(mean_activation="identity"), "values"),
+    ("cvae_hw7", dict(latent_dim=20), "shape"),
+    ("stats305c", dict(encoder_hidden=(512,)), "shape"),
+    ("ese546", dict(decoder_hidden=(64,)), "shape"),
+])
+def test_wrong_architecture_fails_against_the_pinned_reference(name, override, failure):
+    model = fastvae.VAE.from_preset(name, dtype=torch.float64, **override)
+    if failure == "shape":
+        with pytest.raises(ValueError, match="does not fit|layers"):
+            RefVAE(model, name)
+        return
+    ref = RefVAE(model, name)
+    x, y, eps = make_batch(model)
+    mu, sigma = model.encode(x, y)
+    q = ref.q(x, y)
+    logits = model.decode(eps[0], y, logits=True)
+    assert not (torch.allclose(mu, q.loc) and torch.allclose(sigma, q.scale)
+                and torch.allclose(logits, ref.logits(eps[0], y)))
+
+
+# -- devices and autograd ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cond_dim", [0, 3])
+def test_fully_meta_call_returns_meta_tensors_of_the_right_shapes(cond_dim):
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), cond_dim=cond_dim,
+                        dtype=torch.float64).to("meta")
+    x = torch.empty(4, 7, dtype=torch.float64, device="meta")
+    y = torch.zeros(4, dtype=torch.int64, device="meta") if cond_dim else None
+    out = fastvae.elbo(model, x, y=y, n_samples=2)
+    assert all(t.device.type == "meta" and t.shape == (4,) for t in out)
+    mu, sigma = model.encode(x, y)
+    assert mu.device.type == "meta" and mu.shape == sigma.shape == (4, 3)
+    z = torch.empty(6, 3, dtype=torch.float64, device="meta")
+    y6 = torch.zeros(6, dtype=torch.int64, device="meta") if cond_dim else None
+    assert model.decode(z, y6).shape == (6, 7) and model.decode(z, y6).device.type == "meta"
+    ll = fastvae.log_likelihood(model, x, k=5, y=y, batch_size=3)
+    assert ll.device.type == "meta" and ll.shape == (4,)
+    s = model.sample(5, y=1 if cond_dim else None)
+    assert s.device.type == "meta" and s.shape == (5, 7)
+    # and the elbo's backward runs on meta too (the backward op's fake kernel)
+    grads = torch.autograd.grad(out.elbo.sum(), model.flat_parameters())
+    assert all(g.device.type == "meta" and g.shape == p.shape for g, p in zip(grads, model.flat_parameters()))
+
+
+def test_non_differentiable_ops_work_without_grad_and_do_not_claim_grad():
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
+    x, _, eps = make_batch(model, B=4, L=2)
+    params = model.flat_parameters()  # require grad
+    assert all(p.requires_grad for p in params)
+    with pytest.raises(RuntimeError, match="vae_encode is not differentiable"):
+        torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
+    with torch.no_grad():
+        mu, _ = torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
+        iw = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+    assert not mu.requires_grad and not iw.requires_grad
+    torch.testing.assert_close(mu, model.encode(x)[0], rtol=0, atol=0)  # the public API stays usable
+    assert not model.decode(eps[0]).requires_grad
