@@ -1,5 +1,6 @@
 #include "vae_spec.h"
 
+#include <cmath>
 #include <string>
 
 namespace fastvae {
@@ -41,6 +42,7 @@ VaeSpec VaeSpec::parse(at::IntArrayRef arch, double slope) {
   TORCH_CHECK(s.scale != Scale::Std || s.scale_act == Act::Sigmoid,
               "fastvae: a standard-deviation head needs a positive activation (sigmoid)");
   TORCH_CHECK(slope == slope, "fastvae: leaky_relu slope is NaN");
+  TORCH_CHECK(std::isfinite(slope), "fastvae: leaky_relu slope must be finite, got ", slope);
   s.slope = slope;
   return s;
 }

@@ -159,6 +159,10 @@ for bad, exc in [("reinforce", ValueError), ("", ValueError), (1, TypeError), (N
     row(f"elbo-estimator={bad!r}", lambda b=bad: E(VAE, X, estimator=b), exc, "estimator must be one of")
 row("elbo-generator-int", lambda: E(VAE, X, generator=5), TypeError, "generator must be a torch.Generator")
 row("elbo-generator-str", lambda: E(VAE, X, generator="seed"), TypeError, "generator must be a torch.Generator")
+row("elbo-grad-wrt-x", lambda: torch.autograd.grad(E(SMALL, XS.clone().requires_grad_()).elbo.sum(),
+                                                    SMALL.flat_parameters()), RuntimeError, "with respect to x or eps")
+row("elbo-grad-wrt-eps", lambda: E(SMALL, XS, eps=EPS.clone().requires_grad_()).elbo.sum().backward(), RuntimeError,
+    "with respect to x or eps")
 row("elbo-nan-parameter", lambda: E(nan_model(), XS), RuntimeError, "a parameter contains NaN")
 row("forward-n_samples-1.5", lambda: VAE(X, n_samples=1.5), TypeError, "n_samples must be an integer")
 row("forward-estimator", lambda: VAE(X, estimator="score"), ValueError, "estimator must be one of")
@@ -254,6 +258,7 @@ for f, name in ((GS, "gumbel_softmax"), (CAT, "categorical_rsample")):
     row(f"{name}-logits-int", lambda f=f: f(L.long()), TypeError, "logits must have dtype")
     row(f"{name}-logits-bool", lambda f=f: f(L.bool()), TypeError, "logits must have dtype")
     row(f"{name}-logits-half", lambda f=f: f(L.half()), TypeError, "logits must have dtype")
+    row(f"{name}-empty-class-dim", lambda f=f: f(torch.zeros(2, 0)), ValueError, "class dimension -1 is empty")
     row(f"{name}-logits-0d", lambda f=f: f(torch.tensor(0.0)), ValueError, "at least one dimension")
     row(f"{name}-logits-nan", lambda f=f: f(with_entry(L, (0, 1), NAN)), RuntimeError, "logits contain NaN")
     row(f"{name}-logits-+inf", lambda f=f: f(with_entry(L, (0, 1), INF)), RuntimeError, r"\+inf")
@@ -382,6 +387,7 @@ row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T
 row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, 0.01, 7), RuntimeError,
     "unknown estimator code")
 row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, -1.0, 0), RuntimeError, "slope")
+row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, INF, 0), RuntimeError, "slope must be finite")
 row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, NAN, 0), RuntimeError, "slope is NaN")
 row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, ARCH, 0.01, 0), RuntimeError,
     "float32 or float64")

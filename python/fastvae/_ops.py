@@ -80,6 +80,10 @@ def _elbo_setup_context(ctx, inputs, output):
 
 
 def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
+        # the C++ backward gives parameter gradients only; a None for x or eps would read as "no effect"
+        raise RuntimeError("fastvae::vae_elbo: gradients with respect to x or eps are not implemented (only the "
+                           "parameters); detach x and eps")
     x, eps, *params = ctx.saved_tensors
     # elbo = rec - kl, so an upstream gradient on elbo reaches rec with +1 and kl with -1.
     w_rec = g_elbo + g_rec

@@ -120,6 +120,8 @@ def _class_dim(where, dim, t):
         raise ValueError(f"{where}: logits must have at least one dimension (the classes), got a 0-d tensor")
     if not -t.dim() <= dim < t.dim():
         raise ValueError(f"{where}: dim must lie in [{-t.dim()}, {t.dim() - 1}] for a {t.dim()}-d tensor, got {dim}")
+    if t.shape[dim] == 0:
+        raise ValueError(f"{where}: the class dimension {dim} is empty (shape {tuple(t.shape)}); need >= 1 class")
     return dim
 
 
