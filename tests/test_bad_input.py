@@ -387,7 +387,8 @@ row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T
 row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, 0.01, 7), RuntimeError,
     "unknown estimator code")
 row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, -1.0, 0), RuntimeError, "slope")
-row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, INF, 0), RuntimeError, "slope must be finite")
+row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, INF, 0), RuntimeError,
+    "slope must be finite")
 row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, NAN, 0), RuntimeError, "slope is NaN")
 row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, ARCH, 0.01, 0), RuntimeError,
     "float32 or float64")
