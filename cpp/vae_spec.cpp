@@ -1,5 +1,6 @@
 #include "vae_spec.h"
 
+#include <cmath>
 #include <string>
 
 namespace fastvae {
@@ -41,6 +42,7 @@ VaeSpec VaeSpec::parse(at::IntArrayRef arch, double slope) {
   TORCH_CHECK(s.scale != Scale::Std || s.scale_act == Act::Sigmoid,
               "fastvae: a standard-deviation head needs a positive activation (sigmoid)");
   TORCH_CHECK(slope == slope, "fastvae: leaky_relu slope is NaN");
+  TORCH_CHECK(std::isfinite(slope), "fastvae: leaky_relu slope must be finite, got ", slope);
   s.slope = slope;
   return s;
 }
@@ -78,6 +80,7 @@ void VaeSpec::check_labels(const c10::optional<at::Tensor>& y, int64_t batch) co
   TORCH_CHECK(y.has_value(), "fastvae: this conditional VAE needs labels y (int64 [B])");
   const auto& t = *y;
   TORCH_CHECK(t.scalar_type() == at::kLong, "fastvae: labels y must be int64, got ", t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu(), "fastvae: labels y must be on the CPU for this kernel, got ", t.device());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == batch, "fastvae: labels y must have shape [", batch,
               "], got ", t.sizes());
   if (batch > 0) {

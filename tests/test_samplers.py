@@ -1,5 +1,6 @@
 """Gumbel-softmax, categorical and exponential samplers against references written from the definitions
-with torch.distributions, plus gradcheck, opcheck, statistical tests and every error case."""
+with torch.distributions, plus gradcheck and statistical tests
+(opcheck in tests/test_opcheck.py, error cases in tests/test_bad_input.py)."""
 import math
 
 import pytest
@@ -116,7 +117,7 @@ def test_exponential_scalar_rate_and_python_number():
     assert z.shape == (2, 3) and z.dtype == torch.float64
 
 
-# -- reproducibility, opcheck, torch.compile ---------------------------------------------------------------
+# -- reproducibility, torch.compile (opcheck: tests/test_opcheck.py) ------------------------------------
 def test_same_seed_same_draws_whatever_the_thread_count():
     logits = torch.randn(20000, 7, generator=gen(18))
     rate = torch.rand(50000, generator=gen(19)) + 0.5
@@ -131,21 +132,6 @@ def test_same_seed_same_draws_whatever_the_thread_count():
         torch.set_num_threads(threads)
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
     assert not torch.equal(out[0][0], fastvae.gumbel_softmax(logits, 0.7, generator=gen(22)))
-
-
-def test_opcheck():
-    logits = torch.randn(5, 3, dtype=torch.float64, generator=gen(23)).requires_grad_()
-    u = open_uniform((5, 3), seed=24)
-    torch.library.opcheck(ops.gumbel_softmax_fwd, (logits, u, 0.5, -1, 0))
-    torch.library.opcheck(ops.gumbel_softmax_fwd, (logits, None, 0.5, 0, 123))
-    y = ops.gumbel_softmax_fwd(logits.detach(), u, 0.5, -1, 0)
-    torch.library.opcheck(ops.gumbel_softmax_bwd, (torch.randn(5, 3, dtype=torch.float64), y, 0.5, -1))
-    torch.library.opcheck(ops.one_hot_argmax, (y.requires_grad_(), 1))
-    rate = (torch.rand(4, dtype=torch.float64, generator=gen(25)) + 0.2).requires_grad_()
-    torch.library.opcheck(ops.exponential_fwd, (rate, None, [3], 7))
-    torch.library.opcheck(ops.exponential_fwd, (rate, open_uniform((2, 4), seed=26), [2], 0))
-    z = ops.exponential_fwd(rate.detach(), None, [3], 7)
-    torch.library.opcheck(ops.exponential_bwd, (torch.randn(3, 4, dtype=torch.float64), z, rate.detach()))
 
 
 def test_torch_compile():
@@ -211,89 +197,7 @@ def test_extreme_noise_stays_finite():
     assert torch.isfinite(z).all() and (z > 0).all()
 
 
-# -- errors ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf")])
-def test_gumbel_softmax_bad_tau(tau):
-    with pytest.raises(ValueError, match="tau must be positive"):
-        fastvae.gumbel_softmax(torch.zeros(2, 3), tau)
-
-
-@pytest.mark.parametrize("logits,match", [
-    ([[0.0, float("nan"), 1.0]], "NaN"),
-    ([[float("-inf")] * 3, [0.0, 1.0, 2.0]], "all -inf"),
-    ([[0.0, float("inf"), 1.0]], r"\+inf"),
-])
-def test_gumbel_softmax_bad_logits(logits, match):
-    with pytest.raises(RuntimeError, match=match):
-        fastvae.gumbel_softmax(torch.tensor(logits), 1.0)
-
-
-def test_gumbel_softmax_bad_inputs():
-    x = torch.zeros(2, 3)
-    with pytest.raises(RuntimeError, match="strictly inside"):
-        fastvae.gumbel_softmax(x, 1.0, noise=torch.tensor([[0.5, 0.0, 0.5], [0.5, 0.5, 0.5]]))
-    with pytest.raises(RuntimeError, match="strictly inside"):
-        fastvae.gumbel_softmax(x, 1.0, noise=torch.tensor([[0.5, 1.0, 0.5], [0.5, 0.5, 0.5]]))
-    with pytest.raises(RuntimeError, match="shape of logits"):
-        fastvae.gumbel_softmax(x, 1.0, noise=torch.full((3, 2), 0.5))
-    with pytest.raises(RuntimeError, match="dtype and device"):
-        fastvae.gumbel_softmax(x, 1.0, noise=torch.full((2, 3), 0.5, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="float32 or float64"):
-        fastvae.gumbel_softmax(torch.zeros(2, 3, dtype=torch.int64), 1.0)
-    with pytest.raises(RuntimeError, match="out of range"):
-        fastvae.gumbel_softmax(x, 1.0, dim=2)
-    with pytest.raises(RuntimeError, match="at least one dimension"):
-        fastvae.gumbel_softmax(torch.tensor(0.0), 1.0)
-    with pytest.raises(ValueError, match="exactly one of logits and probs"):
-        fastvae.gumbel_softmax(x, 1.0, probs=x.softmax(-1))
-    with pytest.raises(ValueError, match="exactly one of logits and probs"):
-        fastvae.gumbel_softmax(tau=1.0)
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        fastvae.gumbel_softmax([[0.0, 1.0]], 1.0)
-
-
-@pytest.mark.parametrize("probs,match", [
-    ([0.2, 0.2, 0.2], "sum to one"),
-    ([0.5, -0.1, 0.6], "non-negative"),
-    ([0.5, float("nan"), 0.5], "finite"),
-])
-def test_bad_probs(probs, match):
-    with pytest.raises(ValueError, match=match):
-        fastvae.gumbel_softmax(probs=torch.tensor(probs), tau=1.0)
-    with pytest.raises(ValueError, match=match):
-        fastvae.categorical_rsample(probs=torch.tensor(probs), sample_shape=(3,))
-
-
-@pytest.mark.parametrize("rate,match", [
-    ([1.0, 0.0], "positive and finite"),
-    ([1.0, -2.0], "positive and finite"),
-    ([float("nan")], "positive and finite"),
-    ([float("inf")], "positive and finite"),
-    ([1e-40], "overflow"),
-])
-def test_exponential_bad_rate(rate, match):
-    with pytest.raises(RuntimeError, match=match):
-        fastvae.exponential_rsample(torch.tensor(rate, dtype=torch.float32))
-
-
-def test_exponential_bad_inputs():
-    rate = torch.ones(3)
-    with pytest.raises(RuntimeError, match="strictly inside"):
-        fastvae.exponential_rsample(rate, noise=torch.tensor([0.5, 1.0, 0.5]))
-    with pytest.raises(RuntimeError, match="strictly inside"):
-        fastvae.exponential_rsample(rate, noise=torch.tensor([0.5, 0.0, 0.5]))
-    with pytest.raises(RuntimeError, match="noise must have shape"):
-        fastvae.exponential_rsample(rate, (2,), noise=torch.full((3,), 0.5))
-    with pytest.raises(RuntimeError, match="dtype and device"):
-        fastvae.exponential_rsample(rate, noise=torch.full((3,), 0.5, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="float32 or float64"):
-        fastvae.exponential_rsample(torch.ones(3, dtype=torch.int64))
-    with pytest.raises(RuntimeError, match="non-negative"):
-        fastvae.exponential_rsample(rate, (-1,))
-    with pytest.raises(TypeError, match="tensor or a number"):
-        fastvae.exponential_rsample("1.0")
-
-
+# -- edge cases (the error cases are rows of tests/test_bad_input.py) ----------------------------------
 def test_empty_inputs():
     assert fastvae.exponential_rsample(torch.ones(0), (3,)).shape == (3, 0)
     assert fastvae.gumbel_softmax(torch.zeros(0, 4), 1.0).shape == (0, 4)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import fastvae
-from reference_vaes import RefVAE
+from reference_vaes import HOMEWORKS, Arch, RefVAE
 
 PRESETS = ["stats305c", "ese546", "cvae_hw7", "dd2434"]
 TOL = {torch.float64: dict(atol=1e-9, rtol=0), torch.float32: dict(atol=1e-4, rtol=1e-4)}
@@ -21,7 +21,7 @@ def make_batch(model, B=6, L=3, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("name", PRESETS)
 def test_forward_matches_reference(name, dtype):
     model = fastvae.VAE.from_preset(name, dtype=dtype)
-    ref = RefVAE(model)
+    ref = RefVAE(model, name)
     x, y, eps = make_batch(model, dtype=dtype)
     mu, sigma = model.encode(x, y)
     q = ref.q(x, y)
@@ -37,7 +37,7 @@ def test_forward_matches_reference(name, dtype):
 @pytest.mark.parametrize("name", PRESETS)
 def test_elbo_and_gradients_match_reference(name, estimator, dtype):
     model = fastvae.VAE.from_preset(name, dtype=dtype)
-    ref = RefVAE(model)
+    ref = RefVAE(model, name)
     x, y, eps = make_batch(model, dtype=dtype)
     out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
     rec, kl = ref.elbo_terms(x, eps, y, estimator)
@@ -83,15 +83,6 @@ def test_gradcheck_float64(name, estimator):
     assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
 
 
-def test_opcheck_vae_elbo():
-    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
-    x, y, eps = make_batch(model, B=4, L=2)
-    params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
-    torch.library.opcheck(torch.ops.fastvae.vae_elbo.default, (x, None, eps, params, model.arch, 0.01, 0))
-    torch.library.opcheck(torch.ops.fastvae.vae_encode.default, (x, None, params, model.arch, 0.01))
-    torch.library.opcheck(torch.ops.fastvae.vae_decode.default, (eps[0], None, params, model.arch, 0.01))
-
-
 def test_elbo_under_torch_compile():
     model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
     x, _, eps = make_batch(model, B=4, L=2)
@@ -131,94 +122,6 @@ def test_adam_step_matches_torch_optim(weight_decay):
             torch.testing.assert_close(a, opt.state[b]["exp_avg"], atol=1e-7, rtol=1e-6)
 
 
-def test_adam_step_rejects_bad_input():
-    p = [torch.zeros(3)]
-    with pytest.raises(RuntimeError, match="equal lengths"):
-        torch.ops.fastvae.adam_step(p, [], p, p, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
-    with pytest.raises(RuntimeError, match="shape"):
-        torch.ops.fastvae.adam_step(p, [torch.zeros(4)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3, 0.9,
-                                    0.999, 1e-8, 0.0)
-    with pytest.raises(RuntimeError, match="step counts from 1"):
-        torch.ops.fastvae.adam_step(p, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 0, 1e-3, 0.9,
-                                    0.999, 1e-8, 0.0)
-    with pytest.raises(RuntimeError, match="betas"):
-        torch.ops.fastvae.adam_step(p, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3, 1.0,
-                                    0.999, 1e-8, 0.0)
-
-
-class TestBadInput:
-    model = fastvae.VAE.from_preset("stats305c")
-
-    def x(self, B=4):
-        return (torch.rand(B, 784) < 0.5).float()
-
-    def test_wrong_shape(self):
-        with pytest.raises(RuntimeError, match=r"shape \[B, 784\]"):
-            fastvae.elbo(self.model, torch.zeros(4, 783))
-
-    def test_wrong_dtype(self):
-        with pytest.raises(TypeError, match="dtype"):
-            fastvae.elbo(self.model, self.x().double())
-        with pytest.raises(TypeError, match="dtype"):
-            fastvae.elbo(self.model, (self.x() * 255).to(torch.uint8))
-        with pytest.raises(RuntimeError, match="eps must have the dtype"):
-            fastvae.elbo(self.model, self.x(), eps=torch.zeros(1, 4, 2, dtype=torch.float64))
-
-    def test_non_binary_and_nan(self):
-        x = self.x()
-        x[0, 0] = 0.5
-        with pytest.raises(RuntimeError, match="binary"):
-            fastvae.elbo(self.model, x)
-        x[0, 0] = float("nan")
-        with pytest.raises(RuntimeError, match="NaN"):
-            fastvae.elbo(self.model, x)
-
-    def test_bad_eps(self):
-        with pytest.raises(RuntimeError, match="at least one Monte Carlo sample"):
-            fastvae.elbo(self.model, self.x(), eps=torch.zeros(0, 4, 2))
-        with pytest.raises(ValueError, match="n_samples"):
-            fastvae.elbo(self.model, self.x(), n_samples=0)
-        with pytest.raises(RuntimeError, match=r"eps must have shape"):
-            fastvae.elbo(self.model, self.x(), eps=torch.zeros(1, 3, 2))
-        with pytest.raises(RuntimeError, match="NaN or inf"):
-            fastvae.elbo(self.model, self.x(), eps=torch.full((1, 4, 2), float("inf")))
-
-    def test_nan_parameter(self):
-        model = fastvae.VAE.from_preset("stats305c")
-        with torch.no_grad():
-            model.decoder[0].weight[0, 0] = float("nan")
-        with pytest.raises(RuntimeError, match="parameter contains NaN"):
-            fastvae.elbo(model, self.x())
-
-    def test_labels(self):
-        cvae = fastvae.VAE.from_preset("cvae_hw7")
-        with pytest.raises(RuntimeError, match="needs labels"):
-            fastvae.elbo(cvae, self.x())
-        with pytest.raises(RuntimeError, match=r"lie in \[0, 10\)"):
-            fastvae.elbo(cvae, self.x(), y=torch.tensor([0, 1, 2, 10]))
-        with pytest.raises(RuntimeError, match="unconditional"):
-            fastvae.elbo(self.model, self.x(), y=torch.tensor([0, 1, 2, 3]))
-
-    def test_estimator_and_constructor(self):
-        with pytest.raises(ValueError, match="estimator"):
-            fastvae.elbo(self.model, self.x(), estimator="reinforce")
-        with pytest.raises(ValueError, match="activation"):
-            fastvae.VAE(activation="gelu")
-        with pytest.raises(ValueError, match="posterior"):
-            fastvae.VAE(posterior="var")
-        with pytest.raises(ValueError, match="sigmoid"):
-            fastvae.VAE(posterior="std")
-        with pytest.raises(ValueError, match="unknown preset"):
-            fastvae.VAE.from_preset("mnist")
-
-    def test_wrong_parameter_shape_reaches_kernel_check(self):
-        model = fastvae.VAE.from_preset("stats305c")
-        params = model.flat_parameters()
-        params[0] = torch.zeros(512, 783)
-        with pytest.raises(RuntimeError, match=r"encoder layer 0 weight must have shape \[512, 784\]"):
-            torch.ops.fastvae.vae_elbo(self.x(), None, torch.zeros(1, 4, 2), params, model.arch, 0.01, 0)
-
-
 def test_parameters_are_linear_layout_and_state_dict_roundtrip(tmp_path):
     model = fastvae.VAE.from_preset("stats305c")
     assert model.encoder[0].weight.shape == (512, 784) and model.encoder_head.weight.shape == (4, 256)
@@ -238,12 +141,13 @@ def test_iwae_bound_is_between_elbo_and_tighter_with_k():
     g = torch.Generator().manual_seed(0)
     # k = 1: the importance weight is one Monte Carlo ELBO draw.
     eps = torch.randn(1, 5, 2, dtype=torch.float64, generator=g)
-    one = torch.ops.fastvae.vae_iwae(x, None, eps, model.flat_parameters(), model.arch, 0.01)
+    params = [p.detach() for p in model.flat_parameters()]  # vae_iwae is not differentiable
+    one = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
     torch.testing.assert_close(one, fastvae.elbo(model, x, eps=eps, estimator="mc").elbo)
     # Reference log-sum-exp over k draws with torch.distributions.
     eps = torch.randn(50, 5, 2, dtype=torch.float64, generator=g)
-    ours = torch.ops.fastvae.vae_iwae(x, None, eps, model.flat_parameters(), model.arch, 0.01)
-    ref = RefVAE(model)
+    ours = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+    ref = RefVAE(model, Arch.of(model))
     q = ref.q(x)
     z = q.loc + q.scale * eps
     from torch.distributions import Bernoulli, Normal
@@ -255,3 +159,71 @@ def test_iwae_bound_is_between_elbo_and_tighter_with_k():
     big = fastvae.log_likelihood(model, x, k=2000, generator=g).mean()
     elbo = fastvae.elbo(model, x, n_samples=2000, generator=g).elbo.mean()
     assert big > elbo
+
+
+# -- pinned homework architectures (tests/reference_vaes.py HOMEWORKS) ------------------------------------
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_match_the_pinned_homework_architectures(name):
+    assert Arch.of(fastvae.VAE.from_preset(name)) == HOMEWORKS[name]
+
+
+@pytest.mark.parametrize("name,override,failure", [
+    ("ese546", dict(activation="relu"), "values"),
+    ("dd2434", dict(negative_slope=0.01), "values"),
+    ("stats305c", dict(posterior="logvar"), "values"),
+    ("cvae_hw7", dict(mean_activation="identity"), "values"),
+    ("cvae_hw7", dict(latent_dim=20), "shape"),
+    ("stats305c", dict(encoder_hidden=(512,)), "shape"),
+    ("ese546", dict(decoder_hidden=(64,)), "shape"),
+])
+def test_wrong_architecture_fails_against_the_pinned_reference(name, override, failure):
+    model = fastvae.VAE.from_preset(name, dtype=torch.float64, **override)
+    if failure == "shape":
+        with pytest.raises(ValueError, match="does not fit|layers"):
+            RefVAE(model, name)
+        return
+    ref = RefVAE(model, name)
+    x, y, eps = make_batch(model)
+    mu, sigma = model.encode(x, y)
+    q = ref.q(x, y)
+    logits = model.decode(eps[0], y, logits=True)
+    assert not (torch.allclose(mu, q.loc) and torch.allclose(sigma, q.scale)
+                and torch.allclose(logits, ref.logits(eps[0], y)))
+
+
+# -- devices and autograd ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cond_dim", [0, 3])
+def test_fully_meta_call_returns_meta_tensors_of_the_right_shapes(cond_dim):
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), cond_dim=cond_dim,
+                        dtype=torch.float64).to("meta")
+    x = torch.empty(4, 7, dtype=torch.float64, device="meta")
+    y = torch.zeros(4, dtype=torch.int64, device="meta") if cond_dim else None
+    out = fastvae.elbo(model, x, y=y, n_samples=2)
+    assert all(t.device.type == "meta" and t.shape == (4,) for t in out)
+    mu, sigma = model.encode(x, y)
+    assert mu.device.type == "meta" and mu.shape == sigma.shape == (4, 3)
+    z = torch.empty(6, 3, dtype=torch.float64, device="meta")
+    y6 = torch.zeros(6, dtype=torch.int64, device="meta") if cond_dim else None
+    assert model.decode(z, y6).shape == (6, 7) and model.decode(z, y6).device.type == "meta"
+    ll = fastvae.log_likelihood(model, x, k=5, y=y, batch_size=3)
+    assert ll.device.type == "meta" and ll.shape == (4,)
+    s = model.sample(5, y=1 if cond_dim else None)
+    assert s.device.type == "meta" and s.shape == (5, 7)
+    # and the elbo's backward runs on meta too (the backward op's fake kernel)
+    grads = torch.autograd.grad(out.elbo.sum(), model.flat_parameters())
+    assert all(g.device.type == "meta" and g.shape == p.shape for g, p in zip(grads, model.flat_parameters()))
+
+
+def test_non_differentiable_ops_work_without_grad_and_do_not_claim_grad():
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), dtype=torch.float64)
+    x, _, eps = make_batch(model, B=4, L=2)
+    params = model.flat_parameters()  # require grad
+    assert all(p.requires_grad for p in params)
+    with pytest.raises(RuntimeError, match="vae_encode is not differentiable"):
+        torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
+    with torch.no_grad():
+        mu, _ = torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
+        iw = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+    assert not mu.requires_grad and not iw.requires_grad
+    torch.testing.assert_close(mu, model.encode(x)[0], rtol=0, atol=0)  # the public API stays usable
+    assert not model.decode(eps[0]).requires_grad

@@ -94,6 +94,10 @@ at::Tensor exponential_bwd(const at::Tensor& grad_in, const at::Tensor& z_in, co
               " differs from the sample's ", z_in.sizes());
   TORCH_CHECK(grad_in.scalar_type() == rate_in.scalar_type() && z_in.scalar_type() == rate_in.scalar_type(),
               "fastvae.exponential_bwd: grad, z and rate must share a dtype");
+  TORCH_CHECK(rate_in.scalar_type() == at::kFloat || rate_in.scalar_type() == at::kDouble,
+              "fastvae.exponential_bwd: float32 or float64 tensors only, got ", rate_in.scalar_type());
+  TORCH_CHECK(grad_in.device().is_cpu() && z_in.device().is_cpu() && rate_in.device().is_cpu(),
+              "fastvae.exponential_bwd: CPU tensors only");
   const int64_t m = rate_in.numel();
   TORCH_CHECK(z_in.dim() >= rate_in.dim() &&
               z_in.sizes().slice(z_in.dim() - rate_in.dim()) == rate_in.sizes(),

@@ -136,7 +136,9 @@ at::Tensor gumbel_softmax_bwd(const at::Tensor& grad_in, const at::Tensor& y_in,
   TORCH_CHECK(grad_in.scalar_type() == y_in.scalar_type() &&
               (y_in.scalar_type() == at::kFloat || y_in.scalar_type() == at::kDouble),
               "fastvae.gumbel_softmax_bwd: grad and sample must share a float32/float64 dtype");
-  TORCH_CHECK(tau > 0, "fastvae.gumbel_softmax_bwd: tau must be > 0, got ", tau);
+  TORCH_CHECK(tau > 0 && std::isfinite(1.0 / tau), "fastvae.gumbel_softmax_bwd: tau must be > 0 (and 1/tau "
+              "finite), got ", tau);
+  TORCH_CHECK(grad_in.device().is_cpu() && y_in.device().is_cpu(), "fastvae.gumbel_softmax_bwd: CPU tensors only");
   const bool last = dim == y_in.dim() - 1;
   const at::Tensor y = last ? y_in.contiguous() : y_in.movedim(dim, -1).contiguous();
   const at::Tensor g = last ? grad_in.contiguous() : grad_in.movedim(dim, -1).contiguous();
@@ -160,6 +162,7 @@ at::Tensor one_hot_argmax(const at::Tensor& y_in, int64_t dim) {
   check_dim(y_in, dim, "one_hot_argmax");
   TORCH_CHECK(y_in.scalar_type() == at::kFloat || y_in.scalar_type() == at::kDouble,
               "fastvae.one_hot_argmax: float32 or float64 input only");
+  TORCH_CHECK(y_in.device().is_cpu(), "fastvae.one_hot_argmax: CPU tensors only");
   const bool last = dim == y_in.dim() - 1;
   const at::Tensor y = last ? y_in.contiguous() : y_in.movedim(dim, -1).contiguous();
   at::Tensor out = at::zeros_like(y, at::MemoryFormat::Contiguous);

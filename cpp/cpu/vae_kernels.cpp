@@ -90,9 +90,13 @@ std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Ten
   auto in = check_inputs(x, y, &eps, params, arch, slope, true);
   auto est = to_estimator(estimator);
   const int64_t B = x.size(0);
-  for (const auto* w : {&w_rec, &w_kl})
+  for (const auto* w : {&w_rec, &w_kl}) {
     TORCH_CHECK(w->dim() == 1 && w->size(0) == B, "fastvae: per-image weights must have shape [", B,
                 "], got ", w->sizes());
+    TORCH_CHECK(w->device().is_cpu(), "fastvae: per-image weights must be on the CPU, got ", w->device());
+    TORCH_CHECK(w->is_floating_point(), "fastvae: per-image weights must be floating point, got ",
+                w->scalar_type());
+  }
   auto wr = w_rec.to(in.x.scalar_type()).contiguous();
   auto wk = w_kl.to(in.x.scalar_type()).contiguous();
   std::vector<at::Tensor> grads;

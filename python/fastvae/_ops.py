@@ -3,41 +3,72 @@ autograd formulas, which call our hand-written C++ backward kernels."""
 import torch
 
 from . import _C  # noqa: F401  (registers the ops)
+from . import _checks
 
 ops = torch.ops.fastvae
 
 ESTIMATORS = {"analytic": 0, "mc": 1, "stl": 2}
 
+# Largest number of elements one call may allocate for an output or a work buffer (4 GiB of float32):
+# bigger requests are rejected up front with a clear error instead of an OOM kill.
+MAX_ELEMENTS = 2 ** 30
+
+
+def check_size(where: str, what: str, n: int) -> None:
+    """ValueError if a request for ``n`` elements (described by ``what``) exceeds :data:`MAX_ELEMENTS`."""
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{where}: {what} = {n} elements exceeds the limit of {MAX_ELEMENTS} per call; "
+                         "use smaller sizes or split the work into batches")
+
+
+def check_devices(op: str, **args) -> None:
+    """Used by every fake (meta) kernel: all tensor arguments, including the entries of Tensor[] lists and
+    present optionals, on one device. A meta tensor mixed with CPU tensors would otherwise get a fake
+    output on the CPU, i.e. uninitialised memory. Raises ValueError naming each tensor's device."""
+    flat = {}
+    for name, value in args.items():
+        if isinstance(value, (list, tuple)):
+            flat.update({f"{name}[{i}]": t for i, t in enumerate(value)})
+        else:
+            flat[name] = value
+    _checks.same_device(f"fastvae::{op}", **flat)
+
 
 @torch.library.register_fake("fastvae::vae_elbo")
 def _vae_elbo_fake(x, y, eps, params, arch, slope, estimator):
+    check_devices("vae_elbo", x=x, y=y, eps=eps, params=params)
     b = x.shape[0]
     return x.new_empty(b), x.new_empty(b), x.new_empty(b)
 
 
 @torch.library.register_fake("fastvae::vae_elbo_backward")
 def _vae_elbo_backward_fake(w_rec, w_kl, x, y, eps, params, arch, slope, estimator):
+    check_devices("vae_elbo_backward", w_rec=w_rec, w_kl=w_kl, x=x, y=y, eps=eps, params=params)
     return [torch.empty_like(p) for p in params]
 
 
 @torch.library.register_fake("fastvae::vae_encode")
 def _vae_encode_fake(x, y, params, arch, slope):
+    check_devices("vae_encode", x=x, y=y, params=params)
     z = arch[2]
     return x.new_empty(x.shape[0], z), x.new_empty(x.shape[0], z)
 
 
 @torch.library.register_fake("fastvae::vae_decode")
 def _vae_decode_fake(z, y, params, arch, slope):
+    check_devices("vae_decode", z=z, y=y, params=params)
     return z.new_empty(z.shape[0], arch[0])
 
 
 @torch.library.register_fake("fastvae::vae_iwae")
 def _vae_iwae_fake(x, y, eps, params, arch, slope):
+    check_devices("vae_iwae", x=x, y=y, eps=eps, params=params)
     return x.new_empty(x.shape[0])
 
 
 @torch.library.register_fake("fastvae::adam_step")
 def _adam_step_fake(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    check_devices("adam_step", params=params, grads=grads, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     return None
 
 
@@ -49,6 +80,10 @@ def _elbo_setup_context(ctx, inputs, output):
 
 
 def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
+        # the C++ backward gives parameter gradients only; a None for x or eps would read as "no effect"
+        raise RuntimeError("fastvae::vae_elbo: gradients with respect to x or eps are not implemented (only the "
+                           "parameters); detach x and eps")
     x, eps, *params = ctx.saved_tensors
     # elbo = rec - kl, so an upstream gradient on elbo reaches rec with +1 and kl with -1.
     w_rec = g_elbo + g_rec

@@ -582,12 +582,13 @@ def binarize(
             with ``method="round"``.
         TypeError: ``images`` is not a tensor, or is bool/complex.
     """
+    from . import _checks  # local: this module's imports belong to the data-file code
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if method not in ("threshold", "round"):
-        raise ValueError(f"unknown method {method!r}; use 'threshold' or 'round'")
-    if scale not in (None, "unit", "byte"):
-        raise ValueError(f"unknown scale {scale!r}; use None/'unit' (0..1) or 'byte' (0..255)")
+    _checks.choice("binarize", "method", method, ("threshold", "round"))
+    if scale is not None:
+        _checks.choice("binarize", "scale", scale, ("unit", "byte"))
+    threshold = _checks.real("binarize", "threshold", threshold)  # no "0.5" strings or True
     _check_finite_range(images)
     is_float = images.dtype.is_floating_point
     if method == "round":
@@ -622,9 +623,11 @@ def subsample(images: torch.Tensor, size: int = 14, method: str = "pool") -> tor
     Raises:
         ValueError: size not a divisor of 28, shape not 28x28/784, unknown method.
     """
-    if method not in ("pool", "stride"):
-        raise ValueError(f"unknown method {method!r}; use 'pool' or 'stride'")
-    if not isinstance(size, int) or size < 1 or 28 % size:
+    from . import _checks  # local: this module's imports belong to the data-file code
+    _checks.tensor("subsample", "images", images)
+    _checks.choice("subsample", "method", method, ("pool", "stride"))
+    size = _checks.integer("subsample", "size", size)  # 14.0 and True are TypeErrors
+    if size < 1 or 28 % size:
         raise ValueError(f"size must be a divisor of 28 (1, 2, 4, 7, 14, 28), got {size!r}")
     if images.dim() >= 1 and images.shape[-1] == 784:
         lead, flat = images.shape[:-1], True
@@ -674,10 +677,17 @@ def balanced_subset(
         ValueError: a class has fewer than ``n_per_class`` non-excluded examples, bad shapes,
             ``n_per_class < 1``, exclude index out of range, both ``seed`` and ``generator``.
     """
+    from . import _checks  # local: this module's imports belong to the data-file code
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
-    if not isinstance(n_per_class, int) or n_per_class < 1:
-        raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}")
+    _checks.tensor("balanced_subset", "images", images)
+    n_per_class = _checks.integer("balanced_subset", "n_per_class", n_per_class, min=1)
+    if seed is not None:
+        seed = _checks.integer("balanced_subset", "seed", seed, min=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"balanced_subset: generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(labels, torch.Tensor) and (labels.dtype.is_floating_point or labels.dtype == torch.bool):
+        raise TypeError(f"balanced_subset: labels must be integers, got dtype {labels.dtype}")
     # index bookkeeping in numpy: small torch ops on CPU pay thread-pool overhead
     labels = torch.as_tensor(labels)
     lab = labels.detach().cpu().numpy()
@@ -709,6 +719,8 @@ def balanced_subset(
 
 def flatten(images: torch.Tensor) -> torch.Tensor:
     """``[..., 28, 28]`` -> ``[..., 784]`` (a view when the memory layout allows), dtype unchanged."""
+    from . import _checks  # local: this module's imports belong to the data-file code
+    _checks.tensor("flatten", "images", images)
     if images.dim() < 2:
         raise ValueError(f"expected [..., H, W] images, got {list(images.shape)}")
     return images.reshape(*images.shape[:-2], images.shape[-2] * images.shape[-1])

@@ -11,11 +11,14 @@ generator (SplitMix64 of seed and flat index) whose seed is drawn from ``generat
 generator): a fixed seed gives the same sample whatever the number of threads. ``noise`` injects the
 uniforms directly (for tests and for sharing draws with a reference implementation).
 """
+import math
 from typing import Optional, Sequence
 
 import torch
 
 from . import _C  # noqa: F401  (registers the ops)
+from . import _checks
+from ._ops import check_devices, check_size
 
 ops = torch.ops.fastvae
 
@@ -28,26 +31,31 @@ def _seed(generator: Optional[torch.Generator]) -> int:
 # -- op registrations for autograd and torch.compile --------------------------------------------------
 @torch.library.register_fake("fastvae::gumbel_softmax_fwd")
 def _gumbel_softmax_fwd_fake(logits, uniform, tau, dim, seed):
+    check_devices("gumbel_softmax_fwd", logits=logits, uniform=uniform)
     return logits.new_empty(logits.shape)
 
 
 @torch.library.register_fake("fastvae::gumbel_softmax_bwd")
 def _gumbel_softmax_bwd_fake(grad, y, tau, dim):
+    check_devices("gumbel_softmax_bwd", grad=grad, y=y)
     return y.new_empty(y.shape)
 
 
 @torch.library.register_fake("fastvae::one_hot_argmax")
 def _one_hot_argmax_fake(y, dim):
+    check_devices("one_hot_argmax", y=y)
     return y.new_empty(y.shape)
 
 
 @torch.library.register_fake("fastvae::exponential_fwd")
 def _exponential_fwd_fake(rate, uniform, sample_shape, seed):
+    check_devices("exponential_fwd", rate=rate, uniform=uniform)
     return rate.new_empty((*sample_shape, *rate.shape))
 
 
 @torch.library.register_fake("fastvae::exponential_bwd")
 def _exponential_bwd_fake(grad, z, rate):
+    check_devices("exponential_bwd", grad=grad, z=z, rate=rate)
     return rate.new_empty(rate.shape)
 
 
@@ -90,26 +98,51 @@ torch.library.register_autograd("fastvae::exponential_fwd", _exponential_backwar
 
 
 # -- public API -----------------------------------------------------------------------------------------
-def _logits_from(logits, probs, dim):
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _generator(where, generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _noise(where, noise, like):
+    """Injected uniforms: None or a tensor on the device of ``like`` (shape, dtype, range checked in C++)."""
+    if noise is not None:
+        _checks.tensor(where, "noise", noise)
+        _checks.same_device(where, **{"noise": noise, "logits" if where != "exponential_rsample" else "rate": like})
+
+
+def _class_dim(where, dim, t):
+    """``dim`` as an int inside [-t.dim(), t.dim()) (TypeError for 1.5, ValueError out of range)."""
+    dim = _checks.integer(where, "dim", dim)
+    if t.dim() == 0:
+        raise ValueError(f"{where}: logits must have at least one dimension (the classes), got a 0-d tensor")
+    if not -t.dim() <= dim < t.dim():
+        raise ValueError(f"{where}: dim must lie in [{-t.dim()}, {t.dim() - 1}] for a {t.dim()}-d tensor, got {dim}")
+    if t.shape[dim] == 0:
+        raise ValueError(f"{where}: the class dimension {dim} is empty (shape {tuple(t.shape)}); need >= 1 class")
+    return dim
+
+
+def _logits_from(where, logits, probs, dim):
     if (logits is None) == (probs is None):
-        raise ValueError("pass exactly one of logits and probs")
+        raise ValueError(f"{where}: pass exactly one of logits and probs")
+    name, t = ("logits", logits) if logits is not None else ("probs", probs)
+    _checks.tensor(where, name, t, dtypes=_FLOATS)
+    dim = _class_dim(where, dim, t)
     if logits is not None:
-        if not isinstance(logits, torch.Tensor):
-            raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-        return logits
-    if not isinstance(probs, torch.Tensor):
-        raise TypeError(f"probs must be a torch.Tensor, got {type(probs).__name__}")
-    if not probs.is_floating_point():
-        raise TypeError(f"probs must be float32 or float64, got {probs.dtype}")
+        return logits, dim
     with torch.no_grad():
-        if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
-            raise ValueError("probs must be finite and non-negative")
-        total = probs.sum(dim)
-        tol = 1e-5 if probs.dtype == torch.float32 else 1e-10
-        if not bool(((total - 1).abs() <= tol * probs.shape[dim]).all()):
-            raise ValueError(f"probs must sum to one along dim {dim} (largest deviation "
-                             f"{(total - 1).abs().max().item():.3g})")
-    return probs.log()  # zero probabilities become -inf logits: never drawn
+        if probs.device.type != "meta":
+            if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+                raise ValueError(f"{where}: probs must be finite and non-negative")
+            total = probs.sum(dim)
+            tol = 1e-5 if probs.dtype == torch.float32 else 1e-10
+            if not bool(((total - 1).abs() <= tol * probs.shape[dim]).all()):
+                raise ValueError(f"{where}: probs must sum to one along dim {dim} (largest deviation "
+                                 f"{(total - 1).abs().max().item():.3g})")
+    return probs.log(), dim  # zero probabilities become -inf logits: never drawn
 
 
 def gumbel_softmax(logits: Optional[torch.Tensor] = None, tau: float = 1.0, hard: bool = False, dim: int = -1,
@@ -133,17 +166,23 @@ def gumbel_softmax(logits: Optional[torch.Tensor] = None, tau: float = 1.0, hard
         Tensor of the shape and dtype of ``logits``, rows on the probability simplex (one-hot if ``hard``).
 
     Raises:
+        TypeError: logits/probs/noise not tensors, logits/probs not float32/float64, tau not a number,
+            dim not an integer, hard not a bool, generator not a torch.Generator.
         ValueError: tau <= 0 or not finite, both or neither of logits/probs, probs negative or not
-            summing to one.
+            summing to one, dim out of range, a 0-d tensor, noise on another device, more than
+            ``2**30`` elements.
         RuntimeError: NaN or +inf logits, a row of all -inf logits, noise outside (0, 1) or of the wrong
-            shape/dtype, dtype other than float32/float64, dim out of range.
+            shape/dtype (checked in C++).
     """
-    tau = float(tau)
-    if not (tau > 0 and tau < float("inf")):
-        raise ValueError(f"temperature tau must be positive and finite, got {tau}")
-    logits = _logits_from(logits, probs, dim)
-    y = ops.gumbel_softmax_fwd(logits, noise, tau, int(dim), 0 if noise is not None else _seed(generator))
-    return ops.one_hot_argmax(y, int(dim)) if hard else y
+    where = "gumbel_softmax"
+    tau = _checks.positive(where, "tau", tau)
+    _checks.flag(where, "hard", hard)
+    _generator(where, generator)
+    logits, dim = _logits_from(where, logits, probs, dim)
+    _noise(where, noise, logits)
+    check_size(where, "logits.numel()", logits.numel())
+    y = ops.gumbel_softmax_fwd(logits, noise, tau, dim, 0 if noise is not None else _seed(generator))
+    return ops.one_hot_argmax(y, dim) if hard else y
 
 
 def categorical_rsample(logits: Optional[torch.Tensor] = None, tau: float = 0.1, sample_shape: Sequence[int] = (),
@@ -165,10 +204,17 @@ def categorical_rsample(logits: Optional[torch.Tensor] = None, tau: float = 0.1,
         int64 class indices of shape ``sample_shape + logits.shape`` without ``dim`` (not differentiable),
         or with ``one_hot=True`` a float one-hot tensor of shape ``sample_shape + logits.shape``.
 
-    Raises: as :func:`gumbel_softmax`.
+    Raises: as :func:`gumbel_softmax`; also TypeError for a sample_shape that is not a sequence of
+        integers (``(2.5,)``), ValueError for negative entries or a too large ``prod(sample_shape) * numel``.
     """
-    logits = _logits_from(logits, probs, dim)
-    sample_shape = tuple(int(s) for s in sample_shape)
+    where = "categorical_rsample"
+    _checks.positive(where, "tau", tau)
+    _checks.flag(where, "one_hot", one_hot)
+    _generator(where, generator)
+    logits, dim = _logits_from(where, logits, probs, dim)
+    sample_shape = _checks.integer_sequence(where, "sample_shape", sample_shape, min=0)
+    check_size(where, "prod(sample_shape) * logits.numel()", math.prod(sample_shape) * logits.numel())
+    _noise(where, noise, logits)
     d = dim if dim < 0 else dim + len(sample_shape)
     if sample_shape:
         logits = logits.expand(*sample_shape, *logits.shape)
@@ -192,12 +238,18 @@ def exponential_rsample(rate, sample_shape: Sequence[int] = (), generator: Optio
 
     Raises:
         RuntimeError: a rate <= 0, NaN, inf or so small that the sample overflows; noise outside (0, 1)
-            or of the wrong shape/dtype; dtype other than float32/float64.
-        TypeError: rate is neither a tensor nor a number.
+            or of the wrong shape/dtype (checked in C++).
+        TypeError: rate neither a float32/float64 tensor nor a real number (bools and strings refused),
+            sample_shape not a sequence of integers, noise not a tensor, generator not a torch.Generator.
+        ValueError: negative sample_shape entries, more than ``2**30`` samples, noise on another device.
     """
-    if not isinstance(rate, torch.Tensor):
-        if not isinstance(rate, (int, float)):
-            raise TypeError(f"rate must be a tensor or a number, got {type(rate).__name__}")
-        rate = torch.tensor(float(rate), dtype=torch.get_default_dtype())
-    sample_shape = [int(s) for s in sample_shape]
+    where = "exponential_rsample"
+    if isinstance(rate, torch.Tensor):
+        _checks.tensor(where, "rate", rate, dtypes=_FLOATS)
+    else:
+        rate = torch.tensor(_checks.real(where, "rate", rate, finite=False), dtype=torch.get_default_dtype())
+    sample_shape = list(_checks.integer_sequence(where, "sample_shape", sample_shape, min=0))
+    check_size(where, "prod(sample_shape) * rate.numel()", math.prod(sample_shape) * rate.numel())
+    _generator(where, generator)
+    _noise(where, noise, rate)
     return ops.exponential_fwd(rate, noise, sample_shape, 0 if noise is not None else _seed(generator))

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import nn
 
-from . import _ops, presets
+from . import _checks, _ops, presets
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 POSTERIORS = {"logvar": 0, "logstd": 1, "std": 2}
@@ -46,7 +46,10 @@ class VAE(nn.Module):
         dtype: float32 (training) or float64 (gradient checks).
 
     Raises:
-        ValueError: unknown activation or posterior, non-positive sizes, negative slope.
+        TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
+            a non-number slope, dtype other than float32/float64.
+        ValueError: unknown activation or posterior, sizes < 1 (cond_dim < 0), negative or non-finite
+            slope, more than 2**30 parameters.
     """
 
     def __init__(self, data_dim: int = 784, latent_dim: int = 2, encoder_hidden: Sequence[int] = (512, 256),
@@ -54,19 +57,27 @@ class VAE(nn.Module):
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32):
         super().__init__()
+        where = "VAE"
+        data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
+        latent_dim = _checks.integer(where, "latent_dim", latent_dim, min=1)
+        cond_dim = _checks.integer(where, "cond_dim", cond_dim, min=0)
+        encoder_hidden = _checks.integer_sequence(where, "encoder_hidden", encoder_hidden, min=1)
+        decoder_hidden = _checks.integer_sequence(where, "decoder_hidden", decoder_hidden, min=1)
         for name, value in (("activation", activation), ("mean_activation", mean_activation),
                             ("scale_activation", scale_activation)):
-            if value not in ACTIVATIONS:
-                raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
-        if posterior not in POSTERIORS:
-            raise ValueError(f"posterior must be one of {sorted(POSTERIORS)}, got {posterior!r}")
+            _checks.choice(where, name, value, sorted(ACTIVATIONS))
+        _checks.choice(where, "posterior", posterior, sorted(POSTERIORS))
         if posterior == "std" and scale_activation != "sigmoid":
-            raise ValueError("posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
-        sizes = [data_dim, latent_dim, *encoder_hidden, *decoder_hidden]
-        if any(int(s) <= 0 for s in sizes) or cond_dim < 0:
-            raise ValueError(f"layer sizes must be positive, got {sizes} and cond_dim={cond_dim}")
-        if not negative_slope >= 0:
-            raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+            raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
+        negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"VAE: dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        if len(encoder_hidden) >= 64 or len(decoder_hidden) >= 64:
+            raise ValueError("VAE: at most 63 hidden layers in the encoder and in the decoder")
+        enc = [data_dim + cond_dim, *encoder_hidden, 2 * latent_dim]
+        dec = [latent_dim + cond_dim, *decoder_hidden, data_dim]
+        n_params = sum((a + 1) * b for sizes in (enc, dec) for a, b in zip(sizes, sizes[1:]))
+        _ops.check_size(where, "the number of parameters", n_params)
         self.data_dim, self.latent_dim, self.cond_dim = int(data_dim), int(latent_dim), int(cond_dim)
         self.encoder_hidden, self.decoder_hidden = tuple(map(int, encoder_hidden)), tuple(map(int, decoder_hidden))
         self.activation, self.negative_slope, self.posterior = activation, float(negative_slope), posterior
@@ -83,7 +94,11 @@ class VAE(nn.Module):
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
         """The VAE of a homework: ``"stats305c"``, ``"ese546"``, ``"cvae_hw7"`` or ``"dd2434"``
-        (architectures in :mod:`fastvae.presets`). Keyword overrides replace preset entries."""
+        (architectures in :mod:`fastvae.presets`). Keyword overrides replace preset entries.
+
+        Raises: ValueError for an unknown name (TypeError for a non-string), and what :class:`VAE` raises
+        for a bad override."""
+        _checks.choice("VAE.from_preset", "name", name, presets.names())
         kwargs = dict(presets.get(name).model)
         kwargs.update(overrides)
         model = cls(**kwargs)
@@ -105,20 +120,58 @@ class VAE(nn.Module):
             out += [lin.weight, lin.bias]
         return out
 
-    def _prepare(self, x: torch.Tensor, y: Optional[torch.Tensor]):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    def _prepare(self, x: torch.Tensor, y, where: str = "VAE", name: str = "x", width: Optional[int] = None):
+        """Checks x (a float tensor of the model's dtype and device, [B, width] or [B, H, W] flattened) and
+        labels y (integers, required iff the model is conditional); returns x and y as int64 or None."""
+        w = self.encoder_head.weight
+        x = _checks.tensor(where, name, x)
+        if x.dtype != w.dtype:
+            hint = ("; binarize images with fastvae.datasets.binarize and match dtypes with .to()"
+                    if name == "x" else "; convert with .to()")
+            raise TypeError(f"{where}: {name} must be a float tensor of the model's dtype {w.dtype}, got "
+                            f"{x.dtype}{hint}")
         if x.dim() > 2:
             x = x.reshape(x.shape[0], -1)
-        w = self.encoder_head.weight
-        if x.dtype != w.dtype:
-            raise TypeError(f"x must be a binary float tensor of the model's dtype {w.dtype}, got {x.dtype}; "
-                            "binarize images with fastvae.datasets.binarize and match dtypes with .to()")
-        if y is not None:
-            y = torch.as_tensor(y, device=x.device)
-            if y.dtype != torch.int64:
-                y = y.long()
-        return x, y
+        width = self.data_dim if width is None else width
+        if x.dim() != 2 or x.shape[1] != width:
+            raise ValueError(f"{where}: {name} must have shape [B, {width}], got {tuple(x.shape)}")
+        _checks.same_device(where, **{name: x}, parameters=w)
+        if y is not None and not self.cond_dim:
+            raise ValueError(f"{where}: labels y were given to an unconditional VAE (cond_dim=0)")
+        if y is None:
+            if self.cond_dim:
+                raise ValueError(f"{where}: this conditional VAE needs labels y (integers [B] in [0, {self.cond_dim}))")
+            return x, None
+        return x, self._labels(where, y, x.shape[0], x.device)
+
+    def _labels(self, where: str, y, n: int, device) -> torch.Tensor:
+        """Labels as int64 [n] on ``device``: integer tensors, NumPy arrays or lists; floats (even 3.0) and
+        bools are a TypeError, a wrong length or a class outside [0, cond_dim) a ValueError."""
+        if not isinstance(y, torch.Tensor):
+            try:
+                y = torch.as_tensor(y)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{where}: labels y must be an integer tensor, got {type(y).__name__}") from None
+        if y.dtype == torch.bool or y.dtype.is_floating_point or y.dtype.is_complex:
+            raise TypeError(f"{where}: labels y must be an integer tensor, got dtype {y.dtype}")
+        if y.device != torch.device(device):
+            raise ValueError(f"{where}: labels y are on {y.device}, the data on {device}")
+        if y.dim() != 1 or y.shape[0] != n:
+            raise ValueError(f"{where}: labels y must have shape [{n}], got {tuple(y.shape)}")
+        if y.numel() and y.device.type != "meta":
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= self.cond_dim:
+                raise ValueError(f"{where}: labels y must lie in [0, {self.cond_dim}), got values in [{lo}, {hi}]")
+        return y.to(torch.int64)
+
+    def _noise(self, where: str, shape, like: torch.Tensor, generator) -> torch.Tensor:
+        """Standard normal draws of ``shape`` with the dtype and device of ``like`` (meta: no draws)."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if like.device.type == "meta":
+            return torch.empty(shape, dtype=like.dtype, device="meta")
+        dev = generator.device if generator is not None else like.device
+        return torch.randn(shape, dtype=like.dtype, device=dev, generator=generator).to(like.device)
 
     # -- public API -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, n_samples: int = 1,
@@ -128,36 +181,55 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
-        """Posterior mean and standard deviation, each [B, Z], for binary images x [B, D] (or
-        [B, H, W]). Inference only (no gradient)."""
-        x, y = self._prepare(x, y)
+        """Posterior mean and standard deviation, each [B, Z] of the model's dtype, for binary images x [B, D]
+        (or [B, H, W]) of the model's dtype and device; y: integer labels [B] for a conditional VAE.
+        Inference only (no gradient).
+
+        Raises: TypeError (x not a tensor or of another dtype, float labels), ValueError (wrong shape or
+        device, labels missing/out of range), RuntimeError (x not binary or NaN, NaN parameters)."""
+        x, y = self._prepare(x, y, "VAE.encode")
         return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
-        """Bernoulli means sigmoid(logits) [N, D] (or the logits) for latent codes z [N, Z]."""
-        z = torch.as_tensor(z, dtype=self.encoder_head.weight.dtype)
-        if y is not None:
-            y = torch.as_tensor(y).long()
+        """Bernoulli means sigmoid(logits) [N, D] (or the logits if ``logits``) for latent codes z [N, Z], a
+        float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE.
+
+        Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
+        _checks.flag("VAE.decode", "logits", logits)
+        z, y = self._prepare(z, y, "VAE.decode", "z", width=self.latent_dim)
         out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
         return out if logits else torch.sigmoid(out)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None):
         """Decoder means for n prior draws z ~ N(0, I): [n, D]. For a conditional VAE, ``y`` is one
-        class (int) or n labels."""
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.encoder_head.weight.dtype)
+        class (an int in [0, cond_dim)) or n integer labels; an unconditional VAE takes no ``y``.
+
+        Raises: TypeError (n not an integer, float labels), ValueError (n < 0 or too large, y missing,
+        given to an unconditional VAE or out of range)."""
+        where = "VAE.sample"
+        n = _checks.integer(where, "n", n, min=0)
+        _ops.check_size(where, "n * data_dim", n * self.data_dim)
+        w = self.encoder_head.weight
         if self.cond_dim:
             if y is None:
-                raise ValueError("a conditional VAE needs the class y to sample")
-            y = torch.full((n,), int(y)) if isinstance(y, int) else torch.as_tensor(y).long()
+                raise ValueError(f"{where}: a conditional VAE needs the class y to sample")
+            if isinstance(y, torch.Tensor) and y.dim() == 0 or not hasattr(y, "__len__"):
+                c = _checks.integer(where, "y", y, min=0, max=self.cond_dim - 1)
+                y = torch.full((n,), c, dtype=torch.int64, device=w.device)
+        elif y is not None:
+            raise ValueError(f"{where}: labels y were given to an unconditional VAE (cond_dim=0)")
+        z = self._noise(where, (n, self.latent_dim), w, generator)
         return self.decode(z, y)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
-        """Decoder means at the posterior mean, sigmoid(dec(mu(x))): [B, D]."""
+        """Decoder means at the posterior mean, sigmoid(dec(mu(x))): [B, D]. Arguments and errors as
+        :meth:`encode`."""
+        x, y = self._prepare(x, y, "VAE.reconstruct")
         mu, _ = self.encode(x, y)
-        return self.decode(mu, y if y is None else torch.as_tensor(y).long())
+        return self.decode(mu, y)
 
     def fit(self, train_images, train_labels=None, **kwargs):
         """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments."""
@@ -189,17 +261,30 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
         :class:`ELBO` (elbo, rec, kl), each float [B] in nats.
 
     Raises:
-        RuntimeError: wrong shapes, dtypes or devices, non-binary or NaN x, NaN/inf eps,
-            L < 1, labels missing or out of range.
-        ValueError: unknown estimator.
+        TypeError: model not a VAE, x or eps not a tensor or not of the model's dtype, float labels,
+            n_samples not an integer, estimator not a string.
+        ValueError: wrong shapes or devices, n_samples < 1 or too large (over ``_ops.MAX_ELEMENTS``),
+            labels missing or out of range, unknown estimator.
+        RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
     """
-    if estimator not in _ops.ESTIMATORS:
-        raise ValueError(f"estimator must be one of {sorted(_ops.ESTIMATORS)}, got {estimator!r}")
-    x, y = model._prepare(x, y)
+    where = "elbo"
+    if not isinstance(model, VAE):
+        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
+    _checks.choice(where, "estimator", estimator, sorted(_ops.ESTIMATORS))
+    x, y = model._prepare(x, y, where)
     if eps is None:
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        eps = torch.randn(int(n_samples), x.shape[0], model.latent_dim, dtype=x.dtype, generator=generator)
+        n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
+        widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
+        _ops.check_size(where, "n_samples * batch * widest layer", n_samples * x.shape[0] * widest)
+        eps = model._noise(where, (n_samples, x.shape[0], model.latent_dim), x, generator)
+    else:
+        eps = _checks.tensor(where, "eps", eps)
+        if eps.dtype != x.dtype:
+            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
+        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], model.latent_dim) or eps.shape[0] < 1:
+            raise ValueError(f"{where}: eps must have shape [n_samples >= 1, {x.shape[0]}, {model.latent_dim}], "
+                             f"got {tuple(eps.shape)}")
+        _checks.same_device(where, x=x, eps=eps)
     out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
                             _ops.ESTIMATORS[estimator])
     return ELBO(*out)
@@ -213,18 +298,26 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
     It is a lower bound on log p(x) that tightens as k grows (k = 1 gives the Monte Carlo ELBO).
 
     Args:
-        x: binary images [B, D]; k: importance samples (>= 1); batch_size: images per C++ call
-            (memory is about k * batch_size * D floats).
+        x: binary images [B, D] of the model's dtype; k: importance samples (>= 1); y: integer labels [B]
+            for a conditional VAE; batch_size: images per C++ call (memory is about k * batch_size * D floats).
 
-    Returns: float tensor [B].
+    Returns: tensor [B] of the model's dtype (nats).
+
+    Raises: TypeError (non-integer k or batch_size, wrong dtypes), ValueError (k or batch_size < 1,
+        k * batch_size too large, wrong shapes or devices), RuntimeError (non-binary x, NaN parameters).
     """
-    if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    x, y = model._prepare(x, y)
+    where = "log_likelihood"
+    if not isinstance(model, VAE):
+        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
+    k = _checks.integer(where, "k", k, min=1)
+    batch_size = _checks.integer(where, "batch_size", batch_size, min=1)
+    x, y = model._prepare(x, y, where)
+    widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
+    _ops.check_size(where, "k * batch_size * widest layer", k * min(batch_size, max(x.shape[0], 1)) * widest)
     out = []
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
         yb = None if y is None else y[s:s + batch_size]
-        eps = torch.randn(int(k), xb.shape[0], model.latent_dim, dtype=x.dtype, generator=generator)
+        eps = model._noise(where, (k, xb.shape[0], model.latent_dim), x, generator)
         out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
     return torch.cat(out) if out else x.new_empty(0)

@@ -6,6 +6,7 @@ formula; the fake kernels let them be traced by torch.compile.
 import torch
 
 from .. import _C  # noqa: F401  (registers the ops)
+from .._ops import check_devices
 
 ops = torch.ops.fastvae
 N_STATS = 5  # [N_k, sum r x_0, sum r x_1, sum r ||x||^2, sum r S]
@@ -13,26 +14,31 @@ N_STATS = 5  # [N_k, sum r x_0, sum r x_1, sum r ||x||^2, sum r S]
 
 @torch.library.register_fake("fastvae::cavi_estep")
 def _estep_fake(x, s, log_pi, m, prec, shape, rate, tau):
+    check_devices("cavi_estep", x=x, s=s, log_pi=log_pi, m=m, prec=prec, shape=shape, rate=rate)
     return x.new_empty(log_pi.shape[0], N_STATS), x.new_empty(())
 
 
 @torch.library.register_fake("fastvae::cavi_responsibilities")
 def _resp_fake(x, s, log_pi, m, prec, shape, rate, tau):
+    check_devices("cavi_responsibilities", x=x, s=s, log_pi=log_pi, m=m, prec=prec, shape=shape, rate=rate)
     return x.new_empty(x.shape[0], log_pi.shape[0])
 
 
 @torch.library.register_fake("fastvae::cavi_update_mu")
 def _update_mu_fake(stats, tau, nu, rho):
+    check_devices("cavi_update_mu", stats=stats)
     return stats.new_empty(stats.shape[0], 2), stats.new_empty(stats.shape[0])
 
 
 @torch.library.register_fake("fastvae::cavi_update_lambda")
 def _update_lambda_fake(stats, alpha, beta):
+    check_devices("cavi_update_lambda", stats=stats)
     return stats.new_empty(stats.shape[0]), stats.new_empty(stats.shape[0])
 
 
 @torch.library.register_fake("fastvae::cavi_elbo")
 def _elbo_fake(stats, entropy, log_fact, log_pi, m, prec, shape, rate, tau, nu, rho, alpha, beta):
+    check_devices("cavi_elbo", stats=stats, entropy=entropy, log_pi=log_pi, m=m, prec=prec, shape=shape, rate=rate)
     return stats.new_empty(())
 
 

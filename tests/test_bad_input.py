@@ -1,0 +1,492 @@
+"""Table of bad inputs to the model, sampler and transform API and to the torch.ops.fastvae ops called
+directly. Each row is (call, expected exception type, message fragment): the call must raise exactly that
+kind of error with that fragment, never return garbage, coerce silently (2.7 -> 2) or crash. Rows were found
+by probing every argument with wrong kinds, floats for integers, bools, NaN/inf, negative, zero, huge sizes,
+empty and 0-d tensors, wrong dtype/shape/device (meta included) and out-of-range labels or noise."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import fastvae
+from fastvae import datasets
+
+ops = torch.ops.fastvae
+NAN, INF = float("nan"), float("inf")
+META = torch.device("meta")
+
+ROWS = []
+
+
+def row(name, call, exc, match):
+    ROWS.append(pytest.param(call, exc, match, id=name))
+
+
+# -- shared fixtures (small where the size does not matter) ------------------------------------------------
+VAE = fastvae.VAE.from_preset("stats305c")  # 784 -> 2, float32, unconditional
+CVAE = fastvae.VAE.from_preset("cvae_hw7")  # conditional on 10 classes, latent 40
+SMALL = fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64)
+X = (torch.rand(4, 784, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+Y = torch.tensor([0, 1, 2, 3])
+XS = (torch.rand(4, 7, generator=torch.Generator().manual_seed(1)) < 0.5).double()
+EPS = torch.zeros(2, 4, 3, dtype=torch.float64)
+PS = [p.detach() for p in SMALL.flat_parameters()]
+ARCH = SMALL.arch
+
+
+def with_entry(t, index, value):
+    t = t.clone()
+    t[index] = value
+    return t
+
+
+def meta_model():
+    return fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64).to("meta")
+
+
+def nan_model():
+    m = fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64)
+    with torch.no_grad():
+        m.decoder[0].weight[0, 0] = NAN
+    return m
+
+
+def grad_params():
+    return [p.detach().clone().requires_grad_() for p in PS]
+
+
+# -- VAE(...) and VAE.from_preset ---------------------------------------------------------------------------
+for arg in ("data_dim", "latent_dim", "cond_dim"):
+    for bad, exc, msg in [(2.5, TypeError, "must be an integer"), (2.0, TypeError, "must be an integer"),
+                          (True, TypeError, "must be an integer"), ("8", TypeError, "must be an integer"),
+                          (None, TypeError, "must be an integer"), (np.float64(3), TypeError, "must be an integer"),
+                          (-1, ValueError, "must be an integer >= ")]:
+        row(f"VAE-{arg}={bad!r}", lambda a=arg, b=bad: fastvae.VAE(**{a: b}), exc, f"VAE: {arg} {msg}")
+    if arg != "cond_dim":
+        row(f"VAE-{arg}=0", lambda a=arg: fastvae.VAE(**{a: 0}), ValueError, f"{arg} must be an integer >= 1")
+row("VAE-positional-latent-2.5", lambda: fastvae.VAE(784, 2.5), TypeError, "latent_dim must be an integer")
+for arg in ("encoder_hidden", "decoder_hidden"):
+    for bad, exc, msg in [((512.5,), TypeError, r"\[0\] must be an integer"),
+                          ((256, 2.0), TypeError, r"\[1\] must be an integer"),
+                          ((True,), TypeError, "must be an integer"), ((0,), ValueError, ">= 1"),
+                          ((-5, 3), ValueError, ">= 1"), (5, TypeError, "sequence of integers"),
+                          ("512", TypeError, "sequence of integers"), (None, TypeError, "sequence of integers")]:
+        row(f"VAE-{arg}={bad!r}", lambda a=arg, b=bad: fastvae.VAE(**{a: b}), exc, msg)
+for arg in ("activation", "mean_activation", "scale_activation"):
+    row(f"VAE-{arg}-unknown", lambda a=arg: fastvae.VAE(**{a: "gelu"}), ValueError, f"{arg} must be one of")
+    row(f"VAE-{arg}-int", lambda a=arg: fastvae.VAE(**{a: 1}), TypeError, f"{arg} must be one of")
+    row(f"VAE-{arg}-None", lambda a=arg: fastvae.VAE(**{a: None}), TypeError, f"{arg} must be one of")
+row("VAE-posterior-unknown", lambda: fastvae.VAE(posterior="var"), ValueError, "posterior must be one of")
+row("VAE-posterior-int", lambda: fastvae.VAE(posterior=0), TypeError, "posterior must be one of")
+row("VAE-posterior-std-no-sigmoid", lambda: fastvae.VAE(posterior="std"), ValueError, "sigmoid")
+for bad, exc, msg in [(INF, ValueError, "finite"), (NAN, ValueError, "finite"), (-INF, ValueError, "finite"),
+                      (-0.1, ValueError, ">= 0.0"), ("0.2", TypeError, "real number"),
+                      (True, TypeError, "real number"), (None, TypeError, "real number"),
+                      (1j, TypeError, "real number")]:
+    row(f"VAE-negative_slope={bad!r}", lambda b=bad: fastvae.VAE(activation="leaky_relu", negative_slope=b),
+        exc, f"negative_slope must be a {msg}" if exc is TypeError or msg == "finite" else msg)
+for bad in (torch.float16, torch.bfloat16, torch.int64, "float32", None):
+    row(f"VAE-dtype={bad!r}", lambda b=bad: fastvae.VAE(dtype=b), TypeError, "dtype must be torch.float32")
+row("VAE-huge-data_dim", lambda: fastvae.VAE(data_dim=10 ** 9), ValueError, "exceeds the limit")
+row("VAE-huge-hidden", lambda: fastvae.VAE(encoder_hidden=(10 ** 6, 10 ** 6)), ValueError, "exceeds the limit")
+row("VAE-64-layers", lambda: fastvae.VAE(encoder_hidden=(2,) * 64), ValueError, "at most 63 hidden layers")
+row("from_preset-unknown", lambda: fastvae.VAE.from_preset("mnist"), ValueError, "name must be one of")
+row("from_preset-int", lambda: fastvae.VAE.from_preset(3), TypeError, "name must be one of")
+row("from_preset-None", lambda: fastvae.VAE.from_preset(None), TypeError, "name must be one of")
+row("from_preset-list", lambda: fastvae.VAE.from_preset(["ese546"]), TypeError, "name must be one of")
+row("from_preset-override-float", lambda: fastvae.VAE.from_preset("ese546", latent_dim=8.5), TypeError,
+    "latent_dim must be an integer")
+row("from_preset-override-unknown", lambda: fastvae.VAE.from_preset("ese546", width=3), TypeError,
+    "unexpected keyword")
+
+# -- fastvae.elbo and VAE.forward -------------------------------------------------------------------------
+E = fastvae.elbo
+row("elbo-model-None", lambda: E(None, X), TypeError, "model must be a fastvae.VAE")
+row("elbo-model-Module", lambda: E(torch.nn.Linear(2, 2), X), TypeError, "model must be a fastvae.VAE")
+row("elbo-x-list", lambda: E(VAE, X.tolist()), TypeError, "x must be a torch.Tensor")
+row("elbo-x-numpy", lambda: E(VAE, X.numpy()), TypeError, "x must be a torch.Tensor")
+row("elbo-x-scalar", lambda: E(VAE, 1.0), TypeError, "x must be a torch.Tensor")
+for dt in (torch.float64, torch.float16, torch.uint8, torch.int64, torch.bool):
+    row(f"elbo-x-{dt}", lambda d=dt: E(VAE, X.to(d)), TypeError, "model's dtype torch.float32")
+row("elbo-x-width", lambda: E(VAE, X[:, :783]), ValueError, r"x must have shape \[B, 784\]")
+row("elbo-x-1d", lambda: E(VAE, X[0]), ValueError, r"x must have shape \[B, 784\]")
+row("elbo-x-0d", lambda: E(VAE, torch.tensor(1.0)), ValueError, r"x must have shape \[B, 784\]")
+row("elbo-x-27x27", lambda: E(VAE, torch.zeros(4, 27, 27)), ValueError, r"x must have shape \[B, 784\]")
+row("elbo-x-non-binary", lambda: E(VAE, with_entry(X, (0, 0), 0.5)), RuntimeError, "must be binary")
+row("elbo-x-bytes-as-float", lambda: E(VAE, X * 255), RuntimeError, "must be binary")
+row("elbo-x-negative", lambda: E(VAE, -X), RuntimeError, "must be binary")
+row("elbo-x-nan", lambda: E(VAE, with_entry(X, (1, 3), NAN)), RuntimeError, "x contains NaN")
+row("elbo-x-inf", lambda: E(VAE, with_entry(X, (1, 3), INF)), RuntimeError, "must be binary")
+row("elbo-x-meta", lambda: E(VAE, X.to("meta")), ValueError, "must share one device")
+row("elbo-model-meta-x-cpu", lambda: E(meta_model(), XS), ValueError, "must share one device")
+for bad, exc, msg in [(2.7, TypeError, "n_samples must be an integer"), (1.0, TypeError, "must be an integer"),
+                      (True, TypeError, "must be an integer"), ("2", TypeError, "must be an integer"),
+                      (None, TypeError, "must be an integer"), (0, ValueError, "n_samples must be an integer >= 1"),
+                      (-3, ValueError, ">= 1"), (10 ** 9, ValueError, "exceeds the limit"),
+                      (2 ** 20, ValueError, "exceeds the limit")]:
+    row(f"elbo-n_samples={bad!r}", lambda b=bad: E(VAE, X, n_samples=b), exc, msg)
+row("elbo-eps-list", lambda: E(VAE, X, eps=[[[0.0, 0.0]] * 4]), TypeError, "eps must be a torch.Tensor")
+row("elbo-eps-float64", lambda: E(VAE, X, eps=torch.zeros(1, 4, 2, dtype=torch.float64)), TypeError,
+    "eps must have the dtype of x")
+row("elbo-eps-int", lambda: E(VAE, X, eps=torch.zeros(1, 4, 2, dtype=torch.int64)), TypeError,
+    "eps must have the dtype of x")
+row("elbo-eps-L0", lambda: E(VAE, X, eps=torch.zeros(0, 4, 2)), ValueError, "n_samples >= 1")
+row("elbo-eps-batch", lambda: E(VAE, X, eps=torch.zeros(1, 3, 2)), ValueError, r"eps must have shape")
+row("elbo-eps-latent", lambda: E(VAE, X, eps=torch.zeros(1, 4, 3)), ValueError, r"eps must have shape")
+row("elbo-eps-2d", lambda: E(VAE, X, eps=torch.zeros(4, 2)), ValueError, r"eps must have shape")
+row("elbo-eps-0d", lambda: E(VAE, X, eps=torch.tensor(0.0)), ValueError, r"eps must have shape")
+row("elbo-eps-inf", lambda: E(VAE, X, eps=torch.full((1, 4, 2), INF)), RuntimeError, "eps contains NaN or inf")
+row("elbo-eps-nan", lambda: E(VAE, X, eps=torch.full((1, 4, 2), NAN)), RuntimeError, "eps contains NaN or inf")
+row("elbo-eps-meta", lambda: E(VAE, X, eps=torch.zeros(1, 4, 2, device="meta")), ValueError,
+    "must share one device")
+row("elbo-y-unconditional", lambda: E(VAE, X, y=Y), ValueError, "unconditional")
+row("elbo-cvae-y-missing", lambda: E(CVAE, X), ValueError, "needs labels y")
+row("elbo-y-float-3.7", lambda: E(CVAE, X, y=torch.tensor([3.7, 1.0, 2.0, 0.0])), TypeError,
+    "labels y must be an integer tensor")
+row("elbo-y-float-whole", lambda: E(CVAE, X, y=Y.float()), TypeError, "labels y must be an integer tensor")
+row("elbo-y-list-float", lambda: E(CVAE, X, y=[3.7, 1, 2, 0]), TypeError, "labels y must be an integer tensor")
+row("elbo-y-numpy-float", lambda: E(CVAE, X, y=np.array([0.5, 1, 2, 0])), TypeError, "integer tensor")
+row("elbo-y-bool", lambda: E(CVAE, X, y=torch.tensor([True, False, True, False])), TypeError, "integer tensor")
+row("elbo-y-string", lambda: E(CVAE, X, y="0123"), TypeError, "labels y must be an integer tensor")
+row("elbo-y-10", lambda: E(CVAE, X, y=torch.tensor([0, 1, 2, 10])), ValueError, r"lie in \[0, 10\)")
+row("elbo-y-negative", lambda: E(CVAE, X, y=torch.tensor([0, -1, 2, 3])), ValueError, r"lie in \[0, 10\)")
+row("elbo-y-short", lambda: E(CVAE, X, y=Y[:3]), ValueError, r"labels y must have shape \[4\]")
+row("elbo-y-2d", lambda: E(CVAE, X, y=Y[:, None]), ValueError, r"labels y must have shape \[4\]")
+row("elbo-y-0d", lambda: E(CVAE, X, y=torch.tensor(3)), ValueError, r"labels y must have shape \[4\]")
+row("elbo-y-meta", lambda: E(CVAE, X, y=Y.to("meta")), ValueError, "labels y are on meta")
+for bad, exc in [("reinforce", ValueError), ("", ValueError), (1, TypeError), (None, TypeError)]:
+    row(f"elbo-estimator={bad!r}", lambda b=bad: E(VAE, X, estimator=b), exc, "estimator must be one of")
+row("elbo-generator-int", lambda: E(VAE, X, generator=5), TypeError, "generator must be a torch.Generator")
+row("elbo-generator-str", lambda: E(VAE, X, generator="seed"), TypeError, "generator must be a torch.Generator")
+row("elbo-grad-wrt-x", lambda: torch.autograd.grad(E(SMALL, XS.clone().requires_grad_()).elbo.sum(),
+                                                    SMALL.flat_parameters()), RuntimeError, "with respect to x or eps")
+row("elbo-grad-wrt-eps", lambda: E(SMALL, XS, eps=EPS.clone().requires_grad_()).elbo.sum().backward(), RuntimeError,
+    "with respect to x or eps")
+row("elbo-nan-parameter", lambda: E(nan_model(), XS), RuntimeError, "a parameter contains NaN")
+row("forward-n_samples-1.5", lambda: VAE(X, n_samples=1.5), TypeError, "n_samples must be an integer")
+row("forward-estimator", lambda: VAE(X, estimator="score"), ValueError, "estimator must be one of")
+row("forward-x-double", lambda: VAE(X.double()), TypeError, "model's dtype")
+row("forward-cvae-y-float", lambda: CVAE(X, Y.double()), TypeError, "integer tensor")
+
+# -- fastvae.log_likelihood -------------------------------------------------------------------------------
+LL = fastvae.log_likelihood
+row("ll-model-str", lambda: LL("stats305c", X), TypeError, "model must be a fastvae.VAE")
+for bad, exc, msg in [(2.5, TypeError, "k must be an integer"), (True, TypeError, "k must be an integer"),
+                      (None, TypeError, "k must be an integer"), ("10", TypeError, "k must be an integer"),
+                      (0, ValueError, "k must be an integer >= 1"), (-5, ValueError, "k must be an integer >= 1"),
+                      (10 ** 9, ValueError, "exceeds the limit")]:
+    row(f"ll-k={bad!r}", lambda b=bad: LL(VAE, X, k=b), exc, msg)
+for bad, exc, msg in [(0, ValueError, "batch_size must be an integer >= 1"), (-1, ValueError, ">= 1"),
+                      (2.5, TypeError, "batch_size must be an integer"), (None, TypeError, "must be an integer"),
+                      (True, TypeError, "must be an integer"), (100.0, TypeError, "must be an integer")]:
+    row(f"ll-batch_size={bad!r}", lambda b=bad: LL(VAE, X, k=2, batch_size=b), exc, msg)
+row("ll-k-times-batch-huge", lambda: LL(VAE, X, k=10 ** 6, batch_size=10 ** 4), ValueError, "exceeds the limit")
+row("ll-x-double", lambda: LL(VAE, X.double(), k=2), TypeError, "model's dtype")
+row("ll-x-non-binary", lambda: LL(VAE, X * 0.5, k=2), RuntimeError, "must be binary")
+row("ll-x-width", lambda: LL(VAE, X[:, :10], k=2), ValueError, r"shape \[B, 784\]")
+row("ll-x-meta", lambda: LL(VAE, X.to("meta"), k=2), ValueError, "must share one device")
+row("ll-cvae-y-missing", lambda: LL(CVAE, X, k=2), ValueError, "needs labels y")
+row("ll-cvae-y-float", lambda: LL(CVAE, X, k=2, y=[3.7, 1, 2, 0]), TypeError, "integer tensor")
+row("ll-cvae-y-range", lambda: LL(CVAE, X, k=2, y=[0, 1, 2, 11]), ValueError, r"lie in \[0, 10\)")
+row("ll-generator", lambda: LL(VAE, X, k=2, generator=0), TypeError, "generator must be a torch.Generator")
+
+# -- VAE.encode / decode / sample / reconstruct -------------------------------------------------------------
+row("encode-x-list", lambda: VAE.encode(X.tolist()), TypeError, "VAE.encode: x must be a torch.Tensor")
+row("encode-x-double", lambda: VAE.encode(X.double()), TypeError, "model's dtype")
+row("encode-x-uint8", lambda: VAE.encode((X * 255).to(torch.uint8)), TypeError, "binarize")
+row("encode-x-width", lambda: VAE.encode(X[:, 1:]), ValueError, r"shape \[B, 784\]")
+row("encode-x-non-binary", lambda: VAE.encode(X * 0.3), RuntimeError, "must be binary")
+row("encode-x-nan", lambda: VAE.encode(with_entry(X, (0, 0), NAN)), RuntimeError, "NaN")
+row("encode-x-meta", lambda: VAE.encode(X.to("meta")), ValueError, "must share one device")
+row("encode-y-unconditional", lambda: VAE.encode(X, Y), ValueError, "unconditional")
+row("encode-cvae-y-missing", lambda: CVAE.encode(X), ValueError, "needs labels y")
+row("encode-cvae-y-float", lambda: CVAE.encode(X, torch.tensor([3.7, 0, 0, 0])), TypeError, "integer tensor")
+row("encode-cvae-y-range", lambda: CVAE.encode(X, torch.tensor([0, 0, 0, 99])), ValueError, r"\[0, 10\)")
+row("encode-nan-parameter", lambda: nan_model().encode(XS), RuntimeError, "a parameter contains NaN")
+Z = torch.zeros(5, 2)
+row("decode-z-list", lambda: VAE.decode([[0.0, 0.0]]), TypeError, "VAE.decode: z must be a torch.Tensor")
+row("decode-z-double", lambda: VAE.decode(Z.double()), TypeError, "z must be a float tensor of the model's dtype")
+row("decode-z-int", lambda: VAE.decode(Z.long()), TypeError, "model's dtype")
+row("decode-z-width", lambda: VAE.decode(torch.zeros(5, 3)), ValueError, r"z must have shape \[B, 2\]")
+row("decode-z-1d", lambda: VAE.decode(torch.zeros(2)), ValueError, r"z must have shape \[B, 2\]")
+row("decode-z-0d", lambda: VAE.decode(torch.tensor(0.0)), ValueError, r"z must have shape \[B, 2\]")
+row("decode-z-nan", lambda: VAE.decode(with_entry(Z, (0, 0), NAN)), RuntimeError, "z contains NaN or inf")
+row("decode-z-inf", lambda: VAE.decode(with_entry(Z, (2, 1), -INF)), RuntimeError, "z contains NaN or inf")
+row("decode-z-meta", lambda: VAE.decode(Z.to("meta")), ValueError, "must share one device")
+row("decode-logits-str", lambda: VAE.decode(Z, logits="yes"), TypeError, "logits must be True or False")
+row("decode-logits-int", lambda: VAE.decode(Z, logits=1), TypeError, "logits must be True or False")
+row("decode-y-unconditional", lambda: VAE.decode(Z, torch.zeros(5, dtype=torch.int64)), ValueError, "unconditional")
+row("decode-cvae-y-missing", lambda: CVAE.decode(torch.zeros(5, 40)), ValueError, "needs labels y")
+row("decode-cvae-y-float", lambda: CVAE.decode(torch.zeros(5, 40), torch.full((5,), 2.5)), TypeError, "integer")
+row("decode-cvae-y-range", lambda: CVAE.decode(torch.zeros(5, 40), torch.full((5,), 10)), ValueError, r"\[0, 10\)")
+for bad, exc, msg in [(2.5, TypeError, "n must be an integer"), (True, TypeError, "n must be an integer"),
+                      ("3", TypeError, "n must be an integer"), (None, TypeError, "n must be an integer"),
+                      (4.0, TypeError, "n must be an integer"), (-1, ValueError, "n must be an integer >= 0"),
+                      (10 ** 9, ValueError, "exceeds the limit")]:
+    row(f"sample-n={bad!r}", lambda b=bad: VAE.sample(b), exc, msg)
+row("sample-y-unconditional", lambda: VAE.sample(3, y=1), ValueError, "unconditional")
+row("sample-generator", lambda: VAE.sample(3, generator=1), TypeError, "generator must be a torch.Generator")
+row("sample-cvae-y-missing", lambda: CVAE.sample(3), ValueError, "needs the class y")
+row("sample-cvae-y-10", lambda: CVAE.sample(3, y=10), ValueError, "y must be an integer <= 9")
+row("sample-cvae-y--1", lambda: CVAE.sample(3, y=-1), ValueError, "y must be an integer >= 0")
+row("sample-cvae-y-2.5", lambda: CVAE.sample(3, y=2.5), TypeError, "y must be an integer")
+row("sample-cvae-y-True", lambda: CVAE.sample(3, y=True), TypeError, "y must be an integer")
+row("sample-cvae-y-tensor-float", lambda: CVAE.sample(3, y=torch.tensor(2.0)), TypeError, "y must be an integer")
+row("sample-cvae-y-list-length", lambda: CVAE.sample(3, y=[1, 2]), ValueError, r"labels y must have shape \[3\]")
+row("sample-cvae-y-list-float", lambda: CVAE.sample(2, y=[1.5, 2.0]), TypeError, "integer tensor")
+row("reconstruct-x-double", lambda: VAE.reconstruct(X.double()), TypeError, "VAE.reconstruct: x")
+row("reconstruct-x-non-binary", lambda: VAE.reconstruct(X / 2), RuntimeError, "must be binary")
+row("reconstruct-x-meta", lambda: VAE.reconstruct(X.to("meta")), ValueError, "must share one device")
+row("reconstruct-cvae-y-float", lambda: CVAE.reconstruct(X, Y.float()), TypeError, "integer tensor")
+row("reconstruct-cvae-y-missing", lambda: CVAE.reconstruct(X), ValueError, "needs labels y")
+
+# -- samplers ---------------------------------------------------------------------------------------------
+GS, CAT, EXP = fastvae.gumbel_softmax, fastvae.categorical_rsample, fastvae.exponential_rsample
+L = torch.zeros(2, 3)
+for f, name in ((GS, "gumbel_softmax"), (CAT, "categorical_rsample")):
+    for bad, exc, msg in [(0.0, ValueError, "tau must be > 0"), (-1.0, ValueError, "tau must be > 0"),
+                          (NAN, ValueError, "tau must be a finite"), (INF, ValueError, "tau must be a finite"),
+                          ("1", TypeError, "tau must be a real number"), (True, TypeError, "real number"),
+                          (None, TypeError, "real number")]:
+        row(f"{name}-tau={bad!r}", lambda f=f, b=bad: f(L, tau=b), exc, msg)
+    for bad, exc, msg in [(1.5, TypeError, "dim must be an integer"), ("0", TypeError, "dim must be an integer"),
+                          (None, TypeError, "dim must be an integer"), (2, ValueError, r"dim must lie in \[-2, 1\]"),
+                          (-3, ValueError, r"dim must lie in")]:
+        row(f"{name}-dim={bad!r}", lambda f=f, b=bad: f(L, dim=b), exc, msg)
+    row(f"{name}-logits-list", lambda f=f: f([[0.0, 1.0]]), TypeError, "logits must be a torch.Tensor")
+    row(f"{name}-logits-int", lambda f=f: f(L.long()), TypeError, "logits must have dtype")
+    row(f"{name}-logits-bool", lambda f=f: f(L.bool()), TypeError, "logits must have dtype")
+    row(f"{name}-logits-half", lambda f=f: f(L.half()), TypeError, "logits must have dtype")
+    row(f"{name}-empty-class-dim", lambda f=f: f(torch.zeros(2, 0)), ValueError, "class dimension -1 is empty")
+    row(f"{name}-logits-0d", lambda f=f: f(torch.tensor(0.0)), ValueError, "at least one dimension")
+    row(f"{name}-logits-nan", lambda f=f: f(with_entry(L, (0, 1), NAN)), RuntimeError, "logits contain NaN")
+    row(f"{name}-logits-+inf", lambda f=f: f(with_entry(L, (0, 1), INF)), RuntimeError, r"\+inf")
+    row(f"{name}-logits-row-all--inf", lambda f=f: f(with_entry(L, 1, -INF)), RuntimeError, "all -inf")
+    row(f"{name}-neither", lambda f=f: f(), ValueError, "exactly one of logits and probs")
+    row(f"{name}-both", lambda f=f: f(L, probs=L.softmax(-1)), ValueError, "exactly one of logits and probs")
+    row(f"{name}-probs-int", lambda f=f: f(probs=torch.tensor([0, 1])), TypeError, "probs must have dtype")
+    row(f"{name}-probs-list", lambda f=f: f(probs=[0.5, 0.5]), TypeError, "probs must be a torch.Tensor")
+    row(f"{name}-probs-sum", lambda f=f: f(probs=torch.tensor([0.2, 0.2, 0.2])), ValueError, "sum to one")
+    row(f"{name}-probs-negative", lambda f=f: f(probs=torch.tensor([0.5, -0.1, 0.6])), ValueError, "non-negative")
+    row(f"{name}-probs-nan", lambda f=f: f(probs=torch.tensor([0.5, NAN, 0.5])), ValueError, "finite")
+    row(f"{name}-probs-inf", lambda f=f: f(probs=torch.tensor([INF, 0.5])), ValueError, "finite")
+    row(f"{name}-probs-dim", lambda f=f: f(probs=torch.tensor([0.5, 0.5]), dim=1), ValueError, "dim must lie in")
+    row(f"{name}-generator", lambda f=f: f(L, generator=123), TypeError, "generator must be a torch.Generator")
+    row(f"{name}-noise-list", lambda f=f: f(L, noise=[[0.5] * 3] * 2), TypeError, "noise must be a torch.Tensor")
+    row(f"{name}-noise-meta", lambda f=f: f(L, noise=torch.full((2, 3), 0.5, device="meta")), ValueError,
+        "share one device")
+    row(f"{name}-logits-meta-noise-cpu", lambda f=f: f(L.to("meta"), noise=torch.full((2, 3), 0.5)),
+        ValueError, "share one device")
+for f, name in ((GS, "gumbel_softmax"), (lambda *a, **k: CAT(*a, one_hot=True, **k), "categorical_rsample")):
+    for bad, msg in [(0.0, "strictly inside"), (1.0, "strictly inside"), (NAN, "strictly inside"),
+                     (-0.5, "strictly inside"), (1.5, "strictly inside")]:
+        row(f"{name}-noise={bad!r}", lambda f=f, b=bad: f(L, noise=with_entry(torch.full((2, 3), 0.5), (1, 2), b)),
+            RuntimeError, msg)
+    row(f"{name}-noise-shape", lambda f=f: f(L, noise=torch.full((3, 2), 0.5)), RuntimeError, "shape of logits")
+    row(f"{name}-noise-dtype", lambda f=f: f(L, noise=torch.full((2, 3), 0.5, dtype=torch.float64)), RuntimeError,
+        "dtype and device")
+row("gumbel_softmax-hard-str", lambda: GS(L, hard="yes"), TypeError, "hard must be True or False")
+row("gumbel_softmax-hard-int", lambda: GS(L, hard=1), TypeError, "hard must be True or False")
+row("gumbel_softmax-huge", lambda: GS(torch.zeros(1, 1).expand(2 ** 16, 2 ** 15)), ValueError, "exceeds the limit")
+for bad, exc, msg in [((2.5,), TypeError, r"sample_shape\[0\] must be an integer"),
+                      ((2, 2.0), TypeError, r"sample_shape\[1\] must be an integer"),
+                      ((True,), TypeError, "must be an integer"), ((-1,), ValueError, ">= 0"),
+                      (3, TypeError, "sequence of integers"), ("ab", TypeError, "sequence of integers"),
+                      (None, TypeError, "sequence of integers"), ((10 ** 9,), ValueError, "exceeds the limit"),
+                      ((10 ** 5, 10 ** 5), ValueError, "exceeds the limit")]:
+    row(f"categorical_rsample-sample_shape={bad!r}", lambda b=bad: CAT(L, sample_shape=b), exc, msg)
+row("categorical_rsample-one_hot-str", lambda: CAT(L, one_hot="no"), TypeError, "one_hot must be True or False")
+row("categorical_rsample-noise-shape", lambda: CAT(L, sample_shape=(4,), noise=torch.full((2, 3), 0.5)),
+    RuntimeError, "shape of logits")
+R = torch.ones(3)
+for bad, exc, msg in [("1.0", TypeError, "rate must be a real number"), (None, TypeError, "real number"),
+                      (True, TypeError, "real number"), (1j, TypeError, "real number"),
+                      ([1.0, 2.0], TypeError, "real number"), (0.0, RuntimeError, "positive and finite"),
+                      (-1.0, RuntimeError, "positive and finite"), (NAN, ValueError, "rate must be a finite number"),
+                      (INF, RuntimeError, "positive and finite"), (0, RuntimeError, "positive and finite")]:
+    row(f"exponential_rsample-rate={bad!r}", lambda b=bad: EXP(b), exc, msg)
+for bad, msg in [([1.0, 0.0], "positive and finite"), ([1.0, -2.0], "positive and finite"),
+                 ([NAN], "positive and finite"), ([INF], "positive and finite"), ([1e-40], "overflow")]:
+    row(f"exponential_rsample-rate-tensor={bad!r}", lambda b=bad: EXP(torch.tensor(b)), RuntimeError, msg)
+row("exponential_rsample-rate-float64-tiny", lambda: EXP(torch.tensor([1e-310], dtype=torch.float64)), RuntimeError,
+    "overflow")
+for dt in (torch.int64, torch.bool, torch.float16, torch.complex64):
+    row(f"exponential_rsample-rate-{dt}", lambda d=dt: EXP(R.to(d)), TypeError, "rate must have dtype")
+for bad, exc, msg in [((2.5,), TypeError, "must be an integer"), ((-1,), ValueError, ">= 0"),
+                      (2, TypeError, "sequence of integers"), ((False,), TypeError, "must be an integer"),
+                      ((10 ** 10,), ValueError, "exceeds the limit"), ((10 ** 5, 10 ** 5), ValueError, "exceeds")]:
+    row(f"exponential_rsample-sample_shape={bad!r}", lambda b=bad: EXP(R, b), exc, msg)
+for bad, msg in [(0.0, "strictly inside"), (1.0, "strictly inside"), (NAN, "strictly inside"),
+                 (2.0, "strictly inside")]:
+    row(f"exponential_rsample-noise={bad!r}", lambda b=bad: EXP(R, noise=with_entry(torch.full((3,), 0.5), 1, b)),
+        RuntimeError, msg)
+row("exponential_rsample-noise-shape", lambda: EXP(R, (2,), noise=torch.full((3,), 0.5)), RuntimeError,
+    "noise must have shape")
+row("exponential_rsample-noise-dtype", lambda: EXP(R, noise=torch.full((3,), 0.5, dtype=torch.float64)),
+    RuntimeError, "dtype and device")
+row("exponential_rsample-noise-list", lambda: EXP(R, noise=[0.5] * 3), TypeError, "noise must be a torch.Tensor")
+row("exponential_rsample-noise-meta", lambda: EXP(R, noise=torch.full((3,), 0.5, device="meta")), ValueError,
+    "share one device")
+row("exponential_rsample-rate-meta-noise-cpu", lambda: EXP(R.to("meta"), noise=torch.full((3,), 0.5)), ValueError,
+    "share one device")
+row("exponential_rsample-generator", lambda: EXP(R, generator="g"), TypeError, "generator must be a torch.Generator")
+
+# -- fastvae.datasets transforms ------------------------------------------------------------------------------
+IM = torch.rand(2, 28, 28)
+row("binarize-list", lambda: datasets.binarize([[0.1]]), TypeError, "images must be a torch.Tensor")
+row("binarize-threshold-str", lambda: datasets.binarize(IM, "0.5"), TypeError, "threshold must be a real number")
+row("binarize-threshold-bool", lambda: datasets.binarize(IM, True), TypeError, "threshold must be a real number")
+row("binarize-threshold-nan", lambda: datasets.binarize(IM, NAN), ValueError, "threshold must be a finite")
+row("binarize-threshold-range", lambda: datasets.binarize(IM, 1.5), ValueError, "outside")
+row("binarize-method-int", lambda: datasets.binarize(IM, method=1), TypeError, "method must be one of")
+row("binarize-method-unknown", lambda: datasets.binarize(IM, method="median"), ValueError, "method must be one of")
+row("binarize-scale-unknown", lambda: datasets.binarize(IM, scale="percent"), ValueError, "scale must be one of")
+row("binarize-nan-images", lambda: datasets.binarize(with_entry(IM, (0, 0, 0), NAN)), ValueError, "NaN")
+row("binarize-bool-images", lambda: datasets.binarize(IM > 0.5), TypeError, "unsupported image dtype")
+row("subsample-list", lambda: datasets.subsample([[0.0]]), TypeError, "images must be a torch.Tensor")
+row("subsample-size-float", lambda: datasets.subsample(IM, 14.0), TypeError, "size must be an integer")
+row("subsample-size-bool", lambda: datasets.subsample(IM, True), TypeError, "size must be an integer")
+row("subsample-size-5", lambda: datasets.subsample(IM, 5), ValueError, "divisor of 28")
+row("subsample-size-0", lambda: datasets.subsample(IM, 0), ValueError, "divisor of 28")
+row("subsample-shape", lambda: datasets.subsample(torch.zeros(2, 27, 27)), ValueError, "28, 28")
+row("subsample-method", lambda: datasets.subsample(IM, method=None), TypeError, "method must be one of")
+LAB = torch.arange(20) % 2
+IMS = torch.zeros(20, 4)
+row("balanced_subset-n-float", lambda: datasets.balanced_subset(IMS, LAB, 2.5), TypeError,
+    "n_per_class must be an integer")
+row("balanced_subset-n-bool", lambda: datasets.balanced_subset(IMS, LAB, True), TypeError, "must be an integer")
+row("balanced_subset-n-0", lambda: datasets.balanced_subset(IMS, LAB, 0), ValueError,
+    "n_per_class must be an integer >= 1")
+row("balanced_subset-seed-float", lambda: datasets.balanced_subset(IMS, LAB, 2, seed=2.5), TypeError,
+    "seed must be an integer")
+row("balanced_subset-generator", lambda: datasets.balanced_subset(IMS, LAB, 2, generator=3), TypeError,
+    "generator must be a torch.Generator")
+row("balanced_subset-labels-float", lambda: datasets.balanced_subset(IMS, LAB + 0.7, 2), TypeError,
+    "labels must be integers")
+row("balanced_subset-images-list", lambda: datasets.balanced_subset(IMS.tolist(), LAB, 2), TypeError,
+    "images must be a torch.Tensor")
+row("flatten-list", lambda: datasets.flatten([[0.0]]), TypeError, "images must be a torch.Tensor")
+row("flatten-1d", lambda: datasets.flatten(torch.zeros(784)), ValueError, "expected")
+
+# -- torch.ops.fastvae called directly ---------------------------------------------------------------------
+row("op-vae_elbo-arch-short", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH[:5], 0.01, 0), RuntimeError,
+    "malformed arch")
+row("op-vae_elbo-arch-extra", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH + [0], 0.01, 0), RuntimeError,
+    "extra entries")
+row("op-vae_elbo-arch-act", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH[:-4] + [9] + ARCH[-3:], 0.01, 0),
+    RuntimeError, "unknown activation code")
+row("op-vae_elbo-params-count", lambda: ops.vae_elbo(XS, None, EPS, PS[:-1], ARCH, 0.01, 0), RuntimeError,
+    "parameter tensors")
+row("op-vae_elbo-params-shape", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous()] + PS[1:], ARCH, 0.01, 0),
+    RuntimeError, r"encoder layer 0 weight must have shape \[5, 7\]")
+row("op-vae_elbo-params-dtype", lambda: ops.vae_elbo(XS, None, EPS, [p.float() for p in PS], ARCH, 0.01, 0),
+    RuntimeError, "parameters must be")
+row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous().T] + PS[1:], ARCH,
+                                                         0.01, 0), RuntimeError, "contiguous")
+row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, 0.01, 7), RuntimeError,
+    "unknown estimator code")
+row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, -1.0, 0), RuntimeError, "slope")
+row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, INF, 0), RuntimeError,
+    "slope must be finite")
+row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, NAN, 0), RuntimeError, "slope is NaN")
+row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, ARCH, 0.01, 0), RuntimeError,
+    "float32 or float64")
+row("op-vae_elbo-x-1d", lambda: ops.vae_elbo(XS[0], None, EPS, PS, ARCH, 0.01, 0), RuntimeError, "of shape")
+row("op-vae_elbo-eps-shape", lambda: ops.vae_elbo(XS, None, EPS[:, :3], PS, ARCH, 0.01, 0), RuntimeError,
+    "eps must have shape")
+row("op-vae_elbo-y-unconditional", lambda: ops.vae_elbo(XS, Y, EPS, PS, ARCH, 0.01, 0), RuntimeError,
+    "unconditional")
+for name, args in [("x", lambda: (XS.to("meta"), None, EPS, PS)), ("eps", lambda: (XS, None, EPS.to("meta"), PS)),
+                   ("params", lambda: (XS, None, EPS, PS[:-1] + [PS[-1].to("meta")]))]:
+    row(f"op-vae_elbo-meta-{name}", lambda a=args: ops.vae_elbo(*a(), ARCH, 0.01, 0), ValueError,
+        "fastvae::vae_elbo: tensors must share one device")
+row("op-vae_encode-meta-x", lambda: ops.vae_encode(XS.to("meta"), None, PS, ARCH, 0.01), ValueError,
+    "fastvae::vae_encode: tensors must share one device")
+row("op-vae_decode-meta-params", lambda: ops.vae_decode(EPS[0], None, [p.to("meta") for p in PS], ARCH, 0.01),
+    ValueError, "fastvae::vae_decode: tensors must share one device")
+row("op-vae_iwae-meta-eps", lambda: ops.vae_iwae(XS, None, EPS.to("meta"), PS, ARCH, 0.01), ValueError,
+    "fastvae::vae_iwae: tensors must share one device")
+row("op-vae_iwae-eps-L0", lambda: ops.vae_iwae(XS, None, EPS[:0], PS, ARCH, 0.01), RuntimeError,
+    "at least one Monte Carlo sample")
+W = torch.ones(4, dtype=torch.float64)
+row("op-vae_elbo_backward-weights-shape", lambda: ops.vae_elbo_backward(W[:3], W, XS, None, EPS, PS, ARCH, 0.01, 0),
+    RuntimeError, "per-image weights")
+row("op-vae_elbo_backward-weights-int", lambda: ops.vae_elbo_backward(W.long(), W, XS, None, EPS, PS, ARCH, 0.01, 0),
+    RuntimeError, "floating point")
+row("op-vae_elbo_backward-meta", lambda: ops.vae_elbo_backward(W.to("meta"), W, XS, None, EPS, PS, ARCH, 0.01, 0),
+    ValueError, "fastvae::vae_elbo_backward: tensors must share one device")
+for op_name, call in [
+        ("vae_encode", lambda: ops.vae_encode(XS, None, grad_params(), ARCH, 0.01)),
+        ("vae_decode", lambda: ops.vae_decode(EPS[0], None, grad_params(), ARCH, 0.01)),
+        ("vae_iwae", lambda: ops.vae_iwae(XS, None, EPS, grad_params(), ARCH, 0.01)),
+        ("vae_elbo_backward", lambda: ops.vae_elbo_backward(W.clone().requires_grad_(), W, XS, None, EPS, PS, ARCH,
+                                                            0.01, 0)),
+        ("gumbel_softmax_bwd", lambda: ops.gumbel_softmax_bwd(L.clone().requires_grad_(), L.softmax(-1), 1.0, -1)),
+        ("exponential_bwd", lambda: ops.exponential_bwd(R.clone().requires_grad_(), R, R)),
+        ("cavi_update_lambda", lambda: ops.cavi_update_lambda(torch.ones(2, 5, dtype=torch.float64,
+                                                                          requires_grad=True), 1.0, 1.0))]:
+    row(f"op-{op_name}-requires-grad", call, RuntimeError, f"fastvae::{op_name} is not differentiable")
+P3 = [torch.zeros(3)]
+row("op-adam_step-lengths", lambda: ops.adam_step(P3, [], P3, P3, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0), RuntimeError,
+    "equal lengths")
+row("op-adam_step-shape", lambda: ops.adam_step(P3, [torch.zeros(4)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3,
+                                                0.9, 0.999, 1e-8, 0.0), RuntimeError, "shape")
+row("op-adam_step-step0", lambda: ops.adam_step(P3, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 0, 1e-3,
+                                                0.9, 0.999, 1e-8, 0.0), RuntimeError, "step counts from 1")
+row("op-adam_step-beta1", lambda: ops.adam_step(P3, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 1, 1e-3,
+                                                1.0, 0.999, 1e-8, 0.0), RuntimeError, "betas")
+row("op-adam_step-lr-nan", lambda: ops.adam_step(P3, [torch.zeros(3)], [torch.zeros(3)], [torch.zeros(3)], 1, NAN,
+                                                 0.9, 0.999, 1e-8, 0.0), RuntimeError, "learning rate")
+row("op-adam_step-meta", lambda: ops.adam_step(P3, [torch.zeros(3, device="meta")], [torch.zeros(3)],
+                                               [torch.zeros(3)], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0), ValueError,
+    "fastvae::adam_step: tensors must share one device")
+row("op-gumbel_softmax_fwd-tau0", lambda: ops.gumbel_softmax_fwd(L, None, 0.0, -1, 0), RuntimeError, "tau")
+row("op-gumbel_softmax_fwd-dim", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, 2, 0), RuntimeError, "out of range")
+row("op-gumbel_softmax_fwd-int", lambda: ops.gumbel_softmax_fwd(L.long(), None, 1.0, -1, 0), RuntimeError,
+    "float32 or float64")
+row("op-gumbel_softmax_fwd-0d", lambda: ops.gumbel_softmax_fwd(torch.tensor(0.0), None, 1.0, 0, 0), RuntimeError,
+    "at least one dimension")
+row("op-gumbel_softmax_fwd-meta-noise", lambda: ops.gumbel_softmax_fwd(L, torch.full((2, 3), 0.5, device="meta"),
+                                                                       1.0, -1, 0), ValueError, "share one device")
+row("op-gumbel_softmax_bwd-shape", lambda: ops.gumbel_softmax_bwd(L[:1], L, 1.0, -1), RuntimeError, "grad shape")
+row("op-gumbel_softmax_bwd-dtype", lambda: ops.gumbel_softmax_bwd(L.double(), L, 1.0, -1), RuntimeError, "dtype")
+row("op-gumbel_softmax_bwd-tau", lambda: ops.gumbel_softmax_bwd(L, L, -1.0, -1), RuntimeError, "tau must be > 0")
+row("op-gumbel_softmax_bwd-meta", lambda: ops.gumbel_softmax_bwd(L.to("meta"), L, 1.0, -1), ValueError,
+    "fastvae::gumbel_softmax_bwd: tensors must share one device")
+row("op-one_hot_argmax-int", lambda: ops.one_hot_argmax(L.long(), -1), RuntimeError, "float32 or float64")
+row("op-one_hot_argmax-dim", lambda: ops.one_hot_argmax(L, 5), RuntimeError, "out of range")
+row("op-one_hot_argmax-0d", lambda: ops.one_hot_argmax(torch.tensor(1.0), 0), RuntimeError, "at least one dimension")
+row("op-exponential_fwd-negative-shape", lambda: ops.exponential_fwd(R, None, [-1], 0), RuntimeError, "non-negative")
+row("op-exponential_fwd-int", lambda: ops.exponential_fwd(R.long(), None, [], 0), RuntimeError, "float32 or float64")
+row("op-exponential_fwd-meta-noise", lambda: ops.exponential_fwd(R, torch.full((3,), 0.5, device="meta"), [], 0),
+    ValueError, "fastvae::exponential_fwd: tensors must share one device")
+row("op-exponential_bwd-shape", lambda: ops.exponential_bwd(R[:2], R, R), RuntimeError, "grad shape")
+row("op-exponential_bwd-dtype", lambda: ops.exponential_bwd(R.double(), R.double(), R), RuntimeError, "share a dtype")
+row("op-exponential_bwd-int", lambda: ops.exponential_bwd(R.long(), R.long(), R.long()), RuntimeError,
+    "float32 or float64")
+row("op-exponential_bwd-z-shape", lambda: ops.exponential_bwd(torch.ones(2), torch.ones(2), R), RuntimeError,
+    "sample_shape \\+ rate.shape")
+row("op-exponential_bwd-meta", lambda: ops.exponential_bwd(R, R.to("meta"), R), ValueError, "share one device")
+ST = torch.ones(2, 5, dtype=torch.float64)
+row("op-cavi_elbo-meta-mixed", lambda: ops.cavi_elbo(ST, torch.zeros((), dtype=torch.float64, device="meta"), 0.0,
+                                                     torch.zeros(2, dtype=torch.float64), torch.zeros(2, 2),
+                                                     torch.ones(2), torch.ones(2), torch.ones(2), 1.0, [0.0, 0.0],
+                                                     1.0, 1.0, 1.0), ValueError,
+    "fastvae::cavi_elbo: tensors must share one device")
+row("op-cavi_responsibilities-meta-mixed",
+    lambda: ops.cavi_responsibilities(*[torch.ones(3, 2, dtype=torch.float64, device="meta")] +
+                                      [torch.ones(3, dtype=torch.float64)] * 6, 1.0), ValueError,
+    "fastvae::cavi_responsibilities: tensors must share one device")
+
+
+def test_table_is_large():
+    assert len(ROWS) >= 200, len(ROWS)
+
+
+@pytest.mark.parametrize("call,exc,match", ROWS)
+def test_bad_input_raises_clear_error(call, exc, match):
+    with pytest.raises(Exception) as info:
+        call()
+    assert type(info.value) is exc, f"expected {exc.__name__}, got {type(info.value).__name__}: {info.value}"
+    assert match and re.search(match, str(info.value)), str(info.value)

@@ -1,0 +1,113 @@
+"""torch.library.opcheck for every operator of the fastvae library (schema, fake kernel, autograd
+registration, AOT dispatch), with small float64 inputs and warnings turned into errors. The list of ops is
+read from the library itself, so an op added without a row here fails test_every_op_has_a_row."""
+import warnings
+
+import pytest
+import torch
+
+import fastvae
+
+ops = torch.ops.fastvae
+F64 = torch.float64
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def uniforms(shape, seed):
+    # strictly inside (0, 1), as the samplers require of injected noise
+    return torch.rand(shape, dtype=F64, generator=gen(seed)).clamp_(1e-6, 1 - 1e-6)
+
+
+def vae_inputs(cond_dim, requires_grad):
+    model = fastvae.VAE(data_dim=7, latent_dim=3, encoder_hidden=(5,), decoder_hidden=(4,), cond_dim=cond_dim,
+                        activation="tanh", dtype=F64)
+    g = gen(cond_dim)
+    x = (torch.rand(4, 7, generator=g) < 0.4).to(F64)
+    y = torch.randint(0, cond_dim, (4,), generator=g) if cond_dim else None
+    eps = torch.randn(2, 4, 3, generator=g, dtype=F64)
+    params = [p.detach().clone().requires_grad_(requires_grad) for p in model.flat_parameters()]
+    return x, y, eps, params, model.arch, model.negative_slope
+
+
+def vae_cases():
+    cases = []
+    for cond in (0, 3):
+        tag = "conditional" if cond else "unconditional"
+        x, y, eps, params, arch, slope = vae_inputs(cond, requires_grad=True)
+        for name, code in fastvae._ops.ESTIMATORS.items():
+            cases.append(("vae_elbo", f"{tag}-{name}", (x, y, eps, params, arch, slope, code)))
+        # encode, decode and iwae are not differentiable (an error with grad inputs): plain inputs here
+        x, y, eps, params, arch, slope = vae_inputs(cond, requires_grad=False)
+        w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+        for code in fastvae._ops.ESTIMATORS.values():
+            cases.append(("vae_elbo_backward", f"{tag}-{code}", (w, -w, x, y, eps, params, arch, slope, code)))
+        cases += [("vae_encode", tag, (x, y, params, arch, slope)),
+                  ("vae_decode", tag, (eps[0], y, params, arch, slope)),
+                  ("vae_iwae", tag, (x, y, eps, params, arch, slope))]
+    return cases
+
+
+def adam_cases():
+    shapes = [(3, 4), (4,), (1,)]
+    p = [torch.randn(s, dtype=F64, generator=gen(i)) for i, s in enumerate(shapes)]
+    g = [torch.randn(s, dtype=F64, generator=gen(10 + i)) for i, s in enumerate(shapes)]
+    m = [torch.zeros(s, dtype=F64) for s in shapes]
+    v = [torch.zeros(s, dtype=F64) for s in shapes]
+    return [("adam_step", "plain", (p, g, m, v, 1, 1e-2, 0.9, 0.999, 1e-8, 0.0)),
+            ("adam_step", "weight-decay", (p, g, m, v, 3, 1e-3, 0.8, 0.99, 1e-7, 0.01))]
+
+
+def cavi_cases():
+    g = gen(7)
+    n, k = 12, 3
+    x = torch.randn(n, 2, dtype=F64, generator=g)
+    s = torch.randint(0, 5, (n,), generator=g).to(F64)
+    log_pi = torch.full((k,), 1.0 / k, dtype=F64).log()
+    m = torch.randn(k, 2, dtype=F64, generator=g)
+    prec, shape, rate = (torch.rand(k, dtype=F64, generator=g) + 0.5 for _ in range(3))
+    estep_args = (x, s, log_pi, m, prec, shape, rate, 1.0)
+    stats, entropy = ops.cavi_estep(*estep_args)
+    nu = [0.0, 0.0]
+    return [("cavi_estep", "k3", estep_args), ("cavi_responsibilities", "k3", estep_args),
+            ("cavi_update_mu", "k3", (stats, 1.0, nu, 1.0)), ("cavi_update_lambda", "k3", (stats, 1.0, 1.0)),
+            ("cavi_elbo", "k3", (stats, entropy, -3.0, log_pi, m, prec, shape, rate, 1.0, nu, 1.0, 1.0, 1.0))]
+
+
+def sampler_cases():
+    logits = torch.randn(5, 3, dtype=F64, generator=gen(23)).requires_grad_()
+    y = ops.gumbel_softmax_fwd(logits.detach(), uniforms((5, 3), 24), 0.5, -1, 0)
+    rate = (torch.rand(4, dtype=F64, generator=gen(25)) + 0.2).requires_grad_()
+    z = ops.exponential_fwd(rate.detach(), None, [3], 7)
+    return [("gumbel_softmax_fwd", "injected-uniforms", (logits, uniforms((5, 3), 24), 0.5, -1, 0)),
+            ("gumbel_softmax_fwd", "seeded-dim0", (logits, None, 0.5, 0, 123)),
+            ("gumbel_softmax_bwd", "dim-1", (torch.randn(5, 3, dtype=F64, generator=gen(26)), y, 0.5, -1)),
+            ("gumbel_softmax_bwd", "dim0", (torch.randn(5, 3, dtype=F64, generator=gen(27)), y, 2.0, 0)),
+            ("one_hot_argmax", "dim1", (y.clone().requires_grad_(), 1)),
+            ("one_hot_argmax", "dim0", (y.clone().requires_grad_(), 0)),
+            ("exponential_fwd", "seeded", (rate, None, [3], 7)),
+            ("exponential_fwd", "injected-uniforms", (rate, uniforms((2, 4), 28), [2], 0)),
+            ("exponential_fwd", "0d-rate", (torch.tensor(1.5, dtype=F64, requires_grad=True), uniforms((3,), 29),
+                                            [3], 0)),
+            ("exponential_bwd", "3-samples", (torch.randn(3, 4, dtype=F64, generator=gen(30)), z, rate.detach()))]
+
+
+CASES = vae_cases() + adam_cases() + cavi_cases() + sampler_cases()
+
+
+def library_ops():
+    return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastvae::"))
+
+
+def test_every_op_has_a_row():
+    assert library_ops(), "no fastvae ops registered"
+    assert set(library_ops()) == {name for name, _, _ in CASES}
+
+
+@pytest.mark.parametrize("name,args", [pytest.param(n, a, id=f"{n}-{t}") for n, t, a in CASES])
+def test_opcheck(name, args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.library.opcheck(getattr(ops, name).default, args)
