@@ -27,7 +27,7 @@ def test_fit_learns_and_records_history(mnist):
     assert hist.train_elbo[-1] > hist.train_elbo[0] + 20  # nats; a fresh model starts near -540
     assert hist.test_elbo[-1] > hist.test_elbo[0]
     assert np.all(hist.update_kl >= 0)  # analytic KL of Gaussians
-    assert model.history_ is not None and model._adam["step"] == n_updates
+    assert model.history_ is not None and model.optimizer_state_.step == n_updates
 
 
 def test_fit_continues_and_is_reproducible(mnist):
@@ -40,7 +40,7 @@ def test_fit_continues_and_is_reproducible(mnist):
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     a.fit(small, epochs=1, batch_size=100, n_samples=2, threshold=128, seed=8, progress=False)
-    assert a.history_.update_rec.shape == (20,) and a._adam["step"] == 20
+    assert a.history_.update_rec.shape == (20,) and a.optimizer_state_.step == 20
 
 
 def test_validation_curve_every_k_updates(mnist):
@@ -71,7 +71,7 @@ def test_interrupt_from_callback_keeps_completed_steps(mnist):
 
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, epochs=1, batch_size=64, seed=3, progress=False, callback=stop_after_five, callback_every=1)
-    assert model.history_.update_rec.shape == (5,) and model._adam["step"] == 5
+    assert model.history_.update_rec.shape == (5,) and model.optimizer_state_.step == 5
     # The interrupted model equals one trained for exactly those five updates with the same seed.
     ref = fastvae.VAE.from_preset("stats305c")
     ref.load_state_dict(init)
@@ -91,7 +91,7 @@ def test_ctrl_c_stops_cleanly(mnist):
             model.fit(x, epochs=1000, batch_size=64, seed=0, progress=False)
     finally:
         timer.cancel()
-    done = model._adam["step"]
+    done = model.optimizer_state_.step
     assert 0 < done < 1000 * 47 and model.history_.update_rec.shape == (done,)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     xb = fastvae.datasets.binarize(x[:10].float() / 255)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _ops, presets
+from ._lock import reading
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 POSTERIORS = {"logvar": 0, "logstd": 1, "std": 2}
@@ -77,8 +78,11 @@ class VAE(nn.Module):
         self.encoder_head = nn.Linear(enc_sizes[-1], 2 * latent_dim, dtype=dtype)
         dec_sizes = [latent_dim + cond_dim, *self.decoder_hidden, data_dim]
         self.decoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(dec_sizes, dec_sizes[1:]))
+        # training state (fastvae.training): set by fit, saved by save
         self.history_ = None
-        self._adam = None
+        self.optimizer_state_ = None
+        self.generator_state_ = None
+        self.fit_settings_ = None
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
@@ -131,7 +135,8 @@ class VAE(nn.Module):
         """Posterior mean and standard deviation, each [B, Z], for binary images x [B, D] (or
         [B, H, W]). Inference only (no gradient)."""
         x, y = self._prepare(x, y)
-        return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
+        with reading(self):
+            return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
@@ -139,7 +144,8 @@ class VAE(nn.Module):
         z = torch.as_tensor(z, dtype=self.encoder_head.weight.dtype)
         if y is not None:
             y = torch.as_tensor(y).long()
-        out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
+        with reading(self):
+            out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
         return out if logits else torch.sigmoid(out)
 
     @torch.no_grad()
@@ -163,6 +169,26 @@ class VAE(nn.Module):
         """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments."""
         from .training import fit
         return fit(self, train_images, train_labels, **kwargs)
+
+    def save(self, path):
+        """Write the model and its training state (architecture, weights, Adam state, the loop's generator,
+        history, last fit settings) to ``path`` atomically; ``VAE.load(path).fit(...)`` continues the run
+        exactly. ``state_dict()`` stays the plain weights. Format: :mod:`fastvae.checkpoint`.
+
+        Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder
+        does not exist)."""
+        from . import checkpoint
+        with reading(self):
+            return checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path) -> "VAE":
+        """The model saved by :meth:`save` at ``path``, with its training state.
+
+        Raises: FileNotFoundError (no such file), fastvae.checkpoint.CheckpointError (a ValueError: corrupt,
+        truncated or not a fastvae checkpoint; the message names the path), TypeError (path's type)."""
+        from . import checkpoint
+        return checkpoint.load(cls, path)
 
 
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
@@ -200,8 +226,9 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         eps = torch.randn(int(n_samples), x.shape[0], model.latent_dim, dtype=x.dtype, generator=generator)
-    out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
-                            _ops.ESTIMATORS[estimator])
+    with reading(model):
+        out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
+                                _ops.ESTIMATORS[estimator])
     return ELBO(*out)
 
 
@@ -226,5 +253,6 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
         xb = x[s:s + batch_size]
         yb = None if y is None else y[s:s + batch_size]
         eps = torch.randn(int(k), xb.shape[0], model.latent_dim, dtype=x.dtype, generator=generator)
-        out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
+        with reading(model):
+            out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
     return torch.cat(out) if out else x.new_empty(0)
