@@ -8,6 +8,7 @@ import torch
 
 import fastvae
 from fastvae.datasets import load_mnist
+from fastvae.training import TrainingDivergedError
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +207,76 @@ def test_kl_weight_trades_kl_for_reconstruction(mnist):
         hist = model.fit(x[:2000], epochs=2, batch_size=64, kl_weight=beta, seed=0, progress=False)
         kls.append(hist.update_kl[-30:].mean())
     assert kls[1] < kls[0]  # a heavier KL weight keeps q closer to the prior
+
+
+def test_divergence_raises_and_keeps_the_last_finite_parameters(mnist_dir):
+    x, _ = load_mnist("train", root=mnist_dir)  # the STATS 305C preset on real MNIST at lr 0.5
+    model = fastvae.VAE.from_preset("stats305c")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDivergedError, match=r"non-finite .* at update (\d+) \(epoch 1") as e:
+        model.fit(x, epochs=1, batch_size=64, lr=0.5, seed=0, progress=False)
+    assert isinstance(e.value, FloatingPointError) and "smaller learning rate" in str(e.value)
+    done = model.optimizer_state_.step
+    assert f"at update {done + 1} " in str(e.value) and f"after update {done};" in str(e.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.history_.update_rec.shape == (done,) and np.isfinite(model.history_.update_rec).all()
+    # The kept parameters are exactly those of a run stopped after `done` updates.
+    ref = fastvae.VAE.from_preset("stats305c")
+    ref.load_state_dict(init)
+    with pytest.raises(KeyboardInterrupt):
+        ref.fit(x, epochs=1, batch_size=64, lr=0.5, seed=0, progress=False, callback=stop_at(done), callback_every=1)
+    assert_same_weights(model, ref, rtol=0, atol=0)
+
+
+def test_fit_refuses_a_model_holding_nan_or_inf(mnist):
+    x, _ = mnist
+    for bad in (float("nan"), float("inf")):
+        model = fastvae.VAE.from_preset("stats305c")
+        with torch.no_grad():
+            model.decoder[1].bias[3] = bad
+        with pytest.raises(ValueError, match="decoder.1.bias contains NaN or inf"):
+            model.fit(x[:64], progress=False)
+
+
+def test_all_finite_finds_one_bad_value_anywhere(two_threads):
+    ts = [torch.zeros(100_000), torch.ones(7, 3, dtype=torch.float64), torch.zeros(3, 5).t()]
+    assert fastvae._C.all_finite(ts)
+    for k, i in [(0, 0), (0, 70_000), (0, 99_999), (1, 20), (2, 14)]:
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            t = [a.clone() for a in ts]
+            t[k][np.unravel_index(i, tuple(t[k].shape))] = bad  # k = 2: a transposed (non-contiguous) tensor
+            assert not fastvae._C.all_finite(t), (k, i, bad)
+    assert fastvae._C.all_finite([torch.full((10,), 3e38)])  # large but finite
+
+
+def test_readers_in_another_thread_see_whole_epochs(mnist):
+    x, _ = mnist
+    x = x[:256]
+    model = fastvae.VAE.from_preset("stats305c")
+    xb = (x[:32] > 127).float()
+    snapshots = [model.encode(xb)[0].clone()]  # the weights a reader may see: before and after each epoch
+
+    def on_epoch(event, info):
+        if event == "epoch":
+            snapshots.append(model.encode(xb)[0].clone())
+
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                seen.append(model.encode(xb)[0].clone())
+                fastvae.elbo(model, xb)
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        model.fit(x, epochs=6, batch_size=32, seed=0, progress=False, callback=on_epoch)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    assert len(seen) > 0 and len(snapshots) == 7
+    assert all(any(torch.equal(s, snap) for snap in snapshots) for s in seen)
