@@ -169,3 +169,37 @@ def test_load_rejects_bad_files(data, tmp_path):
         assert isinstance(e.value, ValueError)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         fastvae.VAE.load(tmp_path / "missing.pt")
+
+
+TIMING = {"wall_seconds", "total_seconds", "epoch_seconds", "seconds"}
+
+
+def _untimed(v):
+    return {k: _untimed(x) for k, x in v.items() if k not in TIMING} if isinstance(v, dict) else v
+
+
+def _metrics(folder):
+    import json
+    return _untimed(json.loads((folder / "metrics.json").read_text()))
+
+
+@pytest.mark.parametrize("name", ["stats305c", "cvae_hw7"])
+def test_cli_resume_equals_an_uninterrupted_run(name, mnist_dir, tmp_path):
+    from fastvae import cli
+
+    def run(out, epochs, *extra):
+        return cli.main(["reproduce", name, "--out", str(out), "--data", str(mnist_dir), "--epochs", str(epochs),
+                         "--limit", "200", "--no-progress", "--seed", "2", *extra])
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run(straight, 2) == 0
+    assert run(resumed, 1) == 0  # stands for a run stopped after its first epoch
+    assert fastvae.VAE.load(resumed / "checkpoint.pt").optimizer_state_.step == 4
+    assert run(resumed, 2, "--resume") == 0
+    a, b = _metrics(straight), _metrics(resumed)
+    assert a == b
+    for fig in a["figures"]:
+        assert (straight / fig).read_bytes() == (resumed / fig).read_bytes(), fig
+    same_state(fastvae.VAE.load(straight / "checkpoint.pt"), fastvae.VAE.load(resumed / "checkpoint.pt"))
+    # A checkpoint from another run (here: another seed) is refused, exit code 1.
+    assert run(resumed, 2, "--resume", "--seed", "3") == 1
