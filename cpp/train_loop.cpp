@@ -1,7 +1,9 @@
 // Whole-epoch VAE training in C++: shuffling, batching, binarizing, the fused ELBO gradient and the
 // Adam step, with the GIL released. Python sees progress through a callback every few updates and
 // can stop the loop (Ctrl-C or an exception in the callback) between two updates, so the parameters
-// and the optimizer state are always those of a completed step.
+// and the optimizer state are always those of a completed step. A non-finite loss or gradient stops
+// the loop before the update it would have corrupted. The generator's state comes in and goes out,
+// so that successive calls draw exactly what one longer call would.
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -79,7 +81,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
                    double slope, at::Tensor train_x, c10::optional<at::Tensor> train_y,
                    c10::optional<at::Tensor> test_x, c10::optional<at::Tensor> test_y,
                    c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, Options o,
-                   uint64_t seed, py::object callback) {
+                   at::Tensor generator_state, py::object callback) {
   const VaeSpec spec = VaeSpec::parse(arch, slope);
   spec.check_params(params, at::kFloat, at::Device(at::kCPU));
   const int64_t D = spec.data_dim, Z = spec.latent_dim, N = train_x.size(0);
@@ -98,7 +100,8 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = static_cast<Estimator>(o.estimator);
-  const int64_t B = o.batch_size, L = o.n_samples;
+  // A batch larger than the data set is the whole data set (buffers never exceed N rows).
+  const int64_t B = std::min(o.batch_size, N), L = o.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
 
   // The input layer is trained in transposed storage so its forward product and weight gradient can
@@ -133,12 +136,14 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   auto ep_sec = at::zeros({o.epochs}, at::kDouble);
   std::vector<int64_t> val_step;
   std::vector<double> val_rec, val_kl;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>();
+  gen.set_state(generator_state);  // validates the byte tensor (size, dtype)
   Engine eng(spec), eval_eng(spec);
   const at::Tensor no_labels;
 
   int64_t done = 0, epochs_done = 0;
   py::object error = py::none();
+  const char* diverged = nullptr;  // "loss" or "gradient": what was not finite at update step + 1
   {
     py::gil_scoped_release nogil;
     auto report = [&](const char* event, py::dict info) -> bool {
@@ -155,12 +160,12 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
     auto record_val = [&]() {
       auto r = evaluate(eval_eng, params, *val_x, val_y ? *val_y : no_labels, o.threshold,
                         o.eval_samples, est, gen);
-      val_step.push_back(done);
+      val_step.push_back(step);  // the schedule follows the optimizer's step, so resumed runs keep it
       val_rec.push_back(r.first);
       val_kl.push_back(r.second);
     };
     bool stop = false;
-    if (val_x && o.eval_every > 0) record_val();
+    if (val_x && o.eval_every > 0 && step == 0) record_val();
     for (int64_t epoch = 0; epoch < o.epochs && !stop; ++epoch) {
       auto t0 = std::chrono::steady_clock::now();
       at::randperm_out(perm, N, gen);
@@ -183,15 +188,25 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         w_kl.fill_(o.kl_weight / n);
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
         eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
+        const double r = eng.rec().sum().item<double>() / n, k = eng.kl().sum().item<double>() / n;
+        if (!std::isfinite(r) || !std::isfinite(k)) {
+          diverged = "loss";
+          stop = true;
+          break;
+        }
         eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
+        if (!cpu::all_finite(grads)) {
+          diverged = "gradient";
+          stop = true;
+          break;
+        }
         cpu::adam_update(params, grads, exp_avg, exp_avg_sq, ++step, o.lr, o.beta1, o.beta2, o.eps,
                          o.weight_decay);
-        const double r = eng.rec().sum().item<double>() / n, k = eng.kl().sum().item<double>() / n;
         upd_rec[done] = r;
         upd_kl[done] = k;
         elbo_sum += (r - k) * n;
         ++done;
-        if (val_x && o.eval_every > 0 && done % o.eval_every == 0) record_val();
+        if (val_x && o.eval_every > 0 && step % o.eval_every == 0) record_val();
         if (o.callback_every > 0 && (done % o.callback_every == 0 || b + 1 == per_epoch)) {
           py::gil_scoped_acquire gil;
           py::dict info;
@@ -238,6 +253,8 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   out["val_rec"] = val_rec;
   out["val_kl"] = val_kl;
   out["error"] = error;
+  out["diverged"] = diverged ? py::object(py::str(diverged)) : py::object(py::none());
+  out["generator_state"] = gen.get_state();
   return out;
 }
 
@@ -263,8 +280,10 @@ void bind_train_loop(py::module_& m) {
   m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("step"), py::arg("arch"), py::arg("slope"), py::arg("train_x"), py::arg("train_y"),
         py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),
-        py::arg("seed"), py::arg("callback"),
+        py::arg("generator_state"), py::arg("callback"),
         "Train an MLP VAE in place for whole epochs (GIL released); see fastvae.VAE.fit.");
+  m.def("all_finite", [](std::vector<at::Tensor> ts) { return cpu::all_finite(ts); }, py::arg("tensors"),
+        "True if no entry of the float32/float64 tensors is NaN or inf (the loop's gradient check).");
 }
 
 }  // namespace fastvae

@@ -8,12 +8,85 @@ import torch
 
 import fastvae
 from fastvae.datasets import load_mnist
+from fastvae.training import TrainingDivergedError
 
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     x, y = load_mnist("train", root=mnist_dir)
     return x[:3000].reshape(3000, -1), y[:3000]
+
+
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)  # Adam's and the engine's parallel_for split into two chunks
+    yield
+    torch.set_num_threads(old)
+
+
+def reference_fit(model, images, labels=None, *, updates, batch_size=64, n_samples=1, lr=1e-3, betas=(0.9, 0.999),
+                  eps=1e-8, threshold=127, kl_weight=1.0, seed=0):
+    """fit's loop in plain PyTorch, on ``model`` in place: the same generator calls in the same order as
+    cpp/train_loop.cpp (one randperm per epoch, one normal_ of [L, batch, Z] per batch), pixel > threshold,
+    loss -mean(rec - kl_weight * kl) through fastvae.elbo (the dense op, not the loop's sparse input
+    layer) and torch.optim.Adam."""
+    g = torch.Generator().manual_seed(seed)
+    n = images.shape[0]
+    b = min(batch_size, n)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
+    done = 0
+    while done < updates:
+        perm = torch.randperm(n, generator=g)
+        for s in range(0, n, b):
+            idx = perm[s:s + b]
+            xb = (images[idx] > threshold).float()
+            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
+            out = fastvae.elbo(model, xb, eps=e, y=None if labels is None else labels[idx])
+            loss = -(out.rec - kl_weight * out.kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == updates:
+                return
+
+
+def assert_same_weights(a, b, **tol):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, msg=lambda m: f"{name}: {m}", **tol)
+
+
+# float32 rounding: the loop's sparse input layer and fused gradient sum in another order than the dense op
+F32 = dict(rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["stats305c", "ese546", "cvae_hw7", "dd2434"])
+def test_fit_matches_plain_pytorch_loop(name, mnist, two_threads):
+    x, y = mnist
+    x, y = x[:200], y[:200]  # batches 64, 64, 64, 8: ten updates cross two epochs and a short batch
+    if name == "ese546":
+        x = fastvae.datasets.subsample(x.reshape(-1, 28, 28)).reshape(200, -1)
+    labels = y if name == "cvae_hw7" else None
+    model = fastvae.VAE.from_preset(name)
+    ref = fastvae.VAE.from_preset(name)
+    ref.load_state_dict(model.state_dict())
+    # more than Adam's grain (32768 values) of parameters: with 2 threads, both get a chunk
+    assert sum(p.numel() for p in model.parameters()) > 32768
+    settings = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3, threshold=127,
+                    kl_weight=2.0 if labels is not None else 1.0, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, labels, epochs=3, progress=False, callback=stop_at(10), callback_every=1, **settings)
+    assert model.optimizer_state_.step == 10
+    reference_fit(ref, x, labels, updates=10, **settings)
+    assert_same_weights(model, ref, **F32)
+
+
+def stop_at(update):
+    def cb(event, info):
+        if event == "step" and info["update"] == update:
+            raise KeyboardInterrupt
+    return cb
 
 
 def test_fit_learns_and_records_history(mnist):
@@ -27,7 +100,7 @@ def test_fit_learns_and_records_history(mnist):
     assert hist.train_elbo[-1] > hist.train_elbo[0] + 20  # nats; a fresh model starts near -540
     assert hist.test_elbo[-1] > hist.test_elbo[0]
     assert np.all(hist.update_kl >= 0)  # analytic KL of Gaussians
-    assert model.history_ is not None and model._adam["step"] == n_updates
+    assert model.history_ is not None and model.optimizer_state_.step == n_updates
 
 
 def test_fit_continues_and_is_reproducible(mnist):
@@ -40,7 +113,7 @@ def test_fit_continues_and_is_reproducible(mnist):
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     a.fit(small, epochs=1, batch_size=100, n_samples=2, threshold=128, seed=8, progress=False)
-    assert a.history_.update_rec.shape == (20,) and a._adam["step"] == 20
+    assert a.history_.update_rec.shape == (20,) and a.optimizer_state_.step == 20
 
 
 def test_validation_curve_every_k_updates(mnist):
@@ -60,7 +133,7 @@ def test_conditional_fit(mnist):
     assert model.sample(5, y=3).shape == (5, 784)
 
 
-def test_interrupt_from_callback_keeps_completed_steps(mnist):
+def test_interrupt_from_callback_keeps_completed_steps(mnist, two_threads):
     x, _ = mnist
     model = fastvae.VAE.from_preset("stats305c")
     init = {k: v.clone() for k, v in model.state_dict().items()}
@@ -70,15 +143,21 @@ def test_interrupt_from_callback_keeps_completed_steps(mnist):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, epochs=1, batch_size=64, seed=3, progress=False, callback=stop_after_five, callback_every=1)
-    assert model.history_.update_rec.shape == (5,) and model._adam["step"] == 5
-    # The interrupted model equals one trained for exactly those five updates with the same seed.
+        model.fit(x, epochs=1, batch_size=64, eps=1e-3, seed=3, progress=False, callback=stop_after_five,
+                  callback_every=1)
+    assert model.history_.update_rec.shape == (5,) and model.optimizer_state_.step == 5
+    # The interrupted model equals one trained for exactly those five updates with the same seed ...
     ref = fastvae.VAE.from_preset("stats305c")
     ref.load_state_dict(init)
     with pytest.raises(KeyboardInterrupt):
-        ref.fit(x, epochs=1, batch_size=64, seed=3, progress=False, callback=stop_after_five, callback_every=1)
-    for p, q in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+        ref.fit(x, epochs=1, batch_size=64, eps=1e-3, seed=3, progress=False, callback=stop_after_five,
+                callback_every=1)
+    assert_same_weights(model, ref, rtol=0, atol=0)
+    # ... and the plain PyTorch loop's five updates.
+    plain = fastvae.VAE.from_preset("stats305c")
+    plain.load_state_dict(init)
+    reference_fit(plain, x, updates=5, batch_size=64, eps=1e-3, seed=3)
+    assert_same_weights(model, plain, **F32)
 
 
 def test_ctrl_c_stops_cleanly(mnist):
@@ -91,7 +170,7 @@ def test_ctrl_c_stops_cleanly(mnist):
             model.fit(x, epochs=1000, batch_size=64, seed=0, progress=False)
     finally:
         timer.cancel()
-    done = model._adam["step"]
+    done = model.optimizer_state_.step
     assert 0 < done < 1000 * 47 and model.history_.update_rec.shape == (done,)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     xb = fastvae.datasets.binarize(x[:10].float() / 255)
@@ -128,3 +207,76 @@ def test_kl_weight_trades_kl_for_reconstruction(mnist):
         hist = model.fit(x[:2000], epochs=2, batch_size=64, kl_weight=beta, seed=0, progress=False)
         kls.append(hist.update_kl[-30:].mean())
     assert kls[1] < kls[0]  # a heavier KL weight keeps q closer to the prior
+
+
+def test_divergence_raises_and_keeps_the_last_finite_parameters(mnist_dir):
+    x, _ = load_mnist("train", root=mnist_dir)  # the STATS 305C preset on real MNIST at lr 0.5
+    model = fastvae.VAE.from_preset("stats305c")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDivergedError, match=r"non-finite .* at update (\d+) \(epoch 1") as e:
+        model.fit(x, epochs=1, batch_size=64, lr=0.5, seed=0, progress=False)
+    assert isinstance(e.value, FloatingPointError) and "smaller learning rate" in str(e.value)
+    done = model.optimizer_state_.step
+    assert f"at update {done + 1} " in str(e.value) and f"after update {done};" in str(e.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.history_.update_rec.shape == (done,) and np.isfinite(model.history_.update_rec).all()
+    # The kept parameters are exactly those of a run stopped after `done` updates.
+    ref = fastvae.VAE.from_preset("stats305c")
+    ref.load_state_dict(init)
+    with pytest.raises(KeyboardInterrupt):
+        ref.fit(x, epochs=1, batch_size=64, lr=0.5, seed=0, progress=False, callback=stop_at(done), callback_every=1)
+    assert_same_weights(model, ref, rtol=0, atol=0)
+
+
+def test_fit_refuses_a_model_holding_nan_or_inf(mnist):
+    x, _ = mnist
+    for bad in (float("nan"), float("inf")):
+        model = fastvae.VAE.from_preset("stats305c")
+        with torch.no_grad():
+            model.decoder[1].bias[3] = bad
+        with pytest.raises(ValueError, match="decoder.1.bias contains NaN or inf"):
+            model.fit(x[:64], progress=False)
+
+
+def test_all_finite_finds_one_bad_value_anywhere(two_threads):
+    ts = [torch.zeros(100_000), torch.ones(7, 3, dtype=torch.float64), torch.zeros(3, 5).t()]
+    assert fastvae._C.all_finite(ts)
+    for k, i in [(0, 0), (0, 70_000), (0, 99_999), (1, 20), (2, 14)]:
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            t = [a.clone() for a in ts]
+            t[k][np.unravel_index(i, tuple(t[k].shape))] = bad  # k = 2: a transposed (non-contiguous) tensor
+            assert not fastvae._C.all_finite(t), (k, i, bad)
+    assert fastvae._C.all_finite([torch.full((10,), 3e38)])  # large but finite
+
+
+def test_readers_in_another_thread_see_whole_epochs(mnist):
+    x, _ = mnist
+    x = x[:256]
+    model = fastvae.VAE.from_preset("stats305c")
+    xb = (x[:32] > 127).float()
+    snapshots = [model.encode(xb)[0].clone()]  # the weights a reader may see: before and after each epoch
+
+    def on_epoch(event, info):
+        if event == "epoch":
+            snapshots.append(model.encode(xb)[0].clone())
+
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                seen.append(model.encode(xb)[0].clone())
+                fastvae.elbo(model, xb)
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        model.fit(x, epochs=6, batch_size=32, seed=0, progress=False, callback=on_epoch)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    assert len(seen) > 0 and len(snapshots) == 7
+    assert all(any(torch.equal(s, snap) for snap in snapshots) for s in seen)

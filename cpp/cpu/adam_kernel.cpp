@@ -5,7 +5,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "cpu/adam.h"
 
@@ -30,7 +33,53 @@ void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1
   }
 }
 
+// An entry is NaN or +-inf exactly when its exponent bits are all ones. Testing the bits with integer
+// ops (OR-reduced) lets the compiler vectorize the loop; a float sum cannot be reordered without
+// -ffast-math and would run one add per cycle.
+template <typename T>
+struct Exponent;
+template <>
+struct Exponent<float> {
+  using U = uint32_t;
+  static constexpr U mask = 0x7f800000u;
+};
+template <>
+struct Exponent<double> {
+  using U = uint64_t;
+  static constexpr U mask = 0x7ff0000000000000ull;
+};
+
+template <typename T>
+bool range_finite(const T* x, int64_t n) {
+  using U = typename Exponent<T>::U;
+  constexpr U mask = Exponent<T>::mask;
+  U bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    U b;
+    std::memcpy(&b, x + i, sizeof b);
+    bad |= static_cast<U>((b & mask) == mask);
+  }
+  return bad == 0;
+}
+
 }  // namespace
+
+bool all_finite(at::TensorList tensors) {
+  std::atomic<bool> ok{true};
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.is_non_overlapping_and_dense() &&
+                    (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble),
+                "fastvae.all_finite: dense float32 or float64 tensors only");
+    AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_finite", [&] {
+      const scalar_t* p = t.data_ptr<scalar_t>();
+      at::parallel_for(0, t.numel(), 65536, [&](int64_t b, int64_t e) {
+        if (!range_finite(p + b, e - b)) ok = false;
+      });
+    });
+  }
+  return ok;
+}
 
 void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
                at::TensorList exp_avg_sq, int64_t step, double lr, double beta1, double beta2,

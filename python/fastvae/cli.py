@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the KL weight beta of the training objective (cvae_hw7 only)")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.pt (written after every epoch) for the remaining epochs")
     r.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # small runs for tests
     return p
 
@@ -33,12 +35,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
-                      progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight)
-    except (FileNotFoundError, DataFileError, ValueError) as e:
+                      progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight,
+                      resume=args.resume)
+    except (FileNotFoundError, DataFileError, ValueError, TypeError, FloatingPointError) as e:
         print(f"fastvae: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("fastvae: interrupted", file=sys.stderr)
+        print(f"fastvae: interrupted; {args.out}/checkpoint.pt holds the last completed epoch "
+              "(continue with --resume)", file=sys.stderr)
         return 130
     print(f"wrote {args.out}/metrics.json and {len(m['figures'])} figures in {m['wall_seconds']:.1f} s")
     return 0

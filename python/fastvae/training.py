@@ -1,12 +1,62 @@
-"""Training a :class:`fastvae.VAE` with the C++ loop (whole epochs in C++, GIL released)."""
+"""Training a :class:`fastvae.VAE` with the C++ loop (whole epochs in C++, GIL released).
+
+The training state of a model is its weights, ``model.optimizer_state_`` (:class:`AdamState`),
+``model.generator_state_`` (the loop's random generator) and ``model.history_``; ``VAE.save`` writes all of
+it (:mod:`fastvae.checkpoint`), so a saved run continues exactly.
+"""
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm  # the text bar: works in terminals and notebooks without ipywidgets
 
-from . import _C, _ops
+from . import _C, _checks, _ops
+from ._lock import model_lock
+
+WHERE = "fastvae.fit"
+
+
+class TrainingDivergedError(FloatingPointError):
+    """``fit`` met a non-finite loss or gradient; the model keeps the parameters of the last finite update."""
+
+
+@dataclass
+class AdamState:
+    """Adam's state (Kingma & Ba 2015, as torch.optim.Adam keeps it) for the parameters of a VAE, in the
+    engine's order (``VAE.flat_parameters()``): ``step`` updates done, first and second moment estimates
+    ``exp_avg``, ``exp_avg_sq`` (tensors of the parameters' shapes and dtype)."""
+
+    step: int
+    exp_avg: List[torch.Tensor]
+    exp_avg_sq: List[torch.Tensor]
+
+    @classmethod
+    def zeros(cls, params) -> "AdamState":
+        return cls(0, [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params])
+
+    def state_dict(self) -> dict:
+        return {"step": int(self.step), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    @classmethod
+    def from_state_dict(cls, d: dict, params) -> "AdamState":
+        """Validated against ``params`` (count, shapes, dtype); ValueError / TypeError otherwise."""
+        step = _checks.integer("AdamState", "step", d["step"], min=0)
+        m, v = list(d["exp_avg"]), list(d["exp_avg_sq"])
+        if not (len(m) == len(v) == len(params)):
+            raise ValueError(f"AdamState: {len(m)} moment tensors for {len(params)} parameters")
+        for k, (p, a, b) in enumerate(zip(params, m, v)):
+            for t in (a, b):
+                _checks.tensor("AdamState", f"moment {k}", t, dtypes=[p.dtype])
+                if t.shape != p.shape:
+                    raise ValueError(f"AdamState: moment {k} has shape {tuple(t.shape)}, its parameter "
+                                     f"{tuple(p.shape)}")
+        return cls(step, [a.clone().contiguous() for a in m], [b.clone().contiguous() for b in v])
+
+    def load_state_dict(self, d: dict) -> None:
+        other = AdamState.from_state_dict(d, self.exp_avg)
+        self.step, self.exp_avg, self.exp_avg_sq = other.step, other.exp_avg, other.exp_avg_sq
 
 
 @dataclass
@@ -45,19 +95,23 @@ class History:
         return {k: np.asarray(v).tolist() for k, v in self.__dict__.items()}
 
 
-def as_pixels(images: torch.Tensor, data_dim: int, name: str = "images") -> torch.Tensor:
+def as_pixels(images, data_dim: int, name: str = "images", where: str = WHERE) -> torch.Tensor:
     """uint8 [N, D] pixel intensities from uint8 [N, H, W] / [N, D] images or float images in [0, 1]
-    (binary float images map to 0 and 255)."""
+    (binary float images map to 0 and 255). Needs at least one image."""
+    if not isinstance(images, (torch.Tensor, np.ndarray)):
+        raise TypeError(f"{where}: {name} must be a torch.Tensor or numpy array, got {type(images).__name__}")
     t = torch.as_tensor(images)
     if t.dim() > 2:
         t = t.reshape(t.shape[0], -1)
     if t.dim() != 2 or t.shape[1] != data_dim:
-        raise ValueError(f"{name} must have {data_dim} pixels per image, got shape {tuple(t.shape)}")
+        raise ValueError(f"{where}: {name} must have {data_dim} pixels per image, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{where}: {name} must hold at least one image, got shape {tuple(t.shape)}")
     if t.dtype != torch.uint8:
         if not t.is_floating_point():
-            raise TypeError(f"{name} must be uint8 or float in [0, 1], got {t.dtype}")
+            raise TypeError(f"{where}: {name} must be uint8 or float in [0, 1], got {t.dtype}")
         if torch.isnan(t).any() or t.min() < 0 or t.max() > 1:
-            raise ValueError(f"float {name} must lie in [0, 1] without NaN")
+            raise ValueError(f"{where}: float {name} must lie in [0, 1] without NaN")
         t = (t * 255).round().to(torch.uint8)
     return t.contiguous()
 
@@ -65,14 +119,35 @@ def as_pixels(images: torch.Tensor, data_dim: int, name: str = "images") -> torc
 def _labels(y, n: int, cond_dim: int, name: str) -> Optional[torch.Tensor]:
     if cond_dim == 0:
         if y is not None:
-            raise ValueError(f"{name} given to an unconditional VAE")
+            raise ValueError(f"{WHERE}: {name} given to an unconditional VAE")
         return None
     if y is None:
-        raise ValueError(f"a conditional VAE needs {name}")
-    y = torch.as_tensor(y).long().contiguous()
+        raise ValueError(f"{WHERE}: a conditional VAE needs {name}")
+    if not isinstance(y, (torch.Tensor, np.ndarray)):
+        raise TypeError(f"{WHERE}: {name} must be a torch.Tensor or numpy array, got {type(y).__name__}")
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{WHERE}: {name} must hold integer classes, got {y.dtype}")
+    y = y.long().contiguous()
     if y.shape != (n,):
-        raise ValueError(f"{name} must have shape [{n}], got {tuple(y.shape)}")
+        raise ValueError(f"{WHERE}: {name} must have shape [{n}], got {tuple(y.shape)}")
     return y
+
+
+def _generator_state(model, seed: Optional[int]) -> torch.Tensor:
+    """fit(seed=s) (re)seeds the loop's generator; fit() continues the stored one, or draws a seed."""
+    if seed is None and getattr(model, "generator_state_", None) is not None:
+        return model.generator_state_
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())  # follows torch.manual_seed
+    return torch.Generator().manual_seed(seed).get_state()
+
+
+def _check_finite_parameters(model) -> None:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise ValueError(f"{WHERE}: parameter {name} contains NaN or inf; fit refuses a model that already "
+                             "diverged (load a checkpoint or re-initialize)")
 
 
 def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: int = 64, n_samples: int = 1,
@@ -80,90 +155,169 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
         threshold: int = 127, estimator: str = "analytic", kl_weight: float = 1.0, test_images=None, test_labels=None,
         val_images=None, val_labels=None, eval_every: int = 0, eval_samples: int = 1,
         seed: Optional[int] = None, progress: bool = True, callback: Optional[Callable] = None,
-        callback_every: int = 20) -> History:
+        callback_every: int = 20, checkpoint=None, checkpoint_every: Optional[int] = None) -> History:
     """Train ``model`` in place with Adam (torch.optim.Adam's update) on binarized images, in C++.
 
-    Each epoch shuffles the training images, cuts them into minibatches (the last one smaller),
-    binarizes each pixel as ``pixel > threshold`` on the 0..255 scale (127 = rounding x/255, as the
-    homeworks do; 128 is ESE 546's "greater than 128"), draws ``n_samples`` reparameterized samples per
-    image and takes one Adam step on ``-mean ELBO``. Optimizer state persists on the model, so
-    successive calls continue training.
+    Each epoch shuffles the training images (``torch.randperm``), cuts them into minibatches (the last one
+    smaller; a ``batch_size`` above the number of images means one batch of all of them), binarizes each
+    pixel as ``pixel > threshold`` on the 0..255 scale (127 = rounding x/255, as the homeworks do; 128 is
+    ESE 546's "greater than 128"), draws ``n_samples`` reparameterized samples per image (``normal_``, one
+    [L, batch, Z] draw per batch) and takes one Adam step on ``-mean(rec - kl_weight * kl)``.
+
+    Training state persists on the model, so successive calls continue training exactly:
+    ``model.optimizer_state_`` (:class:`AdamState`), ``model.generator_state_`` (the loop's generator,
+    which also draws the noise of the test / validation evaluations), ``model.history_``. Two calls
+    ``fit(epochs=1, seed=s); fit(epochs=1)`` give bit-identical parameters to ``fit(epochs=2, seed=s)``, as does
+    ``fit(epochs=1, seed=s); save(p); VAE.load(p).fit(epochs=1)`` (same thread count, same data, same settings).
+
+    Threads: the weights change only while ``fit`` holds the model's lock, one epoch at a time;
+    ``encode``, ``decode``, ``elbo`` and ``log_likelihood`` take the same lock, so a reader in another
+    thread waits for the end of the current epoch and always sees the weights of a completed epoch.
+    A ``"step"`` callback runs inside an epoch: there the input layer's weight is not yet written back
+    (it is trained transposed), so read the model from ``"epoch"`` callbacks.
 
     Args:
-        train_images: uint8 [N, D] or [N, H, W] intensities (or float in [0, 1]).
+        train_images: uint8 [N, D] or [N, H, W] intensities (or float in [0, 1]); N >= 1.
         train_labels: int64 [N] classes, for a conditional VAE only.
+        epochs: number of passes (int >= 0). batch_size, n_samples: ints >= 1.
+        lr (> 0), betas (two numbers in [0, 1)), eps (>= 0), weight_decay (>= 0): Adam's settings, finite.
+        threshold: int in [0, 255]. estimator: ``"analytic"``, ``"mc"`` or ``"stl"``.
         test_images, test_labels: evaluated after every epoch (test ELBO).
-        val_images, val_labels, eval_every: validation log-likelihood and KL every ``eval_every``
-            updates (ESE 546 HW5 (vi)).
+        val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
+            step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.
         eval_samples: Monte Carlo samples per image in the evaluations.
         kl_weight: weight beta of the KL in the training objective ``rec - beta * kl`` (1 = the ELBO;
             beta > 1 is the beta-VAE of Higgins et al. 2017). Recorded terms and ELBOs stay unweighted.
-        seed: seed of the loop's generator (shuffling, noise); None draws one from torch.
+        seed: int in [0, 2**64) seeding the loop's generator (shuffling, noise); None continues the
+            model's generator (or, on a model never fitted, draws a seed from torch's global generator).
         progress: show a tqdm bar. callback: ``callback(event, info)`` called with ``"step"`` every
-            ``callback_every`` updates and ``"epoch"`` after each epoch; raising stops training.
+            ``callback_every`` updates (0: never) and ``"epoch"`` after each epoch; raising stops training.
+        checkpoint, checkpoint_every: save the model (``VAE.save``, atomic) to ``checkpoint`` after every
+            ``checkpoint_every``-th epoch (default 1) and after the last one. An interruption leaves
+            the last checkpoint intact.
 
     Returns:
         :class:`History` of this call (also appended to ``model.history_``).
 
     Raises:
-        ValueError / TypeError: bad images, labels or settings. KeyboardInterrupt: re-raised after a
-        clean stop between two updates; the model and ``model.history_`` keep everything done so far.
+        TypeError: an argument of the wrong kind (``epochs=1.5``, a string, float labels), a model that
+            is not float32 on the CPU. ValueError: a value out of range, empty image sets, labels
+            missing or given to an unconditional VAE, parameters already holding NaN or inf.
+        TrainingDivergedError (a FloatingPointError): a non-finite loss or gradient; the message names
+            the update, the model keeps the parameters after the previous update and ``model.history_``
+            the completed updates. RuntimeError: labels out of range (from the C++ checks).
+        KeyboardInterrupt: re-raised after a clean stop between two updates; the model and
+            ``model.history_`` keep everything done so far.
     """
+    c = _checks
     w = model.encoder_head.weight
     if w.dtype != torch.float32 or w.device.type != "cpu":
-        raise TypeError("fit trains float32 models on the CPU; convert with model.float()")
-    if estimator not in _ops.ESTIMATORS:
-        raise ValueError(f"estimator must be one of {sorted(_ops.ESTIMATORS)}, got {estimator!r}")
-    if not (kl_weight >= 0 and np.isfinite(kl_weight)):
-        raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
-    if not 0 <= int(threshold) <= 255:
-        raise ValueError(f"threshold is on the 0..255 scale, got {threshold}")
-    if epochs < 0 or batch_size < 1 or n_samples < 1 or eval_samples < 1 or eval_every < 0:
-        raise ValueError("need epochs >= 0, batch_size >= 1, n_samples >= 1, eval_samples >= 1, eval_every >= 0")
-    if not (lr > 0 and 0 <= betas[0] < 1 and 0 <= betas[1] < 1 and eps >= 0 and weight_decay >= 0):
-        raise ValueError(f"invalid Adam settings lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        raise TypeError(f"{WHERE}: fit trains float32 models on the CPU; convert with model.float()")
+    epochs = c.integer(WHERE, "epochs", epochs, min=0)
+    batch_size = c.integer(WHERE, "batch_size", batch_size, min=1)
+    n_samples = c.integer(WHERE, "n_samples", n_samples, min=1)
+    lr = c.positive(WHERE, "lr", lr)
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or not hasattr(betas, "__getitem__"):
+        raise TypeError(f"{WHERE}: betas must be a pair of numbers, got {c._show(betas)}")
+    if len(betas) != 2:
+        raise ValueError(f"{WHERE}: betas must be a pair of numbers, got {len(betas)} of them")
+    betas = tuple(c.real(WHERE, f"betas[{i}]", b, min=0.0, max=1.0, max_open=True) for i, b in enumerate(betas))
+    eps = c.real(WHERE, "eps", eps, min=0.0)
+    weight_decay = c.real(WHERE, "weight_decay", weight_decay, min=0.0)
+    threshold = c.integer(WHERE, "threshold", threshold, min=0, max=255)
+    estimator = c.choice(WHERE, "estimator", estimator, sorted(_ops.ESTIMATORS))
+    kl_weight = c.real(WHERE, "kl_weight", kl_weight, min=0.0)
+    eval_every = c.integer(WHERE, "eval_every", eval_every, min=0)
+    eval_samples = c.integer(WHERE, "eval_samples", eval_samples, min=1)
+    if seed is not None:
+        seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)
+    c.flag(WHERE, "progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{WHERE}: callback must be callable or None, got {c._show(callback)}")
+    callback_every = c.integer(WHERE, "callback_every", callback_every, min=0)
+    if checkpoint is not None:
+        from .checkpoint import check_path
+        check_path(WHERE, checkpoint)
+        checkpoint_every = 1 if checkpoint_every is None else c.integer(WHERE, "checkpoint_every",
+                                                                         checkpoint_every, min=1)
+    elif checkpoint_every is not None:
+        raise ValueError(f"{WHERE}: checkpoint_every needs a checkpoint path, got checkpoint=None")
+    if (val_images is None) != (eval_every == 0):
+        raise ValueError(f"{WHERE}: val_images and eval_every >= 1 go together, got "
+                         f"val_images={'None' if val_images is None else 'given'} and eval_every={eval_every}")
     xs = as_pixels(train_images, model.data_dim, "train_images")
     ys = _labels(train_labels, xs.shape[0], model.cond_dim, "train_labels")
     xt = None if test_images is None else as_pixels(test_images, model.data_dim, "test_images")
+    if xt is None and test_labels is not None:
+        raise ValueError(f"{WHERE}: test_labels given without test_images")
     yt = None if xt is None else _labels(test_labels, xt.shape[0], model.cond_dim, "test_labels")
     xv = None if val_images is None else as_pixels(val_images, model.data_dim, "val_images")
+    if xv is None and val_labels is not None:
+        raise ValueError(f"{WHERE}: val_labels given without val_images")
     yv = None if xv is None else _labels(val_labels, xv.shape[0], model.cond_dim, "val_labels")
+    _check_finite_parameters(model)
 
     params = model.flat_parameters()
-    if model._adam is None:
-        model._adam = {"step": 0, "exp_avg": [torch.zeros_like(p) for p in params],
-                       "exp_avg_sq": [torch.zeros_like(p) for p in params]}
-    state = model._adam
+    state = getattr(model, "optimizer_state_", None)
+    if state is None:
+        state = model.optimizer_state_ = AdamState.zeros(params)
+    gen_state = _generator_state(model, seed)
     opts = _C.TrainOptions()
-    opts.epochs, opts.batch_size, opts.n_samples = int(epochs), int(batch_size), int(n_samples)
-    opts.estimator, opts.threshold, opts.kl_weight = _ops.ESTIMATORS[estimator], int(threshold), float(kl_weight)
-    opts.callback_every, opts.eval_every, opts.eval_samples = int(callback_every), int(eval_every), int(eval_samples)
-    opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weight_decay = float(lr), float(betas[0]), float(betas[1]), \
-        float(eps), float(weight_decay)
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
+    opts.epochs, opts.batch_size, opts.n_samples = 1, batch_size, n_samples  # one epoch per call
+    opts.estimator, opts.threshold, opts.kl_weight = _ops.ESTIMATORS[estimator], threshold, kl_weight
+    opts.callback_every, opts.eval_every, opts.eval_samples = callback_every, eval_every, eval_samples
+    opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weight_decay = lr, betas[0], betas[1], eps, weight_decay
+    model.fit_settings_ = dict(batch_size=batch_size, n_samples=n_samples, lr=lr, betas=list(betas), eps=eps,
+                               weight_decay=weight_decay, threshold=threshold, estimator=estimator,
+                               kl_weight=kl_weight, eval_every=eval_every, eval_samples=eval_samples)
 
-    per_epoch = -(-xs.shape[0] // batch_size)
+    n_images = xs.shape[0]
+    per_epoch = -(-n_images // min(batch_size, n_images))
     bar = tqdm(total=epochs * per_epoch, unit="update", disable=not progress, leave=False)
+    lock = model_lock(model)
+    start_step, prev = state.step, model.history_
+    hist = History()
+    epoch_info = []
 
     def on_event(event, info):
+        info["update"] = info.get("update", 0) + len(hist.update_rec)
+        info["epoch"] += len(hist.train_elbo)
         if event == "step":
             bar.update(info["update"] - bar.n)
             bar.set_postfix(epoch=info["epoch"] + 1, elbo=f"{info['rec'] - info['kl']:.2f}", refresh=False)
-        if callback is not None:
-            callback(event, info)
+            if callback is not None:
+                callback(event, info)
+        else:  # delivered once the epoch's weights are written back (after the C++ call)
+            del info["update"]
+            epoch_info.append(info)
 
-    with torch.no_grad():
-        out = _C.train_vae(params, state["exp_avg"], state["exp_avg_sq"], state["step"], model.arch,
-                           model.negative_slope, xs, ys, xt, yt, xv, yv, opts, seed, on_event)
-    bar.close()
-    state["step"] = out["step"]
-    hist = History(out["update_rec"].numpy(), out["update_kl"].numpy(), out["train_elbo"].numpy(),
-                   out["test_elbo"].numpy(), out["epoch_seconds"].numpy(),
-                   np.asarray(out["val_update"], dtype=np.int64), np.asarray(out["val_rec"]),
-                   np.asarray(out["val_kl"]))
-    prev = model.history_
-    model.history_ = hist if prev is None else prev.extend(hist, len(prev.update_rec))
-    if out["error"] is not None:
-        raise out["error"]
+    try:
+        for _ in range(epochs):
+            with lock, torch.no_grad():
+                out = _C.train_vae(params, state.exp_avg, state.exp_avg_sq, state.step, model.arch,
+                                   model.negative_slope, xs, ys, xt, yt, xv, yv, opts, gen_state, on_event)
+            state.step = out["step"]
+            gen_state = model.generator_state_ = out["generator_state"]
+            part = History(out["update_rec"].numpy(), out["update_kl"].numpy(), out["train_elbo"].numpy(),
+                           out["test_elbo"].numpy(), out["epoch_seconds"].numpy(),
+                           np.asarray(out["val_update"], dtype=np.int64) - start_step - len(hist.update_rec),
+                           np.asarray(out["val_rec"]), np.asarray(out["val_kl"]))
+            hist = hist.extend(part, len(hist.update_rec))
+            model.history_ = hist if prev is None else prev.extend(hist, len(prev.update_rec))
+            if out["error"] is not None:
+                raise out["error"]
+            if out["diverged"] is not None:
+                raise TrainingDivergedError(
+                    f"{WHERE}: non-finite {out['diverged']} at update {state.step + 1} (epoch "
+                    f"{len(hist.train_elbo) + 1} of this fit); parameters are those after update {state.step}; "
+                    f"try a smaller learning rate")
+            done = len(hist.train_elbo)
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+                model.save(checkpoint)
+            for info in epoch_info:
+                if callback is not None:
+                    callback("epoch", info)
+            epoch_info.clear()
+    finally:
+        bar.close()
     return hist

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _checks, _ops, presets
+from ._lock import reading
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 POSTERIORS = {"logvar": 0, "logstd": 1, "std": 2}
@@ -88,8 +89,11 @@ class VAE(nn.Module):
         self.encoder_head = nn.Linear(enc_sizes[-1], 2 * latent_dim, dtype=dtype)
         dec_sizes = [latent_dim + cond_dim, *self.decoder_hidden, data_dim]
         self.decoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(dec_sizes, dec_sizes[1:]))
+        # training state (fastvae.training): set by fit, saved by save
         self.history_ = None
-        self._adam = None
+        self.optimizer_state_ = None
+        self.generator_state_ = None
+        self.fit_settings_ = None
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
@@ -188,7 +192,8 @@ class VAE(nn.Module):
         Raises: TypeError (x not a tensor or of another dtype, float labels), ValueError (wrong shape or
         device, labels missing/out of range), RuntimeError (x not binary or NaN, NaN parameters)."""
         x, y = self._prepare(x, y, "VAE.encode")
-        return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
+        with reading(self):
+            return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
@@ -198,7 +203,8 @@ class VAE(nn.Module):
         Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
         _checks.flag("VAE.decode", "logits", logits)
         z, y = self._prepare(z, y, "VAE.decode", "z", width=self.latent_dim)
-        out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
+        with reading(self):
+            out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
         return out if logits else torch.sigmoid(out)
 
     @torch.no_grad()
@@ -235,6 +241,26 @@ class VAE(nn.Module):
         """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments."""
         from .training import fit
         return fit(self, train_images, train_labels, **kwargs)
+
+    def save(self, path):
+        """Write the model and its training state (architecture, weights, Adam state, the loop's generator,
+        history, last fit settings) to ``path`` atomically; ``VAE.load(path).fit(...)`` continues the run
+        exactly. ``state_dict()`` stays the plain weights. Format: :mod:`fastvae.checkpoint`.
+
+        Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder
+        does not exist)."""
+        from . import checkpoint
+        with reading(self):
+            return checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path) -> "VAE":
+        """The model saved by :meth:`save` at ``path``, with its training state.
+
+        Raises: FileNotFoundError (no such file), fastvae.checkpoint.CheckpointError (a ValueError: corrupt,
+        truncated or not a fastvae checkpoint; the message names the path), TypeError (path's type)."""
+        from . import checkpoint
+        return checkpoint.load(cls, path)
 
 
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
@@ -285,8 +311,9 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
             raise ValueError(f"{where}: eps must have shape [n_samples >= 1, {x.shape[0]}, {model.latent_dim}], "
                              f"got {tuple(eps.shape)}")
         _checks.same_device(where, x=x, eps=eps)
-    out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
-                            _ops.ESTIMATORS[estimator])
+    with reading(model):
+        out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
+                                _ops.ESTIMATORS[estimator])
     return ELBO(*out)
 
 
@@ -319,5 +346,6 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
         xb = x[s:s + batch_size]
         yb = None if y is None else y[s:s + batch_size]
         eps = model._noise(where, (k, xb.shape[0], model.latent_dim), x, generator)
-        out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
+        with reading(model):
+            out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
     return torch.cat(out) if out else x.new_empty(0)

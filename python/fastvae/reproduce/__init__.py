@@ -5,10 +5,10 @@ figures the homework asks for under ``ctx.out`` and returns the metrics that :fu
 writes to ``metrics.json``. See docs/reproductions.md.
 """
 import importlib
-import math
 from pathlib import Path
 from typing import Optional
 
+from .. import _checks
 from .common import Context, Timer, write_json
 
 NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434")
@@ -16,34 +16,43 @@ KL_WEIGHT_NAMES = ("cvae_hw7",)  # the reproductions whose training objective ta
 
 
 def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: int = 0, progress: bool = True,
-              limit: Optional[int] = None, log=print, kl_weight: Optional[float] = None) -> dict:
+              limit: Optional[int] = None, log=print, kl_weight: Optional[float] = None, resume: bool = False) -> dict:
     """Run the reproduction ``name`` and write ``out/metrics.json``; returns the metrics.
+
+    Training writes ``out/checkpoint.pt`` after every epoch (with ``out/run.json``, the run's identity);
+    ``resume=True`` continues from it for the remaining epochs, and the metrics and figures equal those of
+    an uninterrupted run with the same seed (timings aside). Without a checkpoint, resume starts afresh.
 
     kl_weight: overrides the preset's KL weight beta (objective rec - beta * kl; only for cvae_hw7).
 
     Raises:
-        ValueError: unknown name, epochs < 1, limit < 1, kl_weight negative, not finite or given for
-        a homework trained on the plain ELBO. FileNotFoundError: ``data`` is not a folder
-        or lacks the MNIST files.
+        TypeError: a float or string where an integer is meant (epochs, seed, limit).
+        ValueError: unknown name, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative,
+        not finite or given for a homework trained on the plain ELBO, ``out`` naming a file, a checkpoint
+        from another run. FileNotFoundError: ``data`` is not a folder or lacks the MNIST files.
     """
-    if name not in NAMES:
+    where = "fastvae.reproduce"
+    if not isinstance(name, str) or name not in NAMES:
         raise ValueError(f"unknown homework {name!r}; choose one of {', '.join(NAMES)}")
-    if epochs is not None and epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+    if epochs is not None:
+        epochs = _checks.integer(where, "epochs", epochs, min=1)
+    if limit is not None:
+        limit = _checks.integer(where, "limit", limit, min=1)
+    seed = _checks.integer(where, "seed", seed, min=0, max=2**63 - 1)  # cvae_hw7 seeds epoch e with seed + e
+    _checks.flag(where, "resume", resume)
     if kl_weight is not None:
         if name not in KL_WEIGHT_NAMES:
             raise ValueError(f"kl_weight applies only to {', '.join(KL_WEIGHT_NAMES)}, not {name}")
-        if not (math.isfinite(kl_weight) and kl_weight >= 0):
-            raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
+        kl_weight = _checks.real(where, "kl_weight", kl_weight, min=0.0)
     if data is not None:
         data = Path(data)
         if not data.is_dir():
             raise FileNotFoundError(f"data folder {data} does not exist")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{where}: out must be a folder, got the existing file {str(out)!r}")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight)
+    ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume)
     timer = Timer()
     metrics = importlib.import_module(f".{name}", __name__).run(ctx)
     metrics["wall_seconds"] = timer()

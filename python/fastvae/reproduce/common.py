@@ -16,6 +16,8 @@ from .. import datasets, presets
 from .._atomic import atomic_write
 from ..plotting import save_figure
 
+CHECKPOINT, RUN = "checkpoint.pt", "run.json"
+
 
 @dataclass
 class Context:
@@ -35,6 +37,12 @@ class Context:
     log: Callable[[str], None] = print
     figures: list = field(default_factory=list)
     kl_weight: Optional[float] = None
+    resume: bool = False
+
+    @property
+    def checkpoint(self) -> Path:
+        """out/checkpoint.pt: the model and its training state after the last completed epoch."""
+        return self.out / CHECKPOINT
 
     @property
     def preset(self):
@@ -86,6 +94,51 @@ def epoch_printer(ctx: Context, offset: int = 0, total: Optional[int] = None):
         else:
             ctx.log(line)
     return cb
+
+
+def _run_identity(ctx: Context, n_train: int) -> dict:
+    return {"name": ctx.name, "seed": ctx.seed, "limit": ctx.limit, "n_train": int(n_train),
+            "train": ctx.train_settings()}
+
+
+def resume_point(ctx: Context, n_train: int):
+    """With ``--resume``, the model saved in out/checkpoint.pt (None if there is none yet); without it,
+    None, after recording this run's identity in out/run.json. Raises ValueError if the checkpoint
+    belongs to a run with another homework, seed, limit, data size or settings (epochs may grow)."""
+    ident = _run_identity(ctx, n_train)
+    if ctx.resume and ctx.checkpoint.exists():
+        from ..vae import VAE
+
+        try:
+            old = json.loads((ctx.out / RUN).read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"{ctx.out / RUN} is missing or unreadable; cannot check that "
+                             f"{ctx.checkpoint} belongs to this run") from None
+        a = {k: v for k, v in _plain(old).items() if k != "train"}
+        b = {k: v for k, v in _plain(ident).items() if k != "train"}
+        ta = {k: v for k, v in _plain(old.get("train", {})).items() if k != "epochs"}
+        tb = {k: v for k, v in _plain(ident["train"]).items() if k != "epochs"}
+        if a != b or ta != tb:
+            raise ValueError(f"--resume: {ctx.checkpoint} comes from another run ({old}); this run is {ident}")
+        model = VAE.load(ctx.checkpoint)
+        ctx.log(f"resuming from {ctx.checkpoint} after {len(model.history_.train_elbo)} epochs")
+        return model
+    write_json(ctx.out / RUN, ident)
+    return None
+
+
+def train(ctx: Context, model, images, labels=None, *, epochs: int, **kwargs):
+    """``model.fit`` for ``epochs`` epochs from ``ctx.seed``, writing out/checkpoint.pt after every epoch;
+    with ``--resume`` and a checkpoint, the saved model trains the remaining epochs instead (bit-exactly the
+    run it continues). Returns (model, model.history_) with the whole run's history."""
+    saved = resume_point(ctx, len(images))
+    done = 0
+    if saved is not None:
+        model, done = saved, len(saved.history_.train_elbo)
+    model.fit(images, labels, epochs=max(0, epochs - done), seed=None if saved is not None else ctx.seed,
+              checkpoint=ctx.checkpoint, progress=ctx.progress,
+              callback=epoch_printer(ctx, offset=done, total=epochs), **kwargs)
+    return model, model.history_
 
 
 def _plain(v):

@@ -7,14 +7,19 @@ classifier measures how often a sample is classified as the digit it was conditi
 The homework's loss is BCE plus a KL "regularization" term whose weight it does not give; the preset's
 ``kl_weight`` (beta, Higgins et al. 2017) is the weight chosen by the sweep in docs/reproductions.md.
 """
+import json
+
 import torch
 
 from .. import VAE, elbo, plotting
 from .classifier import accuracy, train_classifier
-from .common import Context, Timer, base_metrics, binary, epoch_printer, load, save_model
+from .common import Context, Timer, base_metrics, binary, epoch_printer, load, resume_point, save_model, write_json
 
 GRID_EPOCHS = (1, 6, 11)
 SAMPLES_PER_CLASS = 100  # for the conditional accuracy (the grids show 10 per class)
+# What --resume needs besides the checkpoint, after each epoch: the accuracies and figures of the grid
+# epochs so far and the state of the figures' generator (written before the checkpoint of that epoch).
+PROGRESS = "cvae_progress.json"
 
 
 def conditional_accuracy(model, net, n_per_class: int, generator) -> dict:
@@ -72,7 +77,15 @@ def run(ctx: Context) -> dict:
     x_bin = binary(x_train, thr)
     cond_acc, timer = {}, Timer()
     beta = float(train.get("kl_weight", 1.0))
-    for e in range(1, E + 1):
+    saved, progress, start = resume_point(ctx, len(x_train)), {}, 1
+    if saved is not None:
+        model, start = saved, len(saved.history_.train_elbo) + 1
+        progress = json.loads((ctx.out / PROGRESS).read_text())
+        p_done = progress[str(start - 1)]
+        cond_acc = {int(k): v for k, v in p_done["cond_acc"].items()}
+        ctx.figures.extend(p_done["figures"])
+        g.set_state(torch.tensor(p_done["generator"], dtype=torch.uint8))
+    for e in range(start, E + 1):
         model.fit(x_train, y_train, epochs=1, batch_size=train["batch_size"], n_samples=train["n_samples"],
                   lr=train["lr"], kl_weight=beta, threshold=thr, test_images=x_test, test_labels=y_test,
                   seed=ctx.seed + e, progress=ctx.progress, callback=epoch_printer(ctx, offset=e - 1, total=E))
@@ -88,6 +101,9 @@ def run(ctx: Context) -> dict:
             cond_acc[e]["posterior_swap"] = posterior_swap_accuracy(model, net, x_bin, y_train, SAMPLES_PER_CLASS, g)
             ctx.log(f"epoch {e}: samples classified as their conditioned digit: {cond_acc[e]['mean']:.4f} "
                     f"(z from other images' posteriors: {cond_acc[e]['posterior_swap']:.4f})")
+        progress[str(e)] = {"cond_acc": dict(cond_acc), "figures": list(ctx.figures), "generator": g.get_state().tolist()}
+        write_json(ctx.out / PROGRESS, progress)
+        model.save(ctx.checkpoint)
     seconds = timer()
     save_model(ctx.out / "model.pt", model)
     hist = model.history_

@@ -6,7 +6,8 @@ Figures (iii) ELBO terms per update, (iv) images beside reconstructions, (v) pri
 import torch
 
 from .. import VAE, datasets, log_likelihood, plotting
-from .common import Context, Timer, base_metrics, binary, epoch_printer, load, save_model
+from .common import Context, Timer, base_metrics, binary, load, save_model
+from .common import train as train_model
 
 EVAL_EVERY = 100   # validation every 100 updates, as (vi) asks
 IWAE_K, IWAE_N = 1000, 1000
@@ -29,9 +30,9 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(ctx.seed)
     model = VAE.from_preset(ctx.name)
     timer = Timer()
-    hist = model.fit(x_tr, epochs=train["epochs"], batch_size=train["batch_size"], n_samples=train["n_samples"],
-                     lr=train["lr"], threshold=thr, test_images=x_te, val_images=x_val, eval_every=EVAL_EVERY,
-                     seed=ctx.seed, progress=ctx.progress, callback=epoch_printer(ctx, total=train["epochs"]))
+    model, hist = train_model(ctx, model, x_tr, epochs=train["epochs"], batch_size=train["batch_size"],
+                              n_samples=train["n_samples"], lr=train["lr"], threshold=thr, test_images=x_te,
+                              val_images=x_val, eval_every=EVAL_EVERY)
     seconds = timer()
     save_model(ctx.out / "model.pt", model)
 

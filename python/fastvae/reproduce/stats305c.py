@@ -2,7 +2,8 @@
 import torch
 
 from .. import VAE, plotting
-from .common import Context, Timer, base_metrics, binary, epoch_printer, load, save_model
+from .common import Context, Timer, base_metrics, binary, load, save_model
+from .common import train as train_model
 
 
 def run(ctx: Context) -> dict:
@@ -14,9 +15,8 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(ctx.seed)
     model = VAE.from_preset(ctx.name)
     timer = Timer()
-    hist = model.fit(x_train, epochs=train["epochs"], batch_size=train["batch_size"],
-                     n_samples=train["n_samples"], lr=train["lr"], threshold=thr, test_images=x_test,
-                     seed=ctx.seed, progress=ctx.progress, callback=epoch_printer(ctx, total=train["epochs"]))
+    model, hist = train_model(ctx, model, x_train, epochs=train["epochs"], batch_size=train["batch_size"],
+                              n_samples=train["n_samples"], lr=train["lr"], threshold=thr, test_images=x_test)
     seconds = timer()
     save_model(ctx.out / "model.pt", model)
 

@@ -1,0 +1,216 @@
+"""Bad arguments to fit, save, load and the CLI's reproduce: each row is (call, exception type, message
+fragment); nothing is truncated, coerced or silently ignored."""
+import math
+
+import pytest
+import torch
+
+import fastvae
+from fastvae import cli
+from fastvae.checkpoint import CheckpointError
+from fastvae.reproduce import reproduce
+
+NAN, INF = math.nan, math.inf
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=16, latent_dim=2, encoder_hidden=(4,), decoder_hidden=(4,), **kw)
+
+
+X = torch.randint(0, 256, (20, 16), dtype=torch.uint8)
+Y = torch.randint(0, 3, (20,))
+
+
+def fit(**kw):
+    model = kw.pop("model", None) or tiny()
+    images = kw.pop("images", X)
+    labels = kw.pop("labels", None)
+    return lambda tmp: model.fit(images, labels, progress=kw.pop("progress", False), **kw)
+
+
+def fit_tmp(make_kw):
+    """A fit row whose arguments need the test's temporary folder."""
+    return lambda tmp: tiny().fit(X, progress=False, **make_kw(tmp))
+
+
+def nan_model():
+    m = tiny()
+    with torch.no_grad():
+        m.encoder[0].weight[0, 0] = NAN
+    return m
+
+
+FIT_ROWS = [
+    (fit(epochs=1.5), TypeError, "epochs must be an integer, got 1.5"),
+    (fit(epochs="2"), TypeError, "epochs must be an integer"),
+    (fit(epochs=True), TypeError, "epochs must be an integer"),
+    (fit(epochs=None), TypeError, "epochs must be an integer"),
+    (fit(epochs=-1), ValueError, "epochs must be an integer >= 0"),
+    (fit(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
+    (fit(batch_size=2.0), TypeError, "batch_size must be an integer"),
+    (fit(batch_size=None), TypeError, "batch_size must be an integer"),
+    (fit(n_samples=0), ValueError, "n_samples must be an integer >= 1"),
+    (fit(n_samples=1.5), TypeError, "n_samples must be an integer"),
+    (fit(lr=0), ValueError, "lr must be > 0"),
+    (fit(lr=-1e-3), ValueError, "lr must be > 0"),
+    (fit(lr=NAN), ValueError, "lr must be a finite number"),
+    (fit(lr=INF), ValueError, "lr must be a finite number"),
+    (fit(lr="0.1"), TypeError, "lr must be a real number"),
+    (fit(lr=None), TypeError, "lr must be a real number"),
+    (fit(betas=(0.9,)), ValueError, "betas must be a pair of numbers, got 1"),
+    (fit(betas=(0.9, 0.99, 0.1)), ValueError, "betas must be a pair of numbers, got 3"),
+    (fit(betas=0.9), TypeError, "betas must be a pair of numbers"),
+    (fit(betas="ab"), TypeError, "betas must be a pair of numbers"),
+    (fit(betas=(1.0, 0.999)), ValueError, "betas[0] must be < 1.0"),
+    (fit(betas=(0.9, -0.1)), ValueError, "betas[1] must be >= 0.0"),
+    (fit(betas=(0.9, NAN)), ValueError, "betas[1] must be a finite number"),
+    (fit(betas=("a", 0.9)), TypeError, "betas[0] must be a real number"),
+    (fit(eps=-1.0), ValueError, "eps must be >= 0.0"),
+    (fit(eps=NAN), ValueError, "eps must be a finite number"),
+    (fit(eps="1e-8"), TypeError, "eps must be a real number"),
+    (fit(weight_decay=INF), ValueError, "weight_decay must be a finite number"),
+    (fit(weight_decay=-1.0), ValueError, "weight_decay must be >= 0.0"),
+    (fit(weight_decay=NAN), ValueError, "weight_decay must be a finite number"),
+    (fit(threshold=300), ValueError, "threshold must be an integer <= 255"),
+    (fit(threshold=-1), ValueError, "threshold must be an integer >= 0"),
+    (fit(threshold=127.5), TypeError, "threshold must be an integer"),
+    (fit(threshold="127"), TypeError, "threshold must be an integer"),
+    (fit(estimator="iwae"), ValueError, "estimator must be one of"),
+    (fit(estimator=1), TypeError, "estimator must be one of"),
+    (fit(kl_weight=-1.0), ValueError, "kl_weight must be >= 0.0"),
+    (fit(kl_weight=INF), ValueError, "kl_weight must be a finite number"),
+    (fit(kl_weight=NAN), ValueError, "kl_weight must be a finite number"),
+    (fit(kl_weight="1"), TypeError, "kl_weight must be a real number"),
+    (fit(eval_every=-1), ValueError, "eval_every must be an integer >= 0"),
+    (fit(eval_every=1.5), TypeError, "eval_every must be an integer"),
+    (fit(eval_every=10), ValueError, "val_images and eval_every >= 1 go together"),
+    (fit(val_images=X), ValueError, "val_images and eval_every >= 1 go together"),
+    (fit(eval_samples=0), ValueError, "eval_samples must be an integer >= 1"),
+    (fit(eval_samples=2.5), TypeError, "eval_samples must be an integer"),
+    (fit(seed=-1), ValueError, "seed must be an integer >= 0"),
+    (fit(seed=2**64), ValueError, "seed must be an integer <= 18446744073709551615"),
+    (fit(seed=1.5), TypeError, "seed must be an integer"),
+    (fit(seed="0"), TypeError, "seed must be an integer"),
+    (fit(seed=True), TypeError, "seed must be an integer"),
+    (fit(progress=1), TypeError, "progress must be True or False"),
+    (fit(progress="yes"), TypeError, "progress must be True or False"),
+    (fit(callback=5), TypeError, "callback must be callable or None"),
+    (fit(callback_every=-1), ValueError, "callback_every must be an integer >= 0"),
+    (fit(callback_every=1.5), TypeError, "callback_every must be an integer"),
+    (fit_tmp(lambda t: dict(checkpoint=t)), ValueError, "must name a file, got the folder"),
+    (fit_tmp(lambda t: dict(checkpoint=t / "no" / "ck.pt")), FileNotFoundError, "does not exist"),
+    (fit(checkpoint=5), TypeError, "path must be a str or os.PathLike"),
+    (fit_tmp(lambda t: dict(checkpoint=t / "ck.pt", checkpoint_every=0)), ValueError,
+     "checkpoint_every must be an integer >= 1"),
+    (fit_tmp(lambda t: dict(checkpoint=t / "ck.pt", checkpoint_every=1.5)), TypeError,
+     "checkpoint_every must be an integer"),
+    (fit(checkpoint_every=2), ValueError, "checkpoint_every needs a checkpoint path"),
+    (fit(images=X[:0]), ValueError, "train_images must hold at least one image"),
+    (fit(images=X[:, :15]), ValueError, "train_images must have 16 pixels per image"),
+    (fit(images=X.tolist()), TypeError, "train_images must be a torch.Tensor or numpy array"),
+    (fit(images=X.int()), TypeError, "train_images must be uint8 or float in [0, 1]"),
+    (fit(images=X.float()), ValueError, "must lie in [0, 1] without NaN"),
+    (fit(images=torch.full((4, 16), NAN)), ValueError, "must lie in [0, 1] without NaN"),
+    (fit(test_images=X[:0]), ValueError, "test_images must hold at least one image"),
+    (fit(val_images=X[:0], eval_every=5), ValueError, "val_images must hold at least one image"),
+    (fit(test_images=X[:, :3]), ValueError, "test_images must have 16 pixels"),
+    (fit(labels=Y), ValueError, "train_labels given to an unconditional VAE"),
+    (fit(test_labels=Y), ValueError, "test_labels given without test_images"),
+    (fit(val_labels=Y), ValueError, "val_labels given without val_images"),
+    (fit(model=tiny(cond_dim=3)), ValueError, "a conditional VAE needs train_labels"),
+    (fit(model=tiny(cond_dim=3), labels=Y.float()), TypeError, "train_labels must hold integer classes"),
+    (fit(model=tiny(cond_dim=3), labels=Y[:5]), ValueError, "train_labels must have shape [20]"),
+    (fit(model=tiny(cond_dim=3), labels=Y.tolist()), TypeError, "train_labels must be a torch.Tensor"),
+    (fit(model=tiny(cond_dim=3), labels=Y + 3), RuntimeError, "lie in [0, 3)"),
+    (fit(model=tiny(cond_dim=3), labels=Y, test_images=X), ValueError, "a conditional VAE needs test_labels"),
+    (fit(model=tiny(dtype=torch.float64)), TypeError, "fit trains float32 models on the CPU"),
+    (fit(model=nan_model()), ValueError, "encoder.0.weight contains NaN or inf"),
+]
+
+SAVE_LOAD_ROWS = [
+    (lambda t: tiny().save(5), TypeError, "path must be a str or os.PathLike"),
+    (lambda t: tiny().save(None), TypeError, "path must be a str or os.PathLike"),
+    (lambda t: tiny().save(t), ValueError, "must name a file, got the folder"),
+    (lambda t: tiny().save(""), ValueError, "must name a file"),
+    (lambda t: tiny().save(t / "missing" / "m.pt"), FileNotFoundError, "does not exist"),
+    (lambda t: fastvae.VAE.load(None), TypeError, "path must be a str or os.PathLike"),
+    (lambda t: fastvae.VAE.load(t / "missing.pt"), FileNotFoundError, "no checkpoint file"),
+    (lambda t: fastvae.VAE.load(t), ValueError, "must name a file, got the folder"),
+    (lambda t: (t / "bad.pt").write_bytes(b"PK\x03\x04junk") and fastvae.VAE.load(t / "bad.pt"), CheckpointError,
+     "bad.pt' is not a readable checkpoint"),
+]
+
+
+def repro(**kw):
+    return lambda t: reproduce(kw.pop("name", "stats305c"), t / "out", progress=False, **kw)
+
+
+REPRODUCE_ROWS = [
+    (repro(name="stats"), ValueError, "unknown homework 'stats'"),
+    (repro(epochs=1.5), TypeError, "epochs must be an integer, got 1.5"),
+    (repro(epochs=0), ValueError, "epochs must be an integer >= 1"),
+    (repro(limit=0), ValueError, "limit must be an integer >= 1"),
+    (repro(limit=2.5), TypeError, "limit must be an integer"),
+    (repro(seed=-1), ValueError, "seed must be an integer >= 0"),
+    (repro(seed=2**63), ValueError, "seed must be an integer <="),
+    (repro(seed=0.5), TypeError, "seed must be an integer"),
+    (repro(resume="yes"), TypeError, "resume must be True or False"),
+    (repro(kl_weight=2.0), ValueError, "kl_weight applies only to cvae_hw7"),
+    (repro(name="cvae_hw7", kl_weight=INF), ValueError, "kl_weight must be a finite number"),
+    (repro(name="cvae_hw7", kl_weight=-1.0), ValueError, "kl_weight must be >= 0.0"),
+    (repro(name="cvae_hw7", kl_weight="2"), TypeError, "kl_weight must be a real number"),
+    (repro(data="/nonexistent/mnist"), FileNotFoundError, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("call, error, fragment", FIT_ROWS + SAVE_LOAD_ROWS + REPRODUCE_ROWS)
+def test_bad_argument(call, error, fragment, tmp_path):
+    with pytest.raises(error) as e:
+        call(tmp_path)
+    assert fragment in str(e.value)
+
+
+def test_out_naming_a_file(tmp_path):
+    f = tmp_path / "results.txt"
+    f.write_text("a user's file")
+    with pytest.raises(ValueError, match="out must be a folder, got the existing file"):
+        reproduce("stats305c", f, progress=False)
+    assert f.read_text() == "a user's file"
+
+
+# CLI rows: (arguments after "reproduce", exit code, fragment of stderr). argparse's own errors exit 2.
+CLI_ROWS = [
+    (["stats305c", "--out", "{file}"], 1, "out must be a folder, got the existing file"),
+    (["stats305c", "--out", "{tmp}/o", "--epochs", "0"], 1, "epochs must be an integer >= 1"),
+    (["stats305c", "--out", "{tmp}/o", "--epochs", "1.5"], 2, "invalid int value"),
+    (["stats305c", "--out", "{tmp}/o", "--seed", "-1"], 1, "seed must be an integer >= 0"),
+    (["stats305c", "--out", "{tmp}/o", "--limit", "0"], 1, "limit must be an integer >= 1"),
+    (["stats305c", "--out", "{tmp}/o", "--kl-weight", "2"], 1, "kl_weight applies only to cvae_hw7"),
+    (["cvae_hw7", "--out", "{tmp}/o", "--kl-weight", "inf"], 1, "kl_weight must be a finite number"),
+    (["cvae_hw7", "--out", "{tmp}/o", "--kl-weight", "nan"], 1, "kl_weight must be a finite number"),
+    (["stats305c", "--out", "{tmp}/o", "--data", "{tmp}/nowhere"], 1, "does not exist"),
+    (["stats", "--out", "{tmp}/o"], 2, "invalid choice"),
+    (["stats305c"], 2, "--out"),
+]
+
+
+@pytest.mark.parametrize("args, code, fragment", CLI_ROWS)
+def test_cli_bad_argument(args, code, fragment, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    argv = ["reproduce"] + [a.format(tmp=tmp_path, file=tmp_path / "file") for a in args]
+    try:
+        got = cli.main(argv)
+    except SystemExit as e:  # argparse
+        got = e.code
+    assert got == code
+    assert fragment in capsys.readouterr().err
+
+
+def test_batch_larger_than_the_data_is_one_batch():
+    model = tiny()
+    hist = model.fit(X, epochs=3, batch_size=10**9, seed=0, progress=False)  # no 3 TB buffers: one batch of 20
+    assert hist.update_rec.shape == (3,) and model.optimizer_state_.step == 3
+    ref = tiny()
+    ref.fit(X, epochs=3, batch_size=20, seed=0, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), ref.parameters()))
