@@ -4,9 +4,13 @@ Gumbel-softmax: logits [10^6, 10] float32, tau = 1, against torch.nn.functional.
 Exponential: 10^7 float32 rates, against torch.distributions.Exponential(rate).rsample() (with its
 default argument validation, and with validate_args=False).
 Prints the median wall time of each over several repetitions (the two sides run alternately, so both see
-the same load on a shared machine) and the ratio torch / fastvae.
+the same load on a shared machine, after one untimed call each) and the ratio torch / fastvae. Both sides
+run in torch's thread pool, set by --threads.
 
-Run: PYTHONPATH=python python bench/bench_samplers.py
+Run: PYTHONPATH=python python bench/bench_samplers.py [--rows 1000000] [--rates 10000000] [--reps 7]
+                                                     [--threads 2] [--write-docs]
+
+--write-docs writes the table into docs/benchmarks.md.
 """
 import argparse
 import statistics
@@ -16,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 import fastvae
+from doc_tables import write_block
+
+ROWS = []  # table rows for --write-docs
 
 
 def median_times(fn_a, fn_b, reps):
@@ -41,6 +48,7 @@ def fwd_bwd(sample, x, grad):
 def report(name, t_fast, t_torch):
     print(f"{name:<52s} fastvae {t_fast * 1e3:8.1f} ms   torch {t_torch * 1e3:8.1f} ms   "
           f"ratio {t_torch / t_fast:5.2f}x")
+    ROWS.append(f"| {name} | {t_fast * 1e3:.1f} ms | {t_torch * 1e3:.1f} ms | {t_torch / t_fast:.2f}x |")
 
 
 def main():
@@ -50,6 +58,7 @@ def main():
     ap.add_argument("--rates", type=int, default=10**7)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.reps} runs, "
@@ -75,6 +84,11 @@ def main():
     t_fast, t_torch = median_times(sample, fwd_bwd(lambda r: Exp(r, validate_args=False).rsample(), rate, g),
                                    args.reps)
     report(f"exponential_rsample {args.rates} (torch validate_args=False)", t_fast, t_torch)
+    if args.write_docs:
+        write_block("bench_samplers", [
+            f"Forward + backward, median of {args.reps} alternating runs after one untimed call per side. "
+            "Peers: `torch.nn.functional.gumbel_softmax` and `torch.distributions.Exponential(rate).rsample()`.", "",
+            "| benchmark | fastvae | torch | torch / fastvae |", "|---|---|---|---|", *ROWS], args.threads)
 
 
 if __name__ == "__main__":

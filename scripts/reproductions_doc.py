@@ -3,7 +3,9 @@
 
 Usage: python scripts/reproductions_doc.py RUNS   (RUNS holds stats305c/, ese546/, cvae_hw7/, dd2434/)
 
-The CVAE's KL-weight sweep is read from RUNS/cvae_hw7_beta*/ (``reproduce cvae_hw7 --kl-weight B``) if present.
+The CVAE's KL-weight sweep is read from RUNS/cvae_hw7_beta*/ (``reproduce cvae_hw7 --kl-weight B``) if present;
+the notebooks' times from RUNS/notebook_times.json
+(``python scripts/execute_notebooks.py --times RUNS/notebook_times.json``) if present.
 """
 import json
 import shutil
@@ -69,8 +71,7 @@ def main(runs):
            "--kl-weight $B --out runs/cvae_hw7_beta$B --data /path/to/mnist; done  # the CVAE's KL-weight sweep",
            "    python scripts/reproductions_doc.py runs", "",
            "`OMP_NUM_THREADS=1` because these runs shared the 2-core machine with other builds, and a busy core "
-           "makes two OpenMP threads wait for each other; on an idle machine the default two threads are faster "
-           "(the 20-epoch STATS 305C job takes about 60 s, see docs/benchmarks.md). "
+           "makes two OpenMP threads wait for each other; on an idle machine the default two threads are faster. "
            "Times below are wall-clock seconds under that shared load.", ""]
 
     m = M["ese546"]
@@ -152,11 +153,12 @@ def main(runs):
             enumerate(zip(rep, m["loss_per_image"], m["loss_per_image_homework_divisor"]), 1)]
     out += ["", "Per-epoch loss, test images with reconstructions, prior samples:", "",
             figures("dd2434", m, runs), ""]
-    times = runs / "notebook_times.json"  # written by hand from the test's printed times (-s)
+    times = runs / "notebook_times.json"  # written by scripts/execute_notebooks.py --times
     if times.exists():
         t = json.loads(times.read_text())
-        out += ["## Notebooks", "", f"`{t['command']}` executed every notebook with its full settings in "
-                f"{t['total_seconds']} s on the shared 2-core machine (default torch threads):", "",
+        out += ["## Notebooks", "", f"`{t['command']}` executed the notebooks with their full settings and stored "
+                f"them with their outputs in {t['total_seconds']} s on the shared 2-core machine (default torch "
+                "threads):", "",
                 "| notebook | seconds |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in t["notebooks"].items()] + [""]
     (DOCS / "reproductions.md").write_text("\n".join(out))
