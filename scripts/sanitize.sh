@@ -2,7 +2,7 @@
 # Builds fastvae._C with AddressSanitizer + UndefinedBehaviorSanitizer (build/sanitize, never the
 # normal build) into a temporary copy of the package, and runs the fast tests against it with the
 # sanitizer runtimes preloaded (python itself is not instrumented). Fails if a sanitizer reports
-# anything, in the test process or in any subprocess it starts. Usage: bash scripts/sanitize.sh
+# anything: ASan reports land in log files (so reports from subprocesses count too), UBSan halts. Usage: bash scripts/sanitize.sh
 # [pytest args]; PYTHON picks the interpreter (default .venv/bin/python; it needs torch and pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
