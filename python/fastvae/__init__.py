@@ -1,7 +1,9 @@
 """fastvae: variational autoencoders and variational inference with a fused C++ core on libtorch."""
 import torch  # noqa: F401  (loads libtorch before the extension)
 
-from . import _C  # noqa: F401  (registers torch.ops.fastvae)
+from ._extension import load_extension
+
+_C = load_extension()  # checks the torch it was built against, then registers torch.ops.fastvae
 from . import _ops, datasets, presets  # noqa: F401
 from . import cavi  # noqa: F401
 from .vae import ELBO, VAE, elbo, log_likelihood

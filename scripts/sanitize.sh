@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds fastvae._C with AddressSanitizer + UndefinedBehaviorSanitizer (build/sanitize, never the
+# normal build) into a temporary copy of the package, and runs the fast tests against it with the
+# sanitizer runtimes preloaded (python itself is not instrumented). Fails if a sanitizer reports
+# anything: ASan reports land in log files (so reports from subprocesses count too), UBSan halts. Usage: bash scripts/sanitize.sh
+# [pytest args]; PYTHON picks the interpreter (default .venv/bin/python; it needs torch and pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-$REPO/.venv/bin/python}
+CXX=${CXX:-g++}
+SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -g"
+BUILD=$REPO/build/sanitize
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$BUILD" -G Ninja -DPython_EXECUTABLE="$PY" -DCMAKE_CXX_COMPILER="$CXX" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTVAE_INPLACE=OFF "${launcher[@]}" \
+  -DCMAKE_CXX_FLAGS="$SAN" -DCMAKE_MODULE_LINKER_FLAGS="$SAN" -DCMAKE_SHARED_LINKER_FLAGS="$SAN" >/dev/null
+cmake --build "$BUILD"
+
+# A private copy of the package with the instrumented extension, first on PYTHONPATH.
+cp -r python/fastvae "$WORK/fastvae"
+rm -f "$WORK"/fastvae/_C*.so "$WORK/fastvae/_build_info.py"
+cp "$BUILD"/_C*.so "$BUILD/_build_info.py" "$WORK/fastvae/"
+mkdir "$WORK/logs"
+
+export PYTHONPATH=$WORK${PYTHONPATH:+:$PYTHONPATH}
+# libasan must come first in the process; python and torch are not instrumented.
+export LD_PRELOAD="$($CXX -print-file-name=libasan.so) $($CXX -print-file-name=libubsan.so)"
+# Python and torch keep allocations alive until exit by design: leak reports would be noise.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$WORK/logs/asan
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$WORK/logs/ubsan
+export FASTVAE_DATA=${FASTVAE_DATA:-$REPO/../shared/data/mnist}
+
+# Refuse to test anything but the instrumented build (an editable install could shadow PYTHONPATH).
+"$PY" -c "import fastvae, sys; sys.exit(0 if fastvae._C.__file__.startswith('$WORK/') else
+  'sanitize.sh: fastvae._C was loaded from ' + fastvae._C.__file__ + ', not the instrumented build')"
+
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=(tests/test_vae.py tests/test_samplers.py tests/test_estimators.py
+                                 tests/test_cavi.py tests/test_training.py)
+status=0
+"$PY" -m pytest -x -q -p no:cacheprovider "${tests[@]}" || status=$?
+if compgen -G "$WORK/logs/*" >/dev/null; then
+  cat "$WORK"/logs/* >&2
+  echo "sanitize.sh: the sanitizers reported errors (above)" >&2
+  exit 1
+fi
+[ "$status" -eq 0 ] && echo "sanitize.sh: no sanitizer reports"
+exit "$status"
