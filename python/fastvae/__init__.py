@@ -8,7 +8,10 @@ from . import _ops, datasets, presets  # noqa: F401
 from . import cavi  # noqa: F401
 from .vae import ELBO, VAE, elbo, log_likelihood
 from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
+from .training import AdamState, History, TrainingDivergedError
+from .checkpoint import CheckpointError
 
 __version__ = "0.1.0"
 __all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
-           "gumbel_softmax", "exponential_rsample", "categorical_rsample"]
+           "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
+           "TrainingDivergedError", "CheckpointError"]
