@@ -3,13 +3,17 @@
 (``CI=true``, as CI services set it), so a CI run can never pass by skipping them."""
 import importlib
 import os
+import pathlib
 
 import pytest
 import torch
 
 from fastvae.datasets import MNIST_FILES, _find_file, data_dir
 
-# FASTVAE_DATA, else the per-user cache folder (see fastvae.datasets.data_dir)
+# FASTVAE_DATA, else the project's shared data folder beside the repository (where CI has it). Exported,
+# so the CLI subprocesses and notebook kernels the tests start read the same folder.
+REPO = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("FASTVAE_DATA", str(REPO.parent / "shared" / "data" / "mnist"))
 MNIST_DIR = data_dir()
 
 
