@@ -143,7 +143,8 @@ void check_images(const at::Tensor& t, const char* name, int64_t D) {
 }
 
 py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg,
-                   std::vector<at::Tensor> exp_avg_sq, int64_t step, py::dict arch, at::Tensor train_x, c10::optional<at::Tensor> train_y,
+                   std::vector<at::Tensor> exp_avg_sq, int64_t step, py::dict arch,
+                   at::Tensor train_x, c10::optional<at::Tensor> train_y,
                    c10::optional<at::Tensor> test_x, c10::optional<at::Tensor> test_y,
                    c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, py::dict options,
                    at::Tensor generator_state, py::object callback) {

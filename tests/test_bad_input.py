@@ -397,10 +397,12 @@ row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T
                                                          "analytic"), RuntimeError, "contiguous")
 row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, *ARCH, "iwae"), RuntimeError,
     "unknown estimator 'iwae'")
-row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=-1.0), "analytic"), RuntimeError, "slope")
-row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=INF), "analytic"), RuntimeError,
-    "slope must be finite")
-row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=NAN), "analytic"), RuntimeError, "slope is NaN")
+row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=-1.0), "analytic"),
+    RuntimeError, "slope")
+row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=INF), "analytic"),
+    RuntimeError, "slope must be finite")
+row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=NAN), "analytic"),
+    RuntimeError, "slope is NaN")
 row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, *ARCH, "analytic"), RuntimeError,
     "float32 or float64")
 row("op-vae_elbo-x-1d", lambda: ops.vae_elbo(XS[0], None, EPS, PS, *ARCH, "analytic"), RuntimeError, "of shape")
@@ -423,7 +425,8 @@ row("op-vae_iwae-eps-L0", lambda: ops.vae_iwae(XS, None, EPS[:0], PS, *ARCH), Ru
 W = torch.ones(4, dtype=torch.float64)
 row("op-vae_elbo_backward-weights-shape", lambda: ops.vae_elbo_backward(W[:3], W, XS, None, EPS, PS, *ARCH, "analytic"),
     RuntimeError, "per-image weights")
-row("op-vae_elbo_backward-weights-int", lambda: ops.vae_elbo_backward(W.long(), W, XS, None, EPS, PS, *ARCH, "analytic"),
+row("op-vae_elbo_backward-weights-int", lambda: ops.vae_elbo_backward(W.long(), W, XS, None, EPS, PS, *ARCH,
+                                                                                       "analytic"),
     RuntimeError, "floating point")
 row("op-vae_elbo_backward-meta", lambda: ops.vae_elbo_backward(W.to("meta"), W, XS, None, EPS, PS, *ARCH, "analytic"),
     ValueError, "fastvae::vae_elbo_backward: tensors must share one device")
