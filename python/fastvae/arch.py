@@ -44,7 +44,3 @@ class ArchSpec:
 def names() -> Tuple[str, ...]:
     """The field names, which are the schema's architecture argument names."""
     return tuple(f.name for f in fields(ArchSpec))
-
-
-def n_args() -> int:
-    return len(fields(ArchSpec))
