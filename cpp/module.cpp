@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "train_loop.h"
+#include "vae_spec.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastvae C++ core";
@@ -11,5 +12,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("built_with_avx2") = false;
 #endif
+  // The valid enum names, from the one table of each (cpp/vae_spec.cpp), in code order.
+  auto names = [](const std::vector<std::string>& v) { return pybind11::tuple(pybind11::cast(v)); };
+  m.attr("ACTIVATIONS") = names(fastvae::activation_names());
+  m.attr("POSTERIORS") = names(fastvae::posterior_names());
+  m.attr("ESTIMATORS") = names(fastvae::estimator_names());
   fastvae::bind_train_loop(m);
 }

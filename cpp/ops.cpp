@@ -2,20 +2,23 @@
 // implementations per backend in cpp/cpu/*_kernel.cpp (and cpp/cuda/ when torch has CUDA).
 #include <torch/library.h>
 
+#include "vae_spec.h"
+
 TORCH_LIBRARY(fastvae, m) {
-  // MLP VAE with Bernoulli decoder. `arch` encodes the architecture (see cpp/vae_spec.h),
-  // `params` are the Linear weights and biases in order, `eps` is [L, B, Z] standard normal noise.
-  m.def("vae_elbo(Tensor x, Tensor? y, Tensor eps, Tensor[] params, int[] arch, float slope, int estimator) "
+  // MLP VAE with Bernoulli decoder. The architecture comes as the named, typed arguments of
+  // FASTVAE_ARCH_SCHEMA (cpp/vae_spec.h, written once), `params` are the Linear weights and biases in
+  // order, `eps` is [L, B, Z] standard normal noise, `estimator` one of fastvae._C.ESTIMATORS.
+  m.def("vae_elbo(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA ", str estimator) "
         "-> (Tensor elbo, Tensor rec, Tensor kl)");
   // Gradient of sum_i w_rec[i] * rec[i] + w_kl[i] * kl[i] with respect to every parameter.
   m.def("vae_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor eps, Tensor[] params, "
-        "int[] arch, float slope, int estimator) -> Tensor[]");
+        FASTVAE_ARCH_SCHEMA ", str estimator) -> Tensor[]");
   // Encoder pass: posterior mean and standard deviation, each [B, Z].
-  m.def("vae_encode(Tensor x, Tensor? y, Tensor[] params, int[] arch, float slope) -> (Tensor mu, Tensor sigma)");
+  m.def("vae_encode(Tensor x, Tensor? y, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> (Tensor mu, Tensor sigma)");
   // Decoder pass: Bernoulli logits [N, D] for latent codes z [N, Z].
-  m.def("vae_decode(Tensor z, Tensor? y, Tensor[] params, int[] arch, float slope) -> Tensor");
+  m.def("vae_decode(Tensor z, Tensor? y, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor");
   // Importance-weighted bound on log p(x) (Burda et al. 2016) with eps [K, B, Z].
-  m.def("vae_iwae(Tensor x, Tensor? y, Tensor eps, Tensor[] params, int[] arch, float slope) -> Tensor");
+  m.def("vae_iwae(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor");
   // One Adam step (Kingma & Ba 2015, as torch.optim.Adam), in place over a list of tensors.
   m.def("adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
         "int step, float lr, float beta1, float beta2, float eps, float weight_decay) -> ()");

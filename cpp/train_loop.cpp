@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <iterator>
+#include <tuple>
 
 #include "cpu/adam.h"
 #include "cpu/vae_engine.h"
@@ -23,9 +25,73 @@ namespace {
 using Engine = cpu::VaeEngine<float>;
 
 struct Options {
-  int64_t epochs, batch_size, n_samples, estimator, threshold, callback_every, eval_every, eval_samples;
-  double lr, beta1, beta2, eps, weight_decay, kl_weight;
+  int64_t epochs = 0, batch_size = 0, n_samples = 0, threshold = 0, callback_every = 0, eval_every = 0,
+          eval_samples = 0;
+  Estimator estimator = Estimator::Analytic;
+  double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, kl_weight = 0;
 };
+
+// The one table of training options the loop reads, by the field names of fastvae.TrainOptions
+// (python/fastvae/options.py). A new option is one line here and one field there; a name on one side
+// only is an error on every call (options_from_dict), and tests compare the two lists.
+using OptionReader = void (*)(Options&, py::handle);
+struct OptionField {
+  const char* name;
+  OptionReader read;
+};
+const OptionField kOptionFields[] = {
+    {"epochs", [](Options& o, py::handle v) { o.epochs = v.cast<int64_t>(); }},
+    {"batch_size", [](Options& o, py::handle v) { o.batch_size = v.cast<int64_t>(); }},
+    {"n_samples", [](Options& o, py::handle v) { o.n_samples = v.cast<int64_t>(); }},
+    {"lr", [](Options& o, py::handle v) { o.lr = v.cast<double>(); }},
+    {"betas", [](Options& o, py::handle v) { std::tie(o.beta1, o.beta2) = v.cast<std::pair<double, double>>(); }},
+    {"eps", [](Options& o, py::handle v) { o.eps = v.cast<double>(); }},
+    {"weight_decay", [](Options& o, py::handle v) { o.weight_decay = v.cast<double>(); }},
+    {"threshold", [](Options& o, py::handle v) { o.threshold = v.cast<int64_t>(); }},
+    {"estimator", [](Options& o, py::handle v) { o.estimator = parse_estimator(v.cast<std::string>()); }},
+    {"kl_weight", [](Options& o, py::handle v) { o.kl_weight = v.cast<double>(); }},
+    {"eval_every", [](Options& o, py::handle v) { o.eval_every = v.cast<int64_t>(); }},
+    {"eval_samples", [](Options& o, py::handle v) { o.eval_samples = v.cast<int64_t>(); }},
+    {"callback_every", [](Options& o, py::handle v) { o.callback_every = v.cast<int64_t>(); }},
+};
+
+Options options_from_dict(const py::dict& d) {
+  Options o;
+  for (const auto& f : kOptionFields) {
+    TORCH_CHECK(d.contains(f.name), "fastvae.fit: training option '", f.name,
+                "' is missing from the options handed to the C++ loop");
+    try {
+      f.read(o, d[f.name]);
+    } catch (const py::cast_error&) {
+      TORCH_CHECK(false, "fastvae.fit: training option '", f.name, "' has the wrong type: ",
+                  std::string(py::repr(d[f.name])));
+    }
+  }
+  for (const auto& item : d) {
+    const auto key = item.first.cast<std::string>();
+    bool known = false;
+    for (const auto& f : kOptionFields) known = known || key == f.name;
+    TORCH_CHECK(known, "fastvae.fit: the C++ loop has no training option '", key, "'");
+  }
+  return o;
+}
+
+// The architecture from ArchSpec.as_dict() (python/fastvae/vae.py), read by name.
+VaeSpec spec_from_dict(const py::dict& d) {
+  auto get = [&](const char* k) -> py::object {
+    TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
+    return d[k];
+  };
+  TORCH_CHECK(d.size() == 10, "fastvae.fit: expected the 10 architecture fields, got ", d.size());
+  const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
+  const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
+  const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
+  const auto mean_act = get("mean_activation").cast<std::string>();
+  const auto scale_act = get("scale_activation").cast<std::string>();
+  return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
+                            get("latent_dim").cast<int64_t>(), enc, dec, act,
+                            get("negative_slope").cast<double>(), post, mean_act, scale_act);
+}
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
 void gather_binarize(const at::Tensor& images, const int64_t* idx, int64_t n, int64_t threshold,
@@ -77,12 +143,13 @@ void check_images(const at::Tensor& t, const char* name, int64_t D) {
 }
 
 py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg,
-                   std::vector<at::Tensor> exp_avg_sq, int64_t step, std::vector<int64_t> arch,
-                   double slope, at::Tensor train_x, c10::optional<at::Tensor> train_y,
+                   std::vector<at::Tensor> exp_avg_sq, int64_t step, py::dict arch,
+                   at::Tensor train_x, c10::optional<at::Tensor> train_y,
                    c10::optional<at::Tensor> test_x, c10::optional<at::Tensor> test_y,
-                   c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, Options o,
+                   c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, py::dict options,
                    at::Tensor generator_state, py::object callback) {
-  const VaeSpec spec = VaeSpec::parse(arch, slope);
+  const VaeSpec spec = spec_from_dict(arch);
+  const Options o = options_from_dict(options);
   spec.check_params(params, at::kFloat, at::Device(at::kCPU));
   const int64_t D = spec.data_dim, Z = spec.latent_dim, N = train_x.size(0);
   check_images(train_x, "train images", D);
@@ -95,11 +162,10 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(o.epochs >= 0 && o.batch_size >= 1 && o.n_samples >= 1 && N >= 1,
               "fastvae.fit: need epochs >= 0, batch_size >= 1, n_samples >= 1 and some training data");
   TORCH_CHECK(o.threshold >= 0 && o.threshold <= 255, "fastvae.fit: threshold must lie in [0, 255]");
-  TORCH_CHECK(o.estimator >= 0 && o.estimator <= 2, "fastvae.fit: unknown estimator");
   TORCH_CHECK(o.kl_weight >= 0 && std::isfinite(o.kl_weight), "fastvae.fit: kl_weight must be finite and >= 0");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
-  const auto est = static_cast<Estimator>(o.estimator);
+  const auto est = o.estimator;
   // A batch larger than the data set is the whole data set (buffers never exceed N rows).
   const int64_t B = std::min(o.batch_size, N), L = o.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
@@ -261,24 +327,11 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
 }  // namespace
 
 void bind_train_loop(py::module_& m) {
-  py::class_<Options>(m, "TrainOptions")
-      .def(py::init<>())
-      .def_readwrite("epochs", &Options::epochs)
-      .def_readwrite("batch_size", &Options::batch_size)
-      .def_readwrite("n_samples", &Options::n_samples)
-      .def_readwrite("estimator", &Options::estimator)
-      .def_readwrite("threshold", &Options::threshold)
-      .def_readwrite("callback_every", &Options::callback_every)
-      .def_readwrite("eval_every", &Options::eval_every)
-      .def_readwrite("eval_samples", &Options::eval_samples)
-      .def_readwrite("lr", &Options::lr)
-      .def_readwrite("beta1", &Options::beta1)
-      .def_readwrite("beta2", &Options::beta2)
-      .def_readwrite("eps", &Options::eps)
-      .def_readwrite("weight_decay", &Options::weight_decay)
-      .def_readwrite("kl_weight", &Options::kl_weight);
+  py::tuple names(std::size(kOptionFields));
+  for (size_t i = 0; i < std::size(kOptionFields); ++i) names[i] = kOptionFields[i].name;
+  m.attr("TRAIN_OPTIONS") = names;
   m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
-        py::arg("step"), py::arg("arch"), py::arg("slope"), py::arg("train_x"), py::arg("train_y"),
+        py::arg("step"), py::arg("arch"), py::arg("train_x"), py::arg("train_y"),
         py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),
         py::arg("generator_state"), py::arg("callback"),
         "Train an MLP VAE in place for whole epochs (GIL released); see fastvae.VAE.fit.");

@@ -6,41 +6,58 @@
 namespace fastvae {
 
 namespace {
-Act to_act(int64_t v, const char* what) {
-  TORCH_CHECK(v >= 0 && v <= 4, "fastvae: unknown activation code ", v, " for ", what);
-  return static_cast<Act>(v);
+// One table per enum: the position of a name is its enum value.
+template <class E>
+E parse_name(const std::vector<std::string>& names, c10::string_view name, const char* what) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == std::string(name)) return static_cast<E>(i);
+  std::string listing;
+  for (const auto& n : names) listing += (listing.empty() ? "'" : ", '") + n + "'";
+  TORCH_CHECK(false, "fastvae: unknown ", what, " '", std::string(name), "'; choose one of [", listing, "]");
+  return E{};  // not reached
 }
 }  // namespace
 
-VaeSpec VaeSpec::parse(at::IntArrayRef arch, double slope) {
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names{"identity", "relu", "leaky_relu", "tanh", "sigmoid"};
+  return names;
+}
+const std::vector<std::string>& posterior_names() {
+  static const std::vector<std::string> names{"logvar", "logstd", "std"};
+  return names;
+}
+const std::vector<std::string>& estimator_names() {
+  static const std::vector<std::string> names{"analytic", "mc", "stl"};
+  return names;
+}
+Act parse_activation(c10::string_view name, const char* what) {
+  return parse_name<Act>(activation_names(), name, what);
+}
+Scale parse_posterior(c10::string_view name) { return parse_name<Scale>(posterior_names(), name, "posterior"); }
+Estimator parse_estimator(c10::string_view name) {
+  return parse_name<Estimator>(estimator_names(), name, "estimator");
+}
+
+VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   VaeSpec s;
-  size_t i = 0;
-  auto next = [&](const char* what) {
-    TORCH_CHECK(i < arch.size(), "fastvae: malformed arch list, missing ", what);
-    return arch[i++];
-  };
-  s.data_dim = next("data_dim");
-  s.cond_dim = next("cond_dim");
-  s.latent_dim = next("latent_dim");
+  s.data_dim = data_dim;
+  s.cond_dim = cond_dim;
+  s.latent_dim = latent_dim;
   TORCH_CHECK(s.data_dim > 0 && s.latent_dim > 0 && s.cond_dim >= 0,
               "fastvae: data_dim and latent_dim must be positive and cond_dim >= 0");
-  int64_t n_enc = next("n_enc");
-  TORCH_CHECK(n_enc >= 0 && n_enc < 64, "fastvae: bad number of encoder layers");
-  for (int64_t k = 0; k < n_enc; ++k) s.enc_hidden.push_back(next("encoder size"));
-  int64_t n_dec = next("n_dec");
-  TORCH_CHECK(n_dec >= 0 && n_dec < 64, "fastvae: bad number of decoder layers");
-  for (int64_t k = 0; k < n_dec; ++k) s.dec_hidden.push_back(next("decoder size"));
+  TORCH_CHECK(encoder_hidden.size() < 64, "fastvae: bad number of encoder layers");
+  TORCH_CHECK(decoder_hidden.size() < 64, "fastvae: bad number of decoder layers");
+  s.enc_hidden.assign(encoder_hidden.begin(), encoder_hidden.end());
+  s.dec_hidden.assign(decoder_hidden.begin(), decoder_hidden.end());
   for (auto h : s.enc_hidden) TORCH_CHECK(h > 0, "fastvae: layer sizes must be positive");
   for (auto h : s.dec_hidden) TORCH_CHECK(h > 0, "fastvae: layer sizes must be positive");
-  s.act = to_act(next("activation"), "hidden layers");
-  int64_t sc = next("scale");
-  TORCH_CHECK(sc >= 0 && sc <= 2, "fastvae: unknown posterior scale code ", sc);
-  s.scale = static_cast<Scale>(sc);
-  s.mean_act = to_act(next("mean activation"), "mean head");
-  s.scale_act = to_act(next("scale activation"), "scale head");
-  TORCH_CHECK(i == arch.size(), "fastvae: malformed arch list, ", arch.size() - i, " extra entries");
+  s.act = parse_activation(activation, "activation");
+  s.scale = parse_posterior(posterior);
+  s.mean_act = parse_activation(mean_activation, "mean_activation");
+  s.scale_act = parse_activation(scale_activation, "scale_activation");
   TORCH_CHECK(s.scale != Scale::Std || s.scale_act == Act::Sigmoid,
               "fastvae: a standard-deviation head needs a positive activation (sigmoid)");
+  const double slope = negative_slope;
   TORCH_CHECK(slope == slope, "fastvae: leaky_relu slope is NaN");
   TORCH_CHECK(std::isfinite(slope), "fastvae: leaky_relu slope must be finite, got ", slope);
   s.slope = slope;

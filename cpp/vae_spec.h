@@ -1,7 +1,11 @@
-// Architecture of an MLP VAE with a Bernoulli decoder, decoded from the int[] `arch` argument the ops
-// receive. Python builds the same list in fastvae/vae.py (VAE.arch); keep the two in step.
+// Architecture of an MLP VAE with a Bernoulli decoder, built from the named, typed architecture
+// arguments every VAE op takes (FASTVAE_ARCH_SCHEMA below, spliced into the schemas in cpp/ops.cpp).
+// Enum values travel by name; the name tables in vae_spec.cpp are the only list of valid names, and
+// Python reads them from fastvae._C (ACTIVATIONS, POSTERIORS, ESTIMATORS).
 #pragma once
 #include <ATen/ATen.h>
+#include <c10/util/string_view.h>
+#include <string>
 #include <vector>
 
 namespace fastvae {
@@ -12,6 +16,30 @@ enum class Scale : int64_t { LogVar = 0, LogStd = 1, Std = 2 };
 // Gradient estimator of the KL part (issue "gradient estimators"; DD2434 theory, Roeder et al. 2017).
 enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLanding = 2 };
 
+// The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
+// the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
+// in the same order. A new architecture option is one entry in each of these three lines and one
+// field of ArchSpec.
+#define FASTVAE_ARCH_SCHEMA                                                                  \
+  "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
+  "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation"
+#define FASTVAE_ARCH_PARAMS                                                                  \
+  int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
+      at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
+      c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation
+#define FASTVAE_ARCH_ARGS                                                                          \
+  data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
+      posterior, mean_activation, scale_activation
+
+// Names of the enum values, in code order (the only list; see vae_spec.cpp).
+const std::vector<std::string>& activation_names();
+const std::vector<std::string>& posterior_names();
+const std::vector<std::string>& estimator_names();
+// Name -> enum; "fastvae: unknown <what> 'name'; choose one of [...]" otherwise.
+Act parse_activation(c10::string_view name, const char* what);
+Scale parse_posterior(c10::string_view name);
+Estimator parse_estimator(c10::string_view name);
+
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;
   std::vector<int64_t> enc_hidden, dec_hidden;
@@ -20,8 +48,8 @@ struct VaeSpec {
   Act mean_act = Act::Identity, scale_act = Act::Identity;
   double slope = 0.01;
 
-  // arch = [D, C, Z, n_enc, e_1..e_n, n_dec, d_1..d_m, act, scale, mean_act, scale_act]
-  static VaeSpec parse(at::IntArrayRef arch, double slope);
+  // Validates the architecture arguments (sizes, names, slope) with clear errors.
+  static VaeSpec from_args(FASTVAE_ARCH_PARAMS);
 
   int64_t n_enc_layers() const { return (int64_t)enc_hidden.size() + 1; }  // hidden layers + head
   int64_t n_dec_layers() const { return (int64_t)dec_hidden.size() + 1; }  // hidden layers + logits

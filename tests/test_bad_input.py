@@ -3,6 +3,7 @@ directly. Each row is (call, expected exception type, message fragment): the cal
 kind of error with that fragment, never return garbage, coerce silently (2.7 -> 2) or crash. Rows were found
 by probing every argument with wrong kinds, floats for integers, bools, NaN/inf, negative, zero, huge sizes,
 empty and 0-d tensors, wrong dtype/shape/device (meta included) and out-of-range labels or noise."""
+import dataclasses
 import re
 
 import numpy as np
@@ -32,7 +33,12 @@ Y = torch.tensor([0, 1, 2, 3])
 XS = (torch.rand(4, 7, generator=torch.Generator().manual_seed(1)) < 0.5).double()
 EPS = torch.zeros(2, 4, 3, dtype=torch.float64)
 PS = [p.detach() for p in SMALL.flat_parameters()]
-ARCH = SMALL.arch
+ARCH = SMALL.spec().as_args()
+
+
+def arch(**changes):
+    """SMALL's architecture arguments with some fields replaced (by name)."""
+    return dataclasses.replace(SMALL.spec(), **changes).as_args()
 
 
 def with_entry(t, index, value):
@@ -370,58 +376,66 @@ row("flatten-list", lambda: datasets.flatten([[0.0]]), TypeError, "images must b
 row("flatten-1d", lambda: datasets.flatten(torch.zeros(784)), ValueError, "expected")
 
 # -- torch.ops.fastvae called directly ---------------------------------------------------------------------
-row("op-vae_elbo-arch-short", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH[:5], 0.01, 0), RuntimeError,
-    "malformed arch")
-row("op-vae_elbo-arch-extra", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH + [0], 0.01, 0), RuntimeError,
-    "extra entries")
-row("op-vae_elbo-arch-act", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH[:-4] + [9] + ARCH[-3:], 0.01, 0),
-    RuntimeError, "unknown activation code")
-row("op-vae_elbo-params-count", lambda: ops.vae_elbo(XS, None, EPS, PS[:-1], ARCH, 0.01, 0), RuntimeError,
+row("op-vae_elbo-arch-activation", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(activation="gelu"), "analytic"),
+    RuntimeError, r"unknown activation 'gelu'; choose one of \['identity', 'relu'")
+row("op-vae_elbo-arch-mean-activation",
+    lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(mean_activation="Relu"), "analytic"), RuntimeError,
+    "unknown mean_activation 'Relu'")
+row("op-vae_elbo-arch-posterior", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(posterior="var"), "analytic"),
+    RuntimeError, "unknown posterior 'var'")
+row("op-vae_elbo-arch-layer-size", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(encoder_hidden=(0,)), "analytic"),
+    RuntimeError, "layer sizes must be positive")
+row("op-vae_elbo-arch-latent", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(latent_dim=0), "analytic"),
+    RuntimeError, "latent_dim must be positive")
+row("op-vae_elbo-params-count", lambda: ops.vae_elbo(XS, None, EPS, PS[:-1], *ARCH, "analytic"), RuntimeError,
     "parameter tensors")
-row("op-vae_elbo-params-shape", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous()] + PS[1:], ARCH, 0.01, 0),
+row("op-vae_elbo-params-shape", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous()] + PS[1:], *ARCH, "analytic"),
     RuntimeError, r"encoder layer 0 weight must have shape \[5, 7\]")
-row("op-vae_elbo-params-dtype", lambda: ops.vae_elbo(XS, None, EPS, [p.float() for p in PS], ARCH, 0.01, 0),
+row("op-vae_elbo-params-dtype", lambda: ops.vae_elbo(XS, None, EPS, [p.float() for p in PS], *ARCH, "analytic"),
     RuntimeError, "parameters must be")
-row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous().T] + PS[1:], ARCH,
-                                                         0.01, 0), RuntimeError, "contiguous")
-row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, 0.01, 7), RuntimeError,
-    "unknown estimator code")
-row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, -1.0, 0), RuntimeError, "slope")
-row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, INF, 0), RuntimeError,
-    "slope must be finite")
-row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, ARCH, NAN, 0), RuntimeError, "slope is NaN")
-row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, ARCH, 0.01, 0), RuntimeError,
+row("op-vae_elbo-params-noncontig", lambda: ops.vae_elbo(XS, None, EPS, [PS[0].T.contiguous().T] + PS[1:], *ARCH,
+                                                         "analytic"), RuntimeError, "contiguous")
+row("op-vae_elbo-estimator", lambda: ops.vae_elbo(XS, None, EPS, PS, *ARCH, "iwae"), RuntimeError,
+    "unknown estimator 'iwae'")
+row("op-vae_elbo-slope-negative", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=-1.0), "analytic"),
+    RuntimeError, "slope")
+row("op-vae_elbo-slope-inf", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=INF), "analytic"),
+    RuntimeError, "slope must be finite")
+row("op-vae_elbo-slope-nan", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(negative_slope=NAN), "analytic"),
+    RuntimeError, "slope is NaN")
+row("op-vae_elbo-x-int", lambda: ops.vae_elbo(XS.long(), None, EPS, PS, *ARCH, "analytic"), RuntimeError,
     "float32 or float64")
-row("op-vae_elbo-x-1d", lambda: ops.vae_elbo(XS[0], None, EPS, PS, ARCH, 0.01, 0), RuntimeError, "of shape")
-row("op-vae_elbo-eps-shape", lambda: ops.vae_elbo(XS, None, EPS[:, :3], PS, ARCH, 0.01, 0), RuntimeError,
+row("op-vae_elbo-x-1d", lambda: ops.vae_elbo(XS[0], None, EPS, PS, *ARCH, "analytic"), RuntimeError, "of shape")
+row("op-vae_elbo-eps-shape", lambda: ops.vae_elbo(XS, None, EPS[:, :3], PS, *ARCH, "analytic"), RuntimeError,
     "eps must have shape")
-row("op-vae_elbo-y-unconditional", lambda: ops.vae_elbo(XS, Y, EPS, PS, ARCH, 0.01, 0), RuntimeError,
+row("op-vae_elbo-y-unconditional", lambda: ops.vae_elbo(XS, Y, EPS, PS, *ARCH, "analytic"), RuntimeError,
     "unconditional")
 for name, args in [("x", lambda: (XS.to("meta"), None, EPS, PS)), ("eps", lambda: (XS, None, EPS.to("meta"), PS)),
                    ("params", lambda: (XS, None, EPS, PS[:-1] + [PS[-1].to("meta")]))]:
-    row(f"op-vae_elbo-meta-{name}", lambda a=args: ops.vae_elbo(*a(), ARCH, 0.01, 0), ValueError,
+    row(f"op-vae_elbo-meta-{name}", lambda a=args: ops.vae_elbo(*a(), *ARCH, "analytic"), ValueError,
         "fastvae::vae_elbo: tensors must share one device")
-row("op-vae_encode-meta-x", lambda: ops.vae_encode(XS.to("meta"), None, PS, ARCH, 0.01), ValueError,
+row("op-vae_encode-meta-x", lambda: ops.vae_encode(XS.to("meta"), None, PS, *ARCH), ValueError,
     "fastvae::vae_encode: tensors must share one device")
-row("op-vae_decode-meta-params", lambda: ops.vae_decode(EPS[0], None, [p.to("meta") for p in PS], ARCH, 0.01),
+row("op-vae_decode-meta-params", lambda: ops.vae_decode(EPS[0], None, [p.to("meta") for p in PS], *ARCH),
     ValueError, "fastvae::vae_decode: tensors must share one device")
-row("op-vae_iwae-meta-eps", lambda: ops.vae_iwae(XS, None, EPS.to("meta"), PS, ARCH, 0.01), ValueError,
+row("op-vae_iwae-meta-eps", lambda: ops.vae_iwae(XS, None, EPS.to("meta"), PS, *ARCH), ValueError,
     "fastvae::vae_iwae: tensors must share one device")
-row("op-vae_iwae-eps-L0", lambda: ops.vae_iwae(XS, None, EPS[:0], PS, ARCH, 0.01), RuntimeError,
+row("op-vae_iwae-eps-L0", lambda: ops.vae_iwae(XS, None, EPS[:0], PS, *ARCH), RuntimeError,
     "at least one Monte Carlo sample")
 W = torch.ones(4, dtype=torch.float64)
-row("op-vae_elbo_backward-weights-shape", lambda: ops.vae_elbo_backward(W[:3], W, XS, None, EPS, PS, ARCH, 0.01, 0),
+row("op-vae_elbo_backward-weights-shape", lambda: ops.vae_elbo_backward(W[:3], W, XS, None, EPS, PS, *ARCH, "analytic"),
     RuntimeError, "per-image weights")
-row("op-vae_elbo_backward-weights-int", lambda: ops.vae_elbo_backward(W.long(), W, XS, None, EPS, PS, ARCH, 0.01, 0),
+row("op-vae_elbo_backward-weights-int", lambda: ops.vae_elbo_backward(W.long(), W, XS, None, EPS, PS, *ARCH,
+                                                                                       "analytic"),
     RuntimeError, "floating point")
-row("op-vae_elbo_backward-meta", lambda: ops.vae_elbo_backward(W.to("meta"), W, XS, None, EPS, PS, ARCH, 0.01, 0),
+row("op-vae_elbo_backward-meta", lambda: ops.vae_elbo_backward(W.to("meta"), W, XS, None, EPS, PS, *ARCH, "analytic"),
     ValueError, "fastvae::vae_elbo_backward: tensors must share one device")
 for op_name, call in [
-        ("vae_encode", lambda: ops.vae_encode(XS, None, grad_params(), ARCH, 0.01)),
-        ("vae_decode", lambda: ops.vae_decode(EPS[0], None, grad_params(), ARCH, 0.01)),
-        ("vae_iwae", lambda: ops.vae_iwae(XS, None, EPS, grad_params(), ARCH, 0.01)),
-        ("vae_elbo_backward", lambda: ops.vae_elbo_backward(W.clone().requires_grad_(), W, XS, None, EPS, PS, ARCH,
-                                                            0.01, 0)),
+        ("vae_encode", lambda: ops.vae_encode(XS, None, grad_params(), *ARCH)),
+        ("vae_decode", lambda: ops.vae_decode(EPS[0], None, grad_params(), *ARCH)),
+        ("vae_iwae", lambda: ops.vae_iwae(XS, None, EPS, grad_params(), *ARCH)),
+        ("vae_elbo_backward", lambda: ops.vae_elbo_backward(W.clone().requires_grad_(), W, XS, None, EPS, PS, *ARCH,
+                                                            "analytic")),
         ("gumbel_softmax_bwd", lambda: ops.gumbel_softmax_bwd(L.clone().requires_grad_(), L.softmax(-1), 1.0, -1)),
         ("exponential_bwd", lambda: ops.exponential_bwd(R.clone().requires_grad_(), R, R)),
         ("cavi_update_lambda", lambda: ops.cavi_update_lambda(torch.ones(2, 5, dtype=torch.float64,

@@ -122,7 +122,7 @@ def test_save_load_round_trip(data, tmp_path):
     m.fit(x[:100], y[:100], epochs=1, seed=0, progress=False, kl_weight=2.0)
     m.save(tmp_path / "c.pt")
     back = fastvae.VAE.load(str(tmp_path / "c.pt"))
-    assert back.arch == m.arch and back.preset == "cvae_hw7" and back.fit_settings_["kl_weight"] == 2.0
+    assert back.spec() == m.spec() and back.preset == "cvae_hw7" and back.train_options_.kl_weight == 2.0
     same_state(m, back)
     mu, sigma = m.encode(x[:5].float().gt(127).float(), y[:5])
     mu2, sigma2 = back.encode(x[:5].float().gt(127).float(), y[:5])

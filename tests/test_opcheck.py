@@ -29,24 +29,24 @@ def vae_inputs(cond_dim, requires_grad):
     y = torch.randint(0, cond_dim, (4,), generator=g) if cond_dim else None
     eps = torch.randn(2, 4, 3, generator=g, dtype=F64)
     params = [p.detach().clone().requires_grad_(requires_grad) for p in model.flat_parameters()]
-    return x, y, eps, params, model.arch, model.negative_slope
+    return x, y, eps, params, model.spec().as_args()
 
 
 def vae_cases():
     cases = []
     for cond in (0, 3):
         tag = "conditional" if cond else "unconditional"
-        x, y, eps, params, arch, slope = vae_inputs(cond, requires_grad=True)
-        for name, code in fastvae._ops.ESTIMATORS.items():
-            cases.append(("vae_elbo", f"{tag}-{name}", (x, y, eps, params, arch, slope, code)))
+        x, y, eps, params, arch = vae_inputs(cond, requires_grad=True)
+        for name in fastvae._ops.ESTIMATORS:
+            cases.append(("vae_elbo", f"{tag}-{name}", (x, y, eps, params, *arch, name)))
         # encode, decode and iwae are not differentiable (an error with grad inputs): plain inputs here
-        x, y, eps, params, arch, slope = vae_inputs(cond, requires_grad=False)
+        x, y, eps, params, arch = vae_inputs(cond, requires_grad=False)
         w = torch.linspace(0.5, 1.5, 4, dtype=F64)
-        for code in fastvae._ops.ESTIMATORS.values():
-            cases.append(("vae_elbo_backward", f"{tag}-{code}", (w, -w, x, y, eps, params, arch, slope, code)))
-        cases += [("vae_encode", tag, (x, y, params, arch, slope)),
-                  ("vae_decode", tag, (eps[0], y, params, arch, slope)),
-                  ("vae_iwae", tag, (x, y, eps, params, arch, slope))]
+        for name in fastvae._ops.ESTIMATORS:
+            cases.append(("vae_elbo_backward", f"{tag}-{name}", (w, -w, x, y, eps, params, *arch, name)))
+        cases += [("vae_encode", tag, (x, y, params, *arch)),
+                  ("vae_decode", tag, (eps[0], y, params, *arch)),
+                  ("vae_iwae", tag, (x, y, eps, params, *arch))]
     return cases
 
 

@@ -77,8 +77,7 @@ def test_gradcheck_float64(name, estimator):
     params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
 
     def f(*ps):
-        out = torch.ops.fastvae.vae_elbo(x, y, eps, list(ps), model.arch, model.negative_slope,
-                                         fastvae._ops.ESTIMATORS[estimator])
+        out = torch.ops.fastvae.vae_elbo(x, y, eps, list(ps), *model.spec().as_args(), estimator)
         return out
     assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
 
@@ -142,11 +141,11 @@ def test_iwae_bound_is_between_elbo_and_tighter_with_k():
     # k = 1: the importance weight is one Monte Carlo ELBO draw.
     eps = torch.randn(1, 5, 2, dtype=torch.float64, generator=g)
     params = [p.detach() for p in model.flat_parameters()]  # vae_iwae is not differentiable
-    one = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+    one = torch.ops.fastvae.vae_iwae(x, None, eps, params, *model.spec().as_args())
     torch.testing.assert_close(one, fastvae.elbo(model, x, eps=eps, estimator="mc").elbo)
     # Reference log-sum-exp over k draws with torch.distributions.
     eps = torch.randn(50, 5, 2, dtype=torch.float64, generator=g)
-    ours = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+    ours = torch.ops.fastvae.vae_iwae(x, None, eps, params, *model.spec().as_args())
     ref = RefVAE(model, Arch.of(model))
     q = ref.q(x)
     z = q.loc + q.scale * eps
@@ -220,10 +219,10 @@ def test_non_differentiable_ops_work_without_grad_and_do_not_claim_grad():
     params = model.flat_parameters()  # require grad
     assert all(p.requires_grad for p in params)
     with pytest.raises(RuntimeError, match="vae_encode is not differentiable"):
-        torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
+        torch.ops.fastvae.vae_encode(x, None, params, *model.spec().as_args())
     with torch.no_grad():
-        mu, _ = torch.ops.fastvae.vae_encode(x, None, params, model.arch, 0.01)
-        iw = torch.ops.fastvae.vae_iwae(x, None, eps, params, model.arch, 0.01)
+        mu, _ = torch.ops.fastvae.vae_encode(x, None, params, *model.spec().as_args())
+        iw = torch.ops.fastvae.vae_iwae(x, None, eps, params, *model.spec().as_args())
     assert not mu.requires_grad and not iw.requires_grad
     torch.testing.assert_close(mu, model.encode(x)[0], rtol=0, atol=0)  # the public API stays usable
     assert not model.decode(eps[0]).requires_grad

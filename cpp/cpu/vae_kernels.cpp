@@ -20,9 +20,10 @@ struct Inputs {
 using NoAutograd = at::AutoDispatchBelowADInplaceOrView;
 
 Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor* eps,
-                    at::TensorList params, at::IntArrayRef arch, double slope, bool binary_x) {
-  Inputs in{VaeSpec::parse(arch, slope)};
+                    at::TensorList params, const VaeSpec& spec, bool binary_x) {
+  Inputs in{spec};
   const auto& s = in.spec;
+  const double slope = s.slope;
   TORCH_CHECK(slope >= 0, "fastvae: leaky_relu slope must be >= 0, got ", slope);
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "fastvae: x must be float32 or float64, got ", x.scalar_type());
@@ -55,11 +56,6 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   return in;
 }
 
-Estimator to_estimator(int64_t e) {
-  TORCH_CHECK(e >= 0 && e <= 2, "fastvae: unknown estimator code ", e);
-  return static_cast<Estimator>(e);
-}
-
 const int64_t* label_ptr(const c10::optional<at::Tensor>& y) {
   return y ? y->data_ptr<int64_t>() : nullptr;
 }
@@ -67,11 +63,10 @@ const int64_t* label_ptr(const c10::optional<at::Tensor>& y) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> vae_elbo(const at::Tensor& x,
                                                         const c10::optional<at::Tensor>& y,
                                                         const at::Tensor& eps, at::TensorList params,
-                                                        at::IntArrayRef arch, double slope,
-                                                        int64_t estimator) {
+                                                        FASTVAE_ARCH_PARAMS, c10::string_view estimator) {
   NoAutograd guard;
-  auto in = check_inputs(x, y, &eps, params, arch, slope, true);
-  auto est = to_estimator(estimator);
+  auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
+  auto est = parse_estimator(estimator);
   at::Tensor rec, kl;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_elbo", [&] {
     VaeEngine<scalar_t> eng(in.spec);
@@ -85,10 +80,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vae_elbo(const at::Tensor& x,
 std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Tensor& w_kl,
                                           const at::Tensor& x, const c10::optional<at::Tensor>& y,
                                           const at::Tensor& eps, at::TensorList params,
-                                          at::IntArrayRef arch, double slope, int64_t estimator) {
+                                          FASTVAE_ARCH_PARAMS, c10::string_view estimator) {
   NoAutograd guard;
-  auto in = check_inputs(x, y, &eps, params, arch, slope, true);
-  auto est = to_estimator(estimator);
+  auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
+  auto est = parse_estimator(estimator);
   const int64_t B = x.size(0);
   for (const auto* w : {&w_rec, &w_kl}) {
     TORCH_CHECK(w->dim() == 1 && w->size(0) == B, "fastvae: per-image weights must have shape [", B,
@@ -110,10 +105,9 @@ std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Ten
 }
 
 std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::optional<at::Tensor>& y,
-                                              at::TensorList params, at::IntArrayRef arch,
-                                              double slope) {
+                                              at::TensorList params, FASTVAE_ARCH_PARAMS) {
   NoAutograd guard;
-  auto in = check_inputs(x, y, nullptr, params, arch, slope, true);
+  auto in = check_inputs(x, y, nullptr, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
   at::Tensor mu, sigma;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_encode", [&] {
     VaeEngine<scalar_t> eng(in.spec);
@@ -125,9 +119,9 @@ std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::op
 }
 
 at::Tensor vae_decode(const at::Tensor& z, const c10::optional<at::Tensor>& y, at::TensorList params,
-                      at::IntArrayRef arch, double slope) {
+                      FASTVAE_ARCH_PARAMS) {
   NoAutograd guard;
-  auto in = check_inputs(z, y, nullptr, params, arch, slope, false);
+  auto in = check_inputs(z, y, nullptr, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), false);
   at::Tensor logits;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_decode", [&] {
     VaeEngine<scalar_t> eng(in.spec);
@@ -138,9 +132,9 @@ at::Tensor vae_decode(const at::Tensor& z, const c10::optional<at::Tensor>& y, a
 }
 
 at::Tensor vae_iwae(const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor& eps,
-                    at::TensorList params, at::IntArrayRef arch, double slope) {
+                    at::TensorList params, FASTVAE_ARCH_PARAMS) {
   NoAutograd guard;
-  auto in = check_inputs(x, y, &eps, params, arch, slope, true);
+  auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae", [&] {
     VaeEngine<scalar_t> eng(in.spec);

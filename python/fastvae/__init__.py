@@ -6,6 +6,8 @@ from ._extension import load_extension
 _C = load_extension()  # checks the torch it was built against, then registers torch.ops.fastvae
 from . import _ops, datasets, presets  # noqa: F401
 from . import cavi  # noqa: F401
+from .arch import ArchSpec
+from .options import TrainOptions
 from .vae import ELBO, VAE, elbo, log_likelihood
 from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
 from .training import AdamState, History, TrainingDivergedError
@@ -14,4 +16,4 @@ from .checkpoint import CheckpointError
 __version__ = "0.1.0"
 __all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
            "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
-           "TrainingDivergedError", "CheckpointError"]
+           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec"]

@@ -4,10 +4,9 @@ import torch
 
 from . import _C  # noqa: F401  (registers the ops)
 from . import _checks
+from .arch import ESTIMATORS, ArchSpec  # noqa: F401  (ESTIMATORS: the names C++ accepts)
 
 ops = torch.ops.fastvae
-
-ESTIMATORS = {"analytic": 0, "mc": 1, "stl": 2}
 
 # Largest number of elements one call may allocate for an output or a work buffer (4 GiB of float32):
 # bigger requests are rejected up front with a clear error instead of an OOM kill.
@@ -34,34 +33,35 @@ def check_devices(op: str, **args) -> None:
     _checks.same_device(f"fastvae::{op}", **flat)
 
 
+# The VAE fakes take the architecture arguments as *arch (schema order) and read them by name.
 @torch.library.register_fake("fastvae::vae_elbo")
-def _vae_elbo_fake(x, y, eps, params, arch, slope, estimator):
+def _vae_elbo_fake(x, y, eps, params, *arch_and_estimator):
     check_devices("vae_elbo", x=x, y=y, eps=eps, params=params)
     b = x.shape[0]
     return x.new_empty(b), x.new_empty(b), x.new_empty(b)
 
 
 @torch.library.register_fake("fastvae::vae_elbo_backward")
-def _vae_elbo_backward_fake(w_rec, w_kl, x, y, eps, params, arch, slope, estimator):
+def _vae_elbo_backward_fake(w_rec, w_kl, x, y, eps, params, *arch_and_estimator):
     check_devices("vae_elbo_backward", w_rec=w_rec, w_kl=w_kl, x=x, y=y, eps=eps, params=params)
     return [torch.empty_like(p) for p in params]
 
 
 @torch.library.register_fake("fastvae::vae_encode")
-def _vae_encode_fake(x, y, params, arch, slope):
+def _vae_encode_fake(x, y, params, *arch):
     check_devices("vae_encode", x=x, y=y, params=params)
-    z = arch[2]
+    z = ArchSpec(*arch).latent_dim
     return x.new_empty(x.shape[0], z), x.new_empty(x.shape[0], z)
 
 
 @torch.library.register_fake("fastvae::vae_decode")
-def _vae_decode_fake(z, y, params, arch, slope):
+def _vae_decode_fake(z, y, params, *arch):
     check_devices("vae_decode", z=z, y=y, params=params)
-    return z.new_empty(z.shape[0], arch[0])
+    return z.new_empty(z.shape[0], ArchSpec(*arch).data_dim)
 
 
 @torch.library.register_fake("fastvae::vae_iwae")
-def _vae_iwae_fake(x, y, eps, params, arch, slope):
+def _vae_iwae_fake(x, y, eps, params, *arch):
     check_devices("vae_iwae", x=x, y=y, eps=eps, params=params)
     return x.new_empty(x.shape[0])
 
@@ -73,10 +73,10 @@ def _adam_step_fake(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, 
 
 
 def _elbo_setup_context(ctx, inputs, output):
-    x, y, eps, params, arch, slope, estimator = inputs
+    x, y, eps, params, *rest = inputs  # rest: the architecture arguments, then the estimator
     ctx.save_for_backward(x, eps, *params)
     ctx.y = y
-    ctx.arch, ctx.slope, ctx.estimator = arch, slope, estimator
+    ctx.rest = rest
 
 
 def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
@@ -88,8 +88,8 @@ def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
     # elbo = rec - kl, so an upstream gradient on elbo reaches rec with +1 and kl with -1.
     w_rec = g_elbo + g_rec
     w_kl = g_kl - g_elbo
-    grads = ops.vae_elbo_backward(w_rec, w_kl, x, ctx.y, eps, params, ctx.arch, ctx.slope, ctx.estimator)
-    return None, None, None, list(grads), None, None, None
+    grads = ops.vae_elbo_backward(w_rec, w_kl, x, ctx.y, eps, params, *ctx.rest)
+    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
 
 
 torch.library.register_autograd("fastvae::vae_elbo", _elbo_backward, setup_context=_elbo_setup_context)

@@ -9,7 +9,10 @@ A checkpoint is one ``torch.save``'d dict of tensors, numbers and strings only, 
     optimizer        AdamState.state_dict(): step, exp_avg, exp_avg_sq (None before any fit)
     generator        the training loop's generator state, uint8 (None before any fit)
     history          History fields as tensors (None before any fit)
-    fit_settings     the settings of the last fit (None before any fit)
+    train_options    TrainOptions.to_dict() of the last fit (None before any fit)
+
+Format 1 (before TrainOptions) stored ``fit_settings``, a dict of the same fields less epochs and
+callback_every; it still loads (the missing fields take their defaults).
 
 Written with :func:`fastvae._atomic.atomic_write`: an interrupted save leaves the previous file intact.
 """
@@ -22,7 +25,8 @@ import torch
 from ._atomic import atomic_write
 
 FORMAT = "fastvae.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -63,6 +67,7 @@ def save(model, path) -> Path:
     p = check_path("fastvae.VAE.save", path)
     state = getattr(model, "optimizer_state_", None)
     hist = getattr(model, "history_", None)
+    opts = getattr(model, "train_options_", None)
     data = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastvae_version": __version__,
         "config": config(model), "preset": getattr(model, "preset", None),
@@ -70,13 +75,14 @@ def save(model, path) -> Path:
         "optimizer": None if state is None else state.state_dict(),
         "generator": getattr(model, "generator_state_", None),
         "history": None if hist is None else {k: torch.from_numpy(np.array(v)) for k, v in hist.__dict__.items()},
-        "fit_settings": getattr(model, "fit_settings_", None),
+        "train_options": None if opts is None else opts.to_dict(),
     }
     return atomic_write(p, lambda f: torch.save(data, f))
 
 
 def load(cls, path):
     """Rebuild a model of class ``cls`` with its training state from the checkpoint at ``path``."""
+    from .options import TrainOptions
     from .training import AdamState, History
 
     where = "fastvae.VAE.load"
@@ -89,9 +95,10 @@ def load(cls, path):
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{where}: {str(p)!r} is not a fastvae checkpoint (a plain state_dict loads with "
                               "model.load_state_dict(torch.load(path)))")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{where}: {str(p)!r} has checkpoint format {data.get('format_version')!r}; this "
-                              f"fastvae reads format {FORMAT_VERSION}")
+    version = data.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{where}: {str(p)!r} has checkpoint format {version!r}; this "
+                              f"fastvae reads formats {', '.join(map(str, READABLE_VERSIONS))}")
     try:
         cfg = dict(data["config"])
         cfg["dtype"] = getattr(torch, cfg["dtype"])
@@ -107,7 +114,8 @@ def load(cls, path):
             model.generator_state_ = gen
         if data["history"] is not None:
             model.history_ = History(**{k: v.numpy() for k, v in data["history"].items()})
-        model.fit_settings_ = data["fit_settings"]
+        opts = data["train_options"] if version >= 2 else data["fit_settings"]
+        model.train_options_ = None if opts is None else TrainOptions.from_dict(opts, where)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(f"{where}: {str(p)!r} holds an invalid checkpoint: {type(e).__name__}: {e}") from e
     return model

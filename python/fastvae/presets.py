@@ -17,6 +17,13 @@ class Preset:
     data: Dict = field(default_factory=dict)
     reported: Dict = field(default_factory=dict)
 
+    def options(self, **overrides):
+        """The homework's :class:`fastvae.TrainOptions`: ``train`` and the data's binarization threshold,
+        with keyword ``overrides``; validated (TypeError / ValueError as ``TrainOptions.validate``)."""
+        from .options import TrainOptions
+        base = dict(self.train, **({"threshold": self.data["threshold"]} if "threshold" in self.data else {}))
+        return TrainOptions.from_dict(dict(base, **overrides), "Preset.options")
+
 
 PRESETS: Dict[str, Preset] = {
     # 784 -> 512 -> 256 -> (mu, log sigma) in R^2; decoder 2 -> 256 -> 512 -> 784 logits.

@@ -4,7 +4,7 @@ The training state of a model is its weights, ``model.optimizer_state_`` (:class
 ``model.generator_state_`` (the loop's random generator) and ``model.history_``; ``VAE.save`` writes all of
 it (:mod:`fastvae.checkpoint`), so a saved run continues exactly.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -13,6 +13,7 @@ from tqdm import tqdm  # the text bar: works in terminals and notebooks without 
 
 from . import _C, _checks, _ops
 from ._lock import model_lock
+from .options import TrainOptions, names as option_names
 
 WHERE = "fastvae.fit"
 
@@ -150,12 +151,10 @@ def _check_finite_parameters(model) -> None:
                              "diverged (load a checkpoint or re-initialize)")
 
 
-def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: int = 64, n_samples: int = 1,
-        lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-        threshold: int = 127, estimator: str = "analytic", kl_weight: float = 1.0, test_images=None, test_labels=None,
-        val_images=None, val_labels=None, eval_every: int = 0, eval_samples: int = 1,
-        seed: Optional[int] = None, progress: bool = True, callback: Optional[Callable] = None,
-        callback_every: int = 20, checkpoint=None, checkpoint_every: Optional[int] = None) -> History:
+def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] = None, *, test_images=None,
+        test_labels=None, val_images=None, val_labels=None, seed: Optional[int] = None, progress: bool = True,
+        callback: Optional[Callable] = None, checkpoint=None, checkpoint_every: Optional[int] = None,
+        **overrides) -> History:
     """Train ``model`` in place with Adam (torch.optim.Adam's update) on binarized images, in C++.
 
     Each epoch shuffles the training images (``torch.randperm``), cuts them into minibatches (the last one
@@ -179,6 +178,8 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
     Args:
         train_images: uint8 [N, D] or [N, H, W] intensities (or float in [0, 1]); N >= 1.
         train_labels: int64 [N] classes, for a conditional VAE only.
+        options: a :class:`fastvae.TrainOptions` (default ``TrainOptions()``); the keyword ``overrides``
+            are its fields (``fit(model, x, epochs=3, lr=1e-4)``) and replace its values:
         epochs: number of passes (int >= 0). batch_size, n_samples: ints >= 1.
         lr (> 0), betas (two numbers in [0, 1)), eps (>= 0), weight_decay (>= 0): Adam's settings, finite.
         threshold: int in [0, 255]. estimator: ``"analytic"``, ``"mc"`` or ``"stl"``.
@@ -213,28 +214,21 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
     w = model.encoder_head.weight
     if w.dtype != torch.float32 or w.device.type != "cpu":
         raise TypeError(f"{WHERE}: fit trains float32 models on the CPU; convert with model.float()")
-    epochs = c.integer(WHERE, "epochs", epochs, min=0)
-    batch_size = c.integer(WHERE, "batch_size", batch_size, min=1)
-    n_samples = c.integer(WHERE, "n_samples", n_samples, min=1)
-    lr = c.positive(WHERE, "lr", lr)
-    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or not hasattr(betas, "__getitem__"):
-        raise TypeError(f"{WHERE}: betas must be a pair of numbers, got {c._show(betas)}")
-    if len(betas) != 2:
-        raise ValueError(f"{WHERE}: betas must be a pair of numbers, got {len(betas)} of them")
-    betas = tuple(c.real(WHERE, f"betas[{i}]", b, min=0.0, max=1.0, max_open=True) for i, b in enumerate(betas))
-    eps = c.real(WHERE, "eps", eps, min=0.0)
-    weight_decay = c.real(WHERE, "weight_decay", weight_decay, min=0.0)
-    threshold = c.integer(WHERE, "threshold", threshold, min=0, max=255)
-    estimator = c.choice(WHERE, "estimator", estimator, sorted(_ops.ESTIMATORS))
-    kl_weight = c.real(WHERE, "kl_weight", kl_weight, min=0.0)
-    eval_every = c.integer(WHERE, "eval_every", eval_every, min=0)
-    eval_samples = c.integer(WHERE, "eval_samples", eval_samples, min=1)
+    if options is None:
+        options = TrainOptions()
+    elif not isinstance(options, TrainOptions):
+        raise TypeError(f"{WHERE}: options must be a fastvae.TrainOptions or None, got {c._show(options)}")
+    unknown = sorted(set(overrides) - set(option_names()))
+    if unknown:
+        raise TypeError(f"{WHERE}: unexpected keyword argument {unknown[0]!r}; the training options are "
+                        f"{list(option_names())}")
+    opts = replace(options, **overrides).validate(WHERE)
+    epochs, batch_size, eval_every = opts.epochs, opts.batch_size, opts.eval_every
     if seed is not None:
         seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)
     c.flag(WHERE, "progress", progress)
     if callback is not None and not callable(callback):
         raise TypeError(f"{WHERE}: callback must be callable or None, got {c._show(callback)}")
-    callback_every = c.integer(WHERE, "callback_every", callback_every, min=0)
     if checkpoint is not None:
         from .checkpoint import check_path
         check_path(WHERE, checkpoint)
@@ -262,14 +256,8 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
     if state is None:
         state = model.optimizer_state_ = AdamState.zeros(params)
     gen_state = _generator_state(model, seed)
-    opts = _C.TrainOptions()
-    opts.epochs, opts.batch_size, opts.n_samples = 1, batch_size, n_samples  # one epoch per call
-    opts.estimator, opts.threshold, opts.kl_weight = _ops.ESTIMATORS[estimator], threshold, kl_weight
-    opts.callback_every, opts.eval_every, opts.eval_samples = callback_every, eval_every, eval_samples
-    opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weight_decay = lr, betas[0], betas[1], eps, weight_decay
-    model.fit_settings_ = dict(batch_size=batch_size, n_samples=n_samples, lr=lr, betas=list(betas), eps=eps,
-                               weight_decay=weight_decay, threshold=threshold, estimator=estimator,
-                               kl_weight=kl_weight, eval_every=eval_every, eval_samples=eval_samples)
+    engine_options = replace(opts, epochs=1).engine_dict()  # one epoch per C++ call
+    model.train_options_ = opts
 
     n_images = xs.shape[0]
     per_epoch = -(-n_images // min(batch_size, n_images))
@@ -294,8 +282,8 @@ def fit(model, train_images, train_labels=None, *, epochs: int = 1, batch_size: 
     try:
         for _ in range(epochs):
             with lock, torch.no_grad():
-                out = _C.train_vae(params, state.exp_avg, state.exp_avg_sq, state.step, model.arch,
-                                   model.negative_slope, xs, ys, xt, yt, xv, yv, opts, gen_state, on_event)
+                out = _C.train_vae(params, state.exp_avg, state.exp_avg_sq, state.step, model.spec().as_dict(),
+                                   xs, ys, xt, yt, xv, yv, engine_options, gen_state, on_event)
             state.step = out["step"]
             gen_state = model.generator_state_ = out["generator_state"]
             part = History(out["update_rec"].numpy(), out["update_kl"].numpy(), out["train_elbo"].numpy(),

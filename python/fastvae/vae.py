@@ -13,9 +13,7 @@ from torch import nn
 
 from . import _checks, _ops, presets
 from ._lock import reading
-
-ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
-POSTERIORS = {"logvar": 0, "logstd": 1, "std": 2}
+from .arch import ACTIVATIONS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 
 
 class ELBO(NamedTuple):
@@ -66,8 +64,8 @@ class VAE(nn.Module):
         decoder_hidden = _checks.integer_sequence(where, "decoder_hidden", decoder_hidden, min=1)
         for name, value in (("activation", activation), ("mean_activation", mean_activation),
                             ("scale_activation", scale_activation)):
-            _checks.choice(where, name, value, sorted(ACTIVATIONS))
-        _checks.choice(where, "posterior", posterior, sorted(POSTERIORS))
+            _checks.choice(where, name, value, ACTIVATIONS)
+        _checks.choice(where, "posterior", posterior, POSTERIORS)
         if posterior == "std" and scale_activation != "sigmoid":
             raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
         negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
@@ -93,7 +91,7 @@ class VAE(nn.Module):
         self.history_ = None
         self.optimizer_state_ = None
         self.generator_state_ = None
-        self.fit_settings_ = None
+        self.train_options_ = None
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
@@ -110,12 +108,11 @@ class VAE(nn.Module):
         return model
 
     # -- plumbing shared with the C++ ops ---------------------------------------------------------
-    @property
-    def arch(self):
-        """Architecture code list passed to the C++ ops (layout in cpp/vae_spec.h)."""
-        return [self.data_dim, self.cond_dim, self.latent_dim, len(self.encoder_hidden), *self.encoder_hidden,
-                len(self.decoder_hidden), *self.decoder_hidden, ACTIVATIONS[self.activation],
-                POSTERIORS[self.posterior], ACTIVATIONS[self.mean_activation], ACTIVATIONS[self.scale_activation]]
+    def spec(self) -> ArchSpec:
+        """The architecture as the C++ ops receive it: ``op(..., params, *model.spec().as_args())``."""
+        return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
+                        self.activation, self.negative_slope, self.posterior, self.mean_activation,
+                        self.scale_activation)
 
     def flat_parameters(self):
         """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias)."""
@@ -193,7 +190,7 @@ class VAE(nn.Module):
         device, labels missing/out of range), RuntimeError (x not binary or NaN, NaN parameters)."""
         x, y = self._prepare(x, y, "VAE.encode")
         with reading(self):
-            return _ops.ops.vae_encode(x, y, self.flat_parameters(), self.arch, self.negative_slope)
+            return _ops.ops.vae_encode(x, y, self.flat_parameters(), *self.spec().as_args())
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
@@ -204,7 +201,7 @@ class VAE(nn.Module):
         _checks.flag("VAE.decode", "logits", logits)
         z, y = self._prepare(z, y, "VAE.decode", "z", width=self.latent_dim)
         with reading(self):
-            out = _ops.ops.vae_decode(z, y, self.flat_parameters(), self.arch, self.negative_slope)
+            out = _ops.ops.vae_decode(z, y, self.flat_parameters(), *self.spec().as_args())
         return out if logits else torch.sigmoid(out)
 
     @torch.no_grad()
@@ -237,14 +234,15 @@ class VAE(nn.Module):
         mu, _ = self.encode(x, y)
         return self.decode(mu, y)
 
-    def fit(self, train_images, train_labels=None, **kwargs):
-        """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments."""
+    def fit(self, train_images, train_labels=None, options=None, **kwargs):
+        """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments (``options``: a
+        :class:`fastvae.TrainOptions`, keywords override its fields)."""
         from .training import fit
-        return fit(self, train_images, train_labels, **kwargs)
+        return fit(self, train_images, train_labels, options, **kwargs)
 
     def save(self, path):
         """Write the model and its training state (architecture, weights, Adam state, the loop's generator,
-        history, last fit settings) to ``path`` atomically; ``VAE.load(path).fit(...)`` continues the run
+        history, last TrainOptions) to ``path`` atomically; ``VAE.load(path).fit(...)`` continues the run
         exactly. ``state_dict()`` stays the plain weights. Format: :mod:`fastvae.checkpoint`.
 
         Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder
@@ -296,7 +294,7 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
     where = "elbo"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
-    _checks.choice(where, "estimator", estimator, sorted(_ops.ESTIMATORS))
+    _checks.choice(where, "estimator", estimator, _ops.ESTIMATORS)
     x, y = model._prepare(x, y, where)
     if eps is None:
         n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
@@ -312,8 +310,7 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
                              f"got {tuple(eps.shape)}")
         _checks.same_device(where, x=x, eps=eps)
     with reading(model):
-        out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), model.arch, model.negative_slope,
-                                _ops.ESTIMATORS[estimator])
+        out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
     return ELBO(*out)
 
 
@@ -347,5 +344,5 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
         yb = None if y is None else y[s:s + batch_size]
         eps = model._noise(where, (k, xb.shape[0], model.latent_dim), x, generator)
         with reading(model):
-            out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), model.arch, model.negative_slope))
+            out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), *model.spec().as_args()))
     return torch.cat(out) if out else x.new_empty(0)

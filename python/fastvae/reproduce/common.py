@@ -56,6 +56,11 @@ class Context:
             t["kl_weight"] = float(self.kl_weight)
         return t
 
+    def train_options(self):
+        """The :class:`fastvae.TrainOptions` ``fit`` trains with: the preset's, with --epochs / --kl-weight."""
+        overrides = {k: v for k, v in (("epochs", self.epochs), ("kl_weight", self.kl_weight)) if v is not None}
+        return self.preset.options(**overrides)
+
     def figure(self, fig, filename: str) -> str:
         """Save ``fig`` as out/filename (atomically) and remember it for metrics.json."""
         save_figure(fig, self.out / filename)
@@ -128,14 +133,16 @@ def resume_point(ctx: Context, n_train: int):
 
 
 def train(ctx: Context, model, images, labels=None, *, epochs: int, **kwargs):
-    """``model.fit`` for ``epochs`` epochs from ``ctx.seed``, writing out/checkpoint.pt after every epoch;
+    """``model.fit`` with ``ctx.train_options()`` (``kwargs`` go to fit) for ``epochs`` epochs from
+    ``ctx.seed``, writing out/checkpoint.pt after every epoch;
     with ``--resume`` and a checkpoint, the saved model trains the remaining epochs instead (bit-exactly the
     run it continues). Returns (model, model.history_) with the whole run's history."""
     saved = resume_point(ctx, len(images))
     done = 0
     if saved is not None:
         model, done = saved, len(saved.history_.train_elbo)
-    model.fit(images, labels, epochs=max(0, epochs - done), seed=None if saved is not None else ctx.seed,
+    model.fit(images, labels, ctx.train_options(), epochs=max(0, epochs - done),
+              seed=None if saved is not None else ctx.seed,
               checkpoint=ctx.checkpoint, progress=ctx.progress,
               callback=epoch_printer(ctx, offset=done, total=epochs), **kwargs)
     return model, model.history_

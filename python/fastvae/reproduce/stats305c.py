@@ -15,8 +15,7 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(ctx.seed)
     model = VAE.from_preset(ctx.name)
     timer = Timer()
-    model, hist = train_model(ctx, model, x_train, epochs=train["epochs"], batch_size=train["batch_size"],
-                              n_samples=train["n_samples"], lr=train["lr"], threshold=thr, test_images=x_test)
+    model, hist = train_model(ctx, model, x_train, epochs=train["epochs"], test_images=x_test)
     seconds = timer()
     save_model(ctx.out / "model.pt", model)
 

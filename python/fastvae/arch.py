@@ -1,0 +1,46 @@
+"""The architecture of a :class:`fastvae.VAE` as the C++ engine receives it.
+
+Every VAE op takes the architecture as named, typed schema arguments (``FASTVAE_ARCH_SCHEMA`` in
+cpp/vae_spec.h, spliced into every schema in cpp/ops.cpp). :class:`ArchSpec` has exactly those fields, in
+schema order, so ``op(x, y, params, *spec.as_args())`` is the whole protocol and the fake kernels read
+fields by name. Enum values travel as names; the valid names come from the C++ tables
+(``fastvae._C.ACTIVATIONS``, ``POSTERIORS``, ``ESTIMATORS``), the only place they are listed.
+"""
+from dataclasses import astuple, dataclass, fields
+from typing import Tuple
+
+from . import _C
+
+ACTIVATIONS: Tuple[str, ...] = tuple(_C.ACTIVATIONS)
+POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
+ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Architecture arguments of the VAE ops, in schema order (see :class:`fastvae.VAE` for meanings):
+    sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float)."""
+
+    data_dim: int
+    cond_dim: int
+    latent_dim: int
+    encoder_hidden: Tuple[int, ...]
+    decoder_hidden: Tuple[int, ...]
+    activation: str
+    negative_slope: float
+    posterior: str
+    mean_activation: str
+    scale_activation: str
+
+    def as_args(self) -> tuple:
+        """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""
+        return tuple(list(v) if isinstance(v, tuple) else v for v in astuple(self))
+
+    def as_dict(self) -> dict:
+        """Field name -> value (what ``fastvae._C.train_vae`` reads by name)."""
+        return dict(zip(names(), self.as_args()))
+
+
+def names() -> Tuple[str, ...]:
+    """The field names, which are the schema's architecture argument names."""
+    return tuple(f.name for f in fields(ArchSpec))

@@ -1,0 +1,85 @@
+"""Training options of :func:`fastvae.fit`: one typed, frozen object shared by ``fit``, the CLI's
+``reproduce``, the homework presets and checkpoints.
+
+Each field carries its check (``_checks``) in its metadata, so a new option is one field here and one line
+in the C++ loop's table (``kOptionFields`` in cpp/train_loop.cpp), which reads the options by name and
+fails loudly on a name missing on either side.
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Tuple
+
+from . import _checks as c
+from .arch import ESTIMATORS
+
+
+def _opt(default, check, doc):
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _betas(where, name, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+        raise TypeError(f"{where}: {name} must be a pair of numbers, got {c._show(value)}")
+    if len(value) != 2:
+        raise ValueError(f"{where}: {name} must be a pair of numbers, got {len(value)} of them")
+    return tuple(c.real(where, f"{name}[{i}]", b, min=0.0, max=1.0, max_open=True) for i, b in enumerate(value))
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of one :func:`fastvae.fit` call (defaults: the homeworks' common choices).
+
+    Fields: epochs (int >= 0), batch_size, n_samples (ints >= 1), Adam's lr (> 0), betas (two numbers in
+    [0, 1)), eps (>= 0) and weight_decay (>= 0) (Kingma & Ba 2015, as torch.optim.Adam), threshold (int in
+    [0, 255]: pixel > threshold is 1), estimator (one of ``fastvae._C.ESTIMATORS``), kl_weight (beta >= 0 of
+    ``rec - beta * kl``), eval_every (validation every that many updates, 0: never), eval_samples (>= 1
+    Monte Carlo samples per image in evaluations), callback_every (updates between ``"step"`` callbacks,
+    0: never). Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
+    ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
+    """
+
+    epochs: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=0), "passes over the training images")
+    batch_size: int = _opt(64, lambda w, n, v: c.integer(w, n, v, min=1), "images per update")
+    n_samples: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "reparameterized samples per image")
+    lr: float = _opt(1e-3, lambda w, n, v: c.positive(w, n, v), "Adam learning rate")
+    betas: Tuple[float, float] = _opt((0.9, 0.999), _betas, "Adam moment decay rates")
+    eps: float = _opt(1e-8, lambda w, n, v: c.real(w, n, v, min=0.0), "Adam denominator term")
+    weight_decay: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0), "L2 penalty (torch.optim.Adam)")
+    threshold: int = _opt(127, lambda w, n, v: c.integer(w, n, v, min=0, max=255), "binarization threshold")
+    estimator: str = _opt("analytic", lambda w, n, v: c.choice(w, n, v, ESTIMATORS), "KL gradient estimator")
+    kl_weight: float = _opt(1.0, lambda w, n, v: c.real(w, n, v, min=0.0), "beta of rec - beta * kl")
+    eval_every: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0), "updates between validations")
+    eval_samples: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "samples per image in evaluations")
+    callback_every: int = _opt(20, lambda w, n, v: c.integer(w, n, v, min=0), "updates between step callbacks")
+
+    def validate(self, where: str = "TrainOptions") -> "TrainOptions":
+        """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
+        return replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
+                                for f in fields(self)})
+
+    def to_dict(self) -> dict:
+        """Field -> value with betas as a list: plain data for checkpoints and JSON."""
+        d = asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "TrainOptions.from_dict") -> "TrainOptions":
+        """The validated options of ``d``; missing fields take their defaults, an unknown key is a
+        ValueError (a typo must not be ignored)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"{where}: expected a dict of training options, got {c._show(d)}")
+        unknown = sorted(set(d) - set(names()))
+        if unknown:
+            raise ValueError(f"{where}: unknown training options {unknown}; the options are {list(names())}")
+        return cls(**d).validate(where)
+
+    def engine_dict(self) -> dict:
+        """What ``fastvae._C.train_vae`` reads by name (every field)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def names() -> Tuple[str, ...]:
+    return tuple(f.name for f in fields(TrainOptions))
+
+
+__all__ = ["TrainOptions", "names"]
