@@ -82,15 +82,16 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 10, "fastvae.fit: expected the 10 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 11, "fastvae.fit: expected the 11 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
   const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
   const auto mean_act = get("mean_activation").cast<std::string>();
   const auto scale_act = get("scale_activation").cast<std::string>();
+  const auto likelihood = get("likelihood").cast<std::string>();
   return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
                             get("latent_dim").cast<int64_t>(), enc, dec, act,
-                            get("negative_slope").cast<double>(), post, mean_act, scale_act);
+                            get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood);
 }
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.

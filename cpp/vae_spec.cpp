@@ -30,6 +30,13 @@ const std::vector<std::string>& estimator_names() {
   static const std::vector<std::string> names{"analytic", "mc", "stl"};
   return names;
 }
+const std::vector<std::string>& likelihood_names() {
+  static const std::vector<std::string> names{"bernoulli", "continuous_bernoulli"};
+  return names;
+}
+Likelihood parse_likelihood(c10::string_view name) {
+  return parse_name<Likelihood>(likelihood_names(), name, "likelihood");
+}
 Act parse_activation(c10::string_view name, const char* what) {
   return parse_name<Act>(activation_names(), name, what);
 }
@@ -61,6 +68,7 @@ VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   TORCH_CHECK(slope == slope, "fastvae: leaky_relu slope is NaN");
   TORCH_CHECK(std::isfinite(slope), "fastvae: leaky_relu slope must be finite, got ", slope);
   s.slope = slope;
+  s.lik = parse_likelihood(likelihood);
   return s;
 }
 
@@ -112,6 +120,14 @@ void check_binary(const at::Tensor& x, const char* name) {
   TORCH_CHECK(at::logical_or(x == 0, x == 1).all().item<bool>(), "fastvae: ", name,
               " must be binary (every entry 0 or 1) for the Bernoulli likelihood; binarize it first "
               "(fastvae.datasets.binarize)");
+}
+
+void check_data(const at::Tensor& x, Likelihood lik, const char* name) {
+  if (lik == Likelihood::Bernoulli) return check_binary(x, name);
+  if (x.numel() == 0) return;
+  TORCH_CHECK(!at::isnan(x).any().item<bool>(), "fastvae: ", name, " contains NaN");
+  TORCH_CHECK(at::logical_and(x >= 0, x <= 1).all().item<bool>(), "fastvae: ", name,
+              " must lie in [0, 1] for the continuous Bernoulli likelihood (intensities, e.g. pixel / 255)");
 }
 
 void check_finite(const at::Tensor& x, const char* name) {

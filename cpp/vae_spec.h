@@ -15,6 +15,9 @@ enum class Act : int64_t { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3, Sigm
 enum class Scale : int64_t { LogVar = 0, LogStd = 1, Std = 2 };
 // Gradient estimator of the KL part (issue "gradient estimators"; DD2434 theory, Roeder et al. 2017).
 enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLanding = 2 };
+// Decoder likelihood p(x | z) (issue 9 item 1): Bernoulli on binary pixels, or the continuous Bernoulli
+// (Loaiza-Ganem & Cunningham 2019) on intensities in [0, 1]; both parameterized by the decoder's logits.
+enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -22,23 +25,27 @@ enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLandin
 // field of ArchSpec.
 #define FASTVAE_ARCH_SCHEMA                                                                  \
   "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
-  "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation"
+  "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation, " \
+  "str likelihood"
 #define FASTVAE_ARCH_PARAMS                                                                  \
   int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
       at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
-      c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation
+      c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation, \
+      c10::string_view likelihood
 #define FASTVAE_ARCH_ARGS                                                                          \
   data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
-      posterior, mean_activation, scale_activation
+      posterior, mean_activation, scale_activation, likelihood
 
 // Names of the enum values, in code order (the only list; see vae_spec.cpp).
 const std::vector<std::string>& activation_names();
 const std::vector<std::string>& posterior_names();
 const std::vector<std::string>& estimator_names();
+const std::vector<std::string>& likelihood_names();
 // Name -> enum; "fastvae: unknown <what> 'name'; choose one of [...]" otherwise.
 Act parse_activation(c10::string_view name, const char* what);
 Scale parse_posterior(c10::string_view name);
 Estimator parse_estimator(c10::string_view name);
+Likelihood parse_likelihood(c10::string_view name);
 
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;
@@ -47,6 +54,7 @@ struct VaeSpec {
   Scale scale = Scale::LogVar;
   Act mean_act = Act::Identity, scale_act = Act::Identity;
   double slope = 0.01;
+  Likelihood lik = Likelihood::Bernoulli;
 
   // Validates the architecture arguments (sizes, names, slope) with clear errors.
   static VaeSpec from_args(FASTVAE_ARCH_PARAMS);
@@ -72,5 +80,7 @@ struct VaeSpec {
 // Checks a float tensor has only 0/1 entries (this also rejects NaN); names the argument on failure.
 void check_binary(const at::Tensor& x, const char* name);
 void check_finite(const at::Tensor& x, const char* name);
+// Checks that data x suits the likelihood: binary for bernoulli, in [0, 1] for continuous_bernoulli.
+void check_data(const at::Tensor& x, Likelihood lik, const char* name);
 
 }  // namespace fastvae

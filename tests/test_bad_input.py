@@ -493,6 +493,20 @@ row("op-cavi_responsibilities-meta-mixed",
                                       [torch.ones(3, dtype=torch.float64)] * 6, 1.0), ValueError,
     "fastvae::cavi_responsibilities: tensors must share one device")
 
+# Likelihoods (issue 9 item 1): unknown names on both sides, data that the likelihood cannot take.
+CBM = fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64, likelihood="continuous_bernoulli")
+XI = torch.rand(4, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+row("vae-likelihood-unknown", lambda: fastvae.VAE(7, 3, likelihood="gauss"), ValueError,
+    "VAE: likelihood must be one of")
+row("vae-likelihood-not-str", lambda: fastvae.VAE(7, 3, likelihood=1), TypeError, "VAE: likelihood must be")
+row("op-vae_elbo-arch-likelihood", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(likelihood="gauss"), "analytic"),
+    RuntimeError, "unknown likelihood 'gauss'; choose one of \\['bernoulli', 'continuous_bernoulli'\\]")
+row("elbo-cb-x-above-1", lambda: E(CBM, XI + 1), RuntimeError, "must lie in \\[0, 1\\] for the continuous Bernoulli")
+row("elbo-cb-x-negative", lambda: E(CBM, with_entry(XI, (1, 2), -1e-9)), RuntimeError, "must lie in \\[0, 1\\]")
+row("elbo-cb-x-nan", lambda: E(CBM, with_entry(XI, (0, 0), NAN)), RuntimeError, "x contains NaN")
+row("encode-cb-x-bytes", lambda: CBM.encode(XI * 255), RuntimeError, "must lie in \\[0, 1\\]")
+row("elbo-bernoulli-x-intensities", lambda: E(SMALL, XI), RuntimeError, "must be binary")
+
 
 def test_table_is_large():
     assert len(ROWS) >= 200, len(ROWS)

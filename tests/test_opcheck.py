@@ -97,6 +97,26 @@ def sampler_cases():
 CASES = vae_cases() + adam_cases() + cavi_cases() + sampler_cases()
 
 
+def continuous_bernoulli_cases():
+    """The VAE ops with likelihood="continuous_bernoulli" on intensities in [0, 1]."""
+    cases = []
+    for grad in (True, False):
+        x, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
+        x = torch.rand(x.shape, dtype=F64, generator=gen(41))
+        arch = (*arch[:-1], "continuous_bernoulli")
+        if grad:
+            cases += [("vae_elbo", f"cb-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
+        else:
+            w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+            cases += [("vae_elbo_backward", f"cb-{n}", (w, -w, x, y, eps, params, *arch, n))
+                      for n in fastvae._ops.ESTIMATORS]
+            cases += [("vae_encode", "cb", (x, y, params, *arch)), ("vae_decode", "cb", (eps[0], y, params, *arch)),
+                      ("vae_iwae", "cb", (x, y, eps, params, *arch))]
+    return cases
+
+
+CASES += continuous_bernoulli_cases()
+
 def library_ops():
     return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastvae::"))
 

@@ -87,6 +87,44 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
   return s;
 }
 
+// log C and d log C / da of the continuous Bernoulli normaliser (Loaiza-Ganem & Cunningham 2019, eq. 7)
+// at lambda = sigmoid(a): C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = a / tanh(a / 2), so
+// log C = log(a / tanh(a / 2)) and d log C / da = 1/a - 1/sinh(a), both finite for every logit (the
+// ratio tends to |a|). Near a = 0 (0/0, and cancellation in the derivative) both come from their Taylor
+// series in u = a/2, on the region torch.distributions.ContinuousBernoulli uses (|lambda - 1/2| < 1e-3,
+// i.e. |a| < 2 artanh(0.002)): log C = log 2 + u^2/3 - 7u^4/90 + 62u^6/2835. Computed in double.
+inline void cb_log_norm(double a, double& logc, double& dlogc) {
+  constexpr double kCut = 4.0000053333e-3;  // 2 artanh(0.002)
+  if (std::abs(a) < kCut) {
+    const double u2 = 0.25 * a * a;
+    logc = 0.69314718055994530942 + u2 * (1.0 / 3 + u2 * (-7.0 / 90 + u2 * (62.0 / 2835)));
+    const double a2 = a * a;
+    dlogc = a * (1.0 / 6 + a2 * (-7.0 / 360 + a2 * (31.0 / 15120)));
+  } else {
+    logc = std::log(a / std::tanh(0.5 * a));
+    dlogc = 1.0 / a - 1.0 / std::sinh(a);
+  }
+}
+
+// The engine's per-row likelihood: returns log p(x | a) for one decoder output row a [D] and data row x
+// [D] and, if g != nullptr, writes g = w * d log p / da (the gradient the decoder backward starts from).
+// Continuous Bernoulli: log p = x a - softplus(a) + log C(sigmoid(a)) = the Bernoulli row + log C terms.
+template <typename T>
+T likelihood_row(Likelihood lik, const T* a, const T* x, int64_t D, T* g, T w) {
+  T s = bernoulli_row<T>(a, x, D, g, w);
+  if (lik == Likelihood::ContinuousBernoulli) {
+    double extra = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      double lc, dlc;
+      cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+      extra += lc;
+      if (g) g[d] += w * static_cast<T>(dlc);
+    }
+    s += static_cast<T>(extra);
+  }
+  return s;
+}
+
 // A weight [out, in] stored as its transpose (w.t() contiguous): the training loop keeps the input layer
 // this way so that a row of w.t() is the weight column of one pixel.
 bool stored_transposed(const at::Tensor& w) {
@@ -419,8 +457,8 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
   at::parallel_for(0, L * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % B;
-      ll[r] = bernoulli_row<T>(a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
-                               g ? w_rec[i] / T(L) : T(0));
+      ll[r] = likelihood_row<T>(spec_.lik, a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
+                                g ? w_rec[i] / T(L) : T(0));
     }
   });
   T* rec = rec_.data_ptr<T>();

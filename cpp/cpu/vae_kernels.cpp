@@ -33,7 +33,7 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
               x.sizes());
   in.x = x.contiguous();
   if (binary_x) {
-    check_binary(in.x, "x");
+    check_data(in.x, s.lik, "x");
   } else {
     check_finite(in.x, "z");
   }

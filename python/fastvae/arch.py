@@ -4,7 +4,7 @@ Every VAE op takes the architecture as named, typed schema arguments (``FASTVAE_
 cpp/vae_spec.h, spliced into every schema in cpp/ops.cpp). :class:`ArchSpec` has exactly those fields, in
 schema order, so ``op(x, y, params, *spec.as_args())`` is the whole protocol and the fake kernels read
 fields by name. Enum values travel as names; the valid names come from the C++ tables
-(``fastvae._C.ACTIVATIONS``, ``POSTERIORS``, ``ESTIMATORS``), the only place they are listed.
+(``fastvae._C.ACTIVATIONS``, ``POSTERIORS``, ``ESTIMATORS``, ``LIKELIHOODS``), the only place they are listed.
 """
 from dataclasses import astuple, dataclass, fields
 from typing import Tuple
@@ -14,12 +14,14 @@ from . import _C
 ACTIVATIONS: Tuple[str, ...] = tuple(_C.ACTIVATIONS)
 POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
 ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
+LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     """Architecture arguments of the VAE ops, in schema order (see :class:`fastvae.VAE` for meanings):
-    sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float)."""
+    sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float), the
+    decoder likelihood's name."""
 
     data_dim: int
     cond_dim: int
@@ -31,6 +33,7 @@ class ArchSpec:
     posterior: str
     mean_activation: str
     scale_activation: str
+    likelihood: str = "bernoulli"
 
     def as_args(self) -> tuple:
         """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""

@@ -13,7 +13,7 @@ from torch import nn
 
 from . import _checks, _ops, presets
 from ._lock import reading
-from .arch import ACTIVATIONS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
+from .arch import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 
 
 class ELBO(NamedTuple):
@@ -43,18 +43,24 @@ class VAE(nn.Module):
         mean_activation, scale_activation: activations applied to the two heads (HW7 uses sigmoid).
         cond_dim: number of classes of the one-hot condition (0 for an unconditional VAE).
         dtype: float32 (training) or float64 (gradient checks).
+        likelihood: the decoder's p(x | z), parameterized by its output logits a [.., D]:
+            ``"bernoulli"`` (binary pixels, log p = x a - softplus(a)) or ``"continuous_bernoulli"``
+            (intensities x in [0, 1], Loaiza-Ganem & Cunningham 2019: log p = x a - softplus(a) + log C(lambda),
+            lambda = sigmoid(a), C the normaliser; see docs/engine.md "Likelihoods"). One of
+            ``fastvae._C.LIKELIHOODS``.
 
     Raises:
         TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
             a non-number slope, dtype other than float32/float64.
         ValueError: unknown activation or posterior, sizes < 1 (cond_dim < 0), negative or non-finite
-            slope, more than 2**30 parameters.
+            slope, more than 2**30 parameters, unknown likelihood.
     """
 
     def __init__(self, data_dim: int = 784, latent_dim: int = 2, encoder_hidden: Sequence[int] = (512, 256),
                  decoder_hidden: Sequence[int] = (256, 512), activation: str = "relu",
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
-                 scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32):
+                 scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
+                 likelihood: str = "bernoulli"):
         super().__init__()
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
@@ -66,6 +72,7 @@ class VAE(nn.Module):
                             ("scale_activation", scale_activation)):
             _checks.choice(where, name, value, ACTIVATIONS)
         _checks.choice(where, "posterior", posterior, POSTERIORS)
+        _checks.choice(where, "likelihood", likelihood, LIKELIHOODS)
         if posterior == "std" and scale_activation != "sigmoid":
             raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
         negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
@@ -81,6 +88,7 @@ class VAE(nn.Module):
         self.encoder_hidden, self.decoder_hidden = tuple(map(int, encoder_hidden)), tuple(map(int, decoder_hidden))
         self.activation, self.negative_slope, self.posterior = activation, float(negative_slope), posterior
         self.mean_activation, self.scale_activation = mean_activation, scale_activation
+        self.likelihood = likelihood
 
         enc_sizes = [data_dim + cond_dim, *self.encoder_hidden]
         self.encoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(enc_sizes, enc_sizes[1:]))
@@ -112,7 +120,7 @@ class VAE(nn.Module):
         """The architecture as the C++ ops receive it: ``op(..., params, *model.spec().as_args())``."""
         return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
                         self.activation, self.negative_slope, self.posterior, self.mean_activation,
-                        self.scale_activation)
+                        self.scale_activation, self.likelihood)
 
     def flat_parameters(self):
         """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias)."""
@@ -127,7 +135,8 @@ class VAE(nn.Module):
         w = self.encoder_head.weight
         x = _checks.tensor(where, name, x)
         if x.dtype != w.dtype:
-            hint = ("; binarize images with fastvae.datasets.binarize and match dtypes with .to()"
+            hint = ("; binarize images with fastvae.datasets.binarize (bernoulli) or scale them to [0, 1] "
+                    "(continuous_bernoulli) and match dtypes with .to()"
                     if name == "x" else "; convert with .to()")
             raise TypeError(f"{where}: {name} must be a float tensor of the model's dtype {w.dtype}, got "
                             f"{x.dtype}{hint}")
@@ -194,15 +203,24 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
-        """Bernoulli means sigmoid(logits) [N, D] (or the logits if ``logits``) for latent codes z [N, Z], a
-        float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE.
+        """Means of p(x | z) [N, D] (or the decoder's logits if ``logits``) for latent codes z [N, Z], a
+        float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE. The mean is
+        sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
+        ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
+        (:func:`continuous_bernoulli_mean`).
 
         Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
         _checks.flag("VAE.decode", "logits", logits)
         z, y = self._prepare(z, y, "VAE.decode", "z", width=self.latent_dim)
         with reading(self):
             out = _ops.ops.vae_decode(z, y, self.flat_parameters(), *self.spec().as_args())
-        return out if logits else torch.sigmoid(out)
+        return out if logits else self._mean(out)
+
+    def _mean(self, logits: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean from the decoder's logits."""
+        if self.likelihood == "continuous_bernoulli":
+            return continuous_bernoulli_mean(logits)
+        return torch.sigmoid(logits)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None):
@@ -228,7 +246,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
-        """Decoder means at the posterior mean, sigmoid(dec(mu(x))): [B, D]. Arguments and errors as
+        """Decoder means (of the likelihood) at the posterior mean, mean(dec(mu(x))): [B, D]. Arguments and errors as
         :meth:`encode`."""
         x, y = self._prepare(x, y, "VAE.reconstruct")
         mu, _ = self.encode(x, y)
@@ -261,10 +279,31 @@ class VAE(nn.Module):
         return checkpoint.load(cls, path)
 
 
+# Logits below this size use the Taylor series of the continuous Bernoulli mean: the region where
+# torch.distributions.ContinuousBernoulli switches to its expansion, |lambda - 1/2| < 1e-3.
+_CB_TAYLOR_CUT = 4.0000053333e-3  # 2 artanh(0.002)
+
+
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """Mean of the continuous Bernoulli with logits a, lambda = sigmoid(a) (Loaiza-Ganem & Cunningham 2019):
+    ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1 / (1 - exp(-a)) - 1 / a``, written with
+    ``expm1`` so it keeps its digits for large |a| (where torch.distributions' float32 formula returns 1 for
+    a = 30 instead of 1 - 1/30), and ``1/2 + a/12 - a^3/720 + a^5/30240`` near a = 0. Computed in float64,
+    returned in the dtype of ``logits``; values in (0, 1)."""
+    a = logits.double()
+    small = a.abs() < _CB_TAYLOR_CUT
+    safe = torch.where(small, torch.ones_like(a), a)
+    direct = -1.0 / torch.expm1(-safe) - 1.0 / safe
+    a2 = a * a
+    taylor = 0.5 + a * (1.0 / 12 + a2 * (-1.0 / 720 + a2 / 30240))
+    return torch.where(small, taylor, direct).to(logits.dtype)
+
+
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
          y: Optional[torch.Tensor] = None, estimator: str = "analytic",
          generator: Optional[torch.Generator] = None) -> ELBO:
-    """Per-image ELBO, expected log-likelihood and KL of ``model`` on binary images.
+    """Per-image ELBO, expected log-likelihood and KL of ``model`` on binary images (intensities in [0, 1]
+    for ``likelihood="continuous_bernoulli"``).
 
     ``elbo_i = 1/L sum_l log p(x_i | z_il) - KL(q(z | x_i) || N(0, I))``, ``z_il = mu_i + sigma_i eps_il``
     (reparameterization, Kingma & Welling 2014). Differentiable with respect to the model's parameters
@@ -272,7 +311,8 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
 
     Args:
         model: a :class:`VAE`.
-        x: binary images, float [B, D] (or [B, H, W]) of the model's dtype, entries 0 or 1.
+        x: binary images, float [B, D] (or [B, H, W]) of the model's dtype, entries 0 or 1 (any value in
+            [0, 1] for the continuous Bernoulli likelihood).
         n_samples: L >= 1 Monte Carlo samples per image (ignored if ``eps`` is given).
         eps: optional standard normal noise [L, B, Z] of the model's dtype, to inject the draws.
         y: int64 class labels [B] for a conditional VAE.
@@ -289,7 +329,8 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
             n_samples not an integer, estimator not a string.
         ValueError: wrong shapes or devices, n_samples < 1 or too large (over ``_ops.MAX_ELEMENTS``),
             labels missing or out of range, unknown estimator.
-        RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
+        RuntimeError: non-binary (bernoulli) or outside-[0, 1] (continuous_bernoulli) or NaN x, NaN/inf eps
+            or parameters (checked in C++).
     """
     where = "elbo"
     if not isinstance(model, VAE):
