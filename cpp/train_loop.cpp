@@ -24,10 +24,29 @@ namespace {
 
 using Engine = cpu::VaeEngine<float>;
 
+// What the loop feeds the model for a uint8 pixel p (issue 9 item 2), TrainOptions.pixels:
+// threshold: p > threshold as 0/1 (static binarization, the homeworks'); dynamic: a fresh
+// x ~ Bernoulli(p / 255) each time the image is used (Burda et al. 2016), drawn as u < p / 255 with
+// u ~ U(0, 1) from the loop's generator (one uniform_ of [batch, D] before the batch's eps);
+// intensity: p / 255 itself, for the continuous likelihoods only. Position = value; exposed as _C.PIXELS.
+enum class Pixels : int64_t { Threshold = 0, Dynamic = 1, Intensity = 2 };
+const std::vector<std::string>& pixel_names() {
+  static const std::vector<std::string> names{"threshold", "dynamic", "intensity"};
+  return names;
+}
+Pixels parse_pixels(const std::string& name) {
+  const auto& names = pixel_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<Pixels>(i);
+  TORCH_CHECK(false, "fastvae.fit: unknown pixels '", name, "'; choose one of ['threshold', 'dynamic', 'intensity']");
+  return Pixels::Threshold;
+}
+
 struct Options {
   int64_t epochs = 0, batch_size = 0, n_samples = 0, threshold = 0, callback_every = 0, eval_every = 0,
           eval_samples = 0;
   Estimator estimator = Estimator::Analytic;
+  Pixels pixels = Pixels::Threshold;
   double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, kl_weight = 0;
 };
 
@@ -53,6 +72,7 @@ const OptionField kOptionFields[] = {
     {"eval_every", [](Options& o, py::handle v) { o.eval_every = v.cast<int64_t>(); }},
     {"eval_samples", [](Options& o, py::handle v) { o.eval_samples = v.cast<int64_t>(); }},
     {"callback_every", [](Options& o, py::handle v) { o.callback_every = v.cast<int64_t>(); }},
+    {"pixels", [](Options& o, py::handle v) { o.pixels = parse_pixels(v.cast<std::string>()); }},
 };
 
 Options options_from_dict(const py::dict& d) {
@@ -114,10 +134,40 @@ void gather_binarize(const at::Tensor& images, const int64_t* idx, int64_t n, in
   }
 }
 
+// x_out[i, :] = the pixels of images[idx[i], :] as the model sees them (see Pixels); for dynamic
+// binarization x_out first receives the uniforms (one uniform_ of its n * D entries, in row order).
+void gather_pixels(const at::Tensor& images, const int64_t* idx, int64_t n, int64_t threshold, Pixels pixels,
+                   at::Generator& gen, at::Tensor& x_out, const at::Tensor& labels, at::Tensor* y_out) {
+  if (pixels == Pixels::Threshold) {
+    gather_binarize(images, idx, n, threshold, x_out, labels, y_out);
+    return;
+  }
+  if (pixels == Pixels::Dynamic) x_out.uniform_(0, 1, gen);
+  const int64_t D = images.size(1);
+  const uint8_t* src = images.data_ptr<uint8_t>();
+  float* dst = x_out.data_ptr<float>();
+  const bool dynamic = pixels == Pixels::Dynamic;
+  at::parallel_for(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint8_t* s = src + idx[i] * D;
+      float* d = dst + i * D;
+      for (int64_t k = 0; k < D; ++k) {
+        const float p = static_cast<float>(s[k]) / 255.f;
+        d[k] = dynamic ? (d[k] < p ? 1.f : 0.f) : p;
+      }
+    }
+  });
+  if (y_out) {
+    const int64_t* ly = labels.data_ptr<int64_t>();
+    int64_t* yo = y_out->data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) yo[i] = ly[idx[i]];
+  }
+}
+
 // Mean over a data set of rec, kl (L samples per image, chunks of 500 images).
 std::pair<double, double> evaluate(Engine& eng, at::TensorList params, const at::Tensor& images,
                                    const at::Tensor& labels, int64_t threshold, int64_t L,
-                                   Estimator est, at::Generator& gen) {
+                                   Estimator est, at::Generator& gen, Pixels pixels = Pixels::Threshold) {
   const int64_t M = images.size(0), chunk = 500, Z = eng.spec().latent_dim;
   const bool cond = labels.defined();
   double rec = 0, kl = 0;
@@ -126,7 +176,7 @@ std::pair<double, double> evaluate(Engine& eng, at::TensorList params, const at:
     const int64_t n = std::min(chunk, M - s);
     auto x = at::empty({n, images.size(1)}, at::kFloat);
     at::Tensor y = cond ? at::empty({n}, at::kLong) : at::Tensor();
-    gather_binarize(images, idx.data_ptr<int64_t>() + s, n, threshold, x, labels, cond ? &y : nullptr);
+    gather_pixels(images, idx.data_ptr<int64_t>() + s, n, threshold, pixels, gen, x, labels, cond ? &y : nullptr);
     auto eps = at::empty({L, n, Z}, at::kFloat);
     eps.normal_(0, 1, gen);
     eng.forward(params, x, cond ? y.data_ptr<int64_t>() : nullptr, eps, est, nullptr);
@@ -164,6 +214,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
               "fastvae.fit: need epochs >= 0, batch_size >= 1, n_samples >= 1 and some training data");
   TORCH_CHECK(o.threshold >= 0 && o.threshold <= 255, "fastvae.fit: threshold must lie in [0, 255]");
   TORCH_CHECK(o.kl_weight >= 0 && std::isfinite(o.kl_weight), "fastvae.fit: kl_weight must be finite and >= 0");
+  TORCH_CHECK(o.pixels != Pixels::Intensity || spec.lik != Likelihood::Bernoulli,
+              "fastvae.fit: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
+              "cannot take; use pixels='threshold' or 'dynamic', or likelihood='continuous_bernoulli'");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;
@@ -226,7 +279,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
     };
     auto record_val = [&]() {
       auto r = evaluate(eval_eng, params, *val_x, val_y ? *val_y : no_labels, o.threshold,
-                        o.eval_samples, est, gen);
+                        o.eval_samples, est, gen, o.pixels);
       val_step.push_back(step);  // the schedule follows the optimizer's step, so resumed runs keep it
       val_rec.push_back(r.first);
       val_kl.push_back(r.second);
@@ -243,8 +296,8 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         at::Tensor x = n == B ? xb : xb.narrow(0, 0, n);
         at::Tensor y = n == B ? yb : yb.narrow(0, 0, n);
         at::Tensor e = n == B ? eps : eps.narrow(1, 0, n).contiguous();
-        gather_binarize(train_x, pi + s, n, o.threshold, x, cond ? *train_y : no_labels,
-                        cond ? &y : nullptr);
+        gather_pixels(train_x, pi + s, n, o.threshold, o.pixels, gen, x, cond ? *train_y : no_labels,
+                      cond ? &y : nullptr);
         if (n == B) {
           eps.normal_(0, 1, gen);
         } else {
@@ -292,7 +345,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
       ep_train[epoch] = elbo_sum / N;
       if (test_x) {
         auto r = evaluate(eval_eng, params, *test_x, test_y ? *test_y : no_labels, o.threshold,
-                          o.eval_samples, est, gen);
+                          o.eval_samples, est, gen, o.pixels);
         ep_test[epoch] = r.first - r.second;
       }
       ep_sec[epoch] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -331,6 +384,9 @@ void bind_train_loop(py::module_& m) {
   py::tuple names(std::size(kOptionFields));
   for (size_t i = 0; i < std::size(kOptionFields); ++i) names[i] = kOptionFields[i].name;
   m.attr("TRAIN_OPTIONS") = names;
+  py::tuple pixels(pixel_names().size());
+  for (size_t i = 0; i < pixel_names().size(); ++i) pixels[i] = pixel_names()[i];
+  m.attr("PIXELS") = pixels;
   m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("step"), py::arg("arch"), py::arg("train_x"), py::arg("train_y"),
         py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),

@@ -126,6 +126,10 @@ FIT_ROWS = [
     (fit(model=tiny(cond_dim=3), labels=Y, test_images=X), ValueError, "a conditional VAE needs test_labels"),
     (fit(model=tiny(dtype=torch.float64)), TypeError, "fit trains float32 models on the CPU"),
     (fit(model=nan_model()), ValueError, "encoder.0.weight contains NaN or inf"),
+    # pixels in the loop (issue 9 item 2)
+    (fit(pixels="binary"), ValueError, "pixels must be one of"),
+    (fit(pixels=1), TypeError, "pixels must be"),
+    (fit(pixels="intensity"), ValueError, "pixels='intensity' feeds intensities in [0, 1], which the bernoulli"),
 ]
 
 SAVE_LOAD_ROWS = [

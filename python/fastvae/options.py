@@ -8,6 +8,7 @@ fails loudly on a name missing on either side.
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Tuple
 
+from . import _C
 from . import _checks as c
 from .arch import ESTIMATORS
 
@@ -33,7 +34,11 @@ class TrainOptions:
     [0, 255]: pixel > threshold is 1), estimator (one of ``fastvae._C.ESTIMATORS``), kl_weight (beta >= 0 of
     ``rec - beta * kl``), eval_every (validation every that many updates, 0: never), eval_samples (>= 1
     Monte Carlo samples per image in evaluations), callback_every (updates between ``"step"`` callbacks,
-    0: never). Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
+    0: never), pixels (what the model sees of a uint8 pixel p, one of ``fastvae._C.PIXELS``: ``"threshold"``
+    p > threshold as 0/1, today's static binarization; ``"dynamic"`` a fresh x ~ Bernoulli(p / 255) each time
+    an image is used, Burda et al. 2016; ``"intensity"`` p / 255, for the continuous likelihoods only; the
+    test and validation evaluations use the same rule, with fresh draws from the loop's generator each
+    evaluation for ``"dynamic"``). Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
 
@@ -50,6 +55,7 @@ class TrainOptions:
     eval_every: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0), "updates between validations")
     eval_samples: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "samples per image in evaluations")
     callback_every: int = _opt(20, lambda w, n, v: c.integer(w, n, v, min=0), "updates between step callbacks")
+    pixels: str = _opt("threshold", lambda w, n, v: c.choice(w, n, v, tuple(_C.PIXELS)), "pixels in the loop")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""

@@ -183,6 +183,10 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         epochs: number of passes (int >= 0). batch_size, n_samples: ints >= 1.
         lr (> 0), betas (two numbers in [0, 1)), eps (>= 0), weight_decay (>= 0): Adam's settings, finite.
         threshold: int in [0, 255]. estimator: ``"analytic"``, ``"mc"`` or ``"stl"``.
+        pixels: ``"threshold"`` (pixel > threshold, default), ``"dynamic"`` (x ~ Bernoulli(pixel / 255) drawn
+            afresh from the loop's generator each time an image is used, as u < pixel / 255 with one
+            ``uniform_`` of [batch, D] before the batch's noise; evaluations draw the same way per chunk of
+            500 images) or ``"intensity"`` (pixel / 255, needs ``likelihood="continuous_bernoulli"``).
         test_images, test_labels: evaluated after every epoch (test ELBO).
         val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
             step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.
@@ -223,6 +227,10 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         raise TypeError(f"{WHERE}: unexpected keyword argument {unknown[0]!r}; the training options are "
                         f"{list(option_names())}")
     opts = replace(options, **overrides).validate(WHERE)
+    if opts.pixels == "intensity" and model.likelihood == "bernoulli":
+        raise ValueError(f"{WHERE}: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
+                         "cannot take; use pixels='threshold' or 'dynamic', or a VAE with "
+                         "likelihood='continuous_bernoulli'")
     epochs, batch_size, eval_every = opts.epochs, opts.batch_size, opts.eval_every
     if seed is not None:
         seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)

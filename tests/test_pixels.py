@@ -1,0 +1,156 @@
+"""Pixels in the loop (issue 9 item 2): fit's static threshold, dynamic binarization (Burda et al. 2016) and
+raw intensities against the plain-PyTorch reference loop extended to each mode (the same generator calls, so
+the same draws), a statistical test of the C++ loop's dynamic draws, and the likelihood/pixels errors."""
+import numpy as np
+import pytest
+import torch
+
+import fastvae
+from fastvae import _C
+from fastvae.datasets import load_mnist
+from test_training import F32, assert_same_weights, stop_at
+
+CB = "continuous_bernoulli"
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    x, _ = load_mnist("train", root=mnist_dir)
+    return x[:3000].reshape(3000, -1)
+
+
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+def model_pixels(images, pixels, threshold, g):
+    """What the loop feeds the model (cpp/train_loop.cpp gather_pixels): dynamic draws u ~ U(0, 1) with one
+    uniform_ of [batch, D] and keeps u < pixel / 255."""
+    p = images.float() / 255
+    if pixels == "threshold":
+        return (images > threshold).float()
+    if pixels == "intensity":
+        return p
+    u = torch.empty(images.shape).uniform_(0, 1, generator=g)
+    return (u < p).float()
+
+
+def reference_fit(model, images, *, updates, pixels, batch_size=64, n_samples=1, lr=1e-3, betas=(0.9, 0.999),
+                  eps=1e-8, threshold=127, seed=0):
+    """tests/test_training.py's reference loop with the pixels of ``pixels``: per epoch one randperm, per
+    batch the pixel draws (dynamic) then one normal_ of [L, batch, Z]; fastvae.elbo and torch.optim.Adam."""
+    g = torch.Generator().manual_seed(seed)
+    n = images.shape[0]
+    b = min(batch_size, n)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
+    done = 0
+    while done < updates:
+        perm = torch.randperm(n, generator=g)
+        for s in range(0, n, b):
+            idx = perm[s:s + b]
+            xb = model_pixels(images[idx], pixels, threshold, g)
+            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
+            out = fastvae.elbo(model, xb, eps=e)
+            loss = -(out.rec - out.kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == updates:
+                return
+
+
+def test_pixel_names_come_from_the_loop():
+    assert tuple(_C.PIXELS) == ("threshold", "dynamic", "intensity")
+    assert fastvae.TrainOptions().pixels == "threshold"  # today's behaviour stays the default
+
+
+@pytest.mark.parametrize("likelihood,pixels", [("bernoulli", "dynamic"), (CB, "dynamic"), (CB, "intensity"),
+                                               (CB, "threshold")])
+def test_fit_matches_plain_pytorch_loop(likelihood, pixels, mnist, two_threads):
+    # batches 64, 64, 64, 8: ten updates cross two epochs and a short batch. ESE 546's tanh model: with ReLU,
+    # the loop's float32 sums (sparse input layer) can flip a unit sitting at 0 for an image, which moves
+    # that unit's weights by ~1e-5 whatever the pixels (seen for some initializations of stats305c).
+    x = fastvae.datasets.subsample(mnist[:200].reshape(-1, 28, 28)).reshape(200, -1)
+    model = fastvae.VAE.from_preset("ese546", likelihood=likelihood)
+    ref = fastvae.VAE.from_preset("ese546", likelihood=likelihood)
+    ref.load_state_dict(model.state_dict())
+    settings = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3, threshold=127, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, epochs=3, progress=False, callback=stop_at(10), callback_every=1, pixels=pixels, **settings)
+    assert model.optimizer_state_.step == 10
+    reference_fit(ref, x, updates=10, pixels=pixels, **settings)
+    assert_same_weights(model, ref, **F32)
+
+
+def test_dynamic_binarization_is_reproducible_and_fresh(mnist):
+    x = fastvae.datasets.subsample(mnist[:600].reshape(-1, 28, 28)).reshape(600, -1)
+    base = {k: v.clone() for k, v in fastvae.VAE.from_preset("ese546").state_dict().items()}
+    runs = []
+    for seed in (3, 3, 4):
+        m = fastvae.VAE.from_preset("ese546")
+        m.load_state_dict(base)
+        m.fit(x, epochs=1, batch_size=100, pixels="dynamic", seed=seed, progress=False)
+        runs.append(m)
+    for p, q in zip(runs[0].parameters(), runs[1].parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert not all(torch.equal(p, q) for p, q in zip(runs[0].parameters(), runs[2].parameters()))
+
+
+def count_model():
+    """A VAE whose logits are 1 for every z (zero output weights, bias 1) and whose posterior does not
+    depend on x (zero head weights): its ELBO is sum_d x_d - const, so a test ELBO counts the ones fed in."""
+    m = fastvae.VAE.from_preset("stats305c")
+    with torch.no_grad():
+        m.decoder[-1].weight.zero_()
+        m.decoder[-1].bias.fill_(1.0)
+        m.encoder_head.weight.zero_()
+    return m
+
+
+def test_dynamic_draws_of_the_cpp_loop_have_the_right_mean(mnist):
+    # lr 1e-30 leaves the float32 weights unchanged, so the epoch's test ELBO is mean_i sum_d x_id - const
+    # with x the C++ loop's dynamic draws on the test images: its expectation is mean_i sum_d p_id / 255, its
+    # variance sum_i,d p(1 - p) / M^2 (independent Bernoulli draws).
+    test = torch.as_tensor(mnist[1000:3000])
+    p = test.double() / 255
+    m = count_model()
+    const = -fastvae.elbo(m, torch.zeros(1, 784), eps=torch.zeros(1, 1, 2)).elbo.item()
+    hist = m.fit(mnist[:64], epochs=1, batch_size=64, lr=1e-30, pixels="dynamic", test_images=test, seed=0,
+                 progress=False)
+    observed = hist.test_elbo[0] + const
+    expected = p.sum(1).mean().item()
+    sd = (p * (1 - p)).sum().sqrt().item() / test.shape[0]
+    tol = 5 * sd + 2e-4 * expected  # + float32 sums of 784 terms per image
+    assert abs(observed - expected) < tol, (observed, expected, sd)
+    static = (test > 127).double().sum(1).mean().item()
+    assert abs(static - expected) > 2 * tol  # the test can tell dynamic from static binarization
+    again = count_model().fit(mnist[:64], epochs=1, batch_size=64, lr=1e-30, pixels="threshold", test_images=test,
+                              seed=0, progress=False)
+    assert abs(again.test_elbo[0] + const - static) < 1e-3 * static
+
+
+def test_intensity_needs_a_continuous_likelihood(mnist):
+    with pytest.raises(ValueError, match="pixels='intensity' feeds intensities in \\[0, 1\\], which the bernoulli"):
+        fastvae.VAE.from_preset("stats305c").fit(mnist[:64], pixels="intensity", progress=False)
+    with pytest.raises(ValueError, match="fit: pixels must be one of"):
+        fastvae.VAE.from_preset("stats305c").fit(mnist[:64], pixels="binary", progress=False)
+
+
+def test_cpp_loop_refuses_intensities_for_bernoulli_too():
+    # the C++ loop checks the pairing itself, for callers that bypass fit's check
+    model = fastvae.VAE(data_dim=6, latent_dim=2, encoder_hidden=(5,), decoder_hidden=(4,))
+    ps = model.flat_parameters()
+    state = fastvae.AdamState.zeros(ps)
+    x = torch.randint(0, 256, (8, 6), dtype=torch.uint8)
+    options = fastvae.TrainOptions(batch_size=4, pixels="intensity").engine_dict()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="pixels='intensity' feeds intensities"):
+        _C.train_vae(ps, state.exp_avg, state.exp_avg_sq, 0, model.spec().as_dict(), x, None, None, None, None, None,
+                     options, torch.Generator().manual_seed(0).get_state(), None)
+    with pytest.raises(RuntimeError, match="unknown pixels 'binary'"):
+        _C.train_vae(ps, state.exp_avg, state.exp_avg_sq, 0, model.spec().as_dict(), x, None, None, None, None, None,
+                     {**options, "pixels": "binary"}, torch.Generator().manual_seed(0).get_state(), None)
