@@ -102,7 +102,7 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 11, "fastvae.fit: expected the 11 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 12, "fastvae.fit: expected the 12 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
   const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
@@ -111,7 +111,8 @@ VaeSpec spec_from_dict(const py::dict& d) {
   const auto likelihood = get("likelihood").cast<std::string>();
   return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
                             get("latent_dim").cast<int64_t>(), enc, dec, act,
-                            get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood);
+                            get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood,
+                            get("gaussian_sigma").cast<double>());
 }
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
@@ -216,7 +217,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(o.kl_weight >= 0 && std::isfinite(o.kl_weight), "fastvae.fit: kl_weight must be finite and >= 0");
   TORCH_CHECK(o.pixels != Pixels::Intensity || spec.lik != Likelihood::Bernoulli,
               "fastvae.fit: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
-              "cannot take; use pixels='threshold' or 'dynamic', or likelihood='continuous_bernoulli'");
+              "cannot take; use pixels='threshold' or 'dynamic', or a continuous likelihood");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;

@@ -31,7 +31,7 @@ const std::vector<std::string>& estimator_names() {
   return names;
 }
 const std::vector<std::string>& likelihood_names() {
-  static const std::vector<std::string> names{"bernoulli", "continuous_bernoulli"};
+  static const std::vector<std::string> names{"bernoulli", "continuous_bernoulli", "gaussian"};
   return names;
 }
 Likelihood parse_likelihood(c10::string_view name) {
@@ -69,6 +69,9 @@ VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   TORCH_CHECK(std::isfinite(slope), "fastvae: leaky_relu slope must be finite, got ", slope);
   s.slope = slope;
   s.lik = parse_likelihood(likelihood);
+  TORCH_CHECK(std::isfinite(gaussian_sigma) && gaussian_sigma > 0,
+              "fastvae: gaussian_sigma must be finite and > 0, got ", gaussian_sigma);
+  s.gaussian_sigma = gaussian_sigma;
   return s;
 }
 
@@ -124,6 +127,7 @@ void check_binary(const at::Tensor& x, const char* name) {
 
 void check_data(const at::Tensor& x, Likelihood lik, const char* name) {
   if (lik == Likelihood::Bernoulli) return check_binary(x, name);
+  if (lik == Likelihood::Gaussian) return check_finite(x, name);
   if (x.numel() == 0) return;
   TORCH_CHECK(!at::isnan(x).any().item<bool>(), "fastvae: ", name, " contains NaN");
   TORCH_CHECK(at::logical_and(x >= 0, x <= 1).all().item<bool>(), "fastvae: ", name,

@@ -16,8 +16,9 @@ enum class Scale : int64_t { LogVar = 0, LogStd = 1, Std = 2 };
 // Gradient estimator of the KL part (issue "gradient estimators"; DD2434 theory, Roeder et al. 2017).
 enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLanding = 2 };
 // Decoder likelihood p(x | z) (issue 9 item 1): Bernoulli on binary pixels, or the continuous Bernoulli
-// (Loaiza-Ganem & Cunningham 2019) on intensities in [0, 1]; both parameterized by the decoder's logits.
-enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1 };
+// (Loaiza-Ganem & Cunningham 2019) on intensities in [0, 1], both parameterized by the decoder's logits;
+// or a Gaussian N(x; a, sigma^2) around the decoder output a with a fixed scale sigma (gaussian_sigma).
+enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1, Gaussian = 2 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -26,15 +27,15 @@ enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1 };
 #define FASTVAE_ARCH_SCHEMA                                                                  \
   "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
   "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation, " \
-  "str likelihood"
+  "str likelihood, float gaussian_sigma"
 #define FASTVAE_ARCH_PARAMS                                                                  \
   int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
       at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
       c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation, \
-      c10::string_view likelihood
+      c10::string_view likelihood, double gaussian_sigma
 #define FASTVAE_ARCH_ARGS                                                                          \
   data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
-      posterior, mean_activation, scale_activation, likelihood
+      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma
 
 // Names of the enum values, in code order (the only list; see vae_spec.cpp).
 const std::vector<std::string>& activation_names();
@@ -55,6 +56,7 @@ struct VaeSpec {
   Act mean_act = Act::Identity, scale_act = Act::Identity;
   double slope = 0.01;
   Likelihood lik = Likelihood::Bernoulli;
+  double gaussian_sigma = 1.0;  // fixed scale of the Gaussian likelihood (> 0)
 
   // Validates the architecture arguments (sizes, names, slope) with clear errors.
   static VaeSpec from_args(FASTVAE_ARCH_PARAMS);
@@ -80,7 +82,8 @@ struct VaeSpec {
 // Checks a float tensor has only 0/1 entries (this also rejects NaN); names the argument on failure.
 void check_binary(const at::Tensor& x, const char* name);
 void check_finite(const at::Tensor& x, const char* name);
-// Checks that data x suits the likelihood: binary for bernoulli, in [0, 1] for continuous_bernoulli.
+// Checks that data x suits the likelihood: binary for bernoulli, in [0, 1] for continuous_bernoulli,
+// finite for gaussian.
 void check_data(const at::Tensor& x, Likelihood lik, const char* name);
 
 }  // namespace fastvae

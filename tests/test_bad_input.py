@@ -500,12 +500,18 @@ row("vae-likelihood-unknown", lambda: fastvae.VAE(7, 3, likelihood="gauss"), Val
     "VAE: likelihood must be one of")
 row("vae-likelihood-not-str", lambda: fastvae.VAE(7, 3, likelihood=1), TypeError, "VAE: likelihood must be")
 row("op-vae_elbo-arch-likelihood", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(likelihood="gauss"), "analytic"),
-    RuntimeError, "unknown likelihood 'gauss'; choose one of \\['bernoulli', 'continuous_bernoulli'\\]")
+    RuntimeError, "unknown likelihood 'gauss'; choose one of \\['bernoulli', 'continuous_bernoulli', 'gaussian'\\]")
 row("elbo-cb-x-above-1", lambda: E(CBM, XI + 1), RuntimeError, "must lie in \\[0, 1\\] for the continuous Bernoulli")
 row("elbo-cb-x-negative", lambda: E(CBM, with_entry(XI, (1, 2), -1e-9)), RuntimeError, "must lie in \\[0, 1\\]")
 row("elbo-cb-x-nan", lambda: E(CBM, with_entry(XI, (0, 0), NAN)), RuntimeError, "x contains NaN")
 row("encode-cb-x-bytes", lambda: CBM.encode(XI * 255), RuntimeError, "must lie in \\[0, 1\\]")
 row("elbo-bernoulli-x-intensities", lambda: E(SMALL, XI), RuntimeError, "must be binary")
+row("vae-gaussian-sigma-zero", lambda: fastvae.VAE(7, 3, likelihood="gaussian", gaussian_sigma=0.0), ValueError,
+    "VAE: gaussian_sigma must be")
+row("vae-gaussian-sigma-str", lambda: fastvae.VAE(7, 3, likelihood="gaussian", gaussian_sigma="1"), TypeError,
+    "VAE: gaussian_sigma must be")
+row("op-vae_elbo-arch-gaussian-sigma", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(gaussian_sigma=-1.0), "analytic"),
+    RuntimeError, "gaussian_sigma must be finite and > 0")
 
 
 def test_table_is_large():

@@ -60,7 +60,7 @@ def reference_terms(model, x, eps, y, estimator):
 
 
 def test_likelihood_table_is_exposed():
-    assert tuple(_C.LIKELIHOODS) == ("bernoulli", CB) == fastvae.arch.LIKELIHOODS
+    assert tuple(_C.LIKELIHOODS) == ("bernoulli", CB, "gaussian") == fastvae.arch.LIKELIHOODS
     assert fastvae.VAE(7, 2, (4,), (4,)).spec().likelihood == "bernoulli"  # today's model is the default
 
 
@@ -214,3 +214,61 @@ def test_data_must_suit_the_likelihood():
     bern = fastvae.VAE(data_dim=9, latent_dim=3, encoder_hidden=(6,), decoder_hidden=(5,), dtype=F64)
     with pytest.raises(RuntimeError, match="must be binary"):
         fastvae.elbo(bern, x, eps=eps)
+
+
+# -- Gaussian likelihood with a fixed scale (issue 9 item 1; Kingma & Welling 2014, C.2) ------------------
+def gaussian_model(kind, sigma=0.3):
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=9, latent_dim=3, encoder_hidden=(6, 5), decoder_hidden=(5,), dtype=F64,
+                       likelihood="gaussian", gaussian_sigma=sigma, **SMALL[kind])
+
+
+@pytest.mark.parametrize("estimator", ["analytic", "mc", "stl"])
+@pytest.mark.parametrize("kind", SMALL)
+def test_gaussian_elbo_and_every_gradient_match_normal_reference(kind, estimator):
+    model = gaussian_model(kind)
+    x, y, eps = batch(model)
+    x = 3 * x - 1  # real-valued data: any finite value is valid
+    out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
+    ref = RefVAE(model, Arch.of(model))
+    L, B, Z = eps.shape
+    qz = ref.q(x, y)
+    z = qz.loc + qz.scale * eps
+    prior = Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))
+    if estimator == "analytic":
+        kl = kl_divergence(qz, prior).sum(-1)
+    else:
+        q_eval = qz if estimator == "mc" else Normal(qz.loc.detach(), qz.scale.detach())
+        kl = (q_eval.log_prob(z) - prior.log_prob(z)).sum(-1).mean(0)
+    mean = ref.logits(z.reshape(L * B, Z), None if y is None else y.repeat(L))
+    rec = Normal(mean, 0.3).log_prob(x.repeat(L, 1)).sum(-1).reshape(L, B).mean(0)
+    torch.testing.assert_close(out.rec, rec.detach(), atol=1e-9, rtol=0)
+    torch.testing.assert_close(out.kl, kl.detach(), atol=1e-9, rtol=0)
+    w = torch.linspace(0.5, 1.5, x.shape[0], dtype=F64)
+    obj = lambda e, r, k: -(w * e).sum() + 0.3 * r[0] + 0.7 * k[-1]  # noqa: E731
+    ours = torch.autograd.grad(obj(*out), model.flat_parameters())
+    theirs = ref.grads_in_fastvae_order(obj(rec - kl, rec, kl))
+    for a, b in zip(ours, theirs):
+        assert (a - b).abs().max().item() <= 1e-9
+    z0 = eps[0]
+    torch.testing.assert_close(model.decode(z0, y), model.decode(z0, y, logits=True))  # the mean is the output
+
+
+def test_gaussian_gradcheck_float64():
+    model = gaussian_model("logvar-tanh", sigma=0.7)
+    x, y, eps = batch(model, B=4, L=2)
+    params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
+
+    def f(*ps):
+        return ops.vae_elbo(x - 0.5, y, eps, list(ps), *model.spec().as_args(), "mc")
+    assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
+
+
+def test_gaussian_data_must_be_finite_and_sigma_positive():
+    model = gaussian_model("logvar-tanh")
+    x, _, eps = batch(model)
+    x[0, 0] = float("inf")
+    with pytest.raises(RuntimeError, match="x contains NaN or inf"):
+        fastvae.elbo(model, x, eps=eps)
+    with pytest.raises(ValueError, match="gaussian_sigma must be"):
+        fastvae.VAE(9, 3, likelihood="gaussian", gaussian_sigma=0.0)

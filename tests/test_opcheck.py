@@ -103,7 +103,7 @@ def continuous_bernoulli_cases():
     for grad in (True, False):
         x, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
         x = torch.rand(x.shape, dtype=F64, generator=gen(41))
-        arch = (*arch[:-1], "continuous_bernoulli")
+        arch = (*arch[:-2], "continuous_bernoulli", 1.0)
         if grad:
             cases += [("vae_elbo", f"cb-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
         else:
@@ -112,6 +112,9 @@ def continuous_bernoulli_cases():
                       for n in fastvae._ops.ESTIMATORS]
             cases += [("vae_encode", "cb", (x, y, params, *arch)), ("vae_decode", "cb", (eps[0], y, params, *arch)),
                       ("vae_iwae", "cb", (x, y, eps, params, *arch))]
+    x, y, eps, params, arch = vae_inputs(0, requires_grad=True)
+    gauss = (*arch[:-2], "gaussian", 0.5)
+    cases += [("vae_elbo", f"gaussian-{n}", (x - 0.3, y, eps, params, *gauss, n)) for n in fastvae._ops.ESTIMATORS]
     return cases
 
 

@@ -109,8 +109,22 @@ inline void cb_log_norm(double a, double& logc, double& dlogc) {
 // The engine's per-row likelihood: returns log p(x | a) for one decoder output row a [D] and data row x
 // [D] and, if g != nullptr, writes g = w * d log p / da (the gradient the decoder backward starts from).
 // Continuous Bernoulli: log p = x a - softplus(a) + log C(sigmoid(a)) = the Bernoulli row + log C terms.
+// Gaussian with fixed sigma: log p = sum_d -(x_d - a_d)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2,
+// d/da = (x - a) / sigma^2.
 template <typename T>
-T likelihood_row(Likelihood lik, const T* a, const T* x, int64_t D, T* g, T w) {
+T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T w) {
+  const Likelihood lik = spec.lik;
+  if (lik == Likelihood::Gaussian) {
+    const T inv_var = T(1) / static_cast<T>(spec.gaussian_sigma * spec.gaussian_sigma);
+    const T norm = static_cast<T>(std::log(spec.gaussian_sigma) + 0.91893853320467274178);  // + log(2 pi)/2
+    T s = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const T r = x[d] - a[d];
+      s -= T(0.5) * r * r * inv_var;
+      if (g) g[d] = w * r * inv_var;
+    }
+    return s - T(D) * norm;
+  }
   T s = bernoulli_row<T>(a, x, D, g, w);
   if (lik == Likelihood::ContinuousBernoulli) {
     double extra = 0;
@@ -457,7 +471,7 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
   at::parallel_for(0, L * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % B;
-      ll[r] = likelihood_row<T>(spec_.lik, a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
+      ll[r] = likelihood_row<T>(spec_, a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
                                 g ? w_rec[i] / T(L) : T(0));
     }
   });

@@ -21,7 +21,7 @@ LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 class ArchSpec:
     """Architecture arguments of the VAE ops, in schema order (see :class:`fastvae.VAE` for meanings):
     sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float), the
-    decoder likelihood's name."""
+    decoder likelihood's name and the fixed scale of the Gaussian likelihood (float > 0)."""
 
     data_dim: int
     cond_dim: int
@@ -34,6 +34,7 @@ class ArchSpec:
     mean_activation: str
     scale_activation: str
     likelihood: str = "bernoulli"
+    gaussian_sigma: float = 1.0
 
     def as_args(self) -> tuple:
         """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""

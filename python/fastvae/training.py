@@ -229,8 +229,8 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
     opts = replace(options, **overrides).validate(WHERE)
     if opts.pixels == "intensity" and model.likelihood == "bernoulli":
         raise ValueError(f"{WHERE}: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
-                         "cannot take; use pixels='threshold' or 'dynamic', or a VAE with "
-                         "likelihood='continuous_bernoulli'")
+                         "cannot take; use pixels='threshold' or 'dynamic', or a VAE with a continuous "
+                         "likelihood ('continuous_bernoulli' or 'gaussian')")
     epochs, batch_size, eval_every = opts.epochs, opts.batch_size, opts.eval_every
     if seed is not None:
         seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)

@@ -46,8 +46,11 @@ class VAE(nn.Module):
         likelihood: the decoder's p(x | z), parameterized by its output logits a [.., D]:
             ``"bernoulli"`` (binary pixels, log p = x a - softplus(a)) or ``"continuous_bernoulli"``
             (intensities x in [0, 1], Loaiza-Ganem & Cunningham 2019: log p = x a - softplus(a) + log C(lambda),
-            lambda = sigmoid(a), C the normaliser; see docs/engine.md "Likelihoods"). One of
-            ``fastvae._C.LIKELIHOODS``.
+            lambda = sigmoid(a), C the normaliser; see docs/engine.md "Likelihoods") or ``"gaussian"``
+            (real-valued x, log p = sum_d log N(x_d; a_d, gaussian_sigma^2), Kingma & Welling 2014 C.2 with a
+            fixed scale). One of ``fastvae._C.LIKELIHOODS``.
+        gaussian_sigma: the Gaussian likelihood's fixed standard deviation (finite float > 0; used only by
+            ``"gaussian"``).
 
     Raises:
         TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
@@ -60,7 +63,7 @@ class VAE(nn.Module):
                  decoder_hidden: Sequence[int] = (256, 512), activation: str = "relu",
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
-                 likelihood: str = "bernoulli"):
+                 likelihood: str = "bernoulli", gaussian_sigma: float = 1.0):
         super().__init__()
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
@@ -73,6 +76,7 @@ class VAE(nn.Module):
             _checks.choice(where, name, value, ACTIVATIONS)
         _checks.choice(where, "posterior", posterior, POSTERIORS)
         _checks.choice(where, "likelihood", likelihood, LIKELIHOODS)
+        gaussian_sigma = _checks.positive(where, "gaussian_sigma", gaussian_sigma)
         if posterior == "std" and scale_activation != "sigmoid":
             raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
         negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
@@ -88,7 +92,7 @@ class VAE(nn.Module):
         self.encoder_hidden, self.decoder_hidden = tuple(map(int, encoder_hidden)), tuple(map(int, decoder_hidden))
         self.activation, self.negative_slope, self.posterior = activation, float(negative_slope), posterior
         self.mean_activation, self.scale_activation = mean_activation, scale_activation
-        self.likelihood = likelihood
+        self.likelihood, self.gaussian_sigma = likelihood, float(gaussian_sigma)
 
         enc_sizes = [data_dim + cond_dim, *self.encoder_hidden]
         self.encoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(enc_sizes, enc_sizes[1:]))
@@ -120,7 +124,7 @@ class VAE(nn.Module):
         """The architecture as the C++ ops receive it: ``op(..., params, *model.spec().as_args())``."""
         return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
                         self.activation, self.negative_slope, self.posterior, self.mean_activation,
-                        self.scale_activation, self.likelihood)
+                        self.scale_activation, self.likelihood, self.gaussian_sigma)
 
     def flat_parameters(self):
         """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias)."""
@@ -207,7 +211,7 @@ class VAE(nn.Module):
         float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE. The mean is
         sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
         ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
-        (:func:`continuous_bernoulli_mean`).
+        (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"``.
 
         Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
         _checks.flag("VAE.decode", "logits", logits)
@@ -220,6 +224,8 @@ class VAE(nn.Module):
         """The likelihood's mean from the decoder's logits."""
         if self.likelihood == "continuous_bernoulli":
             return continuous_bernoulli_mean(logits)
+        if self.likelihood == "gaussian":
+            return logits  # the decoder output is the Gaussian's mean
         return torch.sigmoid(logits)
 
     @torch.no_grad()
