@@ -1,4 +1,4 @@
-"""The MLP VAE with a Bernoulli decoder whose forward pass, ELBO gradient, Adam step and training loop
+"""The MLP VAE (Bernoulli, continuous Bernoulli or Gaussian decoder) whose forward pass, ELBO gradient, Adam step and training loop
 run in fastvae's C++ core.
 
 Model (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"; the homeworks' notation):
@@ -25,7 +25,7 @@ class ELBO(NamedTuple):
 
 
 class VAE(nn.Module):
-    """MLP variational autoencoder with a Bernoulli decoder.
+    """MLP variational autoencoder with a Bernoulli (default), continuous Bernoulli or Gaussian decoder.
 
     Parameters are ``torch.nn.Linear`` layers (weight ``[out, in]``, bias ``[out]``):
     ``encoder[k]`` the hidden layers, ``encoder_head`` a Linear to ``2 * latent_dim`` whose first half
@@ -195,12 +195,12 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
-        """Posterior mean and standard deviation, each [B, Z] of the model's dtype, for binary images x [B, D]
-        (or [B, H, W]) of the model's dtype and device; y: integer labels [B] for a conditional VAE.
-        Inference only (no gradient).
+        """Posterior mean and standard deviation, each [B, Z] of the model's dtype, for images x [B, D]
+        (or [B, H, W]) of the model's dtype and device (binary for bernoulli, in [0, 1] for continuous_bernoulli,
+        finite for gaussian); y: integer labels [B] for a conditional VAE. Inference only (no gradient).
 
         Raises: TypeError (x not a tensor or of another dtype, float labels), ValueError (wrong shape or
-        device, labels missing/out of range), RuntimeError (x not binary or NaN, NaN parameters)."""
+        device, labels missing/out of range), RuntimeError (x unfit for the likelihood or NaN, NaN parameters)."""
         x, y = self._prepare(x, y, "VAE.encode")
         with reading(self):
             return _ops.ops.vae_encode(x, y, self.flat_parameters(), *self.spec().as_args())
