@@ -15,6 +15,9 @@ enum class Act : int64_t { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3, Sigm
 enum class Scale : int64_t { LogVar = 0, LogStd = 1, Std = 2 };
 // Gradient estimator of the KL part (issue "gradient estimators"; DD2434 theory, Roeder et al. 2017).
 enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLanding = 2 };
+// Encoder gradient of the IWAE bound (Burda et al. 2016): plain reparameterization, sticking the landing
+// (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
+enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -39,6 +42,8 @@ const std::vector<std::string>& estimator_names();
 Act parse_activation(c10::string_view name, const char* what);
 Scale parse_posterior(c10::string_view name);
 Estimator parse_estimator(c10::string_view name);
+const std::vector<std::string>& iwae_estimator_names();
+IwaeEstimator parse_iwae_estimator(c10::string_view name);
 
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;

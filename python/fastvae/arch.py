@@ -14,6 +14,7 @@ from . import _C
 ACTIVATIONS: Tuple[str, ...] = tuple(_C.ACTIVATIONS)
 POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
 ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
+IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
 
 
 @dataclass(frozen=True)
