@@ -126,6 +126,13 @@ FIT_ROWS = [
     (fit(model=tiny(cond_dim=3), labels=Y, test_images=X), ValueError, "a conditional VAE needs test_labels"),
     (fit(model=tiny(dtype=torch.float64)), TypeError, "fit trains float32 models on the CPU"),
     (fit(model=nan_model()), ValueError, "encoder.0.weight contains NaN or inf"),
+    (fit(objective="IWAE"), ValueError, "objective must be one of"),
+    (fit(objective=None), TypeError, "objective must be one of"),
+    (fit(objective="iwae", k=0), ValueError, "k must be an integer >= 1"),
+    (fit(objective="iwae", k=2.0), TypeError, "k must be an integer, got 2.0"),
+    (fit(objective="iwae", iwae_estimator="analytic"), ValueError, "iwae_estimator must be one of"),
+    (fit(objective="iwae", estimator="dreg"), ValueError, "estimator must be one of"),
+    (fit(objective="iwae", kl_weight=2.0), ValueError, "kl_weight must be 1 with objective='iwae'"),
 ]
 
 SAVE_LOAD_ROWS = [

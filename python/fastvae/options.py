@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Tuple
 
 from . import _checks as c
-from .arch import ESTIMATORS
+from .arch import ESTIMATORS, IWAE_ESTIMATORS
+
+OBJECTIVES = ("elbo", "iwae")  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
 
 
 def _opt(default, check, doc):
@@ -33,7 +35,11 @@ class TrainOptions:
     [0, 255]: pixel > threshold is 1), estimator (one of ``fastvae._C.ESTIMATORS``), kl_weight (beta >= 0 of
     ``rec - beta * kl``), eval_every (validation every that many updates, 0: never), eval_samples (>= 1
     Monte Carlo samples per image in evaluations), callback_every (updates between ``"step"`` callbacks,
-    0: never). Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
+    0: never), objective (``"elbo"`` or ``"iwae"``: the IWAE bound of Burda et al. 2016 with ``k`` >= 1
+    samples per image, its encoder gradient by ``iwae_estimator``, one of ``fastvae._C.IWAE_ESTIMATORS``:
+    ``"reparam"``, ``"stl"``, ``"dreg"``; ``n_samples`` and ``estimator`` then serve the ELBO evaluations
+    only, and ``kl_weight`` must be 1).
+    Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
 
@@ -50,11 +56,19 @@ class TrainOptions:
     eval_every: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0), "updates between validations")
     eval_samples: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "samples per image in evaluations")
     callback_every: int = _opt(20, lambda w, n, v: c.integer(w, n, v, min=0), "updates between step callbacks")
+    objective: str = _opt("elbo", lambda w, n, v: c.choice(w, n, v, OBJECTIVES), "training objective")
+    k: int = _opt(5, lambda w, n, v: c.integer(w, n, v, min=1), "importance samples of the IWAE bound")
+    iwae_estimator: str = _opt("reparam", lambda w, n, v: c.choice(w, n, v, IWAE_ESTIMATORS),
+                               "encoder gradient of the IWAE bound")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
-        return replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
-                                for f in fields(self)})
+        out = replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
+                               for f in fields(self)})
+        if out.objective == "iwae" and out.kl_weight != 1.0:  # the IWAE bound has no separate KL term
+            raise ValueError(f"{where}: kl_weight must be 1 with objective='iwae' (the bound has no separate KL "
+                             f"term), got {out.kl_weight}")
+        return out
 
     def to_dict(self) -> dict:
         """Field -> value with betas as a list: plain data for checkpoints and JSON."""

@@ -69,6 +69,10 @@ class History:
     test_elbo: ELBO on the test images after each epoch (NaN without test images).
     epoch_seconds: wall time of each epoch (training plus test evaluation).
     val_update, val_rec, val_kl: validation log-likelihood and KL every ``eval_every`` updates.
+
+    With ``objective="iwae"``, update_rec holds the minibatch mean of the IWAE bound (k samples), update_kl
+    zeros, and train_elbo the epoch mean of that bound; test_elbo and the validation stay the ELBO (with
+    ``eval_samples`` and ``estimator``), comparable across objectives.
     """
 
     update_rec: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -183,6 +187,8 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         epochs: number of passes (int >= 0). batch_size, n_samples: ints >= 1.
         lr (> 0), betas (two numbers in [0, 1)), eps (>= 0), weight_decay (>= 0): Adam's settings, finite.
         threshold: int in [0, 255]. estimator: ``"analytic"``, ``"mc"`` or ``"stl"``.
+        objective: ``"elbo"`` or ``"iwae"`` (the IWAE bound with ``k`` samples per image and the encoder
+            gradient ``iwae_estimator``: ``"reparam"``, ``"stl"`` or ``"dreg"``; see :func:`fastvae.iwae`).
         test_images, test_labels: evaluated after every epoch (test ELBO).
         val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
             step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.
