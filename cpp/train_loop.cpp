@@ -32,6 +32,7 @@ struct Options {
   bool iwae = false;  // objective "iwae": the IWAE bound with k samples instead of the ELBO
   int64_t k = 1;
   IwaeEstimator iwae_estimator = IwaeEstimator::Reparam;
+  int64_t kl_warmup = 0;  // updates of the linear KL warm-up (0: off)
 };
 
 // "elbo" -> false, "iwae" -> true; anything else is an error naming both.
@@ -67,6 +68,7 @@ const OptionField kOptionFields[] = {
     {"k", [](Options& o, py::handle v) { o.k = v.cast<int64_t>(); }},
     {"iwae_estimator",
      [](Options& o, py::handle v) { o.iwae_estimator = parse_iwae_estimator(v.cast<std::string>()); }},
+    {"kl_warmup", [](Options& o, py::handle v) { o.kl_warmup = v.cast<int64_t>(); }},
 };
 
 Options options_from_dict(const py::dict& d) {
@@ -179,6 +181,8 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(o.kl_weight >= 0 && std::isfinite(o.kl_weight), "fastvae.fit: kl_weight must be finite and >= 0");
   TORCH_CHECK(!o.iwae || (o.k >= 1 && o.kl_weight == 1.0),
               "fastvae.fit: objective 'iwae' needs k >= 1 and kl_weight 1");
+  TORCH_CHECK(o.kl_warmup >= 0 && (!o.iwae || o.kl_warmup == 0),
+              "fastvae.fit: kl_warmup must be >= 0, and 0 with objective 'iwae'");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;
@@ -267,7 +271,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         }
         // Minimise -mean (rec - kl_weight * kl): kl_weight = 1 is the ELBO, > 1 a beta-VAE.
         w_rec.fill_(-1.0 / n);
-        w_kl.fill_(o.kl_weight / n);
+        // KL warm-up: the weight rises linearly from 0 over kl_warmup optimizer steps (resumes with step).
+        const double warm = o.kl_warmup > 0 ? std::min(1.0, double(step) / double(o.kl_warmup)) : 1.0;
+        w_kl.fill_(o.kl_weight * warm / n);
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
         double r, k;
         if (o.iwae) {  // maximise mean IWAE bound; recorded as rec (the bound) and kl 0

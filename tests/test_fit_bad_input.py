@@ -133,6 +133,9 @@ FIT_ROWS = [
     (fit(objective="iwae", iwae_estimator="analytic"), ValueError, "iwae_estimator must be one of"),
     (fit(objective="iwae", estimator="dreg"), ValueError, "estimator must be one of"),
     (fit(objective="iwae", kl_weight=2.0), ValueError, "kl_weight must be 1 with objective='iwae'"),
+    (fit(kl_warmup=-1), ValueError, "kl_warmup must be an integer >= 0"),
+    (fit(kl_warmup=2.5), TypeError, "kl_warmup must be an integer"),
+    (fit(objective="iwae", kl_warmup=5), ValueError, "kl_warmup applies to objective='elbo' only"),
 ]
 
 SAVE_LOAD_ROWS = [

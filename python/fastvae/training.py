@@ -189,6 +189,7 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         threshold: int in [0, 255]. estimator: ``"analytic"``, ``"mc"`` or ``"stl"``.
         objective: ``"elbo"`` or ``"iwae"`` (the IWAE bound with ``k`` samples per image and the encoder
             gradient ``iwae_estimator``: ``"reparam"``, ``"stl"`` or ``"dreg"``; see :func:`fastvae.iwae`).
+        kl_warmup: updates over which the KL weight rises linearly from 0 to ``kl_weight`` (0: off; ELBO only).
         test_images, test_labels: evaluated after every epoch (test ELBO).
         val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
             step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.
