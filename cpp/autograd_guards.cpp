@@ -36,7 +36,8 @@ void not_differentiable(const c10::OperatorHandle& op, c10::DispatchKeySet ks, t
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastvae, Autograd, m) {
-  for (const char* name : {"vae_encode", "vae_decode", "vae_iwae", "vae_elbo_backward", "adam_step",
+  for (const char* name : {"vae_encode", "vae_decode", "vae_iwae", "vae_elbo_backward",
+                           "vae_iwae_bound_backward", "adam_step",
                            "gumbel_softmax_bwd", "exponential_bwd", "cavi_estep", "cavi_responsibilities",
                            "cavi_update_mu", "cavi_update_lambda", "cavi_elbo"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());

@@ -19,6 +19,13 @@ TORCH_LIBRARY(fastvae, m) {
   m.def("vae_decode(Tensor z, Tensor? y, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor");
   // Importance-weighted bound on log p(x) (Burda et al. 2016) with eps [K, B, Z].
   m.def("vae_iwae(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor");
+  // The same bound as a training objective, differentiable with respect to params; `estimator` (one of
+  // fastvae._C.IWAE_ESTIMATORS: reparam, stl, dreg) picks the encoder gradient (docs/engine.md).
+  m.def("vae_iwae_bound(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA
+        ", str estimator) -> Tensor");
+  // Gradient of sum_i g[i] * bound[i] with respect to every parameter.
+  m.def("vae_iwae_bound_backward(Tensor g, Tensor x, Tensor? y, Tensor eps, Tensor[] params, "
+        FASTVAE_ARCH_SCHEMA ", str estimator) -> Tensor[]");
   // One Adam step (Kingma & Ba 2015, as torch.optim.Adam), in place over a list of tensors.
   m.def("adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
         "int step, float lr, float beta1, float beta2, float eps, float weight_decay) -> ()");

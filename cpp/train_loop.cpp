@@ -48,7 +48,18 @@ struct Options {
   Estimator estimator = Estimator::Analytic;
   Pixels pixels = Pixels::Threshold;
   double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, kl_weight = 0;
+  bool iwae = false;  // objective "iwae": the IWAE bound with k samples instead of the ELBO
+  int64_t k = 1;
+  IwaeEstimator iwae_estimator = IwaeEstimator::Reparam;
+  int64_t kl_warmup = 0;  // updates of the linear KL warm-up (0: off)
 };
+
+// "elbo" -> false, "iwae" -> true; anything else is an error naming both.
+bool parse_objective(const std::string& name) {
+  TORCH_CHECK(name == "elbo" || name == "iwae", "fastvae: unknown objective '", name,
+              "'; choose one of ['elbo', 'iwae']");
+  return name == "iwae";
+}
 
 // The one table of training options the loop reads, by the field names of fastvae.TrainOptions
 // (python/fastvae/options.py). A new option is one line here and one field there; a name on one side
@@ -73,6 +84,11 @@ const OptionField kOptionFields[] = {
     {"eval_samples", [](Options& o, py::handle v) { o.eval_samples = v.cast<int64_t>(); }},
     {"callback_every", [](Options& o, py::handle v) { o.callback_every = v.cast<int64_t>(); }},
     {"pixels", [](Options& o, py::handle v) { o.pixels = parse_pixels(v.cast<std::string>()); }},
+    {"objective", [](Options& o, py::handle v) { o.iwae = parse_objective(v.cast<std::string>()); }},
+    {"k", [](Options& o, py::handle v) { o.k = v.cast<int64_t>(); }},
+    {"iwae_estimator",
+     [](Options& o, py::handle v) { o.iwae_estimator = parse_iwae_estimator(v.cast<std::string>()); }},
+    {"kl_warmup", [](Options& o, py::handle v) { o.kl_warmup = v.cast<int64_t>(); }},
 };
 
 Options options_from_dict(const py::dict& d) {
@@ -218,11 +234,15 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(o.pixels != Pixels::Intensity || spec.lik != Likelihood::Bernoulli,
               "fastvae.fit: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
               "cannot take; use pixels='threshold' or 'dynamic', or a continuous likelihood");
+  TORCH_CHECK(!o.iwae || (o.k >= 1 && o.kl_weight == 1.0),
+              "fastvae.fit: objective 'iwae' needs k >= 1 and kl_weight 1");
+  TORCH_CHECK(o.kl_warmup >= 0 && (!o.iwae || o.kl_warmup == 0),
+              "fastvae.fit: kl_warmup must be >= 0, and 0 with objective 'iwae'");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;
   // A batch larger than the data set is the whole data set (buffers never exceed N rows).
-  const int64_t B = std::min(o.batch_size, N), L = o.n_samples;
+  const int64_t B = std::min(o.batch_size, N), L = o.iwae ? o.k : o.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
 
   // The input layer is trained in transposed storage so its forward product and weight gradient can
@@ -306,16 +326,29 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         }
         // Minimise -mean (rec - kl_weight * kl): kl_weight = 1 is the ELBO, > 1 a beta-VAE.
         w_rec.fill_(-1.0 / n);
-        w_kl.fill_(o.kl_weight / n);
+        // KL warm-up: the weight rises linearly from 0 over kl_warmup optimizer steps (resumes with step).
+        const double warm = o.kl_warmup > 0 ? std::min(1.0, double(step) / double(o.kl_warmup)) : 1.0;
+        w_kl.fill_(o.kl_weight * warm / n);
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
-        eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
-        const double r = eng.rec().sum().item<double>() / n, k = eng.kl().sum().item<double>() / n;
+        double r, k;
+        if (o.iwae) {  // maximise mean IWAE bound; recorded as rec (the bound) and kl 0
+          r = eng.iwae_forward(params, x, yp, e).sum().item<double>() / n;
+          k = 0;
+        } else {
+          eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
+          r = eng.rec().sum().item<double>() / n;
+          k = eng.kl().sum().item<double>() / n;
+        }
         if (!std::isfinite(r) || !std::isfinite(k)) {
           diverged = "loss";
           stop = true;
           break;
         }
-        eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
+        if (o.iwae) {
+          eng.iwae_backward(params, x, yp, e, o.iwae_estimator, w_rec.data_ptr<float>(), grads);
+        } else {
+          eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
+        }
         if (!cpu::all_finite(grads)) {
           diverged = "gradient";
           stop = true;

@@ -44,6 +44,13 @@ Scale parse_posterior(c10::string_view name) { return parse_name<Scale>(posterio
 Estimator parse_estimator(c10::string_view name) {
   return parse_name<Estimator>(estimator_names(), name, "estimator");
 }
+const std::vector<std::string>& iwae_estimator_names() {
+  static const std::vector<std::string> names{"reparam", "stl", "dreg"};
+  return names;
+}
+IwaeEstimator parse_iwae_estimator(c10::string_view name) {
+  return parse_name<IwaeEstimator>(iwae_estimator_names(), name, "IWAE estimator");
+}
 
 VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   VaeSpec s;

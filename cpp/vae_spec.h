@@ -19,6 +19,9 @@ enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLandin
 // (Loaiza-Ganem & Cunningham 2019) on intensities in [0, 1], both parameterized by the decoder's logits;
 // or a Gaussian N(x; a, sigma^2) around the decoder output a with a fixed scale sigma (gaussian_sigma).
 enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1, Gaussian = 2 };
+// Encoder gradient of the IWAE bound (Burda et al. 2016): plain reparameterization, sticking the landing
+// (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
+enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -47,6 +50,8 @@ Act parse_activation(c10::string_view name, const char* what);
 Scale parse_posterior(c10::string_view name);
 Estimator parse_estimator(c10::string_view name);
 Likelihood parse_likelihood(c10::string_view name);
+const std::vector<std::string>& iwae_estimator_names();
+IwaeEstimator parse_iwae_estimator(c10::string_view name);
 
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;

@@ -514,6 +514,41 @@ row("op-vae_elbo-arch-gaussian-sigma", lambda: ops.vae_elbo(XS, None, EPS, PS, *
     RuntimeError, "gaussian_sigma must be finite and > 0")
 
 
+# -- fastvae.iwae ------------------------------------------------------------------------------------------
+I = fastvae.iwae
+row("iwae-model-None", lambda: I(None, X), TypeError, "iwae: model must be a fastvae.VAE")
+row("iwae-x-list", lambda: I(VAE, X.tolist()), TypeError, "iwae: x must be a torch.Tensor")
+row("iwae-x-float64", lambda: I(VAE, X.double()), TypeError, "model's dtype torch.float32")
+row("iwae-x-width", lambda: I(VAE, X[:, :783]), ValueError, r"x must have shape \[B, 784\]")
+row("iwae-x-non-binary", lambda: I(VAE, with_entry(X, (0, 0), 0.5)), RuntimeError, "must be binary")
+row("iwae-x-nan", lambda: I(VAE, with_entry(X, (1, 3), NAN)), RuntimeError, "x contains NaN")
+for bad, exc, msg in [(2.0, TypeError, "iwae: k must be an integer"), (True, TypeError, "must be an integer"),
+                      ("5", TypeError, "must be an integer"), (None, TypeError, "must be an integer"),
+                      (0, ValueError, "k must be an integer >= 1"), (-1, ValueError, ">= 1"),
+                      (10 ** 9, ValueError, "exceeds the limit")]:
+    row(f"iwae-k={bad!r}", lambda b=bad: I(VAE, X, k=b), exc, msg)
+for bad, exc, msg in [("analytic", ValueError, "iwae: estimator must be one of"),
+                      ("DReG", ValueError, "estimator must be one of"), (None, TypeError, "estimator must be"),
+                      (1, TypeError, "estimator must be")]:
+    row(f"iwae-estimator={bad!r}", lambda b=bad: I(VAE, X, estimator=b), exc, msg)
+row("iwae-eps-float64", lambda: I(VAE, X, eps=torch.zeros(1, 4, 2, dtype=torch.float64)), TypeError,
+    "eps must have the dtype of x")
+row("iwae-eps-K0", lambda: I(VAE, X, eps=torch.zeros(0, 4, 2)), ValueError, "k >= 1")
+row("iwae-eps-batch", lambda: I(VAE, X, eps=torch.zeros(1, 3, 2)), ValueError, "eps must have shape")
+row("iwae-eps-nan", lambda: I(VAE, X, eps=torch.full((1, 4, 2), NAN)), RuntimeError, "eps contains NaN or inf")
+row("iwae-y-unconditional", lambda: I(VAE, X, y=Y), ValueError, "unconditional")
+row("iwae-cvae-y-missing", lambda: I(CVAE, X), ValueError, "needs labels y")
+row("iwae-cvae-y-float", lambda: I(CVAE, X, y=Y.float()), TypeError, "labels y must be an integer tensor")
+row("iwae-generator-int", lambda: I(VAE, X, generator=3), TypeError, "generator must be a torch.Generator")
+row("op-vae_iwae_bound-estimator", lambda: ops.vae_iwae_bound(X, None, torch.zeros(1, 4, 2),
+                                                              VAE.flat_parameters(), *VAE.spec().as_args(), "mc"),
+    RuntimeError, "unknown IWAE estimator 'mc'; choose one of \\['reparam', 'stl', 'dreg'\\]")
+row("op-vae_iwae_bound_backward-weights", lambda: ops.vae_iwae_bound_backward(
+    torch.ones(3), X, None, torch.zeros(1, 4, 2), [p.detach() for p in VAE.flat_parameters()],
+    *VAE.spec().as_args(), "dreg"),
+    RuntimeError, r"per-image weights must have shape \[4\]")
+
+
 def test_table_is_large():
     assert len(ROWS) >= 200, len(ROWS)
 

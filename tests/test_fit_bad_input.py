@@ -130,6 +130,16 @@ FIT_ROWS = [
     (fit(pixels="binary"), ValueError, "pixels must be one of"),
     (fit(pixels=1), TypeError, "pixels must be"),
     (fit(pixels="intensity"), ValueError, "pixels='intensity' feeds intensities in [0, 1], which the bernoulli"),
+    (fit(objective="IWAE"), ValueError, "objective must be one of"),
+    (fit(objective=None), TypeError, "objective must be one of"),
+    (fit(objective="iwae", k=0), ValueError, "k must be an integer >= 1"),
+    (fit(objective="iwae", k=2.0), TypeError, "k must be an integer, got 2.0"),
+    (fit(objective="iwae", iwae_estimator="analytic"), ValueError, "iwae_estimator must be one of"),
+    (fit(objective="iwae", estimator="dreg"), ValueError, "estimator must be one of"),
+    (fit(objective="iwae", kl_weight=2.0), ValueError, "kl_weight must be 1 with objective='iwae'"),
+    (fit(kl_warmup=-1), ValueError, "kl_warmup must be an integer >= 0"),
+    (fit(kl_warmup=2.5), TypeError, "kl_warmup must be an integer"),
+    (fit(objective="iwae", kl_warmup=5), ValueError, "kl_warmup applies to objective='elbo' only"),
 ]
 
 SAVE_LOAD_ROWS = [

@@ -94,7 +94,21 @@ def sampler_cases():
             ("exponential_bwd", "3-samples", (torch.randn(3, 4, dtype=F64, generator=gen(30)), z, rate.detach()))]
 
 
-CASES = vae_cases() + adam_cases() + cavi_cases() + sampler_cases()
+def iwae_cases():
+    cases = []
+    for cond in (0, 3):
+        tag = "conditional" if cond else "unconditional"
+        x, y, eps, params, arch = vae_inputs(cond, requires_grad=True)
+        for name in fastvae._ops.IWAE_ESTIMATORS:
+            cases.append(("vae_iwae_bound", f"{tag}-{name}", (x, y, eps, params, *arch, name)))
+        x, y, eps, params, arch = vae_inputs(cond, requires_grad=False)
+        g = torch.linspace(0.5, 1.5, 4, dtype=F64)
+        for name in fastvae._ops.IWAE_ESTIMATORS:
+            cases.append(("vae_iwae_bound_backward", f"{tag}-{name}", (g, x, y, eps, params, *arch, name)))
+    return cases
+
+
+CASES = vae_cases() + adam_cases() + cavi_cases() + sampler_cases() + iwae_cases()
 
 
 def continuous_bernoulli_cases():

@@ -591,6 +591,111 @@ at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
   return out;
 }
 
+// ---- IWAE bound and its gradient estimators (docs/engine.md, "IWAE and its gradient estimators") ----
+
+template <typename T>
+at::Tensor VaeEngine<T>::iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y,
+                                      const at::Tensor& eps) {
+  forward(params, x, y, eps, Estimator::MonteCarlo, nullptr);
+  log_w_ = log_weights(eps);  // [K, B]
+  return at::logsumexp(log_w_, {0}) - std::log(static_cast<double>(eps.size(0)));
+}
+
+template <typename T>
+void VaeEngine<T>::decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads) {
+  const auto& s = spec_;
+  const int64_t ne = s.n_enc_layers(), nd = s.n_dec_layers();
+  for (int64_t k = nd - 1; k >= 0; --k) {
+    const at::Tensor& in = k == 0 ? z_ : dec_[k - 1];
+    at::Tensor& dA = k + 1 == nd ? g_logits_ : g_dec_[k];
+    const at::Tensor& A = k + 1 == nd ? logits_ : dec_[k];
+    at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
+    layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
+                   grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
+                   s.latent_dim);
+  }
+}
+
+template <typename T>
+void VaeEngine<T>::encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y,
+                                    at::TensorList grads) {
+  const auto& s = spec_;
+  const int64_t ne = s.n_enc_layers(), B = x.size(0);
+  for (int64_t k = ne - 1; k >= 0; --k) {
+    const at::Tensor& in = k == 0 ? x : enc_[k - 1];
+    at::Tensor& dA = k + 1 == ne ? g_head_ : g_enc_[k];
+    const at::Tensor& A = k + 1 == ne ? head_ : enc_[k];
+    at::Tensor* d_in = k == 0 ? nullptr : &g_enc_[k - 1];
+    layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
+                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
+  }
+}
+
+// d/dtheta of sum_i u_i log 1/K sum_l w_il = sum_i u_i sum_l wn_il d log w_il / dtheta, wn = softmax_l log w.
+// Decoder: wn_il d log p(x | z_il) / dtheta. Encoder, with z = mu + sigma eps and G_l = d log p(x|z_l)/dz:
+//   reparam  sum_l wn_l [(G_l - z_l) dz_l/dphi] + d log sigma/dphi     (total derivative of log w_l)
+//   stl      sum_l wn_l [(G_l - z_l + eps_l / sigma) dz_l/dphi]        (q's parameters fixed in log q)
+//   dreg     sum_l wn_l^2 [(G_l - z_l + eps_l / sigma) dz_l/dphi]      (Tucker et al. 2018, eq. for IWAE)
+template <typename T>
+void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y,
+                                 const at::Tensor& eps, IwaeEstimator est, const T* u, at::TensorList grads) {
+  const auto& s = spec_;
+  const int64_t B = x.size(0), K = eps.size(0), Z = s.latent_dim, D = s.data_dim;
+  auto wn_t = at::softmax(log_w_, 0).contiguous();  // [K, B] normalized importance weights
+  const T* wn = wn_t.data_ptr<T>();
+  {  // likelihood gradient of each sample, weighted by u_i wn_il, from the per-row likelihood function
+    const T* a = logits_.data_ptr<T>();
+    const T* xp = x.data_ptr<T>();
+    T* g = g_logits_.data_ptr<T>();
+    at::parallel_for(0, K * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i = r % B;
+        likelihood_row<T>(spec_, a + r * D, xp + i * D, D, g + r * D, u[i] * wn[r]);
+      }
+    });
+  }
+  decoder_backward(params, y, B, grads);  // g_z_ = u wn G
+  {
+    const T* gz = g_z_.data_ptr<T>();
+    const T* ep = eps.data_ptr<T>();
+    const T* mu = mu_.data_ptr<T>();
+    const T* sg = sigma_.data_ptr<T>();
+    const T* h = head_.data_ptr<T>();
+    T* gh = g_head_.data_ptr<T>();
+    const T slope = static_cast<T>(s.slope);
+    at::parallel_for(0, B, grain_rows(Z * K), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = 0; j < Z; ++j) {
+          const int64_t ij = i * Z + j;
+          const T m = mu[ij], sd = sg[ij], sv = h[i * 2 * Z + Z + j];
+          const T dsd = s.scale == Scale::LogVar ? T(0.5) * sd : s.scale == Scale::LogStd ? sd : T(1);
+          const T dlog = s.scale == Scale::LogVar ? T(0.5) : s.scale == Scale::LogStd ? T(1) : T(1) / sv;
+          T g_mu = 0, g_sd = 0, g_log = 0;  // d/dmu, d/dsigma (path), d/dlog sigma (direct)
+          for (int64_t l = 0; l < K; ++l) {
+            const int64_t r = (l * B + i) * Z + j;
+            const T w = wn[l * B + i], e = ep[r], zz = m + sd * e;
+            T dz;  // d(weighted log w_l)/dz_l
+            if (est == IwaeEstimator::Reparam) {
+              dz = gz[r] - u[i] * w * zz;
+              g_log += u[i] * w;
+            } else if (est == IwaeEstimator::StickingTheLanding) {
+              dz = gz[r] + u[i] * w * (e / sd - zz);
+            } else {  // DReG: every path term weighted by wn^2
+              dz = w * (gz[r] + u[i] * w * (e / sd - zz));
+            }
+            g_mu += dz;
+            g_sd += dz * e;
+          }
+          const T gs = g_sd * dsd + g_log * dlog;
+          gh[i * 2 * Z + j] = g_mu * act_grad<T>(s.mean_act, h[i * 2 * Z + j], slope);
+          gh[i * 2 * Z + Z + j] = gs * act_grad<T>(s.scale_act, sv, slope);
+        }
+      }
+    });
+  }
+  encoder_backward(params, x, y, grads);
+}
+
 template class VaeEngine<float>;
 template class VaeEngine<double>;
 

@@ -41,6 +41,14 @@ class VaeEngine {
   // log p(x, z_l) - log q(z_l | x) for each sample of the last forward(): [L, B] (IWAE weights).
   at::Tensor log_weights(const at::Tensor& eps);
 
+  // IWAE bound (Burda et al. 2016) per image [B] for eps [K, B, Z]: log 1/K sum_l exp(log w_l); keeps the
+  // log weights for iwae_backward().
+  at::Tensor iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps);
+  // Gradient of sum_i u[i] bound_i with respect to every parameter into `grads`, the encoder part by the
+  // estimator `est` (docs/engine.md, "IWAE and its gradient estimators"). Must follow iwae_forward().
+  void iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
+                     IwaeEstimator est, const T* u, at::TensorList grads);
+
   const at::Tensor& mu() const { return mu_; }
   const at::Tensor& sigma() const { return sigma_; }
   const at::Tensor& logits() const { return logits_; }
@@ -78,6 +86,9 @@ class VaeEngine {
   at::Tensor g_logits_, g_z_, g_head_;
   std::vector<at::Tensor> g_enc_, g_dec_;
   std::vector<int32_t> nz_ptr_, nz_row_;  // nonzero pixels of the batch by pixel, for the sparse input layer
+  at::Tensor log_w_;                      // [K, B] IWAE log weights of the last iwae_forward()
+  void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
+  void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };
 
 }  // namespace cpu

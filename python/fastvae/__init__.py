@@ -8,7 +8,7 @@ from . import _ops, datasets, presets  # noqa: F401
 from . import cavi  # noqa: F401
 from .arch import ArchSpec
 from .options import TrainOptions
-from .vae import ELBO, VAE, elbo, log_likelihood
+from .vae import ELBO, VAE, elbo, iwae, log_likelihood
 from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
 from .training import AdamState, History, TrainingDivergedError
 from .checkpoint import CheckpointError
@@ -16,4 +16,4 @@ from .checkpoint import CheckpointError
 __version__ = "0.1.0"
 __all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
            "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
-           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec"]
+           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "iwae"]

@@ -5,6 +5,7 @@ import torch
 from . import _C  # noqa: F401  (registers the ops)
 from . import _checks
 from .arch import ESTIMATORS, ArchSpec  # noqa: F401  (ESTIMATORS: the names C++ accepts)
+from .arch import IWAE_ESTIMATORS  # noqa: F401
 
 ops = torch.ops.fastvae
 
@@ -93,3 +94,28 @@ def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
 
 
 torch.library.register_autograd("fastvae::vae_elbo", _elbo_backward, setup_context=_elbo_setup_context)
+
+
+# -- IWAE bound as an objective (vae_iwae_bound): value as vae_iwae, hand-written C++ gradient ----------
+@torch.library.register_fake("fastvae::vae_iwae_bound")
+def _vae_iwae_bound_fake(x, y, eps, params, *arch_and_estimator):
+    check_devices("vae_iwae_bound", x=x, y=y, eps=eps, params=params)
+    return x.new_empty(x.shape[0])
+
+
+@torch.library.register_fake("fastvae::vae_iwae_bound_backward")
+def _vae_iwae_bound_backward_fake(g, x, y, eps, params, *arch_and_estimator):
+    check_devices("vae_iwae_bound_backward", g=g, x=x, y=y, eps=eps, params=params)
+    return [torch.empty_like(p) for p in params]
+
+
+def _iwae_backward(ctx, g):
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
+        raise RuntimeError("fastvae::vae_iwae_bound: gradients with respect to x or eps are not implemented (only "
+                           "the parameters); detach x and eps")
+    x, eps, *params = ctx.saved_tensors
+    grads = ops.vae_iwae_bound_backward(g, x, ctx.y, eps, params, *ctx.rest)
+    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
+
+
+torch.library.register_autograd("fastvae::vae_iwae_bound", _iwae_backward, setup_context=_elbo_setup_context)

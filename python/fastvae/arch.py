@@ -15,6 +15,7 @@ ACTIVATIONS: Tuple[str, ...] = tuple(_C.ACTIVATIONS)
 POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
 ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
 LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
+IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from typing import Tuple
 
 from . import _C
 from . import _checks as c
-from .arch import ESTIMATORS
+from .arch import ESTIMATORS, IWAE_ESTIMATORS
+
+OBJECTIVES = ("elbo", "iwae")  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
 
 
 def _opt(default, check, doc):
@@ -38,7 +40,13 @@ class TrainOptions:
     p > threshold as 0/1, today's static binarization; ``"dynamic"`` a fresh x ~ Bernoulli(p / 255) each time
     an image is used, Burda et al. 2016; ``"intensity"`` p / 255, for the continuous likelihoods only; the
     test and validation evaluations use the same rule, with fresh draws from the loop's generator each
-    evaluation for ``"dynamic"``). Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
+    evaluation for ``"dynamic"``), objective (``"elbo"`` or ``"iwae"``: the IWAE bound of Burda et al. 2016 with ``k`` >= 1
+    samples per image, its encoder gradient by ``iwae_estimator``, one of ``fastvae._C.IWAE_ESTIMATORS``:
+    ``"reparam"``, ``"stl"``, ``"dreg"``; ``n_samples`` and ``estimator`` then serve the ELBO evaluations
+    only, and ``kl_weight`` must be 1), kl_warmup (int >= 0: the KL weight of the ELBO objective is
+    ``kl_weight * min(1, t / kl_warmup)`` at the update that follows t completed optimizer steps, a linear
+    warm-up from 0 (Bowman et al. 2016, Sonderby et al. 2016); 0: off; ELBO objective only).
+    Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
 
@@ -56,11 +64,23 @@ class TrainOptions:
     eval_samples: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "samples per image in evaluations")
     callback_every: int = _opt(20, lambda w, n, v: c.integer(w, n, v, min=0), "updates between step callbacks")
     pixels: str = _opt("threshold", lambda w, n, v: c.choice(w, n, v, tuple(_C.PIXELS)), "pixels in the loop")
+    objective: str = _opt("elbo", lambda w, n, v: c.choice(w, n, v, OBJECTIVES), "training objective")
+    k: int = _opt(5, lambda w, n, v: c.integer(w, n, v, min=1), "importance samples of the IWAE bound")
+    iwae_estimator: str = _opt("reparam", lambda w, n, v: c.choice(w, n, v, IWAE_ESTIMATORS),
+                               "encoder gradient of the IWAE bound")
+    kl_warmup: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0),
+                          "updates over which the KL weight rises linearly from 0 to kl_weight (0: off)")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
-        return replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
-                                for f in fields(self)})
+        out = replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
+                               for f in fields(self)})
+        if out.objective == "iwae" and out.kl_weight != 1.0:  # the IWAE bound has no separate KL term
+            raise ValueError(f"{where}: kl_weight must be 1 with objective='iwae' (the bound has no separate KL "
+                             f"term), got {out.kl_weight}")
+        if out.objective == "iwae" and out.kl_warmup != 0:
+            raise ValueError(f"{where}: kl_warmup applies to objective='elbo' only, got {out.kl_warmup} with 'iwae'")
+        return out
 
     def to_dict(self) -> dict:
         """Field -> value with betas as a list: plain data for checkpoints and JSON."""

@@ -69,6 +69,10 @@ class History:
     test_elbo: ELBO on the test images after each epoch (NaN without test images).
     epoch_seconds: wall time of each epoch (training plus test evaluation).
     val_update, val_rec, val_kl: validation log-likelihood and KL every ``eval_every`` updates.
+
+    With ``objective="iwae"``, update_rec holds the minibatch mean of the IWAE bound (k samples), update_kl
+    zeros, and train_elbo the epoch mean of that bound; test_elbo and the validation stay the ELBO (with
+    ``eval_samples`` and ``estimator``), comparable across objectives.
     """
 
     update_rec: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -187,6 +191,9 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
             afresh from the loop's generator each time an image is used, as u < pixel / 255 with one
             ``uniform_`` of [batch, D] before the batch's noise; evaluations draw the same way per chunk of
             500 images) or ``"intensity"`` (pixel / 255, needs ``likelihood="continuous_bernoulli"``).
+        objective: ``"elbo"`` or ``"iwae"`` (the IWAE bound with ``k`` samples per image and the encoder
+            gradient ``iwae_estimator``: ``"reparam"``, ``"stl"`` or ``"dreg"``; see :func:`fastvae.iwae`).
+        kl_warmup: updates over which the KL weight rises linearly from 0 to ``kl_weight`` (0: off; ELBO only).
         test_images, test_labels: evaluated after every epoch (test ELBO).
         val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
             step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.

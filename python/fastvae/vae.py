@@ -393,3 +393,65 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
         with reading(model):
             out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), *model.spec().as_args()))
     return torch.cat(out) if out else x.new_empty(0)
+
+
+def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = None,
+         y: Optional[torch.Tensor] = None, estimator: str = "reparam",
+         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per-image importance-weighted bound (IWAE, Burda et al. 2016) of ``model`` on binary images, as a
+    differentiable training objective:
+
+    ``iwae_i = log 1/k sum_l w_il``, ``log w_il = log p(x_i | z_il) + log p(z_il) - log q(z_il | x_i)``,
+    ``z_il = mu_i + sigma_i eps_il``. k = 1 is the Monte Carlo ELBO; the bound tightens as k grows.
+    Differentiable with respect to the model's parameters through fastvae's hand-written C++ backward.
+    The decoder gradient is ``sum_l wn_l d log w_l / dtheta`` (``wn = softmax_l log w``); the encoder
+    gradient depends on ``estimator``:
+
+    - ``"reparam"``: the plain reparameterization gradient of the bound (Burda et al. 2016);
+    - ``"stl"``: q's parameters held fixed inside log q (Roeder et al. 2017): the score term is dropped;
+    - ``"dreg"``: doubly reparameterized (Tucker et al. 2018, arXiv 1810.04152, IWAE section):
+      ``sum_l wn_l^2 d log w_l / dz_l dz_l / dphi`` with q's parameters fixed inside log q.
+
+    ``"stl"`` and ``"dreg"`` return the same value as ``"reparam"``; only their gradients differ (they are
+    not the derivative of the value, but unbiased, lower-variance estimates of the bound's gradient; DReG
+    is unbiased for the bound's gradient, STL is biased for k > 1, Tucker et al. 2018).
+
+    Args:
+        model: a :class:`VAE`.
+        x: binary images, float [B, D] (or [B, H, W]) of the model's dtype, entries 0 or 1.
+        k: importance samples per image, >= 1 (ignored if ``eps`` is given).
+        eps: optional standard normal noise [k, B, Z] of the model's dtype, to inject the draws.
+        y: int64 class labels [B] for a conditional VAE.
+        estimator: ``"reparam"``, ``"stl"`` or ``"dreg"`` (``fastvae.arch.IWAE_ESTIMATORS``).
+        generator: torch.Generator for eps when it is not given.
+
+    Returns:
+        float tensor [B] of the model's dtype (nats).
+
+    Raises:
+        TypeError: model not a VAE, x or eps not a tensor or not of the model's dtype, float labels,
+            k not an integer, estimator not a string.
+        ValueError: wrong shapes or devices, k < 1 or too large (over ``_ops.MAX_ELEMENTS``), labels
+            missing or out of range, unknown estimator.
+        RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
+    """
+    where = "iwae"
+    if not isinstance(model, VAE):
+        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
+    _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
+    x, y = model._prepare(x, y, where)
+    if eps is None:
+        k = _checks.integer(where, "k", k, min=1)
+        widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
+        _ops.check_size(where, "k * batch * widest layer", k * x.shape[0] * widest)
+        eps = model._noise(where, (k, x.shape[0], model.latent_dim), x, generator)
+    else:
+        eps = _checks.tensor(where, "eps", eps)
+        if eps.dtype != x.dtype:
+            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
+        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], model.latent_dim) or eps.shape[0] < 1:
+            raise ValueError(f"{where}: eps must have shape [k >= 1, {x.shape[0]}, {model.latent_dim}], "
+                             f"got {tuple(eps.shape)}")
+        _checks.same_device(where, x=x, eps=eps)
+    with reading(model):
+        return _ops.ops.vae_iwae_bound(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
