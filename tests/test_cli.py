@@ -21,6 +21,7 @@ FIGURES = {
     "ese546": {"elbo_terms.png", "reconstructions.png", "samples.png", "validation.png"},
     "cvae_hw7": {"loss.png", "samples_epoch01.png", "samples_epoch02.png"},
     "dd2434": {"reconstructions.png", "samples.png", "loss.png"},
+    "iwae_paper": {"training_bound.png", "samples.png", "reconstructions.png"},
 }
 
 

@@ -161,7 +161,7 @@ def repro(**kw):
 
 
 REPRODUCE_ROWS = [
-    (repro(name="stats"), ValueError, "unknown homework 'stats'"),
+    (repro(name="stats"), ValueError, "unknown reproduction 'stats'"),
     (repro(epochs=1.5), TypeError, "epochs must be an integer, got 1.5"),
     (repro(epochs=0), ValueError, "epochs must be an integer >= 1"),
     (repro(limit=0), ValueError, "limit must be an integer >= 1"),
@@ -175,6 +175,11 @@ REPRODUCE_ROWS = [
     (repro(name="cvae_hw7", kl_weight=-1.0), ValueError, "kl_weight must be >= 0.0"),
     (repro(name="cvae_hw7", kl_weight="2"), TypeError, "kl_weight must be a real number"),
     (repro(data="/nonexistent/mnist"), FileNotFoundError, "does not exist"),
+    (repro(k=5), ValueError, "objective and k apply only to iwae_paper, not stats305c"),
+    (repro(objective="iwae"), ValueError, "objective and k apply only to iwae_paper"),
+    (repro(name="iwae_paper", objective="IWAE"), ValueError, "objective must be one of"),
+    (repro(name="iwae_paper", k=0), ValueError, "k must be an integer >= 1"),
+    (repro(name="iwae_paper", k=5.0), TypeError, "k must be an integer, got 5.0"),
 ]
 
 

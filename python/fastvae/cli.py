@@ -14,13 +14,17 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="train a homework's VAE and write its metrics and figures",
                        description="Train a homework's VAE with its settings; write DIR/metrics.json, "
                                    "DIR/model.pt and the homework's figures as PNG files.")
-    r.add_argument("name", choices=NAMES, help="which homework")
+    r.add_argument("name", choices=NAMES, help="which homework (or iwae_paper: Burda et al. 2016, Table 1)")
     r.add_argument("--out", required=True, help="output folder (created if missing)")
     r.add_argument("--epochs", type=int, default=None, help="override the homework's number of epochs")
     r.add_argument("--data", default=None,
                    help="folder with the MNIST IDX files (default: $FASTVAE_DATA or the download cache)")
     r.add_argument("--kl-weight", type=float, default=None,
                    help="override the KL weight beta of the training objective (cvae_hw7 only)")
+    r.add_argument("--objective", choices=("elbo", "iwae"), default=None,
+                   help="training objective: the IWAE bound with K samples, or the ELBO averaged over K samples "
+                        "(iwae_paper only; default: iwae)")
+    r.add_argument("--k", type=int, default=None, help="samples per image of the objective (iwae_paper only; default 1)")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--resume", action="store_true",
@@ -36,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
                       progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight,
-                      resume=args.resume)
+                      resume=args.resume, objective=args.objective, k=args.k)
     except (FileNotFoundError, DataFileError, ValueError, TypeError, FloatingPointError) as e:
         print(f"fastvae: error: {e}", file=sys.stderr)
         return 1

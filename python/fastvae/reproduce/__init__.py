@@ -1,4 +1,4 @@
-"""Reproductions of the four homeworks (``python -m fastvae reproduce NAME --out DIR``).
+"""Reproductions of the four homeworks and of the IWAE paper's MNIST table (``python -m fastvae reproduce NAME --out DIR``).
 
 One module per homework; each ``run(ctx)`` trains the homework's VAE with its settings, saves the
 figures the homework asks for under ``ctx.out`` and returns the metrics that :func:`reproduce`
@@ -11,12 +11,14 @@ from typing import Optional
 from .. import _checks
 from .common import Context, Timer, write_json
 
-NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434")
+NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434", "iwae_paper")
 KL_WEIGHT_NAMES = ("cvae_hw7",)  # the reproductions whose training objective takes a KL weight
+OBJECTIVE_NAMES = ("iwae_paper",)  # the reproductions that train either bound with k samples
 
 
 def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: int = 0, progress: bool = True,
-              limit: Optional[int] = None, log=print, kl_weight: Optional[float] = None, resume: bool = False) -> dict:
+              limit: Optional[int] = None, log=print, kl_weight: Optional[float] = None, resume: bool = False,
+              objective: Optional[str] = None, k: Optional[int] = None) -> dict:
     """Run the reproduction ``name`` and write ``out/metrics.json``; returns the metrics.
 
     Training writes ``out/checkpoint.pt`` after every epoch (with ``out/run.json``, the run's identity);
@@ -24,16 +26,18 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     an uninterrupted run with the same seed (timings aside). Without a checkpoint, resume starts afresh.
 
     kl_weight: overrides the preset's KL weight beta (objective rec - beta * kl; only for cvae_hw7).
+    objective, k: override the training objective (``"iwae"``: the IWAE bound with k samples; ``"elbo"``: the
+    ELBO averaged over k Monte Carlo samples, Burda et al.'s "VAE" rows) and k (only for iwae_paper).
 
     Raises:
         TypeError: a float or string where an integer is meant (epochs, seed, limit).
-        ValueError: unknown name, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative,
+        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative,
         not finite or given for a homework trained on the plain ELBO, ``out`` naming a file, a checkpoint
         from another run. FileNotFoundError: ``data`` is not a folder or lacks the MNIST files.
     """
     where = "fastvae.reproduce"
     if not isinstance(name, str) or name not in NAMES:
-        raise ValueError(f"unknown homework {name!r}; choose one of {', '.join(NAMES)}")
+        raise ValueError(f"unknown reproduction {name!r}; choose one of {', '.join(NAMES)}")
     if epochs is not None:
         epochs = _checks.integer(where, "epochs", epochs, min=1)
     if limit is not None:
@@ -44,6 +48,12 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
         if name not in KL_WEIGHT_NAMES:
             raise ValueError(f"kl_weight applies only to {', '.join(KL_WEIGHT_NAMES)}, not {name}")
         kl_weight = _checks.real(where, "kl_weight", kl_weight, min=0.0)
+    if (objective is not None or k is not None) and name not in OBJECTIVE_NAMES:
+        raise ValueError(f"objective and k apply only to {', '.join(OBJECTIVE_NAMES)}, not {name}")
+    if objective is not None:
+        objective = _checks.choice(where, "objective", objective, ("elbo", "iwae"))
+    if k is not None:
+        k = _checks.integer(where, "k", k, min=1)
     if data is not None:
         data = Path(data)
         if not data.is_dir():
@@ -52,7 +62,8 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     if out.exists() and not out.is_dir():
         raise ValueError(f"{where}: out must be a folder, got the existing file {str(out)!r}")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume)
+    ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume,
+                  objective=objective, k=k)
     timer = Timer()
     metrics = importlib.import_module(f".{name}", __name__).run(ctx)
     metrics["wall_seconds"] = timer()

@@ -23,7 +23,8 @@ CHECKPOINT, RUN = "checkpoint.pt", "run.json"
 class Context:
     """What a reproduction needs: output folder, data folder, overrides and console output.
 
-    epochs: None keeps the homework's number; kl_weight: None keeps the preset's (cvae_hw7 only).
+    epochs: None keeps the homework's number; kl_weight: None keeps the preset's (cvae_hw7 only);
+    objective, k: None keep the preset's training objective and its number of samples (iwae_paper only).
     limit: use only the first ``limit`` training and test images (for quick checks and tests). log: prints one line (the CLI's stdout).
     """
 
@@ -38,6 +39,8 @@ class Context:
     figures: list = field(default_factory=list)
     kl_weight: Optional[float] = None
     resume: bool = False
+    objective: Optional[str] = None
+    k: Optional[int] = None
 
     @property
     def checkpoint(self) -> Path:
@@ -48,18 +51,28 @@ class Context:
     def preset(self):
         return presets.get(self.name)
 
-    def train_settings(self) -> dict:
-        t = dict(self.preset.train)
+    def overrides(self) -> dict:
+        """The training settings the command line replaces: --epochs, --kl-weight, and --objective / --k
+        (the IWAE bound with k samples, or the ELBO averaged over k Monte Carlo samples: n_samples = k)."""
+        o = {}
         if self.epochs is not None:
-            t["epochs"] = int(self.epochs)
+            o["epochs"] = int(self.epochs)
         if self.kl_weight is not None:
-            t["kl_weight"] = float(self.kl_weight)
-        return t
+            o["kl_weight"] = float(self.kl_weight)
+        if self.objective is not None:
+            o["objective"] = self.objective
+        if self.k is not None or self.objective is not None:
+            k = self.k if self.k is not None else self.preset.train.get("k", 1)
+            iwae = (self.objective or self.preset.train.get("objective", "elbo")) == "iwae"
+            o.update(k=int(k), n_samples=1 if iwae else int(k))
+        return o
+
+    def train_settings(self) -> dict:
+        return dict(self.preset.train, **self.overrides())
 
     def train_options(self):
-        """The :class:`fastvae.TrainOptions` ``fit`` trains with: the preset's, with --epochs / --kl-weight."""
-        overrides = {k: v for k, v in (("epochs", self.epochs), ("kl_weight", self.kl_weight)) if v is not None}
-        return self.preset.options(**overrides)
+        """The :class:`fastvae.TrainOptions` ``fit`` trains with: the preset's, with the command line's."""
+        return self.preset.options(**self.overrides())
 
     def figure(self, fig, filename: str) -> str:
         """Save ``fig`` as out/filename (atomically) and remember it for metrics.json."""

@@ -1,0 +1,51 @@
+"""The iwae_paper reproduction (Burda et al. 2016, Table 1): the paper's schedule, the objective and k
+overrides, and resuming across a learning-rate stage."""
+import json
+
+import pytest
+import torch
+
+from fastvae import cli, presets
+from fastvae.reproduce.iwae_paper import schedule
+
+
+def test_schedule_is_the_papers():
+    s = schedule(3280)
+    assert [n for _, n, _ in s] == [3 ** i for i in range(8)]  # 3^i epochs, i = 0..7
+    assert sum(n for _, n, _ in s) == presets.get("iwae_paper").train["epochs"] == 3280
+    assert [a for a, _, _ in s] == [sum(3 ** j for j in range(i)) for i in range(8)]
+    for i, (_, _, lr) in enumerate(s):
+        assert lr == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-12)
+    assert schedule(5) == [(0, 1, 1e-3), (1, 3, pytest.approx(1e-3 * 10 ** (-1 / 7))),
+                           (4, 1, pytest.approx(1e-3 * 10 ** (-2 / 7)))]
+
+
+def _run(out, mnist, *extra):
+    return cli.main(["reproduce", "iwae_paper", "--out", str(out), "--data", str(mnist), "--limit", "60",
+                     "--no-progress", "--seed", "3", *extra])
+
+
+def test_objective_and_k_reach_training(tmp_path, need_mnist):
+    assert _run(tmp_path / "iw", need_mnist, "--epochs", "1", "--k", "5") == 0
+    assert _run(tmp_path / "vae", need_mnist, "--epochs", "1", "--k", "5", "--objective", "elbo") == 0
+    iw, vae = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("iw", "vae"))
+    assert iw["settings"]["train"]["objective"] == "iwae" and iw["settings"]["train"]["k"] == 5
+    assert iw["settings"]["train"]["n_samples"] == 1
+    assert vae["settings"]["train"]["objective"] == "elbo" and vae["settings"]["train"]["n_samples"] == 5
+    assert iw["final"]["paper_test_nll"] == 85.54 and vae["final"]["paper_test_nll"] == 86.47
+    for m in (iw, vae):
+        assert m["final"]["eval_k"] == 5000 and m["final"]["test_nll"] > 0 and m["final"]["test_nll_stderr"] > 0
+        assert m["settings"]["train"]["pixels"] == "dynamic" and m["settings"]["train"]["batch_size"] == 20
+
+
+def test_resume_across_a_stage_is_exact(tmp_path, need_mnist):
+    """Two epochs, then --resume to five (stage 1 ends after epoch 4 and stage 2 starts at a lower learning
+    rate) equals five epochs in one go, bit for bit, test log p(x) included."""
+    assert _run(tmp_path / "once", need_mnist, "--epochs", "5") == 0
+    assert _run(tmp_path / "split", need_mnist, "--epochs", "2") == 0
+    assert _run(tmp_path / "split", need_mnist, "--epochs", "5", "--resume") == 0
+    a, b = (torch.load(tmp_path / d / "model.pt") for d in ("once", "split"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("once", "split"))
+    assert ma["train_elbo"] == mb["train_elbo"] and ma["final"]["test_nll"] == mb["final"]["test_nll"]
+    assert [s["lr"] for s in ma["schedule"]] == pytest.approx([1e-3, 1e-3 * 10 ** (-1 / 7), 1e-3 * 10 ** (-2 / 7)])
