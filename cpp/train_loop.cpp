@@ -118,7 +118,7 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 12, "fastvae.fit: expected the 12 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 13, "fastvae.fit: expected the 13 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
   const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
@@ -128,7 +128,7 @@ VaeSpec spec_from_dict(const py::dict& d) {
   return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
                             get("latent_dim").cast<int64_t>(), enc, dec, act,
                             get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood,
-                            get("gaussian_sigma").cast<double>());
+                            get("gaussian_sigma").cast<double>(), get("gaussian_scale").cast<std::string>());
 }
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
