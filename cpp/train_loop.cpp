@@ -52,6 +52,7 @@ struct Options {
   int64_t k = 1;
   IwaeEstimator iwae_estimator = IwaeEstimator::Reparam;
   int64_t kl_warmup = 0;  // updates of the linear KL warm-up (0: off)
+  double free_bits = 0;   // free bits lambda, nats per latent dimension (0: off)
 };
 
 // "elbo" -> false, "iwae" -> true; anything else is an error naming both.
@@ -89,6 +90,7 @@ const OptionField kOptionFields[] = {
     {"iwae_estimator",
      [](Options& o, py::handle v) { o.iwae_estimator = parse_iwae_estimator(v.cast<std::string>()); }},
     {"kl_warmup", [](Options& o, py::handle v) { o.kl_warmup = v.cast<int64_t>(); }},
+    {"free_bits", [](Options& o, py::handle v) { o.free_bits = v.cast<double>(); }},
 };
 
 Options options_from_dict(const py::dict& d) {
@@ -118,7 +120,7 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 12, "fastvae.fit: expected the 12 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 13, "fastvae.fit: expected the 13 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
   const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
@@ -128,7 +130,7 @@ VaeSpec spec_from_dict(const py::dict& d) {
   return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
                             get("latent_dim").cast<int64_t>(), enc, dec, act,
                             get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood,
-                            get("gaussian_sigma").cast<double>());
+                            get("gaussian_sigma").cast<double>(), get("gaussian_scale").cast<std::string>());
 }
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
@@ -238,6 +240,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
               "fastvae.fit: objective 'iwae' needs k >= 1 and kl_weight 1");
   TORCH_CHECK(o.kl_warmup >= 0 && (!o.iwae || o.kl_warmup == 0),
               "fastvae.fit: kl_warmup must be >= 0, and 0 with objective 'iwae'");
+  TORCH_CHECK(o.free_bits >= 0 && std::isfinite(o.free_bits), "fastvae.fit: free_bits must be finite and >= 0");
+  TORCH_CHECK(o.free_bits == 0 || (!o.iwae && o.estimator == Estimator::Analytic),
+              "fastvae.fit: free_bits needs objective 'elbo' with estimator 'analytic'");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;
@@ -271,6 +276,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   auto yb = at::empty({B}, at::kLong);
   auto eps = at::empty({L, B, Z}, at::kFloat);
   auto w_rec = at::empty({B}, at::kFloat), w_kl = at::empty({B}, at::kFloat);
+  std::vector<float> free_bits_mask(Z, 1.f);  // per latent dimension: KL_j > free_bits
   const int64_t total = o.epochs * per_epoch;
   auto upd_rec = at::zeros({total}, at::kDouble), upd_kl = at::zeros({total}, at::kDouble);
   auto ep_train = at::zeros({o.epochs}, at::kDouble), ep_test = at::full({o.epochs}, NAN, at::kDouble);
@@ -343,6 +349,14 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
           diverged = "loss";
           stop = true;
           break;
+        }
+        if (o.free_bits > 0) {
+          // Free bits (Kingma et al. 2016, per-dimension groups): the KL term is sum_j max(lambda, KL_j) with
+          // KL_j the minibatch mean KL of dimension j; its gradient is KL_j's where KL_j > lambda, else 0.
+          auto klj = eng.kl_per_dim();
+          const double* kp = klj.data_ptr<double>();
+          for (int64_t j = 0; j < Z; ++j) free_bits_mask[j] = kp[j] / n > o.free_bits ? 1.f : 0.f;
+          eng.set_kl_dim_weights(free_bits_mask.data());
         }
         if (o.iwae) {
           eng.iwae_backward(params, x, yp, e, o.iwae_estimator, w_rec.data_ptr<float>(), grads);

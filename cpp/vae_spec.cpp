@@ -52,6 +52,14 @@ IwaeEstimator parse_iwae_estimator(c10::string_view name) {
   return parse_name<IwaeEstimator>(iwae_estimator_names(), name, "IWAE estimator");
 }
 
+const std::vector<std::string>& gaussian_scale_names() {
+  static const std::vector<std::string> names{"fixed", "learned", "predicted"};
+  return names;
+}
+GaussianScale parse_gaussian_scale(c10::string_view name) {
+  return parse_name<GaussianScale>(gaussian_scale_names(), name, "gaussian_scale");
+}
+
 VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   VaeSpec s;
   s.data_dim = data_dim;
@@ -79,6 +87,9 @@ VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   TORCH_CHECK(std::isfinite(gaussian_sigma) && gaussian_sigma > 0,
               "fastvae: gaussian_sigma must be finite and > 0, got ", gaussian_sigma);
   s.gaussian_sigma = gaussian_sigma;
+  s.gscale = parse_gaussian_scale(gaussian_scale);
+  TORCH_CHECK(s.gscale == GaussianScale::Fixed || s.lik == Likelihood::Gaussian, "fastvae: gaussian_scale '",
+              std::string(gaussian_scale), "' needs likelihood 'gaussian', got '", std::string(likelihood), "'");
   return s;
 }
 
@@ -105,6 +116,16 @@ void VaeSpec::check_params(at::TensorList params, at::ScalarType dtype, at::Devi
     check_layer(idx, enc_out(k), enc_in(k), "encoder layer " + std::to_string(k));
   for (int64_t k = 0; k < n_dec_layers(); ++k, idx += 2)
     check_layer(idx, dec_out(k), dec_in(k), "decoder layer " + std::to_string(k));
+  if (learned_scale()) {  // the learned per-pixel log sigma of the Gaussian likelihood, last
+    const auto& t = params[idx];
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == data_dim, "fastvae: the learned Gaussian log sigma must have shape [",
+                data_dim, "], got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == dtype, "fastvae: the learned Gaussian log sigma must be ", dtype,
+                " like the data, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == device, "fastvae: the learned Gaussian log sigma is on ", t.device(),
+                " but the data is on ", device);
+    TORCH_CHECK(t.is_contiguous(), "fastvae: the learned Gaussian log sigma must be contiguous");
+  }
 }
 
 void VaeSpec::check_labels(const c10::optional<at::Tensor>& y, int64_t batch) const {

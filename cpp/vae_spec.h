@@ -22,6 +22,10 @@ enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1, Gaussi
 // Encoder gradient of the IWAE bound (Burda et al. 2016): plain reparameterization, sticking the landing
 // (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
 enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
+// Scale of the Gaussian likelihood (issue 9 item 1; Kingma & Welling 2014, C.2): fixed (gaussian_sigma),
+// learned (a per-pixel log sigma vector [D], the last entry of the parameter list) or predicted (the
+// decoder's last layer outputs 2D: the mean, then the log-variance).
+enum class GaussianScale : int64_t { Fixed = 0, Learned = 1, Predicted = 2 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -30,15 +34,15 @@ enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG =
 #define FASTVAE_ARCH_SCHEMA                                                                  \
   "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
   "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation, " \
-  "str likelihood, float gaussian_sigma"
+  "str likelihood, float gaussian_sigma, str gaussian_scale"
 #define FASTVAE_ARCH_PARAMS                                                                  \
   int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
       at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
       c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation, \
-      c10::string_view likelihood, double gaussian_sigma
+      c10::string_view likelihood, double gaussian_sigma, c10::string_view gaussian_scale
 #define FASTVAE_ARCH_ARGS                                                                          \
   data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
-      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma
+      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma, gaussian_scale
 
 // Names of the enum values, in code order (the only list; see vae_spec.cpp).
 const std::vector<std::string>& activation_names();
@@ -52,6 +56,8 @@ Estimator parse_estimator(c10::string_view name);
 Likelihood parse_likelihood(c10::string_view name);
 const std::vector<std::string>& iwae_estimator_names();
 IwaeEstimator parse_iwae_estimator(c10::string_view name);
+const std::vector<std::string>& gaussian_scale_names();
+GaussianScale parse_gaussian_scale(c10::string_view name);
 
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;
@@ -62,13 +68,17 @@ struct VaeSpec {
   double slope = 0.01;
   Likelihood lik = Likelihood::Bernoulli;
   double gaussian_sigma = 1.0;  // fixed scale of the Gaussian likelihood (> 0)
+  GaussianScale gscale = GaussianScale::Fixed;
+  bool learned_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Learned; }
+  bool predicted_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Predicted; }
 
   // Validates the architecture arguments (sizes, names, slope) with clear errors.
   static VaeSpec from_args(FASTVAE_ARCH_PARAMS);
 
   int64_t n_enc_layers() const { return (int64_t)enc_hidden.size() + 1; }  // hidden layers + head
   int64_t n_dec_layers() const { return (int64_t)dec_hidden.size() + 1; }  // hidden layers + logits
-  int64_t n_params() const { return 2 * (n_enc_layers() + n_dec_layers()); }
+  // Linear weights and biases, then the learned log sigma [D] of a Gaussian likelihood if any.
+  int64_t n_params() const { return 2 * (n_enc_layers() + n_dec_layers()) + (learned_scale() ? 1 : 0); }
   // In and out sizes of encoder layer k (the last one is the head, out = 2Z).
   int64_t enc_in(int64_t k) const { return k == 0 ? data_dim + cond_dim : enc_hidden[k - 1]; }
   int64_t enc_out(int64_t k) const {
@@ -76,8 +86,10 @@ struct VaeSpec {
   }
   int64_t dec_in(int64_t k) const { return k == 0 ? latent_dim + cond_dim : dec_hidden[k - 1]; }
   int64_t dec_out(int64_t k) const {
-    return k == (int64_t)dec_hidden.size() ? data_dim : dec_hidden[k];
+    return k == (int64_t)dec_hidden.size() ? out_dim() : dec_hidden[k];
   }
+  // Width of the decoder output row: D, or 2D (mean | log-variance) for a predicted Gaussian scale.
+  int64_t out_dim() const { return predicted_scale() ? 2 * data_dim : data_dim; }
   // Checks count, shapes, dtype and device of the parameter list (weights [out, in], biases [out]).
   void check_params(at::TensorList params, at::ScalarType dtype, at::Device device) const;
   // Checks optional labels y: int64 [B] with values in [0, C); required iff C > 0.

@@ -548,6 +548,30 @@ row("op-vae_iwae_bound_backward-weights", lambda: ops.vae_iwae_bound_backward(
     *VAE.spec().as_args(), "dreg"),
     RuntimeError, r"per-image weights must have shape \[4\]")
 
+# Gaussian scale modes (issue 9 item 1): the names, the likelihood they need, the learned log sigma parameter.
+LEARNED = fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64, likelihood="gaussian", gaussian_scale="learned")
+PL = [p.detach() for p in LEARNED.flat_parameters()]
+row("vae-gaussian-scale-unknown", lambda: fastvae.VAE(7, 3, likelihood="gaussian", gaussian_scale="learnt"), ValueError,
+    "VAE: gaussian_scale must be one of")
+row("vae-gaussian-scale-int", lambda: fastvae.VAE(7, 3, likelihood="gaussian", gaussian_scale=1), TypeError,
+    "VAE: gaussian_scale must be")
+row("vae-gaussian-scale-bernoulli", lambda: fastvae.VAE(7, 3, gaussian_scale="learned"), ValueError,
+    "gaussian_scale='learned' needs likelihood='gaussian'")
+row("op-vae_elbo-gaussian-scale-unknown", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(likelihood="gaussian",
+    gaussian_scale="learnt"), "analytic"), RuntimeError, "unknown gaussian_scale 'learnt'; choose one of")
+row("op-vae_elbo-gaussian-scale-bernoulli", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(gaussian_scale="predicted"),
+    "analytic"), RuntimeError, "gaussian_scale 'predicted' needs likelihood 'gaussian'")
+row("op-vae_elbo-learned-scale-missing", lambda: ops.vae_elbo(XS, None, EPS, PL[:-1], *LEARNED.spec().as_args(),
+    "analytic"), RuntimeError, "expected 9 parameter tensors")
+row("op-vae_elbo-learned-scale-shape", lambda: ops.vae_elbo(XS, None, EPS, PL[:-1] + [PL[-1][:3]],
+    *LEARNED.spec().as_args(), "analytic"), RuntimeError, "learned Gaussian log sigma must have shape \\[7\\]")
+row("op-vae_elbo-learned-scale-dtype", lambda: ops.vae_elbo(XS, None, EPS, PL[:-1] + [PL[-1].float()],
+    *LEARNED.spec().as_args(), "analytic"), RuntimeError, "learned Gaussian log sigma must be Double")
+row("op-vae_elbo-learned-scale-nan", lambda: ops.vae_elbo(XS, None, EPS, PL[:-1] + [with_entry(PL[-1], 0, NAN)],
+    *LEARNED.spec().as_args(), "analytic"), RuntimeError, "a parameter contains NaN or inf")
+row("op-vae_decode-predicted-fixed-params", lambda: ops.vae_decode(EPS[0], None, PS, *arch(likelihood="gaussian",
+    gaussian_scale="predicted")), RuntimeError, "decoder layer 1 weight must have shape \\[14, 4\\]")
+
 
 def test_table_is_large():
     assert len(ROWS) >= 200, len(ROWS)

@@ -140,6 +140,11 @@ FIT_ROWS = [
     (fit(kl_warmup=-1), ValueError, "kl_warmup must be an integer >= 0"),
     (fit(kl_warmup=2.5), TypeError, "kl_warmup must be an integer"),
     (fit(objective="iwae", kl_warmup=5), ValueError, "kl_warmup applies to objective='elbo' only"),
+    (fit(free_bits=-0.5), ValueError, "free_bits must be >= 0.0"),
+    (fit(free_bits=NAN), ValueError, "free_bits must be a finite number"),
+    (fit(free_bits="0.5"), TypeError, "free_bits must be a real number"),
+    (fit(free_bits=0.5, estimator="mc"), ValueError, "free_bits needs objective='elbo' with estimator='analytic'"),
+    (fit(free_bits=0.5, objective="iwae"), ValueError, "free_bits needs objective='elbo' with estimator='analytic'"),
 ]
 
 SAVE_LOAD_ROWS = [

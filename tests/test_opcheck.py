@@ -117,7 +117,7 @@ def continuous_bernoulli_cases():
     for grad in (True, False):
         x, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
         x = torch.rand(x.shape, dtype=F64, generator=gen(41))
-        arch = (*arch[:-2], "continuous_bernoulli", 1.0)
+        arch = (*arch[:-3], "continuous_bernoulli", 1.0, "fixed")
         if grad:
             cases += [("vae_elbo", f"cb-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
         else:
@@ -127,12 +127,38 @@ def continuous_bernoulli_cases():
             cases += [("vae_encode", "cb", (x, y, params, *arch)), ("vae_decode", "cb", (eps[0], y, params, *arch)),
                       ("vae_iwae", "cb", (x, y, eps, params, *arch))]
     x, y, eps, params, arch = vae_inputs(0, requires_grad=True)
-    gauss = (*arch[:-2], "gaussian", 0.5)
+    gauss = (*arch[:-3], "gaussian", 0.5, "fixed")
     cases += [("vae_elbo", f"gaussian-{n}", (x - 0.3, y, eps, params, *gauss, n)) for n in fastvae._ops.ESTIMATORS]
     return cases
 
 
 CASES += continuous_bernoulli_cases()
+
+
+def gaussian_scale_cases():
+    """The VAE ops with a learned per-pixel Gaussian scale (extra last parameter) and a predicted log-variance
+    (decoder output 2D), on real-valued data."""
+    cases = []
+    for scale in ("learned", "predicted"):
+        torch.manual_seed(0)
+        m = fastvae.VAE(7, 3, (5,), (4,), dtype=F64, likelihood="gaussian", gaussian_sigma=0.5, gaussian_scale=scale)
+        arch = m.spec().as_args()
+        x = torch.randn(4, 7, dtype=F64, generator=gen(51))
+        eps = torch.randn(2, 4, 3, dtype=F64, generator=gen(52))
+        params = [p.detach().clone().requires_grad_() for p in m.flat_parameters()]
+        plain = [p.detach() for p in params]
+        w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+        cases += [("vae_elbo", f"{scale}-{n}", (x, None, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
+        cases += [("vae_elbo_backward", f"{scale}-analytic", (w, -w, x, None, eps, plain, *arch, "analytic")),
+                  ("vae_encode", scale, (x, None, plain, *arch)), ("vae_decode", scale, (eps[0], None, plain, *arch)),
+                  ("vae_iwae", scale, (x, None, eps, plain, *arch))]
+        cases += [("vae_iwae_bound", f"{scale}-{n}", (x, None, eps, params, *arch, n))
+                  for n in fastvae._ops.IWAE_ESTIMATORS]
+        cases.append(("vae_iwae_bound_backward", f"{scale}-dreg", (w, x, None, eps, plain, *arch, "dreg")))
+    return cases
+
+
+CASES += gaussian_scale_cases()
 
 def library_ops():
     return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastvae::"))

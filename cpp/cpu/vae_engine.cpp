@@ -111,9 +111,46 @@ inline void cb_log_norm(double a, double& logc, double& dlogc) {
 // Continuous Bernoulli: log p = x a - softplus(a) + log C(sigmoid(a)) = the Bernoulli row + log C terms.
 // Gaussian with fixed sigma: log p = sum_d -(x_d - a_d)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2,
 // d/da = (x - a) / sigma^2.
+// Gaussian with a decoder-predicted log-variance (Kingma & Welling 2014, C.2): the row a holds the means
+// a[0, D) and the log-variances lv = a[D, 2D); log p = sum_d -(x_d - mu_d)^2 / (2 exp(lv_d)) - lv_d / 2
+// - log(2 pi) / 2, d/dmu = (x - mu) exp(-lv), d/dlv = ((x - mu)^2 exp(-lv) - 1) / 2; g has 2D entries.
+// lv is unbounded: nothing is clamped, so an extreme lv gives inf / NaN, which the training loop reports.
 template <typename T>
-T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T w) {
+T gaussian_predicted_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  T s = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T r = x[d] - a[d], lv = a[D + d], iv = std::exp(-lv), q = r * r * iv;
+    s -= T(0.5) * (q + lv);
+    if (g) {
+      g[d] = w * r * iv;
+      g[D + d] = w * T(0.5) * (q - T(1));
+    }
+  }
+  return s - T(D) * T(0.91893853320467274178);  // log(2 pi) / 2 per pixel
+}
+
+// Gaussian with a learned per-pixel scale: log p = sum_d -(x_d - a_d)^2 inv_var_d / 2 - log_sigma_d
+// - log(2 pi) / 2, inv_var = exp(-2 log_sigma) (precomputed per call of the engine), d/da = (x - a) inv_var.
+// The gradient with respect to log sigma sums over rows, so it is a separate pass (learned_scale_grad).
+template <typename T>
+T gaussian_learned_row(const T* a, const T* x, int64_t D, T* g, T w, const T* log_sigma, const T* inv_var) {
+  T s = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T r = x[d] - a[d];
+    s -= T(0.5) * r * r * inv_var[d] + log_sigma[d];
+    if (g) g[d] = w * r * inv_var[d];
+  }
+  return s - T(D) * T(0.91893853320467274178);
+}
+
+// log_sigma / inv_var: the learned Gaussian scale's parameter and exp(-2 log_sigma), [D]; only read by
+// gaussian_scale "learned". The row a has spec.out_dim() entries (2D for a predicted scale).
+template <typename T>
+T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T w, const T* log_sigma = nullptr,
+                 const T* inv_var = nullptr) {
   const Likelihood lik = spec.lik;
+  if (spec.predicted_scale()) return gaussian_predicted_row<T>(a, x, D, g, w);
+  if (spec.learned_scale()) return gaussian_learned_row<T>(a, x, D, g, w, log_sigma, inv_var);
   if (lik == Likelihood::Gaussian) {
     const T inv_var = T(1) / static_cast<T>(spec.gaussian_sigma * spec.gaussian_sigma);
     const T norm = static_cast<T>(std::log(spec.gaussian_sigma) + 0.91893853320467274178);  // + log(2 pi)/2
@@ -137,6 +174,25 @@ T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T
     s += static_cast<T>(extra);
   }
   return s;
+}
+
+// out[d] = sum_r rw[r] ((x_{r % B, d} - a_{r, d})^2 inv_var_d - 1): the gradient with respect to the learned
+// log sigma_d of sum_r rw[r] log p(x | a_r). Threads own column blocks and each column sums its rows in
+// order, so the result does not depend on the thread count (no shared accumulator in the row pass).
+template <typename T>
+void learned_scale_grad(const T* a, const T* x, const T* inv_var, const T* rw, int64_t R, int64_t B, int64_t D,
+                        T* out) {
+  at::parallel_for(0, D, std::max<int64_t>(16, kGrain / std::max<int64_t>(R, 1)), [&](int64_t d0, int64_t d1) {
+    for (int64_t d = d0; d < d1; ++d) out[d] = T(0);
+    for (int64_t r = 0; r < R; ++r) {
+      const T* ar = a + r * D;
+      const T* xr = x + (r % B) * D;
+      for (int64_t d = d0; d < d1; ++d) {
+        const T e = xr[d] - ar[d];
+        out[d] += rw[r] * (e * e * inv_var[d] - T(1));
+      }
+    }
+  });
 }
 
 // A weight [out, in] stored as its transpose (w.t() contiguous): the training loop keeps the input layer
@@ -179,8 +235,8 @@ void VaeEngine<T>::reserve_decoder(int64_t N, const at::TensorOptions& opt) {
   }
   z_ = mk(N, spec_.latent_dim);
   g_z_ = mk(N, spec_.latent_dim);
-  logits_ = mk(N, spec_.data_dim);
-  g_logits_ = mk(N, spec_.data_dim);
+  logits_ = mk(N, spec_.out_dim());
+  g_logits_ = mk(N, spec_.out_dim());
   ll_ = at::empty({N}, opt);
   N_ = N;
 }
@@ -467,14 +523,23 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
   const T* xp = x.data_ptr<T>();
   T* ll = ll_.data_ptr<T>();
   T* g = w_rec ? g_logits_.data_ptr<T>() : nullptr;
+  const int64_t Do = spec_.out_dim();  // decoder row width (2D for a predicted Gaussian scale)
+  const T* ls = prepare_learned_scale(params);
+  const T* iv = ls ? inv_var_.data_ptr<T>() : nullptr;
   // exp and log1p per pixel make this pass worth splitting at a quarter of the usual grain.
   at::parallel_for(0, L * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % B;
-      ll[r] = likelihood_row<T>(spec_, a + r * D, xp + i * D, D, g ? g + r * D : nullptr,
-                                g ? w_rec[i] / T(L) : T(0));
+      ll[r] = likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g ? g + r * Do : nullptr,
+                                g ? w_rec[i] / T(L) : T(0), ls, iv);
     }
   });
+  if (ls && g) {  // gradient of the likelihood part with respect to the learned log sigma, for backward()
+    std::vector<T> rw(L * B);
+    for (int64_t r = 0; r < L * B; ++r) rw[r] = w_rec[r % B] / T(L);
+    g_log_sigma_ = at::empty({D}, x.options());
+    learned_scale_grad<T>(a, xp, iv, rw.data(), L * B, B, D, g_log_sigma_.data_ptr<T>());
+  }
   T* rec = rec_.data_ptr<T>();
   for (int64_t i = 0; i < B; ++i) {
     T s = 0;
@@ -547,8 +612,9 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
             kl_mu = mean_z - mean_e / sd;
             kl_s = mean_ze * dsd - mean_ee * dlog;
           }
-          const T gm = g_mu + wk * kl_mu;
-          const T gs = g_sd * dsd + wk * kl_s;
+          const T wkj = kl_dim_w_ ? wk * kl_dim_w_[j] : wk;  // free bits: 0 for dimensions under the floor
+          const T gm = g_mu + wkj * kl_mu;
+          const T gs = g_sd * dsd + wkj * kl_s;
           gh[i * 2 * Z + j] = gm * act_grad<T>(s.mean_act, h[i * 2 * Z + j], slope);
           gh[i * 2 * Z + Z + j] = gs * act_grad<T>(s.scale_act, sv, slope);
         }
@@ -564,6 +630,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
     layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
                    grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
   }
+  if (s.learned_scale()) grads[s.n_params() - 1].copy_(g_log_sigma_);
 }
 
 template <typename T>
@@ -647,12 +714,20 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
     const T* a = logits_.data_ptr<T>();
     const T* xp = x.data_ptr<T>();
     T* g = g_logits_.data_ptr<T>();
+    const int64_t Do = s.out_dim();
+    const T* ls = s.learned_scale() ? params[s.n_params() - 1].data_ptr<T>() : nullptr;
+    const T* iv = ls ? inv_var_.data_ptr<T>() : nullptr;  // set by iwae_forward()
     at::parallel_for(0, K * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r % B;
-        likelihood_row<T>(spec_, a + r * D, xp + i * D, D, g + r * D, u[i] * wn[r]);
+        likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g + r * Do, u[i] * wn[r], ls, iv);
       }
     });
+    if (ls) {  // log sigma gradient sum_r u_i wn_r d log p / d log sigma, in its own column pass
+      std::vector<T> rw(K * B);
+      for (int64_t r = 0; r < K * B; ++r) rw[r] = u[r % B] * wn[r];
+      learned_scale_grad<T>(a, xp, iv, rw.data(), K * B, B, D, grads[s.n_params() - 1].data_ptr<T>());
+    }
   }
   decoder_backward(params, y, B, grads);  // g_z_ = u wn G
   {
@@ -694,6 +769,35 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
     });
   }
   encoder_backward(params, x, y, grads);
+}
+
+// ---- learned Gaussian scale and free bits (issue 9 items 1 and 4) ----
+
+template <typename T>
+const T* VaeEngine<T>::prepare_learned_scale(at::TensorList params) {
+  if (!spec_.learned_scale()) return nullptr;
+  const at::Tensor& ls = params[spec_.n_params() - 1];
+  inv_var_ = at::exp(ls * -2.0).contiguous();  // 1 / sigma^2 per pixel, once per pass
+  return ls.data_ptr<T>();
+}
+
+template <typename T>
+at::Tensor VaeEngine<T>::kl_per_dim() const {
+  const int64_t B = mu_.size(0), Z = spec_.latent_dim;
+  auto out = at::zeros({Z}, at::kDouble);
+  double* o = out.data_ptr<double>();
+  const T* mu = mu_.data_ptr<T>();
+  const T* sg = sigma_.data_ptr<T>();
+  const T* hs = head_.data_ptr<T>();
+  const Scale sc = spec_.scale;
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < Z; ++j) {  // the analytic KL of kl_forward, per dimension
+      const T s = hs[i * 2 * Z + Z + j], m = mu[i * Z + j], sd = sg[i * Z + j];
+      const T log_sd = sc == Scale::LogVar ? T(0.5) * s : sc == Scale::LogStd ? s : std::log(s);
+      const T var = sc == Scale::LogVar ? std::exp(s) : sd * sd;
+      o[j] += static_cast<double>(T(0.5) * (m * m + var - T(1)) - log_sd);
+    }
+  return out;
 }
 
 template class VaeEngine<float>;

@@ -49,6 +49,12 @@ class VaeEngine {
   void iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
                      IwaeEstimator est, const T* u, at::TensorList grads);
 
+  // Free bits (Kingma et al. 2016): per-latent-dimension multipliers [Z] of the KL gradient in backward()
+  // (nullptr: all 1). The pointer must stay valid until backward() has run.
+  void set_kl_dim_weights(const T* w) { kl_dim_w_ = w; }
+  // Analytic KL of the last forward() per latent dimension, summed over the batch: [Z] float64.
+  at::Tensor kl_per_dim() const;
+
   const at::Tensor& mu() const { return mu_; }
   const at::Tensor& sigma() const { return sigma_; }
   const at::Tensor& logits() const { return logits_; }
@@ -87,6 +93,10 @@ class VaeEngine {
   std::vector<at::Tensor> g_enc_, g_dec_;
   std::vector<int32_t> nz_ptr_, nz_row_;  // nonzero pixels of the batch by pixel, for the sparse input layer
   at::Tensor log_w_;                      // [K, B] IWAE log weights of the last iwae_forward()
+  at::Tensor inv_var_, g_log_sigma_;      // learned Gaussian scale: exp(-2 log sigma), d/dlog sigma [D]
+  const T* kl_dim_w_ = nullptr;           // free bits mask of the KL gradient (set_kl_dim_weights)
+  // The learned log sigma's data (and inv_var_ from it), or nullptr without a learned Gaussian scale.
+  const T* prepare_learned_scale(at::TensorList params);
   void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
   void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };

@@ -58,7 +58,9 @@ def _vae_encode_fake(x, y, params, *arch):
 @torch.library.register_fake("fastvae::vae_decode")
 def _vae_decode_fake(z, y, params, *arch):
     check_devices("vae_decode", z=z, y=y, params=params)
-    return z.new_empty(z.shape[0], ArchSpec(*arch).data_dim)
+    spec = ArchSpec(*arch)
+    predicted = spec.likelihood == "gaussian" and spec.gaussian_scale == "predicted"  # mean | log-variance
+    return z.new_empty(z.shape[0], 2 * spec.data_dim if predicted else spec.data_dim)
 
 
 @torch.library.register_fake("fastvae::vae_iwae")

@@ -16,13 +16,15 @@ POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
 ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
 LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
+GAUSSIAN_SCALES: Tuple[str, ...] = tuple(_C.GAUSSIAN_SCALES)  # fixed, learned, predicted
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     """Architecture arguments of the VAE ops, in schema order (see :class:`fastvae.VAE` for meanings):
     sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float), the
-    decoder likelihood's name and the fixed scale of the Gaussian likelihood (float > 0)."""
+    decoder likelihood's name, the fixed scale of the Gaussian likelihood (float > 0) and how the Gaussian
+    scale is set (``"fixed"``, ``"learned"``, ``"predicted"``)."""
 
     data_dim: int
     cond_dim: int
@@ -36,6 +38,7 @@ class ArchSpec:
     scale_activation: str
     likelihood: str = "bernoulli"
     gaussian_sigma: float = 1.0
+    gaussian_scale: str = "fixed"
 
     def as_args(self) -> tuple:
         """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""

@@ -45,7 +45,13 @@ class TrainOptions:
     ``"reparam"``, ``"stl"``, ``"dreg"``; ``n_samples`` and ``estimator`` then serve the ELBO evaluations
     only, and ``kl_weight`` must be 1), kl_warmup (int >= 0: the KL weight of the ELBO objective is
     ``kl_weight * min(1, t / kl_warmup)`` at the update that follows t completed optimizer steps, a linear
-    warm-up from 0 (Bowman et al. 2016, Sonderby et al. 2016); 0: off; ELBO objective only).
+    warm-up from 0 (Bowman et al. 2016, Sonderby et al. 2016); 0: off; ELBO objective only), free_bits
+    (float lambda >= 0, nats per latent dimension; 0: off; Kingma et al. 2016, "Improved variational
+    inference with inverse autoregressive flow", arXiv 1606.04934, with one group per latent dimension: the
+    KL term of the ELBO objective becomes ``sum_j max(lambda, KL_j)``, KL_j the minibatch mean KL of latent
+    dimension j, so dimensions whose KL is at most lambda get no KL gradient; it is then weighted by
+    kl_weight and the warm-up as the plain KL; needs objective ``"elbo"`` with estimator ``"analytic"``;
+    the recorded ``update_kl`` and train / test / validation ELBOs stay the true KL and ELBO).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
@@ -70,6 +76,8 @@ class TrainOptions:
                                "encoder gradient of the IWAE bound")
     kl_warmup: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0),
                           "updates over which the KL weight rises linearly from 0 to kl_weight (0: off)")
+    free_bits: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0),
+                            "free bits lambda in nats per latent dimension (0: off)")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
@@ -80,6 +88,9 @@ class TrainOptions:
                              f"term), got {out.kl_weight}")
         if out.objective == "iwae" and out.kl_warmup != 0:
             raise ValueError(f"{where}: kl_warmup applies to objective='elbo' only, got {out.kl_warmup} with 'iwae'")
+        if out.free_bits > 0 and (out.objective != "elbo" or out.estimator != "analytic"):
+            raise ValueError(f"{where}: free_bits needs objective='elbo' with estimator='analytic', got "
+                             f"objective={out.objective!r}, estimator={out.estimator!r}")
         return out
 
     def to_dict(self) -> dict:

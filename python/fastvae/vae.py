@@ -6,6 +6,7 @@ Model (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"; the homeworks' 
 ``p(x | z, y) = Bernoulli(logits = decoder(z, y))``. ``y`` is an optional class label that enters
 encoder and decoder as a one-hot vector (conditional VAE).
 """
+import math
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from . import _checks, _ops, presets
 from ._lock import reading
 from .arch import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
+from .arch import GAUSSIAN_SCALES
 
 
 class ELBO(NamedTuple):
@@ -50,20 +52,30 @@ class VAE(nn.Module):
             (real-valued x, log p = sum_d log N(x_d; a_d, gaussian_sigma^2), Kingma & Welling 2014 C.2 with a
             fixed scale). One of ``fastvae._C.LIKELIHOODS``.
         gaussian_sigma: the Gaussian likelihood's fixed standard deviation (finite float > 0; used only by
-            ``"gaussian"``).
+            ``"gaussian"``), and the initial value exp(log_sigma) of a learned scale.
+        gaussian_scale: how the Gaussian likelihood's scale is set (one of ``fastvae._C.GAUSSIAN_SCALES``;
+            anything but ``"fixed"`` needs ``likelihood="gaussian"``):
+            ``"fixed"`` sigma = gaussian_sigma; ``"learned"`` a per-pixel parameter ``log_sigma`` [D]
+            (``nn.Parameter``, initialised to log(gaussian_sigma), trained like the weights, last in
+            :meth:`flat_parameters`); ``"predicted"`` (Kingma & Welling 2014, C.2) the decoder's last
+            layer outputs 2D values per image, the mean [:, :D] and the log-variance lv [:, D:], with
+            ``log p = sum_d -(x_d - mu_d)^2 / (2 exp(lv_d)) - lv_d / 2 - log(2 pi) / 2``. The predicted
+            log-variance is not bounded: an extreme lv gives an inf or NaN ELBO (fit then raises
+            TrainingDivergedError), never a silently clamped value.
 
     Raises:
         TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
             a non-number slope, dtype other than float32/float64.
         ValueError: unknown activation or posterior, sizes < 1 (cond_dim < 0), negative or non-finite
-            slope, more than 2**30 parameters, unknown likelihood.
+            slope, more than 2**30 parameters, unknown likelihood or gaussian_scale, a gaussian_scale other
+            than "fixed" with a non-Gaussian likelihood.
     """
 
     def __init__(self, data_dim: int = 784, latent_dim: int = 2, encoder_hidden: Sequence[int] = (512, 256),
                  decoder_hidden: Sequence[int] = (256, 512), activation: str = "relu",
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
-                 likelihood: str = "bernoulli", gaussian_sigma: float = 1.0):
+                 likelihood: str = "bernoulli", gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed"):
         super().__init__()
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
@@ -77,6 +89,11 @@ class VAE(nn.Module):
         _checks.choice(where, "posterior", posterior, POSTERIORS)
         _checks.choice(where, "likelihood", likelihood, LIKELIHOODS)
         gaussian_sigma = _checks.positive(where, "gaussian_sigma", gaussian_sigma)
+        _checks.choice(where, "gaussian_scale", gaussian_scale, GAUSSIAN_SCALES)
+        if gaussian_scale != "fixed" and likelihood != "gaussian":
+            raise ValueError(f"{where}: gaussian_scale={gaussian_scale!r} needs likelihood='gaussian', got "
+                             f"likelihood={likelihood!r}")
+        out_dim = 2 * data_dim if gaussian_scale == "predicted" else data_dim  # mean | log-variance
         if posterior == "std" and scale_activation != "sigmoid":
             raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
         negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
@@ -85,7 +102,7 @@ class VAE(nn.Module):
         if len(encoder_hidden) >= 64 or len(decoder_hidden) >= 64:
             raise ValueError("VAE: at most 63 hidden layers in the encoder and in the decoder")
         enc = [data_dim + cond_dim, *encoder_hidden, 2 * latent_dim]
-        dec = [latent_dim + cond_dim, *decoder_hidden, data_dim]
+        dec = [latent_dim + cond_dim, *decoder_hidden, out_dim]
         n_params = sum((a + 1) * b for sizes in (enc, dec) for a, b in zip(sizes, sizes[1:]))
         _ops.check_size(where, "the number of parameters", n_params)
         self.data_dim, self.latent_dim, self.cond_dim = int(data_dim), int(latent_dim), int(cond_dim)
@@ -93,12 +110,17 @@ class VAE(nn.Module):
         self.activation, self.negative_slope, self.posterior = activation, float(negative_slope), posterior
         self.mean_activation, self.scale_activation = mean_activation, scale_activation
         self.likelihood, self.gaussian_sigma = likelihood, float(gaussian_sigma)
+        self.gaussian_scale = gaussian_scale
 
         enc_sizes = [data_dim + cond_dim, *self.encoder_hidden]
         self.encoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(enc_sizes, enc_sizes[1:]))
         self.encoder_head = nn.Linear(enc_sizes[-1], 2 * latent_dim, dtype=dtype)
-        dec_sizes = [latent_dim + cond_dim, *self.decoder_hidden, data_dim]
+        dec_sizes = [latent_dim + cond_dim, *self.decoder_hidden, out_dim]
         self.decoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(dec_sizes, dec_sizes[1:]))
+        if gaussian_scale == "learned":  # per-pixel log sigma of the Gaussian likelihood
+            self.log_sigma = nn.Parameter(torch.full((data_dim,), math.log(self.gaussian_sigma), dtype=dtype))
+        else:
+            self.register_parameter("log_sigma", None)
         # training state (fastvae.training): set by fit, saved by save
         self.history_ = None
         self.optimizer_state_ = None
@@ -124,13 +146,16 @@ class VAE(nn.Module):
         """The architecture as the C++ ops receive it: ``op(..., params, *model.spec().as_args())``."""
         return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
                         self.activation, self.negative_slope, self.posterior, self.mean_activation,
-                        self.scale_activation, self.likelihood, self.gaussian_sigma)
+                        self.scale_activation, self.likelihood, self.gaussian_sigma, self.gaussian_scale)
 
     def flat_parameters(self):
-        """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias)."""
+        """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias), then
+        the learned Gaussian ``log_sigma`` [D] if ``gaussian_scale="learned"``."""
         out = []
         for lin in [*self.encoder, self.encoder_head, *self.decoder]:
             out += [lin.weight, lin.bias]
+        if self.log_sigma is not None:
+            out.append(self.log_sigma)
         return out
 
     def _prepare(self, x: torch.Tensor, y, where: str = "VAE", name: str = "x", width: Optional[int] = None):
@@ -211,7 +236,9 @@ class VAE(nn.Module):
         float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE. The mean is
         sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
         ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
-        (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"``.
+        (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"`` (its first D
+        columns with ``gaussian_scale="predicted"``, whose ``logits=True`` output is [N, 2D]: mean, then
+        log-variance).
 
         Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
         _checks.flag("VAE.decode", "logits", logits)
@@ -224,8 +251,8 @@ class VAE(nn.Module):
         """The likelihood's mean from the decoder's logits."""
         if self.likelihood == "continuous_bernoulli":
             return continuous_bernoulli_mean(logits)
-        if self.likelihood == "gaussian":
-            return logits  # the decoder output is the Gaussian's mean
+        if self.likelihood == "gaussian":  # the decoder output is the Gaussian's mean (then its log-variance)
+            return logits[:, :self.data_dim] if self.gaussian_scale == "predicted" else logits
         return torch.sigmoid(logits)
 
     @torch.no_grad()
