@@ -19,5 +19,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("ESTIMATORS") = names(fastvae::estimator_names());
   m.attr("LIKELIHOODS") = names(fastvae::likelihood_names());
   m.attr("IWAE_ESTIMATORS") = names(fastvae::iwae_estimator_names());
+  m.attr("LATENTS") = names(fastvae::latent_names());
   fastvae::bind_train_loop(m);
 }

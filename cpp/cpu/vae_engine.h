@@ -49,6 +49,19 @@ class VaeEngine {
   void iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
                      IwaeEstimator est, const T* u, at::TensorList grads);
 
+  // ---- categorical latent (spec().categorical(); cpp/cpu/categorical_latent.cpp, docs/engine.md) ----
+  // Full pass with uniforms u [L, B, N*K] strictly inside (0, 1): per variable y = softmax((logits + G) / tau),
+  // G = -log(-log u) (the kernel of fastvae.gumbel_softmax), one_hot(argmax y) into the decoder if `hard`;
+  // rec() = 1/L sum_l log p(x | y_l), kl() = KL(q || uniform) analytic. w_rec as in forward().
+  void categorical_forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& u,
+                           double tau, bool hard, const T* w_rec);
+  // Gradient of sum_i w_rec[i] rec_i + w_kl[i] kl_i into `grads`; must follow categorical_forward() with a
+  // non-null w_rec. The straight-through estimator passes the decoder's gradient to the soft sample.
+  void categorical_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, double tau, bool hard,
+                            const T* w_kl, at::TensorList grads);
+  // Encoder logits [B, head width] of the last encode() (for a categorical latent: [B, N*K]).
+  const at::Tensor& head() const { return head_; }
+
   const at::Tensor& mu() const { return mu_; }
   const at::Tensor& sigma() const { return sigma_; }
   const at::Tensor& logits() const { return logits_; }
@@ -87,6 +100,10 @@ class VaeEngine {
   std::vector<at::Tensor> g_enc_, g_dec_;
   std::vector<int32_t> nz_ptr_, nz_row_;  // nonzero pixels of the batch by pixel, for the sparse input layer
   at::Tensor log_w_;                      // [K, B] IWAE log weights of the last iwae_forward()
+  at::Tensor y_soft_;                     // [L*B, N*K] relaxed categorical samples (hard: the soft y)
+  // log p(x | decoder output) of the last decode() for L samples per image into ll_ and rec_ and, if
+  // w_rec, the logit gradient w_rec[i] / L * d log p / da into g_logits_.
+  void likelihood_pass(const at::Tensor& x, int64_t L, const T* w_rec);
   void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
   void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };

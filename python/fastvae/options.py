@@ -46,6 +46,12 @@ class TrainOptions:
     only, and ``kl_weight`` must be 1), kl_warmup (int >= 0: the KL weight of the ELBO objective is
     ``kl_weight * min(1, t / kl_warmup)`` at the update that follows t completed optimizer steps, a linear
     warm-up from 0 (Bowman et al. 2016, Sonderby et al. 2016); 0: off; ELBO objective only).
+    Categorical latents (``VAE(latent="categorical")``, Jang et al. 2017; ignored by Gaussian latents, which
+    require them at their defaults): temperature (tau_0 > 0 of the Gumbel-softmax), temperature_min (> 0,
+    <= temperature), anneal_rate (r >= 0) and anneal_every (int >= 1): the update that follows t completed
+    optimizer steps uses ``tau = max(temperature_min, temperature * exp(-anneal_rate * t'))`` with t' = t rounded
+    down to a multiple of anneal_every (so resumed fits continue the schedule); hard (bool: straight-through
+    one-hot samples).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
@@ -70,6 +76,11 @@ class TrainOptions:
                                "encoder gradient of the IWAE bound")
     kl_warmup: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0),
                           "updates over which the KL weight rises linearly from 0 to kl_weight (0: off)")
+    temperature: float = _opt(1.0, lambda w, n, v: c.positive(w, n, v), "Gumbel-softmax temperature tau_0")
+    temperature_min: float = _opt(0.5, lambda w, n, v: c.positive(w, n, v), "floor of the annealed temperature")
+    anneal_rate: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0), "r of tau_0 exp(-r t) (0: constant)")
+    anneal_every: int = _opt(1000, lambda w, n, v: c.integer(w, n, v, min=1), "updates between temperature changes")
+    hard: bool = _opt(False, lambda w, n, v: c.flag(w, n, v), "straight-through one-hot categorical samples")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
@@ -80,6 +91,9 @@ class TrainOptions:
                              f"term), got {out.kl_weight}")
         if out.objective == "iwae" and out.kl_warmup != 0:
             raise ValueError(f"{where}: kl_warmup applies to objective='elbo' only, got {out.kl_warmup} with 'iwae'")
+        if out.temperature_min > out.temperature:
+            raise ValueError(f"{where}: temperature_min must be <= temperature (the schedule starts at temperature), "
+                             f"got temperature_min={out.temperature_min} and temperature={out.temperature}")
         return out
 
     def to_dict(self) -> dict:
