@@ -43,6 +43,8 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   for (const auto& p : params) check_finite(p, "a parameter");
   in.params.assign(params.begin(), params.end());
   if (eps) {
+    TORCH_CHECK(!s.categorical(), "fastvae: a categorical latent takes uniform noise and a temperature (op "
+                "vae_categorical_elbo, fastvae.elbo); this op is for Gaussian latents");
     TORCH_CHECK(eps->dim() == 3 && eps->size(1) == x.size(0) && eps->size(2) == s.latent_dim,
                 "fastvae: eps must have shape [n_samples, ", x.size(0), ", ", s.latent_dim, "], got ",
                 eps->sizes());
