@@ -137,3 +137,24 @@ def test_checkpoint_round_trip(tmp_path):
     assert (back.latent, back.categories, back.code_dim) == ("categorical", 4, 12)
     for a, b in zip(model.flat_parameters(), back.flat_parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("op", ["vae_categorical_elbo", "vae_categorical_elbo_backward"])
+def test_categorical_ops_take_the_architecture_fields_then_temperature_and_hard(op):
+    args = [a.name for a in getattr(torch.ops.fastvae, op).default._schema.arguments]
+    start = args.index("params") + 1
+    names = fastvae.arch.names()
+    assert tuple(args[start:start + len(names)]) == names
+    assert args[start + len(names):] == ["temperature", "hard"]
+
+
+@pytest.mark.parametrize("latent", fastvae._C.LATENTS)
+def test_every_latent_name_is_accepted_by_python_and_cpp(latent):
+    k = 3 if latent == "categorical" else 0
+    model = fastvae.VAE(data_dim=6, latent_dim=2, encoder_hidden=(5,), decoder_hidden=(4,), latent=latent,
+                        categories=k, dtype=F64)
+    x = (torch.rand(3, 6, generator=torch.Generator().manual_seed(0)) < 0.5).to(F64)
+    out = fastvae.elbo(model, x, n_samples=2, generator=torch.Generator().manual_seed(1))
+    assert out.elbo.shape == (3,) and bool(torch.isfinite(out.elbo).all())
+    assert model.encoder_head.out_features == (6 if latent == "categorical" else 4)
+    assert model.decoder[0].in_features == (6 if latent == "categorical" else 2)
