@@ -220,6 +220,8 @@ class VAE(nn.Module):
         """Posterior mean and standard deviation, each [B, Z] of the model's dtype, for images x [B, D]
         (or [B, H, W]) of the model's dtype and device (binary for bernoulli, in [0, 1] for continuous_bernoulli,
         finite for gaussian); y: integer labels [B] for a conditional VAE. Inference only (no gradient).
+        A categorical latent returns instead the posterior's log-probabilities and probabilities (log q, q), each
+        [B, latent_dim, categories].
 
         Raises: TypeError (x not a tensor or of another dtype, float labels), ValueError (wrong shape or
         device, labels missing/out of range), RuntimeError (x unfit for the likelihood or NaN, NaN parameters)."""
@@ -232,8 +234,9 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
-        """Means of p(x | z) [N, D] (or the decoder's logits if ``logits``) for latent codes z [N, Z], a
-        float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE. The mean is
+        """Means of p(x | z) [N, D] (or the decoder's logits if ``logits``) for latent codes z [N, Z] (a
+        categorical latent: one-hot or relaxed codes [N, latent_dim * categories]), a float tensor of the model's
+        dtype and device; y: integer labels [N] for a conditional VAE. The mean is
         sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
         ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
         (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"``.
@@ -255,7 +258,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None):
-        """Decoder means for n prior draws z ~ N(0, I): [n, D]. For a conditional VAE, ``y`` is one
+        """Decoder means for n prior draws z ~ N(0, I) (a categorical latent: one-hot codes with each variable's
+        class uniform): [n, D]. For a conditional VAE, ``y`` is one
         class (an int in [0, cond_dim)) or n integer labels; an unconditional VAE takes no ``y``.
 
         Raises: TypeError (n not an integer, float labels), ValueError (n < 0 or too large, y missing,
