@@ -20,5 +20,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("LIKELIHOODS") = names(fastvae::likelihood_names());
   m.attr("IWAE_ESTIMATORS") = names(fastvae::iwae_estimator_names());
   m.attr("GAUSSIAN_SCALES") = names(fastvae::gaussian_scale_names());
+  m.attr("LATENTS") = names(fastvae::latent_names());
   fastvae::bind_train_loop(m);
 }

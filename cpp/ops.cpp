@@ -13,7 +13,7 @@ TORCH_LIBRARY(fastvae, m) {
   // Gradient of sum_i w_rec[i] * rec[i] + w_kl[i] * kl[i] with respect to every parameter.
   m.def("vae_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor eps, Tensor[] params, "
         FASTVAE_ARCH_SCHEMA ", str estimator) -> Tensor[]");
-  // Encoder pass: posterior mean and standard deviation, each [B, Z].
+  // Encoder pass: posterior mean and standard deviation, each [B, Z] (categorical latent: log q and q, [B, N*K]).
   m.def("vae_encode(Tensor x, Tensor? y, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> (Tensor mu, Tensor sigma)");
   // Decoder pass: Bernoulli logits [N, D] for latent codes z [N, Z].
   m.def("vae_decode(Tensor z, Tensor? y, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor");
@@ -51,4 +51,12 @@ TORCH_LIBRARY(fastvae, m) {
   m.def("exponential_fwd(Tensor rate, Tensor? uniform, int[] sample_shape, int seed) -> Tensor");
   // Gradient for rate: -sum over sample dims of grad * z / rate.
   m.def("exponential_bwd(Tensor grad, Tensor z, Tensor rate) -> Tensor");
+  // VAE with a categorical latent (latent='categorical'; docs/engine.md "Categorical latents"): `u` is
+  // [L, B, latent_dim * categories] uniform noise strictly inside (0, 1), y = softmax((logits - log(-log u)) / tau)
+  // per variable (the gumbel_softmax kernel), one_hot(argmax y) into the decoder if `hard` (straight-through),
+  // kl = KL(q || uniform) analytic. Backward: gradient of sum_i w_rec[i] rec[i] + w_kl[i] kl[i].
+  m.def("vae_categorical_elbo(Tensor x, Tensor? y, Tensor u, Tensor[] params, " FASTVAE_ARCH_SCHEMA
+        ", float temperature, bool hard) -> (Tensor elbo, Tensor rec, Tensor kl)");
+  m.def("vae_categorical_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor u, Tensor[] params, "
+        FASTVAE_ARCH_SCHEMA ", float temperature, bool hard) -> Tensor[]");
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <tuple>
 
 #include "cpu/adam.h"
@@ -53,7 +54,31 @@ struct Options {
   IwaeEstimator iwae_estimator = IwaeEstimator::Reparam;
   int64_t kl_warmup = 0;  // updates of the linear KL warm-up (0: off)
   double free_bits = 0;   // free bits lambda, nats per latent dimension (0: off)
+  // Categorical latents: Gumbel-softmax temperature tau_0, its floor, anneal rate r and period (updates),
+  // straight-through hard samples (Jang et al. 2017; see temperature_at).
+  double temperature = 1, temperature_min = 0.5, anneal_rate = 0;
+  int64_t anneal_every = 1000;
+  bool hard = false;
 };
+
+// tau of the update that follows t completed optimizer steps: max(tau_min, tau_0 exp(-r t')), t' = t rounded
+// down to a multiple of anneal_every (Jang et al. 2017 update tau every N steps); follows the optimizer's
+// step, so a resumed fit continues the schedule exactly.
+double temperature_at(const Options& o, int64_t t) {
+  const double t_q = double(t / o.anneal_every * o.anneal_every);
+  return std::max(o.temperature_min, o.temperature * std::exp(-o.anneal_rate * t_q));
+}
+
+// The loop's reparameterization noise: N(0, 1) for Gaussian latents; for categorical ones U(0, 1) clamped to
+// [FLT_MIN, 1) (uniform_ can return 0, whose Gumbel -log(-log u) is -inf) for the Gumbel-softmax.
+void draw_noise(at::Tensor& e, const VaeSpec& spec, at::Generator& gen) {
+  if (!spec.categorical()) {
+    e.normal_(0, 1, gen);
+    return;
+  }
+  e.uniform_(0, 1, gen);
+  e.clamp_min_(std::numeric_limits<float>::min());
+}
 
 // "elbo" -> false, "iwae" -> true; anything else is an error naming both.
 bool parse_objective(const std::string& name) {
@@ -91,6 +116,11 @@ const OptionField kOptionFields[] = {
      [](Options& o, py::handle v) { o.iwae_estimator = parse_iwae_estimator(v.cast<std::string>()); }},
     {"kl_warmup", [](Options& o, py::handle v) { o.kl_warmup = v.cast<int64_t>(); }},
     {"free_bits", [](Options& o, py::handle v) { o.free_bits = v.cast<double>(); }},
+    {"temperature", [](Options& o, py::handle v) { o.temperature = v.cast<double>(); }},
+    {"temperature_min", [](Options& o, py::handle v) { o.temperature_min = v.cast<double>(); }},
+    {"anneal_rate", [](Options& o, py::handle v) { o.anneal_rate = v.cast<double>(); }},
+    {"anneal_every", [](Options& o, py::handle v) { o.anneal_every = v.cast<int64_t>(); }},
+    {"hard", [](Options& o, py::handle v) { o.hard = v.cast<bool>(); }},
 };
 
 Options options_from_dict(const py::dict& d) {
@@ -120,17 +150,19 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 13, "fastvae.fit: expected the 13 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 15, "fastvae.fit: expected the 15 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
   const auto act = get("activation").cast<std::string>(), post = get("posterior").cast<std::string>();
   const auto mean_act = get("mean_activation").cast<std::string>();
   const auto scale_act = get("scale_activation").cast<std::string>();
   const auto likelihood = get("likelihood").cast<std::string>();
+  const auto latent = get("latent").cast<std::string>();
   return VaeSpec::from_args(get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(),
                             get("latent_dim").cast<int64_t>(), enc, dec, act,
                             get("negative_slope").cast<double>(), post, mean_act, scale_act, likelihood,
-                            get("gaussian_sigma").cast<double>(), get("gaussian_scale").cast<std::string>());
+                            get("gaussian_sigma").cast<double>(), get("gaussian_scale").cast<std::string>(), latent,
+                            get("categories").cast<int64_t>());
 }
 
 // x_out[i, :] = (images[idx[i], :] > threshold) as 0/1 floats.
@@ -187,7 +219,7 @@ void gather_pixels(const at::Tensor& images, const int64_t* idx, int64_t n, int6
 std::pair<double, double> evaluate(Engine& eng, at::TensorList params, const at::Tensor& images,
                                    const at::Tensor& labels, int64_t threshold, int64_t L,
                                    Estimator est, at::Generator& gen, Pixels pixels = Pixels::Threshold) {
-  const int64_t M = images.size(0), chunk = 500, Z = eng.spec().latent_dim;
+  const int64_t M = images.size(0), chunk = 500, Z = eng.spec().code_dim();
   const bool cond = labels.defined();
   double rec = 0, kl = 0;
   auto idx = at::arange(M, at::kLong);
@@ -197,8 +229,12 @@ std::pair<double, double> evaluate(Engine& eng, at::TensorList params, const at:
     at::Tensor y = cond ? at::empty({n}, at::kLong) : at::Tensor();
     gather_pixels(images, idx.data_ptr<int64_t>() + s, n, threshold, pixels, gen, x, labels, cond ? &y : nullptr);
     auto eps = at::empty({L, n, Z}, at::kFloat);
-    eps.normal_(0, 1, gen);
-    eng.forward(params, x, cond ? y.data_ptr<int64_t>() : nullptr, eps, est, nullptr);
+    draw_noise(eps, eng.spec(), gen);
+    if (eng.spec().categorical()) {  // hard samples: Gumbel-max draws of q, the discrete model's ELBO (any tau)
+      eng.categorical_forward(params, x, cond ? y.data_ptr<int64_t>() : nullptr, eps, 1.0, true, nullptr);
+    } else {
+      eng.forward(params, x, cond ? y.data_ptr<int64_t>() : nullptr, eps, est, nullptr);
+    }
     rec += eng.rec().sum().item<double>();
     kl += eng.kl().sum().item<double>();
   }
@@ -241,8 +277,15 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   TORCH_CHECK(o.kl_warmup >= 0 && (!o.iwae || o.kl_warmup == 0),
               "fastvae.fit: kl_warmup must be >= 0, and 0 with objective 'iwae'");
   TORCH_CHECK(o.free_bits >= 0 && std::isfinite(o.free_bits), "fastvae.fit: free_bits must be finite and >= 0");
-  TORCH_CHECK(o.free_bits == 0 || (!o.iwae && o.estimator == Estimator::Analytic),
-              "fastvae.fit: free_bits needs objective 'elbo' with estimator 'analytic'");
+  TORCH_CHECK(o.free_bits == 0 || (!o.iwae && o.estimator == Estimator::Analytic && !spec.categorical()),
+              "fastvae.fit: free_bits needs objective 'elbo' with estimator 'analytic' and a Gaussian latent");
+  TORCH_CHECK(!spec.categorical() || (!o.iwae && o.estimator == Estimator::Analytic),
+              "fastvae.fit: a categorical latent trains the ELBO with its analytic KL (objective 'elbo', estimator "
+              "'analytic')");
+  TORCH_CHECK(o.temperature > 0 && o.temperature_min > 0 && o.temperature_min <= o.temperature &&
+                  std::isfinite(o.temperature) && o.anneal_rate >= 0 && std::isfinite(o.anneal_rate) &&
+                  o.anneal_every >= 1,
+              "fastvae.fit: need 0 < temperature_min <= temperature (finite), anneal_rate >= 0, anneal_every >= 1");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
   const auto est = o.estimator;
@@ -274,7 +317,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   auto perm = at::empty({N}, at::kLong);
   auto xb = at::empty({B, D}, at::kFloat);
   auto yb = at::empty({B}, at::kLong);
-  auto eps = at::empty({L, B, Z}, at::kFloat);
+  auto eps = at::empty({L, B, spec.code_dim()}, at::kFloat);
   auto w_rec = at::empty({B}, at::kFloat), w_kl = at::empty({B}, at::kFloat);
   std::vector<float> free_bits_mask(Z, 1.f);  // per latent dimension: KL_j > free_bits
   const int64_t total = o.epochs * per_epoch;
@@ -325,11 +368,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         at::Tensor e = n == B ? eps : eps.narrow(1, 0, n).contiguous();
         gather_pixels(train_x, pi + s, n, o.threshold, o.pixels, gen, x, cond ? *train_y : no_labels,
                       cond ? &y : nullptr);
-        if (n == B) {
-          eps.normal_(0, 1, gen);
-        } else {
-          e.normal_(0, 1, gen);
-        }
+        draw_noise(n == B ? eps : e, spec, gen);
         // Minimise -mean (rec - kl_weight * kl): kl_weight = 1 is the ELBO, > 1 a beta-VAE.
         w_rec.fill_(-1.0 / n);
         // KL warm-up: the weight rises linearly from 0 over kl_warmup optimizer steps (resumes with step).
@@ -337,7 +376,12 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         w_kl.fill_(o.kl_weight * warm / n);
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
         double r, k;
-        if (o.iwae) {  // maximise mean IWAE bound; recorded as rec (the bound) and kl 0
+        const double tau = temperature_at(o, step);
+        if (spec.categorical()) {
+          eng.categorical_forward(params, x, yp, e, tau, o.hard, w_rec.data_ptr<float>());
+          r = eng.rec().sum().item<double>() / n;
+          k = eng.kl().sum().item<double>() / n;
+        } else if (o.iwae) {  // maximise mean IWAE bound; recorded as rec (the bound) and kl 0
           r = eng.iwae_forward(params, x, yp, e).sum().item<double>() / n;
           k = 0;
         } else {
@@ -358,7 +402,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
           for (int64_t j = 0; j < Z; ++j) free_bits_mask[j] = kp[j] / n > o.free_bits ? 1.f : 0.f;
           eng.set_kl_dim_weights(free_bits_mask.data());
         }
-        if (o.iwae) {
+        if (spec.categorical()) {
+          eng.categorical_backward(params, x, yp, tau, o.hard, w_kl.data_ptr<float>(), grads);
+        } else if (o.iwae) {
           eng.iwae_backward(params, x, yp, e, o.iwae_estimator, w_rec.data_ptr<float>(), grads);
         } else {
           eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);

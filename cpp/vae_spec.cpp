@@ -59,6 +59,11 @@ const std::vector<std::string>& gaussian_scale_names() {
 GaussianScale parse_gaussian_scale(c10::string_view name) {
   return parse_name<GaussianScale>(gaussian_scale_names(), name, "gaussian_scale");
 }
+const std::vector<std::string>& latent_names() {
+  static const std::vector<std::string> names{"gaussian", "categorical"};
+  return names;
+}
+Latent parse_latent(c10::string_view name) { return parse_name<Latent>(latent_names(), name, "latent"); }
 
 VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   VaeSpec s;
@@ -90,6 +95,20 @@ VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
   s.gscale = parse_gaussian_scale(gaussian_scale);
   TORCH_CHECK(s.gscale == GaussianScale::Fixed || s.lik == Likelihood::Gaussian, "fastvae: gaussian_scale '",
               std::string(gaussian_scale), "' needs likelihood 'gaussian', got '", std::string(likelihood), "'");
+  s.latent = parse_latent(latent);
+  if (s.categorical()) {
+    TORCH_CHECK(categories >= 2 && categories < (int64_t(1) << 20),
+                "fastvae: a categorical latent needs categories K >= 2 (and < 2^20), got ", categories);
+    TORCH_CHECK(latent_dim * categories < (int64_t(1) << 30), "fastvae: latent_dim * categories = ",
+                latent_dim * categories, " is too large");
+    TORCH_CHECK(s.scale == Scale::LogVar && s.mean_act == Act::Identity && s.scale_act == Act::Identity,
+                "fastvae: posterior, mean_activation and scale_activation describe a Gaussian posterior; a "
+                "categorical latent takes none of them (leave them at 'logvar', 'identity', 'identity')");
+  } else {
+    TORCH_CHECK(categories == 0, "fastvae: categories is the class count of a categorical latent; it must be 0 "
+                "for latent='gaussian', got ", categories);
+  }
+  s.categories = categories;
   return s;
 }
 

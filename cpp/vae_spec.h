@@ -26,6 +26,9 @@ enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG =
 // learned (a per-pixel log sigma vector [D], the last entry of the parameter list) or predicted (the
 // decoder's last layer outputs 2D: the mean, then the log-variance).
 enum class GaussianScale : int64_t { Fixed = 0, Learned = 1, Predicted = 2 };
+// Latent family (issue 9 item 3): Gaussian z = mu + sigma eps, or `latent_dim` categorical variables of
+// `categories` classes each, relaxed by Gumbel-softmax (Jang, Gu & Poole 2017; cpp/cpu/categorical_latent.cpp).
+enum class Latent : int64_t { Gaussian = 0, Categorical = 1 };
 
 // The architecture arguments, written once: the schema text (cpp/ops.cpp), the C++ parameter list of
 // the kernels and the forwarding of those parameters. Python's fastvae.vae.ArchSpec has the same fields
@@ -34,15 +37,16 @@ enum class GaussianScale : int64_t { Fixed = 0, Learned = 1, Predicted = 2 };
 #define FASTVAE_ARCH_SCHEMA                                                                  \
   "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
   "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation, " \
-  "str likelihood, float gaussian_sigma, str gaussian_scale"
+  "str likelihood, float gaussian_sigma, str gaussian_scale, str latent, int categories"
 #define FASTVAE_ARCH_PARAMS                                                                  \
   int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
       at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
       c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation, \
-      c10::string_view likelihood, double gaussian_sigma, c10::string_view gaussian_scale
+      c10::string_view likelihood, double gaussian_sigma, c10::string_view gaussian_scale, c10::string_view latent, \
+      int64_t categories
 #define FASTVAE_ARCH_ARGS                                                                          \
   data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
-      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma, gaussian_scale
+      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma, gaussian_scale, latent, categories
 
 // Names of the enum values, in code order (the only list; see vae_spec.cpp).
 const std::vector<std::string>& activation_names();
@@ -58,6 +62,8 @@ const std::vector<std::string>& iwae_estimator_names();
 IwaeEstimator parse_iwae_estimator(c10::string_view name);
 const std::vector<std::string>& gaussian_scale_names();
 GaussianScale parse_gaussian_scale(c10::string_view name);
+const std::vector<std::string>& latent_names();
+Latent parse_latent(c10::string_view name);
 
 struct VaeSpec {
   int64_t data_dim = 0, cond_dim = 0, latent_dim = 0;
@@ -71,6 +77,14 @@ struct VaeSpec {
   GaussianScale gscale = GaussianScale::Fixed;
   bool learned_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Learned; }
   bool predicted_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Predicted; }
+  Latent latent = Latent::Gaussian;
+  int64_t categories = 0;  // K of a categorical latent (>= 2); 0 for Gaussian latents
+
+  bool categorical() const { return latent == Latent::Categorical; }
+  // Width of the decoder's latent input: Z (Gaussian) or N*K one-hot / relaxed codes (categorical).
+  int64_t code_dim() const { return categorical() ? latent_dim * categories : latent_dim; }
+  // Width of the encoder head: [mu | s] (2Z) or the N*K logits.
+  int64_t head_dim() const { return categorical() ? latent_dim * categories : 2 * latent_dim; }
 
   // Validates the architecture arguments (sizes, names, slope) with clear errors.
   static VaeSpec from_args(FASTVAE_ARCH_PARAMS);
@@ -82,9 +96,9 @@ struct VaeSpec {
   // In and out sizes of encoder layer k (the last one is the head, out = 2Z).
   int64_t enc_in(int64_t k) const { return k == 0 ? data_dim + cond_dim : enc_hidden[k - 1]; }
   int64_t enc_out(int64_t k) const {
-    return k == (int64_t)enc_hidden.size() ? 2 * latent_dim : enc_hidden[k];
+    return k == (int64_t)enc_hidden.size() ? head_dim() : enc_hidden[k];
   }
-  int64_t dec_in(int64_t k) const { return k == 0 ? latent_dim + cond_dim : dec_hidden[k - 1]; }
+  int64_t dec_in(int64_t k) const { return k == 0 ? code_dim() + cond_dim : dec_hidden[k - 1]; }
   int64_t dec_out(int64_t k) const {
     return k == (int64_t)dec_hidden.size() ? out_dim() : dec_hidden[k];
   }

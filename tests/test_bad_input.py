@@ -573,6 +573,68 @@ row("op-vae_decode-predicted-fixed-params", lambda: ops.vae_decode(EPS[0], None,
     gaussian_scale="predicted")), RuntimeError, "decoder layer 1 weight must have shape \\[14, 4\\]")
 
 
+# -- categorical latents (issue 9 item 3) -------------------------------------------------------------------
+CATVAE = fastvae.VAE(7, 3, (5,), (4,), dtype=torch.float64, latent="categorical", categories=4)  # N=3, K=4
+UC = torch.full((2, 4, 12), 0.5, dtype=torch.float64)  # uniform noise [L, B, N*K]
+CPS = [p.detach() for p in CATVAE.flat_parameters()]
+CARCH = CATVAE.spec().as_args()
+for bad, exc, msg in [(0.0, ValueError, "temperature must be > 0"), (-1.0, ValueError, "temperature must be > 0"),
+                      (NAN, ValueError, "temperature must be a finite number"),
+                      (INF, ValueError, "temperature must be a finite number"),
+                      ("1", TypeError, "temperature must be a real number"),
+                      (True, TypeError, "temperature must be a real number")]:
+    row(f"cat-elbo-temperature={bad!r}", lambda b=bad: E(CATVAE, XS, eps=UC, temperature=b), exc, msg)
+row("cat-elbo-hard-int", lambda: E(CATVAE, XS, eps=UC, hard=1), TypeError, "hard must be")
+row("cat-elbo-estimator-mc", lambda: E(CATVAE, XS, estimator="mc"), ValueError, "estimator must be 'analytic'")
+row("cat-elbo-eps-gaussian-shape", lambda: E(CATVAE, XS, eps=EPS), ValueError, r"must have shape \[n_samples >= 1, 4, 12\]")
+row("cat-elbo-eps-zero", lambda: E(CATVAE, XS, eps=torch.zeros(1, 4, 12, dtype=torch.float64)), RuntimeError,
+    r"strictly inside \(0, 1\)")
+row("cat-elbo-eps-one", lambda: E(CATVAE, XS, eps=torch.ones(1, 4, 12, dtype=torch.float64)), RuntimeError,
+    r"strictly inside \(0, 1\)")
+row("cat-elbo-eps-nan", lambda: E(CATVAE, XS, eps=torch.full((1, 4, 12), NAN, dtype=torch.float64)), RuntimeError,
+    r"strictly inside \(0, 1\)")
+row("cat-elbo-eps-float32", lambda: E(CATVAE, XS, eps=UC.float()), TypeError, "eps must have the dtype of x")
+row("gauss-elbo-temperature", lambda: E(SMALL, XS, temperature=0.5), ValueError,
+    "temperature and hard apply to categorical latents only")
+row("gauss-elbo-hard", lambda: E(SMALL, XS, hard=True), ValueError, "apply to categorical latents only")
+row("cat-iwae", lambda: fastvae.iwae(CATVAE, XS), ValueError, "not implemented for latent='categorical'")
+row("cat-log-likelihood", lambda: fastvae.log_likelihood(CATVAE, XS), ValueError, "not implemented for latent='categorical'")
+row("cat-decode-width", lambda: CATVAE.decode(torch.zeros(2, 3, dtype=torch.float64)), ValueError,
+    r"z must have shape \[B, 12\]")
+for kw, exc, msg in [(dict(categories=1), ValueError, "categorical latent needs categories >= 2, got 1"),
+                     (dict(categories=0), ValueError, "categorical latent needs categories >= 2, got 0"),
+                     (dict(categories=2.0), TypeError, "categories must be an integer"),
+                     (dict(categories=-3), ValueError, "categories must be an integer >= 0"),
+                     (dict(categories=4, posterior="logstd"), ValueError, "leave them at their defaults"),
+                     (dict(categories=4, mean_activation="sigmoid"), ValueError, "leave them at their defaults")]:
+    row(f"cat-VAE-{kw}", lambda k=kw: fastvae.VAE(7, 3, (5,), (4,), latent="categorical", **k), exc, msg)
+row("VAE-latent-unknown", lambda: fastvae.VAE(7, 3, latent="discrete"), ValueError, "latent must be one of")
+row("VAE-gaussian-categories", lambda: fastvae.VAE(7, 3, categories=4), ValueError,
+    "it must be 0 with latent='gaussian', got 4")
+row("op-cat-temperature-0", lambda: ops.vae_categorical_elbo(XS, None, UC, CPS, *CARCH, 0.0, False), RuntimeError,
+    "temperature must be finite and > 0, got 0")
+row("op-cat-temperature-nan", lambda: ops.vae_categorical_elbo(XS, None, UC, CPS, *CARCH, NAN, False), RuntimeError,
+    "temperature must be finite and > 0")
+row("op-cat-K1", lambda: ops.vae_categorical_elbo(XS, None, UC, CPS, *arch(latent="categorical", categories=1), 1.0,
+                                                  False), RuntimeError, "categories K >= 2")
+row("op-cat-on-gaussian", lambda: ops.vae_categorical_elbo(XS, None, UC, PS, *ARCH, 1.0, False), RuntimeError,
+    "needs latent='categorical'")
+row("op-vae_elbo-on-categorical", lambda: ops.vae_elbo(XS, None, UC, CPS, *CARCH, "analytic"), RuntimeError,
+    "this op is for Gaussian latents")
+row("op-cat-latent-unknown", lambda: ops.vae_categorical_elbo(XS, None, UC, CPS, *arch(latent="discrete"), 1.0,
+                                                              False), RuntimeError, "unknown latent 'discrete'")
+row("op-gaussian-categories", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(categories=3), "analytic"), RuntimeError,
+    "must be 0 for latent='gaussian'")
+row("op-cat-posterior", lambda: ops.vae_categorical_elbo(XS, None, UC, CPS, *dataclasses.replace(
+    CATVAE.spec(), posterior="std", scale_activation="sigmoid").as_args(), 1.0, False), RuntimeError,
+    "a categorical latent takes none of them")
+row("op-cat-u-shape", lambda: ops.vae_categorical_elbo(XS, None, EPS, CPS, *CARCH, 1.0, False), RuntimeError,
+    r"noise u must have shape \[n_samples, 4, 12\]")
+row("op-cat-backward-weights", lambda: ops.vae_categorical_elbo_backward(torch.ones(3), torch.ones(4), XS, None, UC,
+                                                                         CPS, *CARCH, 1.0, False),
+    RuntimeError, r"per-image weights must have shape \[4\]")
+
+
 def test_table_is_large():
     assert len(ROWS) >= 200, len(ROWS)
 

@@ -145,6 +145,23 @@ FIT_ROWS = [
     (fit(free_bits="0.5"), TypeError, "free_bits must be a real number"),
     (fit(free_bits=0.5, estimator="mc"), ValueError, "free_bits needs objective='elbo' with estimator='analytic'"),
     (fit(free_bits=0.5, objective="iwae"), ValueError, "free_bits needs objective='elbo' with estimator='analytic'"),
+    # categorical latents (issue 9 item 3)
+    (fit(model=tiny(latent="categorical", categories=3), objective="iwae"), ValueError,
+     "a categorical latent trains objective='elbo' only"),
+    (fit(model=tiny(latent="categorical", categories=3), estimator="stl"), ValueError,
+     "estimator must be 'analytic', got 'stl'"),
+    (fit(temperature=0.0), ValueError, "temperature must be > 0"),
+    (fit(temperature=NAN), ValueError, "temperature must be a finite number"),
+    (fit(temperature_min=-0.1), ValueError, "temperature_min must be > 0"),
+    (fit(temperature=0.3), ValueError, "temperature_min must be <= temperature"),
+    (fit(anneal_rate=-1.0), ValueError, "anneal_rate must be >= 0"),
+    (fit(anneal_every=0), ValueError, "anneal_every must be an integer >= 1"),
+    (fit(anneal_every=10.0), TypeError, "anneal_every must be an integer"),
+    (fit(hard="yes"), TypeError, "hard must be"),
+    (fit(hard=True), ValueError, "hard apply to categorical latents only"),
+    (fit(anneal_rate=1e-4), ValueError, "anneal_rate apply to categorical latents only"),
+    (fit(model=tiny(latent="categorical", categories=3), free_bits=0.5), ValueError,
+     "free_bits applies to Gaussian latents only"),
 ]
 
 SAVE_LOAD_ROWS = [

@@ -2,11 +2,13 @@
 registration, AOT dispatch), with small float64 inputs and warnings turned into errors. The list of ops is
 read from the library itself, so an op added without a row here fails test_every_op_has_a_row."""
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 
 import fastvae
+from fastvae.arch import ArchSpec
 
 ops = torch.ops.fastvae
 F64 = torch.float64
@@ -117,7 +119,7 @@ def continuous_bernoulli_cases():
     for grad in (True, False):
         x, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
         x = torch.rand(x.shape, dtype=F64, generator=gen(41))
-        arch = (*arch[:-3], "continuous_bernoulli", 1.0, "fixed")
+        arch = replace(ArchSpec(*arch), likelihood="continuous_bernoulli", gaussian_sigma=1.0).as_args()
         if grad:
             cases += [("vae_elbo", f"cb-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
         else:
@@ -127,7 +129,7 @@ def continuous_bernoulli_cases():
             cases += [("vae_encode", "cb", (x, y, params, *arch)), ("vae_decode", "cb", (eps[0], y, params, *arch)),
                       ("vae_iwae", "cb", (x, y, eps, params, *arch))]
     x, y, eps, params, arch = vae_inputs(0, requires_grad=True)
-    gauss = (*arch[:-3], "gaussian", 0.5, "fixed")
+    gauss = replace(ArchSpec(*arch), likelihood="gaussian", gaussian_sigma=0.5).as_args()
     cases += [("vae_elbo", f"gaussian-{n}", (x - 0.3, y, eps, params, *gauss, n)) for n in fastvae._ops.ESTIMATORS]
     return cases
 
@@ -159,6 +161,35 @@ def gaussian_scale_cases():
 
 
 CASES += gaussian_scale_cases()
+def categorical_cases():
+    """vae_categorical_elbo (issue 9 item 3): N = 2 variables of K = 3 classes, uniform noise [L, B, N*K]."""
+    cases = []
+    for cond in (0, 3):
+        tag = "conditional" if cond else "unconditional"
+        model = fastvae.VAE(data_dim=7, latent_dim=2, categories=3, latent="categorical", encoder_hidden=(5,),
+                            decoder_hidden=(4,), cond_dim=cond, activation="tanh", dtype=F64)
+        g = gen(50 + cond)
+        x = (torch.rand(4, 7, generator=g) < 0.4).to(F64)
+        y = torch.randint(0, cond, (4,), generator=g) if cond else None
+        u = uniforms((2, 4, 6), 60 + cond)
+        arch = model.spec().as_args()
+        for grad in (True, False):
+            params = [p.detach().clone().requires_grad_(grad) for p in model.flat_parameters()]
+            for hard in (False, True):
+                name = f"{tag}-{'hard' if hard else 'soft'}"
+                if grad:
+                    cases.append(("vae_categorical_elbo", name, (x, y, u, params, *arch, 0.7, hard)))
+                else:
+                    w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+                    cases.append(("vae_categorical_elbo_backward", name, (w, -w, x, y, u, params, *arch, 0.7, hard)))
+        params = [p.detach() for p in model.flat_parameters()]
+        cases += [("vae_encode", f"categorical-{tag}", (x, y, params, *arch)),
+                  ("vae_decode", f"categorical-{tag}", (u[0], y, params, *arch))]
+    return cases
+
+
+CASES += categorical_cases()
+
 
 def library_ops():
     return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastvae::"))
@@ -174,3 +205,4 @@ def test_opcheck(name, args):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.library.opcheck(getattr(ops, name).default, args)
+

@@ -119,8 +119,8 @@ def test_an_option_missing_on_the_cpp_side_fails_loudly(name):
 
 
 def test_an_option_unknown_to_cpp_fails_loudly():
-    d = dict(TrainOptions().engine_dict(), temperature=0.5)
-    with pytest.raises(RuntimeError, match="no training option 'temperature'"):
+    d = dict(TrainOptions().engine_dict(), momentum=0.5)  # not an option (temperature became one)
+    with pytest.raises(RuntimeError, match="no training option 'momentum'"):
         train_vae_call(d)
     d = dict(TrainOptions().engine_dict(), estimator="iwae")
     with pytest.raises(RuntimeError, match="unknown estimator 'iwae'"):

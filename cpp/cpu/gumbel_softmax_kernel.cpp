@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "cpu/counter_rng.h"
+#include "cpu/gumbel_softmax.h"
 
 namespace fastvae {
 namespace cpu {
@@ -22,45 +23,6 @@ namespace {
 using at::vec::Vectorized;
 
 constexpr int64_t kBlockElems = 2048;  // elements per L1 block
-
-// Status bits raised by the forward pass; checked after the parallel loop.
-enum : int { kNaN = 1, kAllNegInf = 2, kPosInf = 4, kBadNoise = 8 };
-
-template <typename T>
-int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, int64_t k, T inv_tau,
-                 uint64_t key, int64_t first) {
-  using V = Vectorized<T>;
-  const int64_t n = rows * k;
-  int status = 0;
-  if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
-  // z = (logits + G) / tau with G = -log(-log u)
-  const V vinv_tau(inv_tau);
-  vec_apply<T>(out, logits, n, [&](V u, V l) { return (l - (V(T(0)) - u.log()).log()) * vinv_tau; });
-  // per row: subtract the max (finite unless the row is all -inf or overflowed)
-  for (int64_t r = 0; r < rows; ++r) {
-    T* z = out + r * k;
-    T m = -std::numeric_limits<T>::infinity();
-    bool nan = false;
-    for (int64_t j = 0; j < k; ++j) {
-      nan |= std::isnan(z[j]);
-      m = std::max(m, z[j]);
-    }
-    if (nan) status |= kNaN;
-    if (m == -std::numeric_limits<T>::infinity()) status |= kAllNegInf;
-    if (m == std::numeric_limits<T>::infinity()) status |= kPosInf;
-    if (status) return status;
-    for (int64_t j = 0; j < k; ++j) z[j] -= m;
-  }
-  vec_apply<T>(out, out, n, [](V z, V) { return z.exp(); }, T(0), T(0));
-  for (int64_t r = 0; r < rows; ++r) {
-    T* z = out + r * k;
-    T s = 0;
-    for (int64_t j = 0; j < k; ++j) s += z[j];
-    const T inv = T(1) / s;  // s >= 1: the max entry contributes exp(0)
-    for (int64_t j = 0; j < k; ++j) z[j] *= inv;
-  }
-  return status;
-}
 
 void check_dim(const at::Tensor& t, int64_t& dim, const char* name) {
   TORCH_CHECK(t.dim() >= 1, "fastvae.", name, ": logits must have at least one dimension");
@@ -117,18 +79,6 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   return last ? out : out.movedim(-1, dim).contiguous();
 }
 
-template <typename T>
-void softmax_bwd_rows(const T* g, const T* y, T* gx, int64_t rows, int64_t k, T inv_tau) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* gr = g + r * k;
-    const T* yr = y + r * k;
-    T* o = gx + r * k;
-    T dot = 0;
-    for (int64_t j = 0; j < k; ++j) dot += gr[j] * yr[j];
-    for (int64_t j = 0; j < k; ++j) o[j] = yr[j] * (gr[j] - dot) * inv_tau;
-  }
-}
-
 at::Tensor gumbel_softmax_bwd(const at::Tensor& grad_in, const at::Tensor& y_in, double tau, int64_t dim) {
   check_dim(y_in, dim, "gumbel_softmax_bwd");
   TORCH_CHECK(grad_in.sizes() == y_in.sizes(), "fastvae.gumbel_softmax_bwd: grad shape ", grad_in.sizes(),
@@ -173,10 +123,7 @@ at::Tensor one_hot_argmax(const at::Tensor& y_in, int64_t dim) {
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const scalar_t* yr = yp + r * k;
-        int64_t best = 0;
-        for (int64_t j = 1; j < k; ++j) if (yr[j] > yr[best]) best = j;
-        op[r * k + best] = scalar_t(1);
+        op[r * k + argmax_row(yp + r * k, k)] = scalar_t(1);
       }
     });
   });

@@ -214,8 +214,8 @@ void VaeEngine<T>::reserve_encoder(int64_t B, const at::TensorOptions& opt) {
     enc_.push_back(mk(B, h));
     g_enc_.push_back(mk(B, h));
   }
-  head_ = mk(B, 2 * Z);
-  g_head_ = mk(B, 2 * Z);
+  head_ = mk(B, spec_.head_dim());
+  g_head_ = mk(B, spec_.head_dim());
   mu_ = mk(B, Z);
   sigma_ = mk(B, Z);
   rec_ = at::empty({B}, opt);
@@ -233,8 +233,8 @@ void VaeEngine<T>::reserve_decoder(int64_t N, const at::TensorOptions& opt) {
     dec_.push_back(mk(N, h));
     g_dec_.push_back(mk(N, h));
   }
-  z_ = mk(N, spec_.latent_dim);
-  g_z_ = mk(N, spec_.latent_dim);
+  z_ = mk(N, spec_.code_dim());
+  g_z_ = mk(N, spec_.code_dim());
   logits_ = mk(N, spec_.out_dim());
   g_logits_ = mk(N, spec_.out_dim());
   ll_ = at::empty({N}, opt);
@@ -430,7 +430,7 @@ void VaeEngine<T>::encode(at::TensorList params, const at::Tensor& x, const int6
   const at::Tensor& last = ne == 1 ? x : enc_[ne - 2];
   layer_forward(last, params[2 * (ne - 1)], params[2 * (ne - 1) + 1], head_, Act::Identity,
                 ne == 1 ? y : nullptr, B, spec_.data_dim);
-  heads_forward();
+  if (!spec_.categorical()) heads_forward();  // categorical: head_ holds the logits
 }
 
 template <typename T>
@@ -468,7 +468,7 @@ void VaeEngine<T>::decode(at::TensorList params, const at::Tensor& z, const int6
     at::Tensor& out = k + 1 == nd ? logits_ : dec_[k];
     layer_forward(in, params[2 * (ne + k)], params[2 * (ne + k) + 1], out,
                   k + 1 == nd ? Act::Identity : spec_.act, k == 0 ? y : nullptr, period,
-                  spec_.latent_dim);
+                  spec_.code_dim());
   }
 }
 
@@ -507,7 +507,9 @@ void VaeEngine<T>::kl_forward(const at::Tensor& eps, Estimator est) {
 template <typename T>
 void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int64_t* y,
                            const at::Tensor& eps, Estimator est, const T* w_rec) {
-  const int64_t B = x.size(0), L = eps.size(0), Z = spec_.latent_dim, D = spec_.data_dim;
+  const int64_t B = x.size(0), L = eps.size(0), Z = spec_.latent_dim;
+  TORCH_CHECK(!spec_.categorical(), "fastvae: a categorical latent takes uniform noise and a temperature "
+              "(op vae_categorical_elbo, fastvae.elbo); this op is for Gaussian latents");
   encode(params, x, y);
   reserve_decoder(L * B, x.options());
   {  // reparameterization: z_l = mu + sigma * eps_l
@@ -519,6 +521,13 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
       for (int64_t k = 0; k < B * Z; ++k) z[l * B * Z + k] = mu[k] + sg[k] * ep[l * B * Z + k];
   }
   decode(params, z_, y, B);
+  likelihood_pass(params, x, L, w_rec);
+  kl_forward(eps, est);
+}
+
+template <typename T>
+void VaeEngine<T>::likelihood_pass(at::TensorList params, const at::Tensor& x, int64_t L, const T* w_rec) {
+  const int64_t B = x.size(0), D = spec_.data_dim;
   const T* a = logits_.data_ptr<T>();
   const T* xp = x.data_ptr<T>();
   T* ll = ll_.data_ptr<T>();
@@ -546,7 +555,6 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
     for (int64_t l = 0; l < L; ++l) s += ll[l * B + i];
     rec[i] = s / T(L);
   }
-  kl_forward(eps, est);
 }
 
 template <typename T>
@@ -679,7 +687,7 @@ void VaeEngine<T>::decoder_backward(at::TensorList params, const int64_t* y, int
     at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
     layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
                    grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
-                   s.latent_dim);
+                   s.code_dim());
   }
 }
 

@@ -54,6 +54,18 @@ class VaeEngine {
   void set_kl_dim_weights(const T* w) { kl_dim_w_ = w; }
   // Analytic KL of the last forward() per latent dimension, summed over the batch: [Z] float64.
   at::Tensor kl_per_dim() const;
+  // ---- categorical latent (spec().categorical(); cpp/cpu/categorical_latent.cpp, docs/engine.md) ----
+  // Full pass with uniforms u [L, B, N*K] strictly inside (0, 1): per variable y = softmax((logits + G) / tau),
+  // G = -log(-log u) (the kernel of fastvae.gumbel_softmax), one_hot(argmax y) into the decoder if `hard`;
+  // rec() = 1/L sum_l log p(x | y_l), kl() = KL(q || uniform) analytic. w_rec as in forward().
+  void categorical_forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& u,
+                           double tau, bool hard, const T* w_rec);
+  // Gradient of sum_i w_rec[i] rec_i + w_kl[i] kl_i into `grads`; must follow categorical_forward() with a
+  // non-null w_rec. The straight-through estimator passes the decoder's gradient to the soft sample.
+  void categorical_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, double tau, bool hard,
+                            const T* w_kl, at::TensorList grads);
+  // Encoder logits [B, head width] of the last encode() (for a categorical latent: [B, N*K]).
+  const at::Tensor& head() const { return head_; }
 
   const at::Tensor& mu() const { return mu_; }
   const at::Tensor& sigma() const { return sigma_; }
@@ -97,6 +109,11 @@ class VaeEngine {
   const T* kl_dim_w_ = nullptr;           // free bits mask of the KL gradient (set_kl_dim_weights)
   // The learned log sigma's data (and inv_var_ from it), or nullptr without a learned Gaussian scale.
   const T* prepare_learned_scale(at::TensorList params);
+  at::Tensor y_soft_;                     // [L*B, N*K] relaxed categorical samples (hard: the soft y)
+  // log p(x | decoder output) of the last decode() for L samples per image into ll_ and rec_ and, if
+  // w_rec, the logit gradient w_rec[i] / L * d log p / da into g_logits_.
+  // With a learned Gaussian scale, also d/dlog sigma into g_log_sigma_ (backward passes copy it out).
+  void likelihood_pass(at::TensorList params, const at::Tensor& x, int64_t L, const T* w_rec);
   void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
   void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };

@@ -28,8 +28,8 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "fastvae: x must be float32 or float64, got ", x.scalar_type());
   TORCH_CHECK(x.device().is_cpu(), "fastvae: x must be on the CPU for this kernel, got ", x.device());
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == (binary_x ? s.data_dim : s.latent_dim), "fastvae: expected ",
-              binary_x ? "x" : "z", " of shape [B, ", binary_x ? s.data_dim : s.latent_dim, "], got ",
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == (binary_x ? s.data_dim : s.code_dim()), "fastvae: expected ",
+              binary_x ? "x" : "z", " of shape [B, ", binary_x ? s.data_dim : s.code_dim(), "], got ",
               x.sizes());
   in.x = x.contiguous();
   if (binary_x) {
@@ -43,6 +43,8 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   for (const auto& p : params) check_finite(p, "a parameter");
   in.params.assign(params.begin(), params.end());
   if (eps) {
+    TORCH_CHECK(!s.categorical(), "fastvae: a categorical latent takes uniform noise and a temperature (op "
+                "vae_categorical_elbo, fastvae.elbo); this op is for Gaussian latents");
     TORCH_CHECK(eps->dim() == 3 && eps->size(1) == x.size(0) && eps->size(2) == s.latent_dim,
                 "fastvae: eps must have shape [n_samples, ", x.size(0), ", ", s.latent_dim, "], got ",
                 eps->sizes());
@@ -112,6 +114,12 @@ std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::op
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_encode", [&] {
     VaeEngine<scalar_t> eng(in.spec);
     eng.encode(in.params, in.x, label_ptr(in.y));
+    if (in.spec.categorical()) {  // log q and q, [B, N*K] (softmax over each variable's K logits)
+      const auto& h = eng.head();
+      mu = h.view({h.size(0), in.spec.latent_dim, in.spec.categories}).log_softmax(-1).reshape(h.sizes());
+      sigma = mu.exp();
+      return;
+    }
     mu = eng.mu();
     sigma = eng.sigma();
   });

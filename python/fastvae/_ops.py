@@ -51,7 +51,8 @@ def _vae_elbo_backward_fake(w_rec, w_kl, x, y, eps, params, *arch_and_estimator)
 @torch.library.register_fake("fastvae::vae_encode")
 def _vae_encode_fake(x, y, params, *arch):
     check_devices("vae_encode", x=x, y=y, params=params)
-    z = ArchSpec(*arch).latent_dim
+    spec = ArchSpec(*arch)
+    z = spec.code_dim if spec.latent == "categorical" else spec.latent_dim  # categorical: log q, q [B, N*K]
     return x.new_empty(x.shape[0], z), x.new_empty(x.shape[0], z)
 
 
@@ -121,3 +122,30 @@ def _iwae_backward(ctx, g):
 
 
 torch.library.register_autograd("fastvae::vae_iwae_bound", _iwae_backward, setup_context=_elbo_setup_context)
+
+
+# -- categorical latent (vae_categorical_elbo): the ELBO's fake and autograd, C++ backward ------------------
+@torch.library.register_fake("fastvae::vae_categorical_elbo")
+def _vae_categorical_elbo_fake(x, y, u, params, *arch_temperature_hard):
+    check_devices("vae_categorical_elbo", x=x, y=y, u=u, params=params)
+    b = x.shape[0]
+    return x.new_empty(b), x.new_empty(b), x.new_empty(b)
+
+
+@torch.library.register_fake("fastvae::vae_categorical_elbo_backward")
+def _vae_categorical_elbo_backward_fake(w_rec, w_kl, x, y, u, params, *arch_temperature_hard):
+    check_devices("vae_categorical_elbo_backward", w_rec=w_rec, w_kl=w_kl, x=x, y=y, u=u, params=params)
+    return [torch.empty_like(p) for p in params]
+
+
+def _categorical_backward(ctx, g_elbo, g_rec, g_kl):
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[2]:
+        raise RuntimeError("fastvae::vae_categorical_elbo: gradients with respect to x or u are not implemented (only "
+                           "the parameters); detach x and u")
+    x, u, *params = ctx.saved_tensors
+    grads = ops.vae_categorical_elbo_backward(g_elbo + g_rec, g_kl - g_elbo, x, ctx.y, u, params, *ctx.rest)
+    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
+
+
+torch.library.register_autograd("fastvae::vae_categorical_elbo", _categorical_backward,
+                                setup_context=_elbo_setup_context)

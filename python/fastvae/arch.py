@@ -17,14 +17,16 @@ ESTIMATORS: Tuple[str, ...] = tuple(_C.ESTIMATORS)
 LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
 GAUSSIAN_SCALES: Tuple[str, ...] = tuple(_C.GAUSSIAN_SCALES)  # fixed, learned, predicted
+LATENTS: Tuple[str, ...] = tuple(_C.LATENTS)  # latent families: gaussian, categorical
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     """Architecture arguments of the VAE ops, in schema order (see :class:`fastvae.VAE` for meanings):
     sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float), the
-    decoder likelihood's name, the fixed scale of the Gaussian likelihood (float > 0) and how the Gaussian
-    scale is set (``"fixed"``, ``"learned"``, ``"predicted"``)."""
+    decoder likelihood's name, the fixed scale of the Gaussian likelihood (float > 0), how the Gaussian
+    scale is set (``"fixed"``, ``"learned"``, ``"predicted"``), the latent family (``"gaussian"`` or
+    ``"categorical"``) and the class count K of a categorical latent (0 for Gaussian)."""
 
     data_dim: int
     cond_dim: int
@@ -39,6 +41,13 @@ class ArchSpec:
     likelihood: str = "bernoulli"
     gaussian_sigma: float = 1.0
     gaussian_scale: str = "fixed"
+    latent: str = "gaussian"
+    categories: int = 0
+
+    @property
+    def code_dim(self) -> int:
+        """Width of the decoder's latent input: latent_dim (Gaussian) or latent_dim * categories (one-hot codes)."""
+        return self.latent_dim * self.categories if self.latent == "categorical" else self.latent_dim
 
     def as_args(self) -> tuple:
         """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""

@@ -58,7 +58,8 @@ def config(model) -> dict:
                 negative_slope=model.negative_slope, posterior=model.posterior,
                 mean_activation=model.mean_activation, scale_activation=model.scale_activation,
                 likelihood=model.likelihood, gaussian_sigma=model.gaussian_sigma,
-                gaussian_scale=model.gaussian_scale, cond_dim=model.cond_dim, dtype=str(model.encoder_head.weight.dtype).replace("torch.", ""))
+                gaussian_scale=model.gaussian_scale, cond_dim=model.cond_dim, dtype=str(model.encoder_head.weight.dtype).replace("torch.", ""),
+                latent=model.latent, categories=model.categories)
 
 
 def save(model, path) -> Path:

@@ -52,6 +52,12 @@ class TrainOptions:
     dimension j, so dimensions whose KL is at most lambda get no KL gradient; it is then weighted by
     kl_weight and the warm-up as the plain KL; needs objective ``"elbo"`` with estimator ``"analytic"``;
     the recorded ``update_kl`` and train / test / validation ELBOs stay the true KL and ELBO).
+    Categorical latents (``VAE(latent="categorical")``, Jang et al. 2017; ignored by Gaussian latents, which
+    require them at their defaults): temperature (tau_0 > 0 of the Gumbel-softmax), temperature_min (> 0,
+    <= temperature), anneal_rate (r >= 0) and anneal_every (int >= 1): the update that follows t completed
+    optimizer steps uses ``tau = max(temperature_min, temperature * exp(-anneal_rate * t'))`` with t' = t rounded
+    down to a multiple of anneal_every (so resumed fits continue the schedule); hard (bool: straight-through
+    one-hot samples).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
@@ -78,6 +84,11 @@ class TrainOptions:
                           "updates over which the KL weight rises linearly from 0 to kl_weight (0: off)")
     free_bits: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0),
                             "free bits lambda in nats per latent dimension (0: off)")
+    temperature: float = _opt(1.0, lambda w, n, v: c.positive(w, n, v), "Gumbel-softmax temperature tau_0")
+    temperature_min: float = _opt(0.5, lambda w, n, v: c.positive(w, n, v), "floor of the annealed temperature")
+    anneal_rate: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0), "r of tau_0 exp(-r t) (0: constant)")
+    anneal_every: int = _opt(1000, lambda w, n, v: c.integer(w, n, v, min=1), "updates between temperature changes")
+    hard: bool = _opt(False, lambda w, n, v: c.flag(w, n, v), "straight-through one-hot categorical samples")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
@@ -91,6 +102,9 @@ class TrainOptions:
         if out.free_bits > 0 and (out.objective != "elbo" or out.estimator != "analytic"):
             raise ValueError(f"{where}: free_bits needs objective='elbo' with estimator='analytic', got "
                              f"objective={out.objective!r}, estimator={out.estimator!r}")
+        if out.temperature_min > out.temperature:
+            raise ValueError(f"{where}: temperature_min must be <= temperature (the schedule starts at temperature), "
+                             f"got temperature_min={out.temperature_min} and temperature={out.temperature}")
         return out
 
     def to_dict(self) -> dict:

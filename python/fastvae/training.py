@@ -155,6 +155,26 @@ def _check_finite_parameters(model) -> None:
                              "diverged (load a checkpoint or re-initialize)")
 
 
+def _check_latent_options(model, opts: TrainOptions) -> None:
+    """Categorical latents train the ELBO with the analytic KL; the temperature options belong to them only."""
+    if getattr(model, "latent", "gaussian") == "categorical":
+        if opts.objective != "elbo":
+            raise ValueError(f"{WHERE}: a categorical latent trains objective='elbo' only (the IWAE bound needs the "
+                             f"density of the relaxed sample), got {opts.objective!r}")
+        if opts.estimator != "analytic":
+            raise ValueError(f"{WHERE}: a categorical latent has the analytic KL to the uniform prior only; estimator "
+                             f"must be 'analytic', got {opts.estimator!r}")
+        if opts.free_bits > 0:
+            raise ValueError(f"{WHERE}: free_bits applies to Gaussian latents only (one group per latent dimension)")
+        return
+    default = TrainOptions()
+    changed = [n for n in ("temperature", "temperature_min", "anneal_rate", "anneal_every", "hard")
+               if getattr(opts, n) != getattr(default, n)]
+    if changed:
+        raise ValueError(f"{WHERE}: {', '.join(changed)} apply to categorical latents only (this model's latent is "
+                         f"'{getattr(model, 'latent', 'gaussian')}')")
+
+
 def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] = None, *, test_images=None,
         test_labels=None, val_images=None, val_labels=None, seed: Optional[int] = None, progress: bool = True,
         callback: Optional[Callable] = None, checkpoint=None, checkpoint_every: Optional[int] = None,
@@ -194,6 +214,11 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         objective: ``"elbo"`` or ``"iwae"`` (the IWAE bound with ``k`` samples per image and the encoder
             gradient ``iwae_estimator``: ``"reparam"``, ``"stl"`` or ``"dreg"``; see :func:`fastvae.iwae`).
         kl_warmup: updates over which the KL weight rises linearly from 0 to ``kl_weight`` (0: off; ELBO only).
+        temperature, temperature_min, anneal_rate, anneal_every, hard: the Gumbel-softmax schedule of a
+            categorical latent (see :class:`fastvae.TrainOptions`); each batch then draws uniform noise
+            [n_samples, batch, N*K] (``uniform_``, clamped to float32's smallest normal number) instead of
+            normal eps; test and validation ELBOs use hard (Gumbel-max) samples, i.e. the discrete model's ELBO.
+            ValueError if given to a Gaussian latent, or with objective 'iwae' / estimator other than 'analytic'.
         test_images, test_labels: evaluated after every epoch (test ELBO).
         val_images, val_labels, eval_every: validation log-likelihood and KL whenever the optimizer's
             step count is a multiple of ``eval_every`` (ESE 546 HW5 (vi)); both or neither.
@@ -238,6 +263,7 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         raise ValueError(f"{WHERE}: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
                          "cannot take; use pixels='threshold' or 'dynamic', or a VAE with a continuous "
                          "likelihood ('continuous_bernoulli' or 'gaussian')")
+    _check_latent_options(model, opts)
     epochs, batch_size, eval_every = opts.epochs, opts.batch_size, opts.eval_every
     if seed is not None:
         seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)

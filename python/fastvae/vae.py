@@ -14,8 +14,8 @@ from torch import nn
 
 from . import _checks, _ops, presets
 from ._lock import reading
-from .arch import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 from .arch import GAUSSIAN_SCALES
+from .arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 
 
 class ELBO(NamedTuple):
@@ -62,20 +62,28 @@ class VAE(nn.Module):
             ``log p = sum_d -(x_d - mu_d)^2 / (2 exp(lv_d)) - lv_d / 2 - log(2 pi) / 2``. The predicted
             log-variance is not bounded: an extreme lv gives an inf or NaN ELBO (fit then raises
             TrainingDivergedError), never a silently clamped value.
+        latent: ``"gaussian"`` (default, z = mu + sigma eps) or ``"categorical"`` (Jang, Gu & Poole 2017):
+            ``latent_dim`` = N variables of ``categories`` = K classes; ``encoder_head`` then outputs N*K logits,
+            q(c_n = k | x) = softmax over each variable's K logits, the prior is uniform, and the decoder reads
+            Gumbel-softmax samples (relaxed or one-hot) [.., N*K] (docs/engine.md "Categorical latents").
+            ``posterior``, ``mean_activation`` and ``scale_activation`` must stay at their defaults then.
+        categories: K >= 2 for a categorical latent; 0 (default) for a Gaussian one.
 
     Raises:
         TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
             a non-number slope, dtype other than float32/float64.
         ValueError: unknown activation or posterior, sizes < 1 (cond_dim < 0), negative or non-finite
-            slope, more than 2**30 parameters, unknown likelihood or gaussian_scale, a gaussian_scale other
-            than "fixed" with a non-Gaussian likelihood.
+            slope, more than 2**30 parameters, unknown likelihood, gaussian_scale or latent, a gaussian_scale
+            other than "fixed" with a non-Gaussian likelihood, categories < 2 for a categorical latent or != 0
+            for a Gaussian one, a Gaussian posterior option with a categorical latent.
     """
 
     def __init__(self, data_dim: int = 784, latent_dim: int = 2, encoder_hidden: Sequence[int] = (512, 256),
                  decoder_hidden: Sequence[int] = (256, 512), activation: str = "relu",
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
-                 likelihood: str = "bernoulli", gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed"):
+                 likelihood: str = "bernoulli", gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed",
+                 latent: str = "gaussian", categories: int = 0):
         super().__init__()
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
@@ -97,12 +105,25 @@ class VAE(nn.Module):
         if posterior == "std" and scale_activation != "sigmoid":
             raise ValueError("VAE: posterior='std' needs scale_activation='sigmoid' so that sigma > 0")
         negative_slope = _checks.real(where, "negative_slope", negative_slope, min=0.0)
+        _checks.choice(where, "latent", latent, LATENTS)
+        categories = _checks.integer(where, "categories", categories, min=0)
+        if latent == "categorical":
+            if categories < 2:
+                raise ValueError(f"{where}: a categorical latent needs categories >= 2, got {categories}")
+            if (posterior, mean_activation, scale_activation) != ("logvar", "identity", "identity"):
+                raise ValueError(f"{where}: posterior, mean_activation and scale_activation describe a Gaussian "
+                                 "posterior; leave them at their defaults with latent='categorical'")
+        elif categories != 0:
+            raise ValueError(f"{where}: categories is the class count of a categorical latent; it must be 0 with "
+                             f"latent='gaussian', got {categories}")
+        code = latent_dim * categories if latent == "categorical" else latent_dim
+        head = code if latent == "categorical" else 2 * latent_dim
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"VAE: dtype must be torch.float32 or torch.float64, got {dtype!r}")
         if len(encoder_hidden) >= 64 or len(decoder_hidden) >= 64:
             raise ValueError("VAE: at most 63 hidden layers in the encoder and in the decoder")
-        enc = [data_dim + cond_dim, *encoder_hidden, 2 * latent_dim]
-        dec = [latent_dim + cond_dim, *decoder_hidden, out_dim]
+        enc = [data_dim + cond_dim, *encoder_hidden, head]
+        dec = [code + cond_dim, *decoder_hidden, out_dim]
         n_params = sum((a + 1) * b for sizes in (enc, dec) for a, b in zip(sizes, sizes[1:]))
         _ops.check_size(where, "the number of parameters", n_params)
         self.data_dim, self.latent_dim, self.cond_dim = int(data_dim), int(latent_dim), int(cond_dim)
@@ -111,11 +132,12 @@ class VAE(nn.Module):
         self.mean_activation, self.scale_activation = mean_activation, scale_activation
         self.likelihood, self.gaussian_sigma = likelihood, float(gaussian_sigma)
         self.gaussian_scale = gaussian_scale
+        self.latent, self.categories, self.code_dim = latent, int(categories), int(code)
 
         enc_sizes = [data_dim + cond_dim, *self.encoder_hidden]
         self.encoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(enc_sizes, enc_sizes[1:]))
-        self.encoder_head = nn.Linear(enc_sizes[-1], 2 * latent_dim, dtype=dtype)
-        dec_sizes = [latent_dim + cond_dim, *self.decoder_hidden, out_dim]
+        self.encoder_head = nn.Linear(enc_sizes[-1], head, dtype=dtype)
+        dec_sizes = [code + cond_dim, *self.decoder_hidden, out_dim]
         self.decoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(dec_sizes, dec_sizes[1:]))
         if gaussian_scale == "learned":  # per-pixel log sigma of the Gaussian likelihood
             self.log_sigma = nn.Parameter(torch.full((data_dim,), math.log(self.gaussian_sigma), dtype=dtype))
@@ -146,7 +168,8 @@ class VAE(nn.Module):
         """The architecture as the C++ ops receive it: ``op(..., params, *model.spec().as_args())``."""
         return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
                         self.activation, self.negative_slope, self.posterior, self.mean_activation,
-                        self.scale_activation, self.likelihood, self.gaussian_sigma, self.gaussian_scale)
+                        self.scale_activation, self.likelihood, self.gaussian_sigma, self.gaussian_scale,
+                        self.latent, self.categories)
 
     def flat_parameters(self):
         """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias), then
@@ -223,17 +246,23 @@ class VAE(nn.Module):
         """Posterior mean and standard deviation, each [B, Z] of the model's dtype, for images x [B, D]
         (or [B, H, W]) of the model's dtype and device (binary for bernoulli, in [0, 1] for continuous_bernoulli,
         finite for gaussian); y: integer labels [B] for a conditional VAE. Inference only (no gradient).
+        A categorical latent returns instead the posterior's log-probabilities and probabilities (log q, q), each
+        [B, latent_dim, categories].
 
         Raises: TypeError (x not a tensor or of another dtype, float labels), ValueError (wrong shape or
         device, labels missing/out of range), RuntimeError (x unfit for the likelihood or NaN, NaN parameters)."""
         x, y = self._prepare(x, y, "VAE.encode")
         with reading(self):
-            return _ops.ops.vae_encode(x, y, self.flat_parameters(), *self.spec().as_args())
+            out = _ops.ops.vae_encode(x, y, self.flat_parameters(), *self.spec().as_args())
+        if self.latent == "categorical":  # log q and q, [B, N, K]
+            return tuple(t.reshape(t.shape[0], self.latent_dim, self.categories) for t in out)
+        return out
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, logits: bool = False):
-        """Means of p(x | z) [N, D] (or the decoder's logits if ``logits``) for latent codes z [N, Z], a
-        float tensor of the model's dtype and device; y: integer labels [N] for a conditional VAE. The mean is
+        """Means of p(x | z) [N, D] (or the decoder's logits if ``logits``) for latent codes z [N, Z] (a
+        categorical latent: one-hot or relaxed codes [N, latent_dim * categories]), a float tensor of the model's
+        dtype and device; y: integer labels [N] for a conditional VAE. The mean is
         sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
         ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
         (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"`` (its first D
@@ -242,7 +271,7 @@ class VAE(nn.Module):
 
         Raises: as :meth:`encode`; RuntimeError for NaN or inf in z."""
         _checks.flag("VAE.decode", "logits", logits)
-        z, y = self._prepare(z, y, "VAE.decode", "z", width=self.latent_dim)
+        z, y = self._prepare(z, y, "VAE.decode", "z", width=self.code_dim)
         with reading(self):
             out = _ops.ops.vae_decode(z, y, self.flat_parameters(), *self.spec().as_args())
         return out if logits else self._mean(out)
@@ -257,7 +286,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None):
-        """Decoder means for n prior draws z ~ N(0, I): [n, D]. For a conditional VAE, ``y`` is one
+        """Decoder means for n prior draws z ~ N(0, I) (a categorical latent: one-hot codes with each variable's
+        class uniform): [n, D]. For a conditional VAE, ``y`` is one
         class (an int in [0, cond_dim)) or n integer labels; an unconditional VAE takes no ``y``.
 
         Raises: TypeError (n not an integer, float labels), ValueError (n < 0 or too large, y missing,
@@ -274,15 +304,39 @@ class VAE(nn.Module):
                 y = torch.full((n,), c, dtype=torch.int64, device=w.device)
         elif y is not None:
             raise ValueError(f"{where}: labels y were given to an unconditional VAE (cond_dim=0)")
-        z = self._noise(where, (n, self.latent_dim), w, generator)
+        if self.latent == "categorical":  # uniform prior: each variable's class uniformly, as one-hot codes
+            z = self._uniform_codes(where, n, w, generator)
+        else:
+            z = self._noise(where, (n, self.latent_dim), w, generator)
         return self.decode(z, y)
+
+    def _uniform_codes(self, where: str, n: int, like: torch.Tensor, generator) -> torch.Tensor:
+        """n one-hot codes [n, N*K] of classes drawn uniformly per variable (the categorical prior)."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+        dev = generator.device if generator is not None else like.device
+        c = torch.randint(self.categories, (n, self.latent_dim), device=dev, generator=generator).to(like.device)
+        return nn.functional.one_hot(c, self.categories).to(like.dtype).reshape(n, self.code_dim)
+
+    def _uniforms(self, where: str, shape, like: torch.Tensor, generator) -> torch.Tensor:
+        """U(0, 1) draws of ``shape`` clamped to [tiny, 1) (rand can return 0, whose Gumbel is -inf): the noise of
+        a categorical latent."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{where}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if like.device.type == "meta":
+            return torch.empty(shape, dtype=like.dtype, device="meta")
+        dev = generator.device if generator is not None else like.device
+        u = torch.rand(shape, dtype=like.dtype, device=dev, generator=generator).to(like.device)
+        return u.clamp_min_(torch.finfo(like.dtype).tiny)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
         """Decoder means (of the likelihood) at the posterior mean, mean(dec(mu(x))): [B, D]. Arguments and errors as
         :meth:`encode`."""
         x, y = self._prepare(x, y, "VAE.reconstruct")
-        mu, _ = self.encode(x, y)
+        mu, q = self.encode(x, y)
+        if self.latent == "categorical":  # the posterior's mode, one-hot
+            mu = nn.functional.one_hot(q.argmax(-1), self.categories).to(q.dtype).reshape(q.shape[0], -1)
         return self.decode(mu, y)
 
     def fit(self, train_images, train_labels=None, options=None, **kwargs):
@@ -334,7 +388,8 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
 
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
          y: Optional[torch.Tensor] = None, estimator: str = "analytic",
-         generator: Optional[torch.Generator] = None) -> ELBO:
+         generator: Optional[torch.Generator] = None, temperature: Optional[float] = None,
+         hard: bool = False) -> ELBO:
     """Per-image ELBO, expected log-likelihood and KL of ``model`` on binary images (intensities in [0, 1]
     for ``likelihood="continuous_bernoulli"``).
 
@@ -353,6 +408,16 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
             log q(z|x) - log p(z)) or ``"stl"`` (sticking the landing, Roeder et al. 2017: same value as
             ``"mc"``, gradient without the score-function term).
         generator: torch.Generator for eps when it is not given.
+        temperature: categorical latents only: the Gumbel-softmax temperature tau (finite float > 0, default 1).
+        hard: categorical latents only: straight-through samples (the decoder reads one_hot(argmax y), the
+            gradient is the relaxed sample's).
+
+    Categorical latents (``model.latent == "categorical"``, Jang et al. 2017): ``eps`` is then uniform noise
+    [L, B, N*K] strictly inside (0, 1) (drawn with ``torch.rand`` and clamped to the dtype's smallest normal
+    number when not given), ``y_nl = softmax((logits_n - log(-log u_nl)) / tau)`` per variable n (the kernel of
+    :func:`fastvae.gumbel_softmax`), ``rec = 1/L sum_l log p(x | y_l)`` and ``kl = sum_n KL(q_n || uniform) =
+    sum_nk q_nk (log q_nk + log K)``; only ``estimator="analytic"`` applies. With ``hard`` the samples are
+    one-hot Gumbel-max draws of q, so the value is the discrete model's ELBO estimate; without, a relaxed one.
 
     Returns:
         :class:`ELBO` (elbo, rec, kl), each float [B] in nats.
@@ -363,12 +428,21 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
         ValueError: wrong shapes or devices, n_samples < 1 or too large (over ``_ops.MAX_ELEMENTS``),
             labels missing or out of range, unknown estimator.
         RuntimeError: non-binary (bernoulli) or outside-[0, 1] (continuous_bernoulli) or NaN x, NaN/inf eps
-            or parameters (checked in C++).
+            or parameters, categorical noise outside (0, 1) (checked in C++).
+        ValueError (categorical): temperature <= 0, NaN or inf, estimator other than "analytic"; temperature or
+            hard given to a Gaussian latent. TypeError: hard not a bool, temperature not a number.
     """
     where = "elbo"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
     _checks.choice(where, "estimator", estimator, _ops.ESTIMATORS)
+    hard = _checks.flag(where, "hard", hard)
+    if model.latent == "categorical":
+        return _categorical_elbo(model, x, n_samples, eps, y, estimator, generator,
+                                 1.0 if temperature is None else temperature, hard)
+    if temperature is not None or hard:
+        raise ValueError(f"{where}: temperature and hard apply to categorical latents only (this model's latent is "
+                         f"'{model.latent}')")
     x, y = model._prepare(x, y, where)
     if eps is None:
         n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
@@ -407,6 +481,7 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
     where = "log_likelihood"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
+    _gaussian_only(where, model)
     k = _checks.integer(where, "k", k, min=1)
     batch_size = _checks.integer(where, "batch_size", batch_size, min=1)
     x, y = model._prepare(x, y, where)
@@ -465,6 +540,7 @@ def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = 
     where = "iwae"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
+    _gaussian_only(where, model)
     _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
     x, y = model._prepare(x, y, where)
     if eps is None:
@@ -482,3 +558,37 @@ def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = 
         _checks.same_device(where, x=x, eps=eps)
     with reading(model):
         return _ops.ops.vae_iwae_bound(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
+
+
+def _gaussian_only(where: str, model: VAE) -> None:
+    if model.latent != "gaussian":
+        raise ValueError(f"{where}: not implemented for latent='{model.latent}' (the IWAE bound needs the density "
+                         "of the relaxed sample); use fastvae.elbo")
+
+
+def _categorical_elbo(model: VAE, x, n_samples, eps, y, estimator, generator, temperature, hard) -> ELBO:
+    """fastvae.elbo for a categorical latent (op vae_categorical_elbo); arguments as :func:`elbo`."""
+    where = "elbo"
+    temperature = _checks.positive(where, "temperature", temperature)
+    if estimator != "analytic":
+        raise ValueError(f"{where}: a categorical latent has the analytic KL to the uniform prior only; estimator "
+                         f"must be 'analytic', got {estimator!r}")
+    x, y = model._prepare(x, y, where)
+    width = model.code_dim
+    if eps is None:
+        n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
+        widest = max(model.data_dim, width, *model.encoder_hidden, *model.decoder_hidden)
+        _ops.check_size(where, "n_samples * batch * widest layer", n_samples * x.shape[0] * widest)
+        eps = model._uniforms(where, (n_samples, x.shape[0], width), x, generator)
+    else:
+        eps = _checks.tensor(where, "eps", eps)
+        if eps.dtype != x.dtype:
+            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
+        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
+            raise ValueError(f"{where}: eps (uniform noise of a categorical latent) must have shape [n_samples >= 1, "
+                             f"{x.shape[0]}, {width}] (latent_dim * categories), got {tuple(eps.shape)}")
+        _checks.same_device(where, x=x, eps=eps)
+    with reading(model):
+        out = _ops.ops.vae_categorical_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(),
+                                            temperature, hard)
+    return ELBO(*out)
