@@ -318,7 +318,7 @@ def run(args):
             f"dense-equivalent work of forward and backward ({flops_per_image(model) / 1e6:.1f} MFLOP per image). "
             f"SGEMM rate of the machine in the same run (`torch.mm`, 1024 x 1024): {sgemm:.1f} GFLOP/s.", "",
             "| implementation | epoch time (s) | time / fastvae | GFLOP/s |", "|---|---|---|---|", *rows],
-            args.threads)
+            args.threads, script="bench_train_epoch")
 
 
 if __name__ == "__main__":
