@@ -1,59 +1,99 @@
-"""One training epoch of the STATS 305C VAE: fastvae's C++ loop against three PyTorch peers, in one process,
-on the same in-memory MNIST, from the same initial weights, with the same thread count (torch and BLAS):
+"""One training epoch of an MLP VAE: fastvae's C++ loop against three PyTorch peers, in one process,
+on the same in-memory MNIST, from the same initial weights, with the same thread count (torch and BLAS).
+``--model`` picks the model (see MODELS):
+
+* ``stats305c``: the STATS 305C VAE (784-512-256-(2+2), 2-256-512-784 relu, Bernoulli, batch 64, images
+  binarized at 127);
+* ``iwae_paper``: the IWAE paper's one-stochastic-layer model (Burda et al. 2016: 784-200-200-(50+50),
+  50-200-200-784 tanh, Bernoulli, batch 20), dynamic binarization (a fresh Bernoulli(p / 255) draw of every
+  image each time it is used) in every peer, ELBO with one sample (the k = 1 run);
+* ``cb``: the STATS 305C shape with the continuous Bernoulli likelihood on intensities p / 255
+  (Loaiza-Ganem & Cunningham 2019), batch 64.
+
+The peers:
 
 * the homework's eager loop: torch.nn modules, torch.distributions, DataLoader, per-batch binarization,
   Adam, ``loss.item()`` every step;
-* a tuned eager loop: images binarized once, batches by index, ``binary_cross_entropy_with_logits`` and the
-  closed-form KL, ``torch.optim.Adam(fused=True)``, ``zero_grad(set_to_none=True)``, no per-step ``.item()``;
+* a tuned eager loop: images binarized once (or drawn per batch with ``torch.bernoulli`` for dynamic
+  binarization), batches by index, ``binary_cross_entropy_with_logits`` (the continuous Bernoulli: the same
+  plus its closed-form log normaliser) and the closed-form KL, ``torch.optim.Adam(fused=True)``,
+  ``zero_grad(set_to_none=True)``, no per-step ``.item()``;
 * ``torch.compile`` of the tuned loss (forward and backward), with the fused Adam step.
 
 Every side first runs ``--warmup`` updates that are not timed (thread pools, allocator, compilation), then
 each repeat times one (partial) epoch of every side in turn; the best of the repeats is kept.
 
-    python bench/bench_train_epoch.py [--data DIR] [--threads 2] [--repeats 2] [--fraction 1.0] [--warmup 20]
-                                      [--no-compile] [--write-docs]
+    python bench/bench_train_epoch.py [--model stats305c] [--data DIR] [--threads 2] [--repeats 2]
+                                      [--fraction 1.0] [--warmup 20] [--no-compile] [--write-docs]
 
 Prints each side's epoch time, its ratio to fastvae, the achieved GFLOP/s and the machine's SGEMM rate;
-``--write-docs`` also writes that table into docs/benchmarks.md.
+``--write-docs`` also writes that table into docs/benchmarks.md (one block per model,
+``bench_train_epoch`` for stats305c and ``bench_train_epoch_<model>`` for the others). A new model is one
+entry of MODELS (and a marker pair in docs/benchmarks.md).
 """
 import argparse
+import math
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
-from torch.distributions import Bernoulli, Normal, kl_divergence
+from torch.distributions import Bernoulli, ContinuousBernoulli, Normal, kl_divergence
 
 import fastvae
 from doc_tables import write_block
 from fastvae.datasets import load_mnist
 
+# The benchmarked models: layer sizes, activation, likelihood, batch size and what the model sees of a pixel
+# (fastvae.TrainOptions.pixels). Every side uses the log-std posterior and the analytic KL with one sample.
+# Hook for the categorical VAE (issue 9): add its entry here with its own peer losses (homework_loss /
+# TunedVAE.forward branch on "latent") and a `bench_train_epoch_categorical` marker pair in docs/benchmarks.md.
+MODELS = {
+    "stats305c": dict(title="the STATS 305C VAE", enc=(512, 256), dec=(256, 512), latent=2, act="relu",
+                      likelihood="bernoulli", batch=64, pixels="threshold"),
+    "iwae_paper": dict(title="the IWAE paper's model (Burda et al. 2016), dynamic binarization", enc=(200, 200),
+                       dec=(200, 200), latent=50, act="tanh", likelihood="bernoulli", batch=20, pixels="dynamic"),
+    "cb": dict(title="the STATS 305C shape with the continuous Bernoulli likelihood on intensities",
+               enc=(512, 256), dec=(256, 512), latent=2, act="relu", likelihood="continuous_bernoulli", batch=64,
+               pixels="intensity"),
+}
+ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes, act):
+    """nn.Sequential of Linear layers with `act` between them (none after the last)."""
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), ACTS[act]()]
+    return nn.Sequential(*layers[:-1])
+
 
 class Encoder(nn.Module):
-    def __init__(self, data_dim=784, latent_dim=2, hidden=(512, 256)):
+    def __init__(self, cfg, data_dim=784):
         super().__init__()
-        self.fc1 = nn.Linear(data_dim, hidden[0])
-        self.fc2 = nn.Linear(hidden[0], hidden[1])
-        self.fc_mu = nn.Linear(hidden[1], latent_dim)
-        self.fc_logsigma = nn.Linear(hidden[1], latent_dim)
+        hidden, z = cfg["enc"], cfg["latent"]
+        self.body = nn.Sequential(mlp([data_dim, *hidden], cfg["act"]), ACTS[cfg["act"]]())
+        self.fc_mu = nn.Linear(hidden[-1], z)
+        self.fc_logsigma = nn.Linear(hidden[-1], z)
 
     def forward(self, x):
-        h = F.relu(self.fc2(F.relu(self.fc1(x))))
+        h = self.body(x)
         return Normal(self.fc_mu(h), torch.exp(self.fc_logsigma(h)))
 
 
 class Decoder(nn.Module):
-    def __init__(self, data_dim=784, latent_dim=2, hidden=(256, 512)):
+    def __init__(self, cfg, data_dim=784):
         super().__init__()
-        self.fc1 = nn.Linear(latent_dim, hidden[0])
-        self.fc2 = nn.Linear(hidden[0], hidden[1])
-        self.fcout = nn.Linear(hidden[1], data_dim)
+        self.net = mlp([cfg["latent"], *cfg["dec"], data_dim], cfg["act"])
+        self.dist = ContinuousBernoulli if cfg["likelihood"] == "continuous_bernoulli" else Bernoulli
 
     def forward(self, z):
-        return Bernoulli(logits=self.fcout(F.relu(self.fc2(F.relu(self.fc1(z))))))
+        return self.dist(logits=self.net(z))
 
 
 def elbo(x, encoder, decoder):
@@ -62,13 +102,22 @@ def elbo(x, encoder, decoder):
     return (decoder(z).log_prob(x).sum(axis=1) - kl_divergence(qz, pz).sum(axis=1)).mean()
 
 
-def homework_epoch(images01, encoder, decoder, optimizer, n_batches):
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images01), batch_size=64, shuffle=True)
+def homework_pixels(x, pixels):
+    """What the homework-shaped loop does to each minibatch of intensities in [0, 1]."""
+    if pixels == "threshold":
+        return (x > 0.5).float()  # the homework binarizes each minibatch
+    if pixels == "dynamic":
+        return torch.bernoulli(x)
+    return x
+
+
+def homework_epoch(images01, encoder, decoder, optimizer, n_batches, batch, pixels):
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images01), batch_size=batch, shuffle=True)
     train_elbo = 0.0
     for batch_idx, (x,) in enumerate(loader):
         if batch_idx == n_batches:
             break
-        x = (x > 0.5).float()  # the homework binarizes each minibatch
+        x = homework_pixels(x, pixels)
         optimizer.zero_grad()
         loss = -elbo(x, encoder, decoder)
         loss.backward()
@@ -77,43 +126,62 @@ def homework_epoch(images01, encoder, decoder, optimizer, n_batches):
     return train_elbo
 
 
+def fastvae_layers(model):
+    return [*model.encoder, model.encoder_head], [*model.decoder]
+
+
 def copy_weights(model, encoder, decoder):
     """Load fastvae's initial weights into the PyTorch modules, so both start from the same point."""
+    enc, dec = fastvae_layers(model)
+    z = model.latent_dim
     with torch.no_grad():
-        encoder.fc1.weight.copy_(model.encoder[0].weight), encoder.fc1.bias.copy_(model.encoder[0].bias)
-        encoder.fc2.weight.copy_(model.encoder[1].weight), encoder.fc2.bias.copy_(model.encoder[1].bias)
-        h = model.encoder_head
-        encoder.fc_mu.weight.copy_(h.weight[:2]), encoder.fc_mu.bias.copy_(h.bias[:2])
-        encoder.fc_logsigma.weight.copy_(h.weight[2:]), encoder.fc_logsigma.bias.copy_(h.bias[2:])
-        for lin, ours in zip([decoder.fc1, decoder.fc2, decoder.fcout], model.decoder):
+        for lin, ours in zip([m for m in encoder.body.modules() if isinstance(m, nn.Linear)], enc[:-1]):
             lin.weight.copy_(ours.weight), lin.bias.copy_(ours.bias)
+        h = enc[-1]
+        encoder.fc_mu.weight.copy_(h.weight[:z]), encoder.fc_mu.bias.copy_(h.bias[:z])
+        encoder.fc_logsigma.weight.copy_(h.weight[z:]), encoder.fc_logsigma.bias.copy_(h.bias[z:])
+        for lin, ours in zip([m for m in decoder.net if isinstance(m, nn.Linear)], dec):
+            lin.weight.copy_(ours.weight), lin.bias.copy_(ours.bias)
+
+
+def cb_log_norm(a):
+    """log C of the continuous Bernoulli at logits a: log(a / tanh(a / 2)) (Loaiza-Ganem & Cunningham 2019,
+    eq. 7), and its Taylor series log 2 + a^2/12 - a^4/1440 near a = 0 where the ratio is 0/0."""
+    small = a.abs() < 1e-2
+    safe = torch.where(small, torch.ones_like(a), a)
+    a2 = a * a
+    return torch.where(small, math.log(2.0) + a2 / 12 - a2 * a2 / 1440, torch.log(safe / torch.tanh(safe / 2)))
 
 
 class TunedVAE(nn.Module):
     """The same network as two nn.Sequential stacks; the encoder's last layer holds [mu, log sigma]."""
 
-    def __init__(self, data_dim=784, latent_dim=2):
+    def __init__(self, cfg, data_dim=784):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(data_dim, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                                     nn.Linear(256, 2 * latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
-                                     nn.Linear(512, data_dim))
+        self.encoder = mlp([data_dim, *cfg["enc"], 2 * cfg["latent"]], cfg["act"])
+        self.decoder = mlp([cfg["latent"], *cfg["dec"], data_dim], cfg["act"])
+        self.cb = cfg["likelihood"] == "continuous_bernoulli"
 
     def forward(self, x):
         """Negative ELBO per image, averaged over the batch (Kingma & Welling 2014, analytic Gaussian KL)."""
         mu, log_sigma = self.encoder(x).chunk(2, dim=1)
         z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
-        rec = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
+        logits = self.decoder(z)
+        rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        if self.cb:
+            rec = rec - cb_log_norm(logits).sum()
         kl = 0.5 * (mu * mu + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum()
         return (rec + kl) / len(x)
 
 
-def tuned_epoch(xb, loss_fn, optimizer, n_batches):
-    """xb: binarized float images [N, 784]; the ELBO sum stays a tensor (no host sync per step)."""
-    perm = torch.randperm(len(xb))
+def tuned_epoch(images01, xb, loss_fn, optimizer, n_batches, batch, pixels):
+    """xb: the images as the model sees them if that is fixed (binarized once, or intensities), else None and
+    each batch is drawn from images01 (dynamic binarization); the ELBO sum stays a tensor (no host sync)."""
+    perm = torch.randperm(len(images01))
     total = torch.zeros(())
     for i in range(n_batches):
-        x = xb[perm[i * 64:(i + 1) * 64]]
+        idx = perm[i * batch:(i + 1) * batch]
+        x = torch.bernoulli(images01[idx]) if pixels == "dynamic" else xb[idx]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(x)
         loss.backward()
@@ -123,20 +191,19 @@ def tuned_epoch(xb, loss_fn, optimizer, n_batches):
 
 
 def copy_tuned(model, tuned):
+    enc, dec = fastvae_layers(model)
     with torch.no_grad():
-        ours = [*model.encoder, model.encoder_head]
-        for lin, src in zip([tuned.encoder[0], tuned.encoder[2], tuned.encoder[4]], ours):
-            lin.weight.copy_(src.weight), lin.bias.copy_(src.bias)
-        for lin, src in zip([tuned.decoder[0], tuned.decoder[2], tuned.decoder[4]], model.decoder):
-            lin.weight.copy_(src.weight), lin.bias.copy_(src.bias)
+        for stack, ours in ((tuned.encoder, enc), (tuned.decoder, dec)):
+            for lin, src in zip([m for m in stack if isinstance(m, nn.Linear)], ours):
+                lin.weight.copy_(src.weight), lin.bias.copy_(src.bias)
 
 
 def flops_per_image(model):
     """Multiply-adds x 2 of forward (all layers) and backward (weight and input grads, no input grad
     for the first encoder layer)."""
-    layers = [*model.encoder, model.encoder_head, *model.decoder]
-    macs = sum(lin.in_features * lin.out_features for lin in layers)
-    first = model.encoder[0].in_features * model.encoder[0].out_features
+    enc, dec = fastvae_layers(model)
+    macs = sum(lin.in_features * lin.out_features for lin in enc + dec)
+    first = enc[0].in_features * enc[0].out_features
     return 2 * (macs + 2 * macs - first)
 
 
@@ -151,12 +218,15 @@ def sgemm_gflops(n=1024, reps=10):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), default="stats305c")
     ap.add_argument("--data", default=os.environ.get("FASTVAE_DATA"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--fraction", type=float, default=1.0, help="fraction of the epoch to time")
     ap.add_argument("--warmup", type=int, default=20, help="untimed updates per side before timing")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
+    ap.add_argument("--busy", action="store_true",
+                    help="keep one core busy with a spinning process while timing (a loaded machine)")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -165,34 +235,42 @@ def main():
 
 
 def run(args):
+    cfg = MODELS[args.model]
+    B, pixels = cfg["batch"], cfg["pixels"]
     torch.manual_seed(0)
     images, _ = load_mnist("train", root=args.data)
     images = images.reshape(len(images), -1)
-    n_batches = max(1, int(round(args.fraction * -(-len(images) // 64))))
-    n_images = min(len(images), n_batches * 64)
+    n_batches = max(1, int(round(args.fraction * -(-len(images) // B))))
+    n_images = min(len(images), n_batches * B)
     images01 = images.float() / 255
-    xb = (images01 > 0.5).float()  # the tuned loops binarize once, as fastvae does (threshold 127 of 255)
+    # the tuned loops binarize once, as fastvae does (threshold 127 of 255), or feed intensities
+    xb = {"threshold": (images01 > 0.5).float(), "intensity": images01, "dynamic": None}[pixels]
 
-    model = fastvae.VAE.from_preset("stats305c")
-    encoder, decoder = Encoder(), Decoder()
+    model = fastvae.VAE(latent_dim=cfg["latent"], encoder_hidden=cfg["enc"], decoder_hidden=cfg["dec"],
+                        activation=cfg["act"], posterior="logstd", likelihood=cfg["likelihood"])
+    encoder, decoder = Encoder(cfg), Decoder(cfg)
     copy_weights(model, encoder, decoder)
     hw_opt = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=1e-3)
-    tuned = TunedVAE()
+    tuned = TunedVAE(cfg)
     copy_tuned(model, tuned)
     tuned_opt = torch.optim.Adam(tuned.parameters(), lr=1e-3, fused=True)
     sides = {
-        "PyTorch, homework's eager loop": lambda nb: homework_epoch(images01[:nb * 64], encoder, decoder, hw_opt, nb),
-        "PyTorch, tuned eager loop": lambda nb: tuned_epoch(xb[:nb * 64], tuned, tuned_opt, nb),
+        "PyTorch, homework's eager loop":
+            lambda nb: homework_epoch(images01[:nb * B], encoder, decoder, hw_opt, nb, B, pixels),
+        "PyTorch, tuned eager loop":
+            lambda nb: tuned_epoch(images01[:nb * B], None if xb is None else xb[:nb * B], tuned, tuned_opt, nb, B,
+                                   pixels),
     }
     if not args.no_compile:
-        compiled = TunedVAE()
+        compiled = TunedVAE(cfg)
         copy_tuned(model, compiled)
         compiled_opt = torch.optim.Adam(compiled.parameters(), lr=1e-3, fused=True)
         compiled_loss = torch.compile(compiled)
         sides["PyTorch, torch.compile of the tuned loop"] = (
-            lambda nb: tuned_epoch(xb[:nb * 64], compiled_loss, compiled_opt, nb))
-    sides["fastvae C++ loop"] = lambda nb: model.fit(images[:nb * 64], epochs=1, batch_size=64, lr=1e-3,
-                                                     threshold=127, progress=False)
+            lambda nb: tuned_epoch(images01[:nb * B], None if xb is None else xb[:nb * B], compiled_loss,
+                                   compiled_opt, nb, B, pixels))
+    sides["fastvae C++ loop"] = lambda nb: model.fit(images[:nb * B], epochs=1, batch_size=B, lr=1e-3,
+                                                     threshold=127, pixels=pixels, progress=False)
 
     warm = {}
     for name, epoch in sides.items():  # not timed: thread pools, allocator, torch.compile's compilation
@@ -200,19 +278,28 @@ def run(args):
         epoch(max(1, args.warmup))
         warm[name] = time.perf_counter() - t
     times = {name: [] for name in sides}
-    for _ in range(args.repeats):
-        for name, epoch in sides.items():
-            t = time.perf_counter()
-            epoch(n_batches)
-            times[name].append(time.perf_counter() - t)
+    # the spinning process runs through every timed repeat of every side, so they share the same load
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        for _ in range(args.repeats):
+            for name, epoch in sides.items():
+                t = time.perf_counter()
+                epoch(n_batches)
+                times[name].append(time.perf_counter() - t)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     best = {name: min(ts) for name, ts in times.items()}
     gflop = flops_per_image(model) * n_images / 1e9
     t_fast = best["fastvae C++ loop"]
     sgemm = sgemm_gflops()
 
+    load = ", one core kept busy by another process" if args.busy else ""
+    print(f"model: {args.model} ({cfg['title']}), batch {B}, pixels {pixels}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"threads {args.threads}")
-    print(f"epoch of {n_images} images ({n_batches} updates of 64), best of {args.repeats}, after {args.warmup} "
+          f"threads {args.threads}{load}")
+    print(f"epoch of {n_images} images ({n_batches} updates of {B}), best of {args.repeats}, after {args.warmup} "
           f"untimed warm-up updates per side (warm-up took " +
           ", ".join(f"{w:.1f} s" for w in warm.values()) + ")")
     rows = []
@@ -221,13 +308,17 @@ def run(args):
         rows.append(f"| {name} | {t:.3f} | {t / t_fast:.2f}x | {gflop / t:.1f} |")
     print(f"SGEMM 1024^3: {sgemm:6.1f} GFLOP/s")
     if args.write_docs:
-        write_block("bench_train_epoch", [
-            f"Epoch of {n_images:,} images ({n_batches} updates of 64; the full epoch is 938), best of "
+        block = "bench_train_epoch" + ("" if args.model == "stats305c" else f"_{args.model}") + \
+            ("_busy" if args.busy else "")
+        full = -(-len(images) // B)
+        write_block(block, [
+            f"Model: {cfg['title']}, batch {B}, pixels `{pixels}`{load}. "
+            f"Epoch of {n_images:,} images ({n_batches} updates of {B}; the full epoch is {full}), best of "
             f"{args.repeats} repeats, after {args.warmup} untimed warm-up updates per side. GFLOP/s counts the "
             f"dense-equivalent work of forward and backward ({flops_per_image(model) / 1e6:.1f} MFLOP per image). "
             f"SGEMM rate of the machine in the same run (`torch.mm`, 1024 x 1024): {sgemm:.1f} GFLOP/s.", "",
             "| implementation | epoch time (s) | time / fastvae | GFLOP/s |", "|---|---|---|---|", *rows],
-            args.threads)
+            args.threads, script="bench_train_epoch")
 
 
 if __name__ == "__main__":

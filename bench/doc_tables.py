@@ -39,8 +39,9 @@ def command_line(script, argv, drop_values=("--data",)):
     return " ".join(["python", f"bench/{Path(script).name}", *map(shlex.quote, out)])
 
 
-def write_block(name, lines, threads):
-    """Replace the block ``name`` in docs/benchmarks.md with a provenance line and ``lines`` (Markdown)."""
+def write_block(name, lines, threads, script=None):
+    """Replace the block ``name`` in docs/benchmarks.md with a provenance line and ``lines`` (Markdown);
+    ``script``: the writing script's name when it is not ``name`` (one script, several blocks)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = DOC.read_text(encoding="utf-8")
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
@@ -48,7 +49,7 @@ def write_block(name, lines, threads):
     provenance = (f"Written by `{command_line(sys.argv[0], sys.argv[1:])}` on "
                   f"{datetime.date.today().isoformat()}: torch {torch.__version__}, {threads} thread(s) for every "
                   f"side, {cpu_name()}, {os.cpu_count()} logical CPUs.")
-    block = "\n".join([start, f"<!-- written by bench/{name}.py --write-docs: do not edit by hand -->",
+    block = "\n".join([start, f"<!-- written by bench/{script or name}.py --write-docs: do not edit by hand -->",
                        provenance, "", *lines, end])
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]

@@ -5,10 +5,12 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu/adam.h"
 
@@ -65,19 +67,28 @@ bool range_finite(const T* x, int64_t n) {
 
 }  // namespace
 
+// One parallel region over all tensors taken as one index range (as adam_update does): one wake-up of the
+// thread pool per check instead of one per tensor, none while the total is small.
 bool all_finite(at::TensorList tensors) {
   std::atomic<bool> ok{true};
-  for (const auto& t : tensors) {
+  std::vector<int64_t> offset(tensors.size() + 1, 0);
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const auto& t = tensors[k];
     TORCH_CHECK(t.is_non_overlapping_and_dense() &&
                     (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble),
                 "fastvae.all_finite: dense float32 or float64 tensors only");
-    AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_finite", [&] {
-      const scalar_t* p = t.data_ptr<scalar_t>();
-      at::parallel_for(0, t.numel(), 65536, [&](int64_t b, int64_t e) {
-        if (!range_finite(p + b, e - b)) ok = false;
-      });
-    });
+    offset[k + 1] = offset[k] + t.numel();
   }
+  at::parallel_for(0, offset.back(), 262144, [&](int64_t b, int64_t e) {
+    for (size_t k = 0; k < tensors.size() && b < e; ++k) {
+      if (offset[k + 1] <= b) continue;
+      const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
+      AT_DISPATCH_FLOATING_TYPES(tensors[k].scalar_type(), "all_finite", [&] {
+        if (!range_finite(tensors[k].data_ptr<scalar_t>() + lo, hi - lo)) ok = false;
+      });
+      b = offset[k + 1];
+    }
+  });
   return ok;
 }
 

@@ -1,5 +1,7 @@
 #include "cpu/vae_engine.h"
 
+#include "cpu/gemm.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -52,6 +54,36 @@ inline void with_act(Act a, F&& f) {
     case Act::Tanh: f(std::integral_constant<Act, Act::Tanh>()); break;
     case Act::Sigmoid: f(std::integral_constant<Act, Act::Sigmoid>()); break;
   }
+}
+
+// row[j] = act(row[j] + bias[j]) for j < n (no bias if bias is null). tanh and sigmoid go through at::vec (Sleef, vectorized): the
+// scalar std::tanh was the largest single cost of a tanh network's update (callgrind, docs/engine.md).
+template <Act A, typename T>
+inline void bias_act_row(T* row, const T* bias, int64_t n, T slope) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  int64_t j = 0;
+  if (A == Act::Tanh || A == Act::Sigmoid) {
+    const Vec one(T(1));
+    for (; j + W <= n; j += W) {
+      Vec v = bias ? Vec::loadu(row + j) + Vec::loadu(bias + j) : Vec::loadu(row + j);
+      v = A == Act::Tanh ? v.tanh() : one / (one + v.neg().exp());
+      v.store(row + j);
+    }
+  }
+  for (; j < n; ++j) row[j] = act_value<T>(A, bias ? row[j] + bias[j] : row[j], slope);
+}
+
+// Output columns per task of a layer product with R rows, H output columns and K inner dimension: the
+// whole product on the calling thread while it is too small to pay for waking the others, else an even
+// split over the threads (each task then calls the BLAS on its column block, sequential inside the
+// parallel region). One parallel region per product, with the bias and activation pass inside it.
+// The split depends only on the sizes and the thread count, so results are reproducible for a given count.
+int64_t col_grain(int64_t R, int64_t H, int64_t K) {
+  constexpr int64_t kMinParallelMacs = 1 << 17;
+  const int64_t nt = at::get_num_threads();
+  if (nt <= 1 || R * H * K < kMinParallelMacs || H < 32) return std::max<int64_t>(H, 1);
+  return std::max<int64_t>(16, (H + nt - 1) / nt);
 }
 
 // log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g != nullptr, g = w (x - sigmoid(a)),
@@ -251,25 +283,24 @@ void VaeEngine<T>::layer_forward(const at::Tensor& in, const at::Tensor& w, cons
     sparse_input_forward(in, w, b, out, act, y, period, cond_offset);
     return;
   }
-  if (in_dim == ld) {
-    at::mm_out(out, in, w.t());
-  } else {  // the one-hot condition occupies columns [cond_offset, ld) of w
-    at::mm_out(out, in, w.narrow(1, 0, in_dim).t());
-  }
+  // out = in w[:, :in_dim]^T (the one-hot condition, if any, occupies columns [cond_offset, ld) of w), then
+  // bias and activation, each task on its own block of output columns.
   T* o = out.data_ptr<T>();
+  const T* ip = in.data_ptr<T>();
   const T* bp = b.data_ptr<T>();
   const T* wp = w.data_ptr<T>();
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto a) {
     constexpr Act A = decltype(a)::value;
-    at::parallel_for(0, R, grain_rows(H), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
+    at::parallel_for(0, H, col_grain(R, H, in_dim), [&](int64_t j0, int64_t j1) {
+      gemm<T>(false, true, R, j1 - j0, in_dim, T(1), ip, in_dim, wp + j0 * ld, ld, T(0), o + j0, H);
+      for (int64_t r = 0; r < R; ++r) {
         T* row = o + r * H;
         if (y) {  // one-hot input: add the weight column of this row's label
           const T* wc = wp + cond_offset + y[r % period];
-          for (int64_t j = 0; j < H; ++j) row[j] += wc[j * ld];
+          for (int64_t j = j0; j < j1; ++j) row[j] += wc[j * ld];
         }
-        for (int64_t j = 0; j < H; ++j) row[j] = act_value<T>(A, row[j] + bp[j], slope);
+        bias_act_row<A, T>(row + j0, bp + j0, j1 - j0, slope);
       }
     });
   });
@@ -281,15 +312,22 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
                                   const at::Tensor& gb, at::Tensor* d_in, const int64_t* y,
                                   int64_t period, int64_t cond_offset) {
   const int64_t R = dA.size(0), H = dA.size(1), in_dim = in.size(1), ld = w.size(1);
-  {  // dPre = dA * act'(A) in place, and the bias gradient as its column sums, in one pass
-    T* d = dA.data_ptr<T>();
+  const bool sparse = stored_transposed(w);
+  TORCH_CHECK(!sparse || (stored_transposed(gw) && d_in == nullptr), "fastvae: internal layout mismatch");
+  T* d = dA.data_ptr<T>();
+  const T* wp = w.data_ptr<T>();
+  {  // Per block of output columns j0:j1 (one parallel region): dPre = dA * act'(A) in place, the bias
+     // gradient as its column sums (each entry summed in row order, whatever the thread count) and the
+     // weight rows gw[j0:j1, :in_dim] = dPre[:, j0:j1]^T in.
     const T* a = A.data_ptr<T>();
     T* g = gb.data_ptr<T>();
+    T* gwp = gw.data_ptr<T>();
+    const T* ip = in.data_ptr<T>();
     const T slope = static_cast<T>(spec_.slope);
+    const int64_t grain = sparse ? H : col_grain(R, H, in_dim);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
-      // Threads own column blocks, so each bias entry is summed in row order whatever their number.
-      at::parallel_for(0, H, std::max<int64_t>(16, kGrain / std::max<int64_t>(R, 1)), [&](int64_t j0, int64_t j1) {
+      at::parallel_for(0, H, grain, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
         for (int64_t r = 0; r < R; ++r) {
           T* dr = d + r * H;
@@ -299,29 +337,32 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
             g[j] += dr[j];
           }
         }
+        if (!sparse)
+          gemm<T>(true, false, j1 - j0, in_dim, R, T(1), d + j0, H, ip, in_dim, T(0), gwp + j0 * ld, ld);
       });
     });
   }
-  if (stored_transposed(w)) {
-    TORCH_CHECK(stored_transposed(gw) && d_in == nullptr, "fastvae: internal layout mismatch");
+  if (sparse) {
     sparse_input_weight_grad(dA, in, gw, y, period, cond_offset);
     return;
   }
-  auto gw_main = in_dim == ld ? gw : gw.narrow(1, 0, in_dim);
-  at::mm_out(gw_main, dA.t(), in);
   if (in_dim != ld) {
     // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
     auto gc = gw.narrow(1, in_dim, ld - in_dim);
     gc.zero_();
     T* g = gw.data_ptr<T>();
-    const T* d = dA.data_ptr<T>();
     for (int64_t r = 0; r < R; ++r) {
       T* col = g + cond_offset + y[r % period];
       const T* dr = d + r * H;
       for (int64_t j = 0; j < H; ++j) col[j * ld] += dr[j];
     }
   }
-  if (d_in) at::mm_out(*d_in, dA, in_dim == ld ? w : w.narrow(1, 0, in_dim));
+  if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
+    T* di = d_in->data_ptr<T>();
+    at::parallel_for(0, in_dim, col_grain(R, in_dim, H), [&](int64_t c0, int64_t c1) {
+      gemm<T>(false, false, R, c1 - c0, H, T(1), d, H, wp + c0, ld, T(0), di + c0, in_dim);
+    });
+  }
 }
 
 // Nonzero pixels of x [R, D] grouped by pixel (compressed sparse columns), for the sparse input layer.
@@ -378,7 +419,7 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
             const T* wr = wt + (cond_offset + y[r % period]) * H;
             for (int64_t j = jb; j < je; ++j) row[j] += wr[j];
           }
-          for (int64_t j = jb; j < je; ++j) row[j] = act_value<T>(A, row[j], slope);
+          bias_act_row<A, T>(row + jb, nullptr, je - jb, slope);
         }
       }
     });

@@ -1,0 +1,27 @@
+// Row-major GEMM on raw pointers for the engine's layer products, C = alpha op(A) op(B) + beta C.
+//
+// Why not at::mm_out: at batch 20 each product is ~0.1-0.4 MFLOP, and a call through the dispatcher
+// (argument checks, the views w.t() / narrow() it needs, output resize checks) costs about as much as the
+// arithmetic. The BLAS that libtorch itself calls for float/double matmul (MKL's sgemm_/dgemm_ in the x86
+// wheels) is looked up once in the loaded libtorch; where it is not exported (other builds), the product
+// falls back to at::mm_out on tensors wrapping the same memory, which gives the same result through the
+// same BLAS.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace fastvae {
+namespace cpu {
+
+// C[M, N] = alpha * op(A)[M, K] op(B)[K, N] + beta * C, all row-major with leading dimensions lda, ldb, ldc;
+// op(X) = X^T when trans_x. beta is 0 or 1 (0: C is overwritten, never read).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// Which path gemm takes in this process: "blas" (the BLAS symbol of libtorch) or "aten" (at::mm_out).
+const char* gemm_backend();
+
+}  // namespace cpu
+}  // namespace fastvae
