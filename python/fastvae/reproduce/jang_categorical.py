@@ -57,7 +57,7 @@ def run(ctx: Context) -> dict:
                                              "Test images and the decoding of their posterior mode"),
                "reconstructions.png")
     ctx.figure(plotting.image_grid(traversal(model, xt[0]), model.categories,
-                                   "Latent traversal: variable n (row) set to each class (column)",
+                                   "Traversal: variable n (row) set to class k (column)",
                                    row_labels=[f"n = {n}" for n in range(10)], xlabel="class", ylabel="variable"),
                "traversal.png")
 
