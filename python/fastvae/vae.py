@@ -470,13 +470,15 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
     It is a lower bound on log p(x) that tightens as k grows (k = 1 gives the Monte Carlo ELBO).
 
     Args:
-        x: binary images [B, D] of the model's dtype; k: importance samples (>= 1); y: integer labels [B]
+        x: images [B, D] of the model's dtype that the likelihood takes (binary for bernoulli, in [0, 1] for
+            continuous_bernoulli, finite for gaussian); k: importance samples (>= 1); y: integer labels [B]
             for a conditional VAE; batch_size: images per C++ call (memory is about k * batch_size * D floats).
 
     Returns: tensor [B] of the model's dtype (nats).
 
     Raises: TypeError (non-integer k or batch_size, wrong dtypes), ValueError (k or batch_size < 1,
-        k * batch_size too large, wrong shapes or devices), RuntimeError (non-binary x, NaN parameters).
+        k * batch_size too large, wrong shapes or devices), RuntimeError (x the likelihood cannot take, NaN
+        parameters, a categorical latent).
     """
     where = "log_likelihood"
     if not isinstance(model, VAE):
