@@ -310,31 +310,24 @@ template <typename T>
 void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in,
                                   const at::Tensor& w, Act act, const at::Tensor& gw,
                                   const at::Tensor& gb, at::Tensor* d_in, const int64_t* y,
-                                  int64_t period, int64_t cond_offset, bool defer_d_in, bool dA_deferred) {
+                                  int64_t period, int64_t cond_offset) {
   const int64_t R = dA.size(0), H = dA.size(1), in_dim = in.size(1), ld = w.size(1);
   const bool sparse = stored_transposed(w);
   TORCH_CHECK(!sparse || (stored_transposed(gw) && d_in == nullptr), "fastvae: internal layout mismatch");
   T* d = dA.data_ptr<T>();
   const T* wp = w.data_ptr<T>();
-  const DeferredInputGrad up = dA_deferred ? deferred_ : DeferredInputGrad{};
-  deferred_ = DeferredInputGrad{};
-  TORCH_CHECK(!dA_deferred || (up.out == d && up.d != nullptr), "fastvae: internal deferred gradient mismatch");
-  {  // Per block of output columns j0:j1 (one parallel region): dA[:, j0:j1] from the layer above if it
-     // was deferred here, dPre = dA * act'(A) in place, the bias gradient as its column sums (each entry
-     // summed in row order, whatever the thread count) and the weight rows gw[j0:j1, :] = dPre[:, j0:j1]^T in
-     // (the sparse input layer's too). Each task needs only its own columns of dA, so the layer above's
-     // input-gradient product and this layer's work share one region.
+  {  // Per block of output columns j0:j1 (one parallel region): dPre = dA * act'(A) in place, the bias
+     // gradient as its column sums (each entry summed in row order, whatever the thread count) and the
+     // weight rows gw[j0:j1, :in_dim] = dPre[:, j0:j1]^T in.
     const T* a = A.data_ptr<T>();
     T* g = gb.data_ptr<T>();
     T* gwp = gw.data_ptr<T>();
     const T* ip = in.data_ptr<T>();
     const T slope = static_cast<T>(spec_.slope);
-    // The sparse input layer does about a fifth of a dense product's work (see sparse_input_forward).
-    const int64_t grain = col_grain(R, H, (sparse ? in_dim / 5 : in_dim) + up.H);
+    const int64_t grain = sparse ? H : col_grain(R, H, in_dim);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
       at::parallel_for(0, H, grain, [&](int64_t j0, int64_t j1) {
-        if (up.d) gemm<T>(false, false, R, j1 - j0, up.H, T(1), up.d, up.H, up.w + j0, up.ld, T(0), d + j0, H);
         for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
         for (int64_t r = 0; r < R; ++r) {
           T* dr = d + r * H;
@@ -344,14 +337,15 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
             g[j] += dr[j];
           }
         }
-        if (sparse)
-          sparse_input_weight_grad_cols(dA, in, gw, y, period, cond_offset, j0, j1);
-        else
+        if (!sparse)
           gemm<T>(true, false, j1 - j0, in_dim, R, T(1), d + j0, H, ip, in_dim, T(0), gwp + j0 * ld, ld);
       });
     });
   }
-  if (sparse) return;
+  if (sparse) {
+    sparse_input_weight_grad(dA, in, gw, y, period, cond_offset);
+    return;
+  }
   if (in_dim != ld) {
     // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
     auto gc = gw.narrow(1, in_dim, ld - in_dim);
@@ -363,9 +357,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
       for (int64_t j = 0; j < H; ++j) col[j * ld] += dr[j];
     }
   }
-  if (d_in && defer_d_in) {  // d_in = dPre w[:, :in_dim], in the next call's region
-    deferred_ = DeferredInputGrad{d, wp, H, ld, d_in->data_ptr<T>()};
-  } else if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
+  if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
     T* di = d_in->data_ptr<T>();
     at::parallel_for(0, in_dim, col_grain(R, in_dim, H), [&](int64_t c0, int64_t c1) {
       gemm<T>(false, false, R, c1 - c0, H, T(1), d, H, wp + c0, ld, T(0), di + c0, in_dim);
@@ -435,17 +427,15 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
 }
 
 // Weight gradient of the sparse input layer into gw stored transposed: gw.t()[d] = sum_r x[r, d] dA[r],
-// each row written once; this call does columns j0:j1 of it. Each column is summed in the same order
-// whatever the column blocks, so the result does not depend on the number of threads.
+// each row written once. Threads own disjoint column blocks, so the result does not depend on their number.
 template <typename T>
-void VaeEngine<T>::sparse_input_weight_grad_cols(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
-                                                 const int64_t* y, int64_t period, int64_t cond_offset, int64_t j0,
-                                                 int64_t j1) {
+void VaeEngine<T>::sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
+                                            const int64_t* y, int64_t period, int64_t cond_offset) {
   const int64_t R = dA.size(0), H = dA.size(1), D = x.size(1), in_total = gw.size(1);
   const T* xp = x.data_ptr<T>();
   const T* dp = dA.data_ptr<T>();
   T* gt = gw.data_ptr<T>();  // [in_total, H] rows
-  {
+  at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
     for (int64_t d = 0; d < D; ++d) {
       T* g = gt + d * H;
       for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
@@ -465,7 +455,7 @@ void VaeEngine<T>::sparse_input_weight_grad_cols(const at::Tensor& dA, const at:
         for (int64_t j = j0; j < j1; ++j) g[j] += dr[j];
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -623,7 +613,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
     at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
     layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
                    grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
-                   Z, k > 0, k + 1 < nd);
+                   Z);
   }
   // Posterior heads: path gradient through z = mu + sigma * eps plus the KL term.
   {
@@ -687,8 +677,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
     const at::Tensor& A = k + 1 == ne ? head_ : enc_[k];
     at::Tensor* d_in = k == 0 ? nullptr : &g_enc_[k - 1];
     layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
-                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim, k > 0,
-                   k + 1 < ne);
+                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
   }
   if (s.learned_scale()) grads[s.n_params() - 1].copy_(g_log_sigma_);
 }
@@ -739,7 +728,7 @@ void VaeEngine<T>::decoder_backward(at::TensorList params, const int64_t* y, int
     at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
     layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
                    grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
-                   s.code_dim(), k > 0, k + 1 < nd);
+                   s.code_dim());
   }
 }
 
@@ -754,8 +743,7 @@ void VaeEngine<T>::encoder_backward(at::TensorList params, const at::Tensor& x, 
     const at::Tensor& A = k + 1 == ne ? head_ : enc_[k];
     at::Tensor* d_in = k == 0 ? nullptr : &g_enc_[k - 1];
     layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
-                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim, k > 0,
-                   k + 1 < ne);
+                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
   }
 }
 

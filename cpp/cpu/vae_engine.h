@@ -83,25 +83,13 @@ class VaeEngine {
   void index_nonzeros(const at::Tensor& x);
   void sparse_input_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor& out,
                             Act act, const int64_t* y, int64_t period, int64_t cond_offset);
+  void sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
+                                const int64_t* y, int64_t period, int64_t cond_offset);
   // dA (grad of post-activation, in place -> grad of pre-activation), bias grad, weight grad and,
   // if d_in is defined, grad of the layer input.
-  // defer_d_in: d_in is the dA of the next layer_backward call (the layer below), which computes it
-  // block by block in its own parallel region (one region per layer instead of two); dA_deferred: this
-  // call's dA is such a deferred input gradient of the previous call.
   void layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in, const at::Tensor& w,
                       Act act, const at::Tensor& gw, const at::Tensor& gb, at::Tensor* d_in,
-                      const int64_t* y, int64_t label_period, int64_t cond_offset, bool defer_d_in = false,
-                      bool dA_deferred = false);
-  // Columns j0:j1 of the sparse input layer's weight gradient (see sparse_input_weight_grad).
-  void sparse_input_weight_grad_cols(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
-                                     const int64_t* y, int64_t period, int64_t cond_offset, int64_t j0, int64_t j1);
-  // The input gradient left to the next layer_backward: out = d [R, H] w[:, :in_dim] (w's rows of length ld).
-  struct DeferredInputGrad {
-    const T* d = nullptr;
-    const T* w = nullptr;
-    int64_t H = 0, ld = 0;
-    T* out = nullptr;
-  } deferred_;
+                      const int64_t* y, int64_t label_period, int64_t cond_offset);
 
   VaeSpec spec_;
   int64_t B_ = -1, N_ = -1;
