@@ -8,7 +8,10 @@ on the same in-memory MNIST, from the same initial weights, with the same thread
   50-200-200-784 tanh, Bernoulli, batch 20), dynamic binarization (a fresh Bernoulli(p / 255) draw of every
   image each time it is used) in every peer, ELBO with one sample (the k = 1 run);
 * ``cb``: the STATS 305C shape with the continuous Bernoulli likelihood on intensities p / 255
-  (Loaiza-Ganem & Cunningham 2019), batch 64.
+  (Loaiza-Ganem & Cunningham 2019), batch 64;
+* ``categorical``: the categorical VAE of Jang, Gu & Poole 2017 (20 variables of 10 classes, 784-512-256-200
+  logits, 200-256-512-784 relu, Bernoulli, batch 100, images binarized at 127), Gumbel-softmax samples at a
+  fixed temperature 1 in every side (the preset anneals it; a fixed value times the same work).
 
 The peers:
 
@@ -17,7 +20,10 @@ The peers:
 * a tuned eager loop: images binarized once (or drawn per batch with ``torch.bernoulli`` for dynamic
   binarization), batches by index, ``binary_cross_entropy_with_logits`` (the continuous Bernoulli: the same
   plus its closed-form log normaliser) and the closed-form KL, ``torch.optim.Adam(fused=True)``,
-  ``zero_grad(set_to_none=True)``, no per-step ``.item()``;
+  ``zero_grad(set_to_none=True)``, no per-step ``.item()``; for categorical latents the homework loop uses
+  ``RelaxedOneHotCategorical.rsample`` and the KL of ``Categorical`` to the uniform prior, the tuned loop
+  ``log_softmax``, Gumbel noise ``-log(-log U)``, ``softmax((logits + g) / tau)`` and the closed-form KL
+  ``sum q (log q + log K)``;
 * ``torch.compile`` of the tuned loss (forward and backward), with the fused Adam step.
 
 Every side first runs ``--warmup`` updates that are not timed (thread pools, allocator, compilation), then
@@ -43,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
-from torch.distributions import Bernoulli, ContinuousBernoulli, Normal, kl_divergence
+from torch.distributions import (Bernoulli, Categorical, ContinuousBernoulli, Normal, RelaxedOneHotCategorical,
+                                 kl_divergence)
 
 import fastvae
 from doc_tables import write_block
@@ -51,8 +58,8 @@ from fastvae.datasets import load_mnist
 
 # The benchmarked models: layer sizes, activation, likelihood, batch size and what the model sees of a pixel
 # (fastvae.TrainOptions.pixels). Every side uses the log-std posterior and the analytic KL with one sample.
-# Hook for the categorical VAE (issue 9): add its entry here with its own peer losses (homework_loss /
-# TunedVAE.forward branch on "latent") and a `bench_train_epoch_categorical` marker pair in docs/benchmarks.md.
+# A categorical model (Jang et al. 2017) has latent = N variables of `categories` = K classes and a fixed
+# Gumbel-softmax `temperature`; its peers branch on "categories".
 MODELS = {
     "stats305c": dict(title="the STATS 305C VAE", enc=(512, 256), dec=(256, 512), latent=2, act="relu",
                       likelihood="bernoulli", batch=64, pixels="threshold"),
@@ -61,6 +68,9 @@ MODELS = {
     "cb": dict(title="the STATS 305C shape with the continuous Bernoulli likelihood on intensities",
                enc=(512, 256), dec=(256, 512), latent=2, act="relu", likelihood="continuous_bernoulli", batch=64,
                pixels="intensity"),
+    "categorical": dict(title="the categorical VAE of Jang et al. 2017 (20 x 10), Gumbel-softmax at temperature 1",
+                        enc=(512, 256), dec=(256, 512), latent=20, categories=10, temperature=1.0, act="relu",
+                        likelihood="bernoulli", batch=100, pixels="threshold"),
 }
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -71,6 +81,16 @@ def mlp(sizes, act):
     for a, b in zip(sizes, sizes[1:]):
         layers += [nn.Linear(a, b), ACTS[act]()]
     return nn.Sequential(*layers[:-1])
+
+
+def code_dim(cfg):
+    """Width of the decoder's input: N * K one-hot (relaxed) entries, or the Gaussian latent's dimension."""
+    return cfg["latent"] * cfg.get("categories", 1)
+
+
+def head_dim(cfg):
+    """Width of the encoder's output: N * K logits, or [mu, log sigma]."""
+    return code_dim(cfg) if cfg.get("categories") else 2 * cfg["latent"]
 
 
 class Encoder(nn.Module):
@@ -86,10 +106,24 @@ class Encoder(nn.Module):
         return Normal(self.fc_mu(h), torch.exp(self.fc_logsigma(h)))
 
 
+class CategoricalEncoder(nn.Module):
+    """q(z | x): N independent categoricals of K classes, relaxed at a fixed temperature (Jang et al. 2017)."""
+
+    def __init__(self, cfg, data_dim=784):
+        super().__init__()
+        self.shape, self.tau = (cfg["latent"], cfg["categories"]), cfg["temperature"]
+        self.body = nn.Sequential(mlp([data_dim, *cfg["enc"]], cfg["act"]), ACTS[cfg["act"]]())
+        self.fc_logits = nn.Linear(cfg["enc"][-1], code_dim(cfg))
+
+    def forward(self, x):
+        logits = self.fc_logits(self.body(x)).reshape(len(x), *self.shape)
+        return RelaxedOneHotCategorical(torch.tensor(self.tau), logits=logits)
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg, data_dim=784):
         super().__init__()
-        self.net = mlp([cfg["latent"], *cfg["dec"], data_dim], cfg["act"])
+        self.net = mlp([code_dim(cfg), *cfg["dec"], data_dim], cfg["act"])
         self.dist = ContinuousBernoulli if cfg["likelihood"] == "continuous_bernoulli" else Bernoulli
 
     def forward(self, z):
@@ -97,7 +131,12 @@ class Decoder(nn.Module):
 
 
 def elbo(x, encoder, decoder):
-    qz, pz = encoder(x), Normal(0.0, 1.0)
+    qz = encoder(x)
+    if isinstance(qz, RelaxedOneHotCategorical):  # relaxed sample into the decoder, KL of the categoricals
+        z = qz.rsample()
+        q, pz = Categorical(logits=qz.logits), Categorical(logits=torch.zeros_like(qz.logits))
+        return (decoder(z.flatten(1)).log_prob(x).sum(axis=1) - kl_divergence(q, pz).sum(axis=1)).mean()
+    pz = Normal(0.0, 1.0)
     z = qz.rsample()
     return (decoder(z).log_prob(x).sum(axis=1) - kl_divergence(qz, pz).sum(axis=1)).mean()
 
@@ -138,8 +177,11 @@ def copy_weights(model, encoder, decoder):
         for lin, ours in zip([m for m in encoder.body.modules() if isinstance(m, nn.Linear)], enc[:-1]):
             lin.weight.copy_(ours.weight), lin.bias.copy_(ours.bias)
         h = enc[-1]
-        encoder.fc_mu.weight.copy_(h.weight[:z]), encoder.fc_mu.bias.copy_(h.bias[:z])
-        encoder.fc_logsigma.weight.copy_(h.weight[z:]), encoder.fc_logsigma.bias.copy_(h.bias[z:])
+        if isinstance(encoder, CategoricalEncoder):
+            encoder.fc_logits.weight.copy_(h.weight), encoder.fc_logits.bias.copy_(h.bias)
+        else:
+            encoder.fc_mu.weight.copy_(h.weight[:z]), encoder.fc_mu.bias.copy_(h.bias[:z])
+            encoder.fc_logsigma.weight.copy_(h.weight[z:]), encoder.fc_logsigma.bias.copy_(h.bias[z:])
         for lin, ours in zip([m for m in decoder.net if isinstance(m, nn.Linear)], dec):
             lin.weight.copy_(ours.weight), lin.bias.copy_(ours.bias)
 
@@ -158,12 +200,22 @@ class TunedVAE(nn.Module):
 
     def __init__(self, cfg, data_dim=784):
         super().__init__()
-        self.encoder = mlp([data_dim, *cfg["enc"], 2 * cfg["latent"]], cfg["act"])
-        self.decoder = mlp([cfg["latent"], *cfg["dec"], data_dim], cfg["act"])
+        self.encoder = mlp([data_dim, *cfg["enc"], head_dim(cfg)], cfg["act"])
+        self.decoder = mlp([code_dim(cfg), *cfg["dec"], data_dim], cfg["act"])
         self.cb = cfg["likelihood"] == "continuous_bernoulli"
+        self.categories, self.tau = cfg.get("categories", 0), cfg.get("temperature")
 
     def forward(self, x):
-        """Negative ELBO per image, averaged over the batch (Kingma & Welling 2014, analytic Gaussian KL)."""
+        """Negative ELBO per image, averaged over the batch (Kingma & Welling 2014, analytic Gaussian KL;
+        categorical latents: Jang et al. 2017, Gumbel-softmax sample, closed-form KL to the uniform prior)."""
+        if self.categories:
+            logits = self.encoder(x).reshape(len(x), -1, self.categories)
+            log_q = F.log_softmax(logits, dim=-1)
+            g = -torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-20, 1.0)))  # Gumbel(0, 1) noise
+            y = F.softmax((logits + g) / self.tau, dim=-1)
+            rec = F.binary_cross_entropy_with_logits(self.decoder(y.flatten(1)), x, reduction="sum")
+            kl = (log_q.exp() * (log_q + math.log(self.categories))).sum()
+            return (rec + kl) / len(x)
         mu, log_sigma = self.encoder(x).chunk(2, dim=1)
         z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
         logits = self.decoder(z)
@@ -246,9 +298,17 @@ def run(args):
     # the tuned loops binarize once, as fastvae does (threshold 127 of 255), or feed intensities
     xb = {"threshold": (images01 > 0.5).float(), "intensity": images01, "dynamic": None}[pixels]
 
-    model = fastvae.VAE(latent_dim=cfg["latent"], encoder_hidden=cfg["enc"], decoder_hidden=cfg["dec"],
-                        activation=cfg["act"], posterior="logstd", likelihood=cfg["likelihood"])
-    encoder, decoder = Encoder(cfg), Decoder(cfg)
+    if cfg.get("categories"):
+        model = fastvae.VAE(latent_dim=cfg["latent"], encoder_hidden=cfg["enc"], decoder_hidden=cfg["dec"],
+                            activation=cfg["act"], likelihood=cfg["likelihood"], latent="categorical",
+                            categories=cfg["categories"])
+        encoder = CategoricalEncoder(cfg)
+        fit_extra = dict(temperature=cfg["temperature"], temperature_min=cfg["temperature"], anneal_rate=0.0)
+    else:
+        model = fastvae.VAE(latent_dim=cfg["latent"], encoder_hidden=cfg["enc"], decoder_hidden=cfg["dec"],
+                            activation=cfg["act"], posterior="logstd", likelihood=cfg["likelihood"])
+        encoder, fit_extra = Encoder(cfg), {}
+    decoder = Decoder(cfg)
     copy_weights(model, encoder, decoder)
     hw_opt = torch.optim.Adam(list(encoder.parameters()) + list(decoder.parameters()), lr=1e-3)
     tuned = TunedVAE(cfg)
@@ -270,7 +330,8 @@ def run(args):
             lambda nb: tuned_epoch(images01[:nb * B], None if xb is None else xb[:nb * B], compiled_loss,
                                    compiled_opt, nb, B, pixels))
     sides["fastvae C++ loop"] = lambda nb: model.fit(images[:nb * B], epochs=1, batch_size=B, lr=1e-3,
-                                                     threshold=127, pixels=pixels, progress=False)
+                                                     threshold=127, pixels=pixels, progress=False,
+                                                     **fit_extra)
 
     warm = {}
     for name, epoch in sides.items():  # not timed: thread pools, allocator, torch.compile's compilation
