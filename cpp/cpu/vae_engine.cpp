@@ -604,17 +604,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
                             at::TensorList grads) {
   const auto& s = spec_;
   const int64_t B = x.size(0), L = eps.size(0), Z = s.latent_dim;
-  const int64_t ne = s.n_enc_layers(), nd = s.n_dec_layers();
-  // Decoder, from the logits down to z.
-  for (int64_t k = nd - 1; k >= 0; --k) {
-    const at::Tensor& in = k == 0 ? z_ : dec_[k - 1];
-    at::Tensor& dA = k + 1 == nd ? g_logits_ : g_dec_[k];
-    const at::Tensor& A = k + 1 == nd ? logits_ : dec_[k];
-    at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
-    layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
-                   grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
-                   Z);
-  }
+  decoder_backward(params, y, B, grads);  // from the logits down to z: g_z_
   // Posterior heads: path gradient through z = mu + sigma * eps plus the KL term.
   {
     const T* gz = g_z_.data_ptr<T>();
@@ -670,15 +660,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
       }
     });
   }
-  // Encoder, from the heads down to the input.
-  for (int64_t k = ne - 1; k >= 0; --k) {
-    const at::Tensor& in = k == 0 ? x : enc_[k - 1];
-    at::Tensor& dA = k + 1 == ne ? g_head_ : g_enc_[k];
-    const at::Tensor& A = k + 1 == ne ? head_ : enc_[k];
-    at::Tensor* d_in = k == 0 ? nullptr : &g_enc_[k - 1];
-    layer_backward(dA, A, in, params[2 * k], k + 1 == ne ? Act::Identity : s.act, grads[2 * k],
-                   grads[2 * k + 1], d_in, k == 0 ? y : nullptr, B, s.data_dim);
-  }
+  encoder_backward(params, x, y, grads);  // from the heads down to the input
   if (s.learned_scale()) grads[s.n_params() - 1].copy_(g_log_sigma_);
 }
 
