@@ -444,19 +444,7 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
         raise ValueError(f"{where}: temperature and hard apply to categorical latents only (this model's latent is "
                          f"'{model.latent}')")
     x, y = model._prepare(x, y, where)
-    if eps is None:
-        n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
-        widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
-        _ops.check_size(where, "n_samples * batch * widest layer", n_samples * x.shape[0] * widest)
-        eps = model._noise(where, (n_samples, x.shape[0], model.latent_dim), x, generator)
-    else:
-        eps = _checks.tensor(where, "eps", eps)
-        if eps.dtype != x.dtype:
-            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
-        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], model.latent_dim) or eps.shape[0] < 1:
-            raise ValueError(f"{where}: eps must have shape [n_samples >= 1, {x.shape[0]}, {model.latent_dim}], "
-                             f"got {tuple(eps.shape)}")
-        _checks.same_device(where, x=x, eps=eps)
+    eps = _sample_noise(where, model, x, eps, "n_samples", n_samples, generator)
     with reading(model):
         out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
     return ELBO(*out)
@@ -545,19 +533,7 @@ def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = 
     _gaussian_only(where, model)
     _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
     x, y = model._prepare(x, y, where)
-    if eps is None:
-        k = _checks.integer(where, "k", k, min=1)
-        widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
-        _ops.check_size(where, "k * batch * widest layer", k * x.shape[0] * widest)
-        eps = model._noise(where, (k, x.shape[0], model.latent_dim), x, generator)
-    else:
-        eps = _checks.tensor(where, "eps", eps)
-        if eps.dtype != x.dtype:
-            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
-        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], model.latent_dim) or eps.shape[0] < 1:
-            raise ValueError(f"{where}: eps must have shape [k >= 1, {x.shape[0]}, {model.latent_dim}], "
-                             f"got {tuple(eps.shape)}")
-        _checks.same_device(where, x=x, eps=eps)
+    eps = _sample_noise(where, model, x, eps, "k", k, generator)
     with reading(model):
         return _ops.ops.vae_iwae_bound(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
 
@@ -568,6 +544,31 @@ def _gaussian_only(where: str, model: VAE) -> None:
                          "of the relaxed sample); use fastvae.elbo")
 
 
+def _sample_noise(where: str, model: VAE, x: torch.Tensor, eps, count_name: str, count, generator):
+    """The noise of ``count`` samples per image: drawn (standard normal [count, B, Z], or uniform
+    [count, B, N*K] for a categorical latent) when ``eps`` is None, else ``eps`` checked for dtype, shape and
+    device. Errors name ``count_name`` (``"n_samples"`` or ``"k"``)."""
+    categorical = model.latent == "categorical"
+    width = model.code_dim if categorical else model.latent_dim
+    if eps is None:
+        count = _checks.integer(where, count_name, count, min=1)
+        widest = max(model.data_dim, *((width,) if categorical else ()), *model.encoder_hidden,
+                     *model.decoder_hidden)
+        _ops.check_size(where, f"{count_name} * batch * widest layer", count * x.shape[0] * widest)
+        draw = model._uniforms if categorical else model._noise
+        return draw(where, (count, x.shape[0], width), x, generator)
+    eps = _checks.tensor(where, "eps", eps)
+    if eps.dtype != x.dtype:
+        raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
+    if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
+        what = "eps (uniform noise of a categorical latent)" if categorical else "eps"
+        unit = " (latent_dim * categories)" if categorical else ""
+        raise ValueError(f"{where}: {what} must have shape [{count_name} >= 1, {x.shape[0]}, {width}]{unit}, "
+                         f"got {tuple(eps.shape)}")
+    _checks.same_device(where, x=x, eps=eps)
+    return eps
+
+
 def _categorical_elbo(model: VAE, x, n_samples, eps, y, estimator, generator, temperature, hard) -> ELBO:
     """fastvae.elbo for a categorical latent (op vae_categorical_elbo); arguments as :func:`elbo`."""
     where = "elbo"
@@ -576,20 +577,7 @@ def _categorical_elbo(model: VAE, x, n_samples, eps, y, estimator, generator, te
         raise ValueError(f"{where}: a categorical latent has the analytic KL to the uniform prior only; estimator "
                          f"must be 'analytic', got {estimator!r}")
     x, y = model._prepare(x, y, where)
-    width = model.code_dim
-    if eps is None:
-        n_samples = _checks.integer(where, "n_samples", n_samples, min=1)
-        widest = max(model.data_dim, width, *model.encoder_hidden, *model.decoder_hidden)
-        _ops.check_size(where, "n_samples * batch * widest layer", n_samples * x.shape[0] * widest)
-        eps = model._uniforms(where, (n_samples, x.shape[0], width), x, generator)
-    else:
-        eps = _checks.tensor(where, "eps", eps)
-        if eps.dtype != x.dtype:
-            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
-        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
-            raise ValueError(f"{where}: eps (uniform noise of a categorical latent) must have shape [n_samples >= 1, "
-                             f"{x.shape[0]}, {width}] (latent_dim * categories), got {tuple(eps.shape)}")
-        _checks.same_device(where, x=x, eps=eps)
+    eps = _sample_noise(where, model, x, eps, "n_samples", n_samples, generator)
     with reading(model):
         out = _ops.ops.vae_categorical_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(),
                                             temperature, hard)
