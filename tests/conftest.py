@@ -55,6 +55,15 @@ def need_mnist(mnist_dir):
     return mnist_dir
 
 
+@pytest.fixture
+def two_threads():
+    """Two torch threads for the test: Adam's and the engine's parallel_for split into two chunks."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -20,14 +20,6 @@ def mnist(mnist_dir):
     return x[:200].reshape(200, -1), y[:200]
 
 
-@pytest.fixture
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 def tau_at(t, tau0, tau_min, rate, every):
     return max(tau_min, tau0 * math.exp(-rate * (t // every * every)))
 

@@ -23,14 +23,6 @@ def mnist(mnist_dir):
     return x[:200].reshape(200, -1), y[:200]
 
 
-@pytest.fixture
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
 def reference_iwae_fit(model, name, images, labels, *, updates, batch_size, k, estimator, lr, betas, eps,
                        threshold, seed, torch_reference):
     g = torch.Generator().manual_seed(seed)

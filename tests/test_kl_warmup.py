@@ -7,35 +7,13 @@ import torch
 
 import fastvae
 from fastvae.datasets import load_mnist
+from reference_training import reference_fit
 
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     x, _ = load_mnist("train", root=mnist_dir)
     return fastvae.datasets.subsample(x[:200]).reshape(200, -1)  # ESE 546's 14x14 images
-
-
-def reference_warmup_fit(model, images, *, updates, batch_size, n_samples, lr, betas, eps, threshold, kl_weight,
-                         kl_warmup, seed):
-    g = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
-    done = 0
-    while done < updates:
-        perm = torch.randperm(n, generator=g)
-        for s in range(0, n, batch_size):
-            idx = perm[s:s + batch_size]
-            xb = (images[idx] > threshold).float()
-            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
-            out = fastvae.elbo(model, xb, eps=e)
-            beta = kl_weight * min(1.0, done / kl_warmup)  # done = completed optimizer steps
-            loss = -(out.rec - beta * out.kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == updates:
-                return
 
 
 SETTINGS = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3, threshold=127, kl_weight=2.0,
@@ -47,7 +25,7 @@ def test_warmup_matches_plain_pytorch_loop(mnist):
     ref = fastvae.VAE.from_preset("ese546")
     ref.load_state_dict(model.state_dict())
     model.fit(mnist, epochs=3, progress=False, **SETTINGS)  # 12 updates: 6 warming, 6 at full weight
-    reference_warmup_fit(ref, mnist, updates=12, **SETTINGS)
+    reference_fit(ref, mnist, updates=12, **SETTINGS)
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=2e-6, msg=lambda m: f"{name}: {m}")
 

@@ -1,13 +1,13 @@
 """Pixels in the loop (issue 9 item 2): fit's static threshold, dynamic binarization (Burda et al. 2016) and
 raw intensities against the plain-PyTorch reference loop extended to each mode (the same generator calls, so
 the same draws), a statistical test of the C++ loop's dynamic draws, and the likelihood/pixels errors."""
-import numpy as np
 import pytest
 import torch
 
 import fastvae
 from fastvae import _C
 from fastvae.datasets import load_mnist
+from reference_training import reference_fit
 from test_training import F32, assert_same_weights, stop_at
 
 CB = "continuous_bernoulli"
@@ -17,51 +17,6 @@ CB = "continuous_bernoulli"
 def mnist(mnist_dir):
     x, _ = load_mnist("train", root=mnist_dir)
     return x[:3000].reshape(3000, -1)
-
-
-@pytest.fixture
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
-
-
-def model_pixels(images, pixels, threshold, g):
-    """What the loop feeds the model (cpp/train_loop.cpp gather_pixels): dynamic draws u ~ U(0, 1) with one
-    uniform_ of [batch, D] and keeps u < pixel / 255."""
-    p = images.float() / 255
-    if pixels == "threshold":
-        return (images > threshold).float()
-    if pixels == "intensity":
-        return p
-    u = torch.empty(images.shape).uniform_(0, 1, generator=g)
-    return (u < p).float()
-
-
-def reference_fit(model, images, *, updates, pixels, batch_size=64, n_samples=1, lr=1e-3, betas=(0.9, 0.999),
-                  eps=1e-8, threshold=127, seed=0):
-    """tests/test_training.py's reference loop with the pixels of ``pixels``: per epoch one randperm, per
-    batch the pixel draws (dynamic) then one normal_ of [L, batch, Z]; fastvae.elbo and torch.optim.Adam."""
-    g = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    b = min(batch_size, n)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
-    done = 0
-    while done < updates:
-        perm = torch.randperm(n, generator=g)
-        for s in range(0, n, b):
-            idx = perm[s:s + b]
-            xb = model_pixels(images[idx], pixels, threshold, g)
-            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
-            out = fastvae.elbo(model, xb, eps=e)
-            loss = -(out.rec - out.kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == updates:
-                return
 
 
 def test_pixel_names_come_from_the_loop():

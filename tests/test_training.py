@@ -9,47 +9,13 @@ import torch
 import fastvae
 from fastvae.datasets import load_mnist
 from fastvae.training import TrainingDivergedError
+from reference_training import reference_fit
 
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     x, y = load_mnist("train", root=mnist_dir)
     return x[:3000].reshape(3000, -1), y[:3000]
-
-
-@pytest.fixture
-def two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)  # Adam's and the engine's parallel_for split into two chunks
-    yield
-    torch.set_num_threads(old)
-
-
-def reference_fit(model, images, labels=None, *, updates, batch_size=64, n_samples=1, lr=1e-3, betas=(0.9, 0.999),
-                  eps=1e-8, threshold=127, kl_weight=1.0, seed=0):
-    """fit's loop in plain PyTorch, on ``model`` in place: the same generator calls in the same order as
-    cpp/train_loop.cpp (one randperm per epoch, one normal_ of [L, batch, Z] per batch), pixel > threshold,
-    loss -mean(rec - kl_weight * kl) through fastvae.elbo (the dense op, not the loop's sparse input
-    layer) and torch.optim.Adam."""
-    g = torch.Generator().manual_seed(seed)
-    n = images.shape[0]
-    b = min(batch_size, n)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
-    done = 0
-    while done < updates:
-        perm = torch.randperm(n, generator=g)
-        for s in range(0, n, b):
-            idx = perm[s:s + b]
-            xb = (images[idx] > threshold).float()
-            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
-            out = fastvae.elbo(model, xb, eps=e, y=None if labels is None else labels[idx])
-            loss = -(out.rec - kl_weight * out.kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == updates:
-                return
 
 
 def assert_same_weights(a, b, **tol):
