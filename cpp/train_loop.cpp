@@ -262,7 +262,8 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
                    at::Tensor train_x, c10::optional<at::Tensor> train_y,
                    c10::optional<at::Tensor> test_x, c10::optional<at::Tensor> test_y,
                    c10::optional<at::Tensor> val_x, c10::optional<at::Tensor> val_y, py::dict options,
-                   at::Tensor generator_state, py::object callback) {
+                   at::Tensor generator_state, py::object callback, py::object all_reduce, int64_t rank,
+                   int64_t world) {
   const VaeSpec spec = spec_from_dict(arch);
   const Options o = options_from_dict(options);
   spec.check_params(params, at::kFloat, at::Device(at::kCPU));
@@ -297,6 +298,11 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
               "fastvae.fit: need 0 < temperature_min <= temperature (finite), anneal_rate >= 0, anneal_every >= 1");
   TORCH_CHECK(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size(),
               "fastvae.fit: optimizer state does not match the parameters");
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world && (world == 1) == all_reduce.is_none(),
+              "fastvae.fit: need 0 <= rank < world, and an all_reduce callable exactly when world > 1");
+  TORCH_CHECK(world == 1 || o.free_bits == 0,
+              "fastvae.fit: free_bits needs the minibatch's KL per dimension before the backward pass, which "
+              "data-parallel training does not gather; train with free_bits=0 or in one process");
   const auto est = o.estimator;
   // A batch larger than the data set is the whole data set (buffers never exceed N rows).
   const int64_t B = std::min(o.batch_size, N), L = o.iwae ? o.k : o.n_samples;
@@ -320,9 +326,16 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
     }
   } copy_back{params, exp_avg, exp_avg_sq, user_p, user_m, user_v};
 
-  // Every buffer of the hot loop is allocated here, once.
+  // Every buffer of the hot loop is allocated here, once. The gradients are views of one flat buffer
+  // (keeping the transposed strides) followed by the batch's rec and kl sums, so that data-parallel
+  // training reduces everything an update needs with one all_reduce.
+  int64_t n_grad = 0;
+  for (const auto& p : params) n_grad += p.numel();
+  auto flat = at::zeros({n_grad + 2}, at::kFloat);
   std::vector<at::Tensor> grads;
-  for (const auto& p : params) grads.push_back(at::empty_like(p));  // keeps the transposed strides
+  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(params.size()); off += params[i].numel(), ++i)
+    grads.push_back(flat.narrow(0, off, params[i].numel()).as_strided(params[i].sizes(), params[i].strides()));
+  float* flat_terms = flat.data_ptr<float>() + n_grad;
   auto perm = at::empty({N}, at::kLong);
   auto xb = at::empty({B, D}, at::kFloat);
   auto yb = at::empty({B}, at::kLong);
@@ -378,6 +391,14 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         gather_pixels(train_x, pi + s, n, o.threshold, o.pixels, gen, x, cond ? *train_y : no_labels,
                       cond ? &y : nullptr);
         draw_noise(n == B ? eps : e, spec, gen);
+        // Data parallel: every rank draws the whole batch as one process would and trains on its rows
+        // [a, a + m) (rank r of W: rows floor(r n / W) .. floor((r + 1) n / W)), weighted by the global 1 / n.
+        const int64_t a = rank * n / world, m = (rank + 1) * n / world - a;
+        if (world > 1) {
+          x = x.narrow(0, a, m);
+          y = y.narrow(0, a, m);
+          e = e.narrow(1, a, m).contiguous();
+        }
         // Minimise -mean (rec - kl_weight * kl): kl_weight = 1 is the ELBO, > 1 a beta-VAE.
         // KL warm-up: the weight rises linearly from 0 over kl_warmup optimizer steps (resumes with step).
         // Plain loops and sums here, no tensor ops: at batch 20 each ATen call costs a few percent of an update.
@@ -385,26 +406,28 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         std::fill_n(w_rec.data_ptr<float>(), n, static_cast<float>(-1.0 / n));
         std::fill_n(w_kl.data_ptr<float>(), n, static_cast<float>(o.kl_weight * warm / n));
         const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
-        double r, k;
+        double r = 0, k = 0;
         const double tau = temperature_at(o, step);
-        if (spec.categorical()) {
+        if (m == 0) {  // a rank without rows this batch (n < W) adds nothing to the sums
+          flat.zero_();
+        } else if (spec.categorical()) {
           eng.categorical_forward(params, x, yp, e, tau, o.hard, w_rec.data_ptr<float>());
-          r = sum_of(eng.rec()) / n;
-          k = sum_of(eng.kl()) / n;
+          r = sum_of(eng.rec()) / m;
+          k = sum_of(eng.kl()) / m;
         } else if (o.iwae) {  // maximise mean IWAE bound; recorded as rec (the bound) and kl 0
-          r = sum_of(eng.iwae_forward(params, x, yp, e)) / n;
+          r = sum_of(eng.iwae_forward(params, x, yp, e)) / m;
           k = 0;
         } else {
           eng.forward(params, x, yp, e, est, w_rec.data_ptr<float>());
-          r = sum_of(eng.rec()) / n;
-          k = sum_of(eng.kl()) / n;
+          r = sum_of(eng.rec()) / m;
+          k = sum_of(eng.kl()) / m;
         }
-        if (!std::isfinite(r) || !std::isfinite(k)) {
+        if (world == 1 && (!std::isfinite(r) || !std::isfinite(k))) {
           diverged = "loss";
           stop = true;
           break;
         }
-        if (o.free_bits > 0) {
+        if (m > 0 && o.free_bits > 0) {
           // Free bits (Kingma et al. 2016, per-dimension groups): the KL term is sum_j max(lambda, KL_j) with
           // KL_j the minibatch mean KL of dimension j; its gradient is KL_j's where KL_j > lambda, else 0.
           auto klj = eng.kl_per_dim();
@@ -412,12 +435,32 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
           for (int64_t j = 0; j < Z; ++j) free_bits_mask[j] = kp[j] / n > o.free_bits ? 1.f : 0.f;
           eng.set_kl_dim_weights(free_bits_mask.data());
         }
-        if (spec.categorical()) {
+        if (m == 0) {
+        } else if (spec.categorical()) {
           eng.categorical_backward(params, x, yp, tau, o.hard, w_kl.data_ptr<float>(), grads);
         } else if (o.iwae) {
           eng.iwae_backward(params, x, yp, e, o.iwae_estimator, w_rec.data_ptr<float>(), grads);
         } else {
           eng.backward(params, x, yp, e, est, w_kl.data_ptr<float>(), grads);
+        }
+        if (world > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
+          flat_terms[0] = static_cast<float>(r * m);
+          flat_terms[1] = static_cast<float>(k * m);
+          py::gil_scoped_acquire gil;
+          try {
+            all_reduce(flat);
+          } catch (py::error_already_set& err) {
+            error = err.value();
+            stop = true;
+            break;
+          }
+          r = flat_terms[0] / n;
+          k = flat_terms[1] / n;
+          if (!std::isfinite(r) || !std::isfinite(k)) {
+            diverged = "loss";
+            stop = true;
+            break;
+          }
         }
         if (!cpu::all_finite(grads)) {
           diverged = "gradient";
@@ -494,7 +537,8 @@ void bind_train_loop(py::module_& m) {
   m.def("train_vae", &train_vae, py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("step"), py::arg("arch"), py::arg("train_x"), py::arg("train_y"),
         py::arg("test_x"), py::arg("test_y"), py::arg("val_x"), py::arg("val_y"), py::arg("options"),
-        py::arg("generator_state"), py::arg("callback"),
+        py::arg("generator_state"), py::arg("callback"), py::arg("all_reduce") = py::none(),
+        py::arg("rank") = 0, py::arg("world") = 1,
         "Train an MLP VAE in place for whole epochs (GIL released); see fastvae.VAE.fit.");
   m.def("all_finite", [](std::vector<at::Tensor> ts) { return cpu::all_finite(ts); }, py::arg("tensors"),
         "True if no entry of the float32/float64 tensors is NaN or inf (the loop's gradient check).");

@@ -157,7 +157,8 @@ def test_fit_matches_numpy_reference_cavi():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, S)
-    q0 = [a.numpy() for a in est._initialise(X, S.astype(float), np.random.default_rng(4))]
+    data = dict(n=len(X), sum_s=float(S.sum()), gather=lambda index: X[index])
+    q0 = [a.numpy() for a in est._initialise(np.random.default_rng(4), data)]
     (m, prec, a, b), trace = ref_cavi(X, S.astype(float), pi, q0, est.n_iter_, **pr)
     np.testing.assert_allclose(est.means_, m, rtol=RTOL)
     np.testing.assert_allclose(est.mean_precisions_, prec, rtol=RTOL)

@@ -1,5 +1,6 @@
 """Command line: ``fastvae reproduce NAME --out DIR`` (also ``python -m fastvae ...``)."""
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -33,9 +34,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _init_distributed() -> bool:
+    """Under torchrun (WORLD_SIZE > 1 in the environment), join the process group (gloo: the C++ loop trains
+    on the CPU). Returns True if this call created the group."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo")
+    return True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     from .reproduce import reproduce
+
+    joined = _init_distributed()
+    try:
+        return _run(args, reproduce)
+    finally:
+        if joined:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _run(args, reproduce) -> int:
+    from .distributed import rank_zero
 
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
@@ -48,7 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"fastvae: interrupted; {args.out}/checkpoint.pt holds the last completed epoch "
               "(continue with --resume)", file=sys.stderr)
         return 130
-    print(f"wrote {args.out}/metrics.json and {len(m['figures'])} figures in {m['wall_seconds']:.1f} s")
+    if rank_zero():
+        print(f"wrote {args.out}/metrics.json and {len(m['figures'])} figures in {m['wall_seconds']:.1f} s")
     return 0
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm  # the text bar: works in terminals and notebooks without 
 
 from . import _C, _checks, _ops
 from ._lock import model_lock
+from .distributed import DataParallel, resolve_group
 from .options import TrainOptions, names as option_names
 
 WHERE = "fastvae.fit"
@@ -178,7 +179,7 @@ def _check_latent_options(model, opts: TrainOptions) -> None:
 def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] = None, *, test_images=None,
         test_labels=None, val_images=None, val_labels=None, seed: Optional[int] = None, progress: bool = True,
         callback: Optional[Callable] = None, checkpoint=None, checkpoint_every: Optional[int] = None,
-        **overrides) -> History:
+        process_group="auto", **overrides) -> History:
     """Train ``model`` in place with Adam (torch.optim.Adam's update) on binarized images, in C++.
 
     Each epoch shuffles the training images (``torch.randperm``), cuts them into minibatches (the last one
@@ -232,6 +233,15 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         checkpoint, checkpoint_every: save the model (``VAE.save``, atomic) to ``checkpoint`` after every
             ``checkpoint_every``-th epoch (default 1) and after the last one. An interruption leaves
             the last checkpoint intact.
+        process_group: data-parallel training (docs/scaling.md). ``"auto"`` (default): when
+            torch.distributed is initialised with more than one rank (e.g. under ``torchrun``), train data-parallel
+            over the default group; None: this process alone; or a ProcessGroup. Every rank passes the same
+            data, options and seed: each trains on its share of every global minibatch (rank r of W: rows
+            floor(r n / W) to floor((r + 1) n / W) of a batch of n), gradients are summed with one all_reduce
+            per update, and all ranks keep identical parameters, equal to one process's up to the order of
+            the sums. Weights, Adam state and generator start from rank 0's. Only rank 0 draws the progress bar
+            and writes the checkpoint; callbacks run on every rank. A rank that fails or stops makes the
+            others raise (torch.distributed's error, at the latest after the group's timeout).
 
     Returns:
         :class:`History` of this call (also appended to ``model.history_``).
@@ -291,18 +301,28 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         raise ValueError(f"{WHERE}: val_labels given without val_images")
     yv = None if xv is None else _labels(val_labels, xv.shape[0], model.cond_dim, "val_labels")
     _check_finite_parameters(model)
+    parallel = DataParallel(resolve_group(WHERE, process_group))
+    if parallel.world > 1 and opts.free_bits > 0:
+        raise ValueError(f"{WHERE}: free_bits needs each minibatch's KL per dimension before the backward pass, "
+                         "which data-parallel training does not gather; use free_bits=0 or one process")
 
     params = model.flat_parameters()
     state = getattr(model, "optimizer_state_", None)
     if state is None:
         state = model.optimizer_state_ = AdamState.zeros(params)
     gen_state = _generator_state(model, seed)
+    if parallel.world > 1:
+        gen_state = gen_state.clone()
+        parallel.broadcast_([*params, *state.exp_avg, *state.exp_avg_sq, gen_state])
+        step = torch.tensor([float(state.step)], dtype=torch.float64)
+        parallel.broadcast_([step])
+        state.step = int(step.item())
     engine_options = replace(opts, epochs=1).engine_dict()  # one epoch per C++ call
     model.train_options_ = opts
 
     n_images = xs.shape[0]
     per_epoch = -(-n_images // min(batch_size, n_images))
-    bar = tqdm(total=epochs * per_epoch, unit="update", disable=not progress, leave=False)
+    bar = tqdm(total=epochs * per_epoch, unit="update", disable=not (progress and parallel.is_main), leave=False)
     lock = model_lock(model)
     start_step, prev = state.step, model.history_
     hist = History()
@@ -324,7 +344,8 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         for _ in range(epochs):
             with lock, torch.no_grad():
                 out = _C.train_vae(params, state.exp_avg, state.exp_avg_sq, state.step, model.spec().as_dict(),
-                                   xs, ys, xt, yt, xv, yv, engine_options, gen_state, on_event)
+                                   xs, ys, xt, yt, xv, yv, engine_options, gen_state, on_event,
+                                   **parallel.loop_args())
             state.step = out["step"]
             gen_state = model.generator_state_ = out["generator_state"]
             part = History(out["update_rec"].numpy(), out["update_kl"].numpy(), out["train_elbo"].numpy(),
@@ -342,7 +363,9 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
                     f"try a smaller learning rate")
             done = len(hist.train_elbo)
             if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
-                model.save(checkpoint)
+                if parallel.is_main:
+                    model.save(checkpoint)
+                parallel.barrier()
             for info in epoch_info:
                 if callback is not None:
                     callback("epoch", info)

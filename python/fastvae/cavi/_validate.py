@@ -88,9 +88,14 @@ def check_scale(where, X, centres, precision):
     """Refuse coordinates so large that squared distances (times ``precision``, summed over events) would
     overflow float64: the responsibilities would be exp(-inf - -inf) = NaN. The model's priors are fixed,
     so rescaling silently would change the model; the caller must rescale X, nu and the precisions."""
-    c = max(float(np.abs(X).max(initial=0.0)), float(np.abs(centres).max(initial=0.0)), 1.0)
-    room = math.log(8.0 * max(len(X), 1) * max(precision, 1.0)) + 2.0 * math.log(c)
+    check_scale_of(where, float(np.abs(X).max(initial=0.0)), len(X), centres, precision)
+
+
+def check_scale_of(where, max_abs, n, centres, precision):
+    """check_scale from the largest |coordinate| and the number of events (for chunked or sharded data)."""
+    c = max(max_abs, float(np.abs(centres).max(initial=0.0)), 1.0)
+    room = math.log(8.0 * max(n, 1) * max(precision, 1.0)) + 2.0 * math.log(c)
     if room > _LOG_FLOAT_ROOM:
-        raise ValueError(f"{where}: coordinates up to {c:.3g} with {len(X)} events and precision "
+        raise ValueError(f"{where}: coordinates up to {c:.3g} with {n} events and precision "
                          f"{precision:g} overflow float64 squared distances; rescale X (and nu, tau, rho) "
                          "to smaller units")

@@ -5,6 +5,7 @@ Blei, Kucukelbir & McAuliffe (2017), "Variational inference: a review for statis
 The ELBO (derived in docs/cavi.md) keeps every constant, so it is a true lower bound on log p(X, S).
 """
 import inspect
+import os
 import numbers
 import warnings
 
@@ -14,7 +15,10 @@ from scipy.special import gammaln
 
 from . import _ops
 from .. import _checks
-from ._validate import check_count, check_events, check_nu, check_pi, check_positive, check_scale
+from ._reduce import Reducer, resolve_group
+from ._validate import (check_count, check_events, check_nu, check_pi, check_positive, check_scale,
+                        check_scale_of)
+from .catalogue import open_events
 
 _WHERE = "EarthquakeMixture"
 
@@ -39,6 +43,19 @@ def _kmeanspp(x, k, rng, n_trials):
         centres.append(x[cand[best]])
         d2 = cand_d2[best]
     return np.array(centres)
+
+
+def _estep(events, reducer, k, q, tau):
+    """The fused q(Z) update summed over the chunks and ranks: stats [K, 5] and entropy, one all_reduce."""
+    total = torch.zeros(5 * k + 1, dtype=torch.float64)
+    for x, s in events.chunks(check=False):
+        # torch wants writable arrays; read-only ones (memory maps, the user's) are copied chunk by chunk
+        x, s = np.require(x, np.float64, ["W"]), np.require(s, np.float64, ["W"])
+        stats, ent = _ops.estep(torch.from_numpy(x), torch.from_numpy(s), *q, tau)
+        total[:-1] += stats.reshape(-1)
+        total[-1] += ent
+    reducer.sum(total)
+    return total[:-1].view(k, 5), total[-1]
 
 
 class EarthquakeMixture:
@@ -125,32 +142,77 @@ class EarthquakeMixture:
             _checks.integer(_WHERE, "random_state", self.random_state, min=0)
         return check_pi(self.pi, k), check_nu(self.nu)
 
-    def _initialise(self, X, S, rng):
-        k, n = self.n_components, len(X)
+    def _initialise(self, rng, data):
+        """Initial q(mu), q(lambda) from the global data; identical on every rank and for any chunking."""
+        k, n = self.n_components, data["n"]
         if self.init == "kmeans++":
-            sub = X if n <= 20000 else X[rng.choice(n, 20000, replace=False)]
-            m = _kmeanspp(sub, k, rng, 2 + int(np.log(k)))
+            index = np.arange(n) if n <= 20000 else rng.choice(n, 20000, replace=False)
+            m = _kmeanspp(data["gather"](index), k, rng, 2 + int(np.log(k)))
         else:
-            m = X[rng.choice(n, k, replace=False)]
+            m = data["gather"](rng.choice(n, k, replace=False))
         size = n / k
         prec = np.full(k, self.rho + self.tau * size)
-        shape = np.full(k, self.alpha + S.mean() * size)
+        shape = np.full(k, self.alpha + data["sum_s"] / n * size)
         rate = np.full(k, self.beta + size)
         return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in (m, prec, shape, rate)]
 
-    def fit(self, X, S):
-        """Fit q by CAVI. X (N, 2) float64 locations, S (N,) non-negative integer counts; returns self."""
+    def _scan(self, events, reducer, nu, centres=None, where=_WHERE + ".fit", min_events=None):
+        """One validating pass over the events: global N, sum S, sum log S! and the overflow check. Every
+        rank learns whether any rank failed before anyone waits in a later collective."""
+        error, local = None, np.zeros(4)
+        try:
+            for x, s in events.chunks():
+                local[1] += s.sum()
+                local[2] += gammaln(s + 1.0).sum()
+                local[3] = max(local[3], float(np.abs(x).max(initial=0.0)))
+            local[0] = events.n
+        except (TypeError, ValueError) as e:
+            error = e
+        reducer.agree(error)
+        offset, n = reducer.offsets(events.n)
+        sums = reducer.sum(torch.from_numpy(local[:3].copy())).numpy()
+        max_abs = float(reducer.max(torch.from_numpy(local[3:].copy()))[0])
+        min_events = self.n_components if min_events is None else min_events
+        if n < min_events:
+            need = f"n_components = {min_events}" if min_events == self.n_components else str(min_events)
+            raise ValueError(f"{_WHERE}: need N >= {need} events, got N = {n}")
+        check_scale_of(where, max_abs, n, nu if centres is None else centres, max(self.tau, self.rho))
+        return dict(n=n, sum_s=float(sums[1]), log_fact=float(sums[2]),
+                    gather=lambda index: reducer.gather_rows(events.take, index, offset, events.n))
+
+    def fit(self, X, S=None, *, chunk_size=None, process_group="auto"):
+        """Fit q by CAVI; returns self.
+
+        Args:
+            X: (N, 2) float64 locations with S (N,) non-negative integral counts (arrays, or memory maps read
+                ``chunk_size`` rows at a time), or the path of a catalogue file (S=None;
+                :func:`fastvae.cavi.write_catalogue`), read in chunks with memory bounded by ``chunk_size``.
+            chunk_size: events per E-step call (int >= 1); None: all in-memory events at once, 2^20 rows of
+                a file. The result does not depend on it beyond float64 rounding of the sums.
+            process_group: ``"auto"`` (default): if torch.distributed is initialised, (X, S) is this rank's
+                shard of the catalogue (rank r holds the rows after those of ranks < r) and the E-step's
+                sums are all-reduced over the default group, once per iteration, so every rank gets the q
+                and ELBO of one process on all the data; None: no reduction; or a ProcessGroup to reduce
+                over. Ranks must use the same estimator parameters (and the same random_state, or None).
+
+        Raises:
+            TypeError / ValueError for bad parameters or events (on every rank of a group if one rank's
+            events are bad), ValueError for an unreadable catalogue file; RuntimeError from
+            torch.distributed if a rank stops during the fit (after the group's timeout at most).
+        """
         pi, nu = self._check_params()
-        X, S = check_events(X, S, self.n_components)
-        check_scale(_WHERE + ".fit", X, nu, max(self.tau, self.rho))
-        x, s = torch.from_numpy(X), torch.from_numpy(S)
+        reducer = Reducer(resolve_group(_WHERE, process_group))
+        try:
+            events = open_events(_WHERE, X, S, chunk_size)
+        except (TypeError, ValueError) as e:
+            reducer.agree(e)
+        data = self._scan(events, reducer, nu)
         log_pi = torch.from_numpy(np.log(pi))
         prior = dict(tau=self.tau, nu=nu, rho=self.rho, alpha=self.alpha, beta=self.beta)
-        log_fact = float(gammaln(S + 1.0).sum())
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(reducer.seed(self.random_state))
         best = None
         for _ in range(self.n_init):
-            run = self._fit_one(x, s, log_pi, log_fact, prior, self._initialise(X, S, rng))
+            run = self._fit_one(events, reducer, log_pi, data["log_fact"], prior, self._initialise(rng, data))
             if best is None or run[0][-1, 2] > best[0][-1, 2]:
                 best = run
         trace, converged, (m, prec, shape, rate) = best
@@ -168,15 +230,16 @@ class EarthquakeMixture:
                           stacklevel=2)
         return self
 
-    def _fit_one(self, x, s, log_pi, log_fact, prior, q):
+    def _fit_one(self, events, reducer, log_pi, log_fact, prior, q):
         m, prec, shape, rate = q
         trace, prev, converged = [], None, False
+        k = self.n_components
 
         def elbo(stats, ent):
             return _ops.elbo(stats, ent, log_fact, log_pi, m, prec, shape, rate, **prior)
 
         for _ in range(self.max_iter):
-            stats, ent = _ops.estep(x, s, log_pi, m, prec, shape, rate, self.tau)
+            stats, ent = _estep(events, reducer, k, (log_pi, m, prec, shape, rate), self.tau)
             after_z = elbo(stats, ent)
             m, prec = _ops.update_mu(stats, self.tau, prior["nu"], self.rho)
             after_mu = elbo(stats, ent)
@@ -198,8 +261,14 @@ class EarthquakeMixture:
                                                  self.rate_rate_)]
 
     def predict_proba(self, X, S):
-        """q(Z_n = k) for the given events under the fitted q(mu), q(lambda): (N, K) float64."""
+        """q(Z_n = k) for the given in-memory events under the fitted q(mu), q(lambda): (N, K) float64.
+
+        Raises ValueError for a catalogue path (the (N, K) result would not fit where the events do not;
+        read the rows you need with ``fastvae.cavi.Catalogue(path).read(a, b)``)."""
         self._check_fitted()
+        if isinstance(X, (str, os.PathLike)):
+            raise ValueError(f"{_WHERE}.predict_proba: needs events in memory, got the catalogue path {X!r}; "
+                             "pass Catalogue(path).read(start, stop) for the rows you need")
         X, S = check_events(X, S)
         check_scale(_WHERE + ".predict_proba", X, self.means_, self.tau)
         r = _ops.responsibilities(torch.from_numpy(X), torch.from_numpy(S), self._log_pi, *self._q(), self.tau)
@@ -209,16 +278,17 @@ class EarthquakeMixture:
         """Most probable component of each event: (N,) int64."""
         return self.predict_proba(X, S).argmax(axis=1)
 
-    def score(self, X, S):
+    def score(self, X, S=None, *, chunk_size=None):
         """ELBO per event (nats) with q(Z) optimised for the given events and the fitted q(mu), q(lambda).
 
+        X, S and chunk_size as in :meth:`fit` (a catalogue path is streamed); no reduction over ranks.
         On the training data this is >= elbo_ / N (one more q(Z) coordinate step).
         """
         self._check_fitted()
-        X, S = check_events(X, S)
-        check_scale(_WHERE + ".score", X, np.vstack([self.means_, self._prior["nu"]]),
-                    max(self.tau, self.rho))
+        events = open_events(_WHERE, X, S, chunk_size)
+        data = self._scan(events, Reducer(None), self._prior["nu"], np.vstack([self.means_, self._prior["nu"]]),
+                          _WHERE + ".score", min_events=1)
         q = self._q()
-        stats, ent = _ops.estep(torch.from_numpy(X), torch.from_numpy(S), self._log_pi, *q, self.tau)
-        total = _ops.elbo(stats, ent, float(gammaln(S + 1.0).sum()), self._log_pi, *q, **self._prior)
-        return total / len(X)
+        stats, ent = _estep(events, Reducer(None), self.n_components, (self._log_pi, *q), self.tau)
+        total = _ops.elbo(stats, ent, data["log_fact"], self._log_pi, *q, **self._prior)
+        return total / data["n"]

@@ -5,8 +5,11 @@ figures the homework asks for under ``ctx.out`` and returns the metrics that :fu
 writes to ``metrics.json``. See docs/reproductions.md.
 """
 import importlib
+import tempfile
 from pathlib import Path
 from typing import Optional
+
+import torch
 
 from .. import _checks
 from .common import Context, Timer, write_json
@@ -29,9 +32,13 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     objective, k: override the training objective (``"iwae"``: the IWAE bound with k samples; ``"elbo"``: the
     ELBO averaged over k Monte Carlo samples, Burda et al.'s "VAE" rows) and k (only for iwae_paper).
 
+    Under torch.distributed (e.g. ``torchrun --nproc-per-node=2 -m fastvae reproduce ...``), every rank trains
+    data-parallel (:func:`fastvae.training.fit`); rank 0 alone prints and writes ``out``, the other ranks
+    compute the same evaluations into a scratch folder that is removed at the end.
+
     Raises:
         TypeError: a float or string where an integer is meant (epochs, seed, limit).
-        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative,
+        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative, resume under torch.distributed,
         not finite or given for a homework trained on the plain ELBO, ``out`` naming a file, a checkpoint
         from another run. FileNotFoundError: ``data`` is not a folder or lacks the MNIST files.
     """
@@ -61,12 +68,26 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{where}: out must be a folder, got the existing file {str(out)!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume,
-                  objective=objective, k=k)
-    timer = Timer()
-    metrics = importlib.import_module(f".{name}", __name__).run(ctx)
-    metrics["wall_seconds"] = timer()
-    metrics["figures"] = ctx.figures
-    write_json(out / "metrics.json", metrics)
+    from ..distributed import resolve_group
+    group = resolve_group(where, "auto")
+    if group is not None and resume:
+        raise ValueError(f"{where}: resume is not supported under torch.distributed yet; resume in one process")
+    scratch = None
+    if group is not None and torch.distributed.get_rank(group) != 0:  # rank 0 alone prints and writes out
+        scratch = tempfile.TemporaryDirectory(prefix="fastvae-rank-")
+        out, progress, log = Path(scratch.name), False, (lambda line: None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume,
+                      objective=objective, k=k)
+        timer = Timer()
+        metrics = importlib.import_module(f".{name}", __name__).run(ctx)
+        metrics["wall_seconds"] = timer()
+        metrics["figures"] = ctx.figures
+        if group is not None:
+            metrics["world_size"] = torch.distributed.get_world_size(group)
+        write_json(out / "metrics.json", metrics)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     return metrics
