@@ -1,0 +1,307 @@
+// Fused CPU kernels of the objective heads (schemas in cpp/ops.cpp, formulas in docs/heads.md): one pass per
+// image over its L samples, each pixel read once, no temporaries of the size of decoder_out. The generic ATen
+// path (cpp/generic/heads.cpp) computes the same quantities for every other backend.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "generic/heads.h"
+
+namespace fastvae {
+namespace cpu {
+namespace {
+
+using heads::HeadShape;
+using heads::Lik;
+constexpr double kHalfLog2Pi = 0.91893853320467274178;
+
+// log C and d log C / da of the continuous Bernoulli normaliser at lambda = sigmoid(a), as the engine's
+// cb_log_norm (cpp/cpu/vae_engine.cpp, Loaiza-Ganem & Cunningham 2019 eq. 7; Taylor series near a = 0).
+inline void cb_log_norm(double a, double& logc, double& dlogc) {
+  constexpr double kCut = 4.0000053333e-3;  // 2 artanh(0.002)
+  if (std::abs(a) < kCut) {
+    const double u2 = 0.25 * a * a;
+    logc = 0.69314718055994530942 + u2 * (1.0 / 3 + u2 * (-7.0 / 90 + u2 * (62.0 / 2835)));
+    const double a2 = a * a;
+    dlogc = a * (1.0 / 6 + a2 * (-7.0 / 360 + a2 * (31.0 / 15120)));
+  } else {
+    logc = std::log(a / std::tanh(0.5 * a));
+    dlogc = 1.0 / a - 1.0 / std::sinh(a);
+  }
+}
+
+// log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood_row for the fixed and
+// predicted scales; softplus from exp(-|a|) so that no logit overflows).
+template <typename T>
+T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
+  const int64_t D = s.D;
+  T acc = 0;
+  if (s.lik == Lik::Gaussian) {
+    if (s.predicted) {
+      for (int64_t d = 0; d < D; ++d) {
+        const T r = x[d] - a[d], lv = a[D + d], iv = std::exp(-lv), q = r * r * iv;
+        acc -= T(0.5) * (q + lv);
+        if (g) {
+          g[d] = w * r * iv;
+          g[D + d] = w * T(0.5) * (q - T(1));
+        }
+      }
+      return acc - T(D) * T(kHalfLog2Pi);
+    }
+    const T iv = T(1) / static_cast<T>(s.gaussian_sigma * s.gaussian_sigma);
+    for (int64_t d = 0; d < D; ++d) {
+      const T r = x[d] - a[d];
+      acc -= T(0.5) * r * r * iv;
+      if (g) g[d] = w * r * iv;
+    }
+    return acc - T(D) * static_cast<T>(std::log(s.gaussian_sigma) + kHalfLog2Pi);
+  }
+  const bool cb = s.lik == Lik::ContinuousBernoulli;
+  for (int64_t d = 0; d < D; ++d) {
+    const T av = a[d], e = std::exp(-std::abs(av));
+    acc += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
+    T gd = 0;
+    if (g) {  // x - sigmoid(a) from the same exp
+      const T sig = av >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+      gd = x[d] - sig;
+    }
+    if (cb) {
+      double lc, dlc;
+      cb_log_norm(static_cast<double>(av), lc, dlc);
+      acc += static_cast<T>(lc);
+      gd += static_cast<T>(dlc);
+    }
+    if (g) g[d] = w * gd;
+  }
+  return acc;
+}
+
+int64_t grain(const HeadShape& s) { return std::max<int64_t>(1, 16384 / (s.L * s.D + 1)); }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, const at::Tensor& out_,
+                                                          const at::Tensor& z_, const at::Tensor& mu_,
+                                                          const at::Tensor& sigma_, std::string likelihood,
+                                                          double gaussian_sigma, std::string gaussian_scale,
+                                                          std::string estimator) {
+  const char* op = "elbo_terms";
+  const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
+  const auto est = heads::parse_kl(op, estimator);
+  auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
+       sigma = sigma_.contiguous();
+  auto rec = at::empty({s.B}, x.options()), kl = at::empty({s.B}, x.options());
+  const int64_t W = out.size(2);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
+    using T = scalar_t;
+    const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
+            *sp = sigma.data_ptr<T>();
+    T *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
+    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T r = 0;
+        for (int64_t l = 0; l < s.L; ++l) r += row_log_lik<T>(s, ap + (l * s.B + b) * W, xp + b * s.D, nullptr, T(0));
+        rp[b] = r / T(s.L);
+        const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
+        T k = 0;
+        if (est == heads::KlEst::Analytic) {
+          for (int64_t j = 0; j < s.Z; ++j) k += T(0.5) * (m[j] * m[j] + sg[j] * sg[j] - T(1)) - std::log(sg[j]);
+        } else {
+          for (int64_t l = 0; l < s.L; ++l) {
+            const T* zz = zp + (l * s.B + b) * s.Z;
+            for (int64_t j = 0; j < s.Z; ++j) {
+              const T e = (zz[j] - m[j]) / sg[j];
+              k += T(0.5) * (zz[j] * zz[j] - e * e) - std::log(sg[j]);
+            }
+          }
+          k /= T(s.L);
+        }
+        kp[b] = k;
+      }
+    });
+  });
+  return {rec - kl, rec, kl};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
+    const at::Tensor& g_rec_, const at::Tensor& g_kl_, const at::Tensor& x_, const at::Tensor& out_,
+    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood,
+    double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
+  const char* op = "_elbo_terms_backward";
+  const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
+  const auto est = heads::parse_kl(op, estimator);
+  heads::check_weights(op, "g_rec", g_rec_, x_, s.B);
+  heads::check_weights(op, "g_kl", g_kl_, x_, s.B);
+  auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
+       sigma = sigma_.contiguous(), g_rec = g_rec_.contiguous(), g_kl = g_kl_.contiguous();
+  auto d_out = at::empty_like(out), d_z = at::empty_like(z), d_mu = at::empty_like(mu),
+       d_sigma = at::empty_like(sigma);
+  const int64_t W = out.size(2);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
+    using T = scalar_t;
+    const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
+            *sp = sigma.data_ptr<T>(), *gr = g_rec.data_ptr<T>(), *gk = g_kl.data_ptr<T>();
+    T *dop = d_out.data_ptr<T>(), *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
+    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const T wr = gr[b] / T(s.L);
+        for (int64_t l = 0; l < s.L; ++l) {
+          const int64_t r = l * s.B + b;
+          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, wr);
+        }
+        const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
+        T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
+        if (est == heads::KlEst::Analytic) {
+          for (int64_t l = 0; l < s.L; ++l) std::fill_n(dzp + (l * s.B + b) * s.Z, s.Z, T(0));
+          for (int64_t j = 0; j < s.Z; ++j) {
+            dm[j] = gk[b] * m[j];
+            ds[j] = gk[b] * (sg[j] - T(1) / sg[j]);
+          }
+          continue;
+        }
+        const T w = gk[b] / T(s.L);
+        std::fill_n(dm, s.Z, T(0));
+        std::fill_n(ds, s.Z, T(0));
+        for (int64_t l = 0; l < s.L; ++l) {
+          const T* zz = zp + (l * s.B + b) * s.Z;
+          T* dz = dzp + (l * s.B + b) * s.Z;
+          for (int64_t j = 0; j < s.Z; ++j) {
+            const T e = (zz[j] - m[j]) / sg[j];
+            dz[j] = w * (zz[j] - e / sg[j]);
+            dm[j] += w * e;
+            ds[j] += w * (e * e - T(1));
+          }
+        }
+        if (est == heads::KlEst::Mc) {
+          for (int64_t j = 0; j < s.Z; ++j) {
+            dm[j] /= sg[j];
+            ds[j] /= sg[j];
+          }
+        } else {  // stl: q's parameters held fixed
+          std::fill_n(dm, s.Z, T(0));
+          std::fill_n(ds, s.Z, T(0));
+        }
+      }
+    });
+  });
+  return {d_out, d_z, d_mu, d_sigma};
+}
+
+// log w_kb into lw [K] for image b (log p(x | out_k) + log p(z_k) - log q(z_k)), then softmax in place into w.
+template <typename T>
+T image_log_weights(const HeadShape& s, int64_t W, const T* xp, const T* ap, const T* zp, const T* mp, const T* sp,
+                    int64_t b, T* lw, T* w) {
+  const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < s.L; ++k) {
+    const int64_t r = k * s.B + b;
+    T v = row_log_lik<T>(s, ap + r * W, xp + b * s.D, nullptr, T(0));
+    const T* zz = zp + r * s.Z;
+    for (int64_t j = 0; j < s.Z; ++j) {
+      const T e = (zz[j] - m[j]) / sg[j];
+      v += T(0.5) * (e * e - zz[j] * zz[j]) + std::log(sg[j]);
+    }
+    lw[k] = v;
+    mx = std::max(mx, v);
+  }
+  T sum = 0;
+  for (int64_t k = 0; k < s.L; ++k) sum += (w[k] = std::exp(lw[k] - mx));
+  for (int64_t k = 0; k < s.L; ++k) w[k] /= sum;
+  return mx + std::log(sum) - std::log(T(s.L));  // logsumexp - log K
+}
+
+std::tuple<at::Tensor, at::Tensor> iwae_bound(const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_,
+                                              const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood,
+                                              double gaussian_sigma, std::string gaussian_scale,
+                                              std::string estimator) {
+  const char* op = "iwae_bound";
+  const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
+  heads::parse_iwae(op, estimator);
+  auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
+       sigma = sigma_.contiguous();
+  auto bound = at::empty({s.B}, x.options()), weights = at::empty({s.L, s.B}, x.options());
+  const int64_t W = out.size(2);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
+    using T = scalar_t;
+    T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>();
+    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+      std::vector<T> lw(s.L), w(s.L);
+      for (int64_t b = b0; b < b1; ++b) {
+        bp[b] = image_log_weights<T>(s, W, x.data_ptr<T>(), out.data_ptr<T>(), z.data_ptr<T>(), mu.data_ptr<T>(),
+                                     sigma.data_ptr<T>(), b, lw.data(), w.data());
+        for (int64_t k = 0; k < s.L; ++k) wp[k * s.B + b] = w[k];
+      }
+    });
+  });
+  return {bound, weights};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
+    const at::Tensor& g_, const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_, const at::Tensor& mu_,
+    const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
+    std::string estimator) {
+  const char* op = "_iwae_bound_backward";
+  const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
+  const auto est = heads::parse_iwae(op, estimator);
+  heads::check_weights(op, "g", g_, x_, s.B);
+  auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
+       sigma = sigma_.contiguous(), g = g_.contiguous();
+  auto d_out = at::empty_like(out), d_z = at::empty_like(z), d_mu = at::empty_like(mu),
+       d_sigma = at::empty_like(sigma);
+  const int64_t W = out.size(2);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
+    using T = scalar_t;
+    const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
+            *sp = sigma.data_ptr<T>(), *gp = g.data_ptr<T>();
+    T *dop = d_out.data_ptr<T>(), *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
+    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+      std::vector<T> lw(s.L), w(s.L);
+      for (int64_t b = b0; b < b1; ++b) {
+        image_log_weights<T>(s, W, xp, ap, zp, mp, sp, b, lw.data(), w.data());
+        const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
+        T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
+        std::fill_n(dm, s.Z, T(0));
+        std::fill_n(ds, s.Z, T(0));
+        for (int64_t k = 0; k < s.L; ++k) {
+          const int64_t r = k * s.B + b;
+          const T c = gp[b] * w[k];
+          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, c);
+          const T cz = est == heads::IwEst::Dreg ? c * w[k] : c;
+          const T* zz = zp + r * s.Z;
+          T* dz = dzp + r * s.Z;
+          for (int64_t j = 0; j < s.Z; ++j) {
+            const T e = (zz[j] - m[j]) / sg[j];
+            dz[j] = cz * (e / sg[j] - zz[j]);
+            dm[j] -= c * e;
+            ds[j] += c * (T(1) - e * e);
+          }
+        }
+        for (int64_t j = 0; j < s.Z; ++j) {
+          if (est == heads::IwEst::Reparam) {
+            dm[j] /= sg[j];
+            ds[j] /= sg[j];
+          } else {  // stl and dreg: no direct gradient to q's parameters
+            dm[j] = T(0);
+            ds[j] = T(0);
+          }
+        }
+      }
+    });
+  });
+  return {d_out, d_z, d_mu, d_sigma};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastvae, CPU, m) {
+  m.impl("elbo_terms", &elbo_terms);
+  m.impl("_elbo_terms_backward", &elbo_terms_backward);
+  m.impl("iwae_bound", &iwae_bound);
+  m.impl("_iwae_bound_backward", &iwae_bound_backward);
+}
+
+}  // namespace cpu
+}  // namespace fastvae
