@@ -3,6 +3,7 @@
 // path (cpp/generic/heads.cpp) computes the same quantities for every other backend.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -35,6 +36,39 @@ inline void cb_log_norm(double a, double& logc, double& dlogc) {
   }
 }
 
+// log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g, g = w (x - sigmoid(a)), both from one exp and
+// one log1p of -|a| so that no logit overflows: the engine's bernoulli_row (cpp/cpu/vae_engine.cpp), which is
+// local to that file.
+template <typename T>
+T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  Vec acc(T(0));
+  const Vec zero(T(0)), one(T(1)), wv(w);
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
+    Vec e = (zero - av.abs()).exp();
+    Vec sp = at::vec::maximum(av, zero) + e.log1p();
+    acc = acc + (xv * av - sp);
+    if (g) {
+      Vec inv = one / (one + e);
+      Vec sig = Vec::blendv(e * inv, inv, av >= zero);
+      (wv * (xv - sig)).store(g + d);
+    }
+  }
+  T s = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc);
+  for (; d < D; ++d) {
+    T av = a[d], e = std::exp(-std::abs(av));
+    s += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
+    if (g) {
+      T inv = T(1) / (T(1) + e);
+      g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
+    }
+  }
+  return s;
+}
+
 // log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood_row for the fixed and
 // predicted scales; softplus from exp(-|a|) so that no logit overflows).
 template <typename T>
@@ -61,22 +95,16 @@ T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
     }
     return acc - T(D) * static_cast<T>(std::log(s.gaussian_sigma) + kHalfLog2Pi);
   }
-  const bool cb = s.lik == Lik::ContinuousBernoulli;
-  for (int64_t d = 0; d < D; ++d) {
-    const T av = a[d], e = std::exp(-std::abs(av));
-    acc += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
-    T gd = 0;
-    if (g) {  // x - sigmoid(a) from the same exp
-      const T sig = av >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
-      gd = x[d] - sig;
-    }
-    if (cb) {
+  acc = bernoulli_row<T>(a, x, D, g, w);
+  if (s.lik == Lik::ContinuousBernoulli) {
+    double extra = 0;
+    for (int64_t d = 0; d < D; ++d) {
       double lc, dlc;
-      cb_log_norm(static_cast<double>(av), lc, dlc);
-      acc += static_cast<T>(lc);
-      gd += static_cast<T>(dlc);
+      cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+      extra += lc;
+      if (g) g[d] += w * static_cast<T>(dlc);
     }
-    if (g) g[d] = w * gd;
+    acc += static_cast<T>(extra);
   }
   return acc;
 }
