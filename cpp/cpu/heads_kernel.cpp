@@ -109,6 +109,43 @@ T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
   return acc;
 }
 
+// The data checks of heads::check_data as one pass over each input (no temporaries): NaN anywhere, sigma <= 0,
+// x not binary (bernoulli) or outside [0, 1] (continuous_bernoulli). ValueError in Python.
+template <typename T>
+bool has_nan(const at::Tensor& t) {
+  const T* p = t.data_ptr<T>();
+  const int64_t n = t.numel();
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= p[i] != p[i];  // an integer OR reduction: vectorizes
+  return bad != 0;
+}
+
+template <typename T>
+void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
+                const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma) {
+  const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
+  const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
+  for (int i = 0; i < 5; ++i) {
+    TORCH_CHECK_VALUE(!has_nan<T>(*ts[i]), "fastvae: ", op, ": ", names[i], " contains NaN");
+  }
+  const T* sp = sigma.data_ptr<T>();
+  int nonpositive = 0;
+  for (int64_t i = 0; i < sigma.numel(); ++i) nonpositive |= !(sp[i] > T(0));
+  TORCH_CHECK_VALUE(!nonpositive, "fastvae: ", op, ": sigma must be > 0 everywhere");
+  const T* xp = x.data_ptr<T>();
+  const int64_t n = x.numel();
+  if (s.lik == Lik::Bernoulli) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= (xp[i] != T(0)) & (xp[i] != T(1));
+    TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood bernoulli; use "
+                      "continuous_bernoulli for intensities in [0, 1]");
+  } else if (s.lik == Lik::ContinuousBernoulli) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
+    TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
+  }
+}
+
 int64_t grain(const HeadShape& s) { return std::max<int64_t>(1, 16384 / (s.L * s.D + 1)); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, const at::Tensor& out_,
@@ -125,6 +162,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, 
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
+    check_data<T>(op, s, x, out, z, mu, sigma);
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
             *sp = sigma.data_ptr<T>();
     T *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
@@ -254,6 +292,7 @@ std::tuple<at::Tensor, at::Tensor> iwae_bound(const at::Tensor& x_, const at::Te
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
+    check_data<T>(op, s, x, out, z, mu, sigma);
     T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> lw(s.L), w(s.L);

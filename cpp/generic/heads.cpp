@@ -102,6 +102,22 @@ HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out
   return s;
 }
 
+void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
+                const at::Tensor& mu, const at::Tensor& sigma) {
+  const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
+  const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
+  for (int i = 0; i < 5; ++i)
+    TORCH_CHECK_VALUE(!at::isnan(*ts[i]).any().item<bool>(), "fastvae: ", op, ": ", names[i], " contains NaN");
+  TORCH_CHECK_VALUE((sigma > 0).all().item<bool>(), "fastvae: ", op, ": sigma must be > 0 everywhere");
+  if (s.lik == Lik::Bernoulli)
+    TORCH_CHECK_VALUE(((x == 0) | (x == 1)).all().item<bool>(), "fastvae: ", op,
+                      ": x must be binary (0 or 1) for likelihood bernoulli; use continuous_bernoulli for "
+                      "intensities in [0, 1]");
+  if (s.lik == Lik::ContinuousBernoulli)
+    TORCH_CHECK_VALUE(((x >= 0) & (x <= 1)).all().item<bool>(), "fastvae: ", op,
+                      ": x must lie in [0, 1] for likelihood continuous_bernoulli");
+}
+
 KlEst parse_kl(const char* op, const std::string& e) {
   if (e == "analytic") return KlEst::Analytic;
   if (e == "mc") return KlEst::Mc;
@@ -128,6 +144,7 @@ Terms generic_elbo_terms(const at::Tensor& x, const at::Tensor& out, const at::T
                          std::string gaussian_scale, std::string estimator) {
   const char* op = "elbo_terms";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
+  check_data(op, s, x, out, z, mu, sigma);
   const auto est = parse_kl(op, estimator);
   auto rec = log_lik(s, x, out, false).first.mean(0);
   at::Tensor kl;
@@ -188,6 +205,7 @@ std::tuple<at::Tensor, at::Tensor> generic_iwae_bound(const at::Tensor& x, const
                                                       std::string gaussian_scale, std::string estimator) {
   const char* op = "iwae_bound";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
+  check_data(op, s, x, out, z, mu, sigma);
   parse_iwae(op, estimator);
   auto lw = log_weights(s, x, out, z, mu, sigma, nullptr);
   return {at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L)), at::softmax(lw, 0)};

@@ -27,6 +27,11 @@ HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out
                       double gaussian_sigma, const std::string& gaussian_scale);
 KlEst parse_kl(const char* op, const std::string& estimator);
 IwEst parse_iwae(const char* op, const std::string& estimator);
+// Data checks (ValueError in Python): no NaN in x, decoder_out, z, mu, sigma; sigma > 0; x binary for
+// bernoulli, in [0, 1] for continuous_bernoulli. ATen reductions (one host sync each on an accelerator).
+// Run by the forward ops only: the private backward ops trust the inputs their forward has checked.
+void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
+                const at::Tensor& mu, const at::Tensor& sigma);
 void check_weights(const char* op, const char* name, const at::Tensor& g, const at::Tensor& x, int64_t B);
 
 using Terms = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
