@@ -274,3 +274,21 @@ def test_x_with_gradient_is_refused():
     x, out, z, mu, sigma = make_inputs(FAMILIES[2])
     with pytest.raises(ValueError, match="x must not require a gradient"):
         heads.elbo_terms(x.requires_grad_(), out, z, mu, sigma, likelihood="gaussian")
+
+
+CPP_BAD_DATA = [  # data checks of the ops themselves, on both paths: ValueError
+    ((_x + 0.5, _out, _z, _mu, _sigma, "bernoulli"), "x must be binary"),
+    ((_x + 0.5, _out, _z, _mu, _sigma, "continuous_bernoulli"), "x must lie in [0, 1]"),
+    ((_x, _nan(_out), _z, _mu, _sigma, "gaussian"), "decoder_out contains NaN"),
+    ((_x, _out, _z, _nan(_mu), _sigma, "gaussian"), "mu contains NaN"),
+    ((_x, _out, _z, _mu, -_sigma, "gaussian"), "sigma must be > 0 everywhere"),
+]
+
+
+@pytest.mark.parametrize("op", ["elbo_terms", "_generic_elbo_terms", "iwae_bound", "_generic_iwae_bound"])
+@pytest.mark.parametrize("args,fragment", CPP_BAD_DATA)
+def test_ops_reject_bad_data(op, args, fragment):
+    est = "mc" if "elbo" in op else "dreg"
+    with pytest.raises(ValueError) as info:
+        getattr(ops, op)(*args, 1.0, "fixed", est)
+    assert fragment in str(info.value)
