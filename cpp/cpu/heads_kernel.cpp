@@ -69,10 +69,30 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
   return s;
 }
 
+// g = w (x - sigmoid(a)) only (the backward's row: no log1p, no sum).
+template <typename T>
+void bernoulli_grad_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  const Vec zero(T(0)), one(T(1)), wv(w);
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
+    Vec e = (zero - av.abs()).exp();
+    Vec inv = one / (one + e);
+    (wv * (xv - Vec::blendv(e * inv, inv, av >= zero))).store(g + d);
+  }
+  for (; d < D; ++d) {
+    T av = a[d], e = std::exp(-std::abs(av)), inv = T(1) / (T(1) + e);
+    g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
+  }
+}
+
 // log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood_row for the fixed and
 // predicted scales; softplus from exp(-|a|) so that no logit overflows).
+// With value = false (backward) the returned value is not computed where that saves work (bernoulli rows).
 template <typename T>
-T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
+T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool value = true) {
   const int64_t D = s.D;
   T acc = 0;
   if (s.lik == Lik::Gaussian) {
@@ -94,6 +114,10 @@ T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
       if (g) g[d] = w * r * iv;
     }
     return acc - T(D) * static_cast<T>(std::log(s.gaussian_sigma) + kHalfLog2Pi);
+  }
+  if (g && !value && s.lik == Lik::Bernoulli) {
+    bernoulli_grad_row<T>(a, x, D, g, w);
+    return acc;
   }
   acc = bernoulli_row<T>(a, x, D, g, w);
   if (s.lik == Lik::ContinuousBernoulli) {
@@ -216,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
         const T wr = gr[b] / T(s.L);
         for (int64_t l = 0; l < s.L; ++l) {
           const int64_t r = l * s.B + b;
-          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, wr);
+          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, wr, false);
         }
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
@@ -335,7 +359,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
         for (int64_t k = 0; k < s.L; ++k) {
           const int64_t r = k * s.B + b;
           const T c = gp[b] * w[k];
-          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, c);
+          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, c, false);
           const T cz = est == heads::IwEst::Dreg ? c * w[k] : c;
           const T* zz = zp + r * s.Z;
           T* dz = dzp + r * s.Z;
