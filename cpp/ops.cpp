@@ -72,8 +72,9 @@ TORCH_LIBRARY(fastvae, m) {
   // IWAE bound [B] (Burda et al. 2016) and the normalised importance weights softmax_k(log w) [K, B].
   m.def("iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
         "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
-  // Gradients of sum_b g[b] bound[b] by the estimator's rule, with respect to decoder_out, z, mu, sigma.
-  m.def("_iwae_bound_backward(Tensor g, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
+  // Gradients of sum_b g[b] bound[b] by the estimator's rule, with respect to decoder_out, z, mu, sigma;
+  // `weights` [K, B] are the forward's softmax_k(log w) (saved, not recomputed).
+  m.def("_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
         "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
         "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
   // The same four heads bound only to the device-generic ATen implementation (CompositeExplicitAutograd), so
@@ -85,7 +86,7 @@ TORCH_LIBRARY(fastvae, m) {
         "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
   m.def("_generic_iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
         "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
-  m.def("_generic_iwae_bound_backward(Tensor g, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
+  m.def("_generic_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
         "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
         "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
 }

@@ -125,10 +125,13 @@ def test_fused_and_generic_agree_in_both_dtypes(family, dtype):
         torch.testing.assert_close(a, b, **tol)
         assert a[0].dtype == dtype
     w = torch.rand(x.shape[0], dtype=dtype)
+    fused_bound, weights = ops.iwae_bound(x, out, z, mu, sigma, lik, gs, scale, "reparam")
+    generic_bound, generic_weights = ops._generic_iwae_bound(x, out, z, mu, sigma, lik, gs, scale, "reparam")
+    torch.testing.assert_close((fused_bound, weights), (generic_bound, generic_weights), **tol)
     for est in heads.IWAE_ESTIMATORS:
-        torch.testing.assert_close(ops._iwae_bound_backward(w, x, out, z, mu, sigma, lik, gs, scale, est),
-                                   ops._generic_iwae_bound_backward(w, x, out, z, mu, sigma, lik, gs, scale, est),
-                                   **tol)
+        torch.testing.assert_close(ops._iwae_bound_backward(w, weights, x, out, z, mu, sigma, lik, gs, scale, est),
+                                   ops._generic_iwae_bound_backward(w, weights, x, out, z, mu, sigma, lik, gs, scale,
+                                                                    est), **tol)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=FAMILY_IDS)
@@ -144,7 +147,7 @@ def test_meta_shapes(family):
         shapes = [tuple(t.shape) for t in op(g, g, x, out, z, mu, sigma, lik, gs, scale, "mc")]
         assert shapes == [tuple(out.shape), (3, 4, 2), (4, 2), (4, 2)]
     for op in (ops._iwae_bound_backward, ops._generic_iwae_bound_backward):
-        shapes = [tuple(t.shape) for t in op(g, x, out, z, mu, sigma, lik, gs, scale, "dreg")]
+        shapes = [tuple(t.shape) for t in op(g, weights, x, out, z, mu, sigma, lik, gs, scale, "dreg")]
         assert shapes == [tuple(out.shape), (3, 4, 2), (4, 2), (4, 2)]
 
 

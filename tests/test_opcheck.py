@@ -206,6 +206,7 @@ def heads_cases():
         sigma = torch.rand(3, 2, dtype=F64, generator=g) + 0.5
         z = mu + sigma * torch.randn(2, 3, 2, dtype=F64, generator=g)
         w = torch.linspace(0.5, 1.5, 3, dtype=F64)
+        weights = ops.iwae_bound(x, out, z, mu, sigma, lik, gs, scale, "reparam")[1]
         tag = f"{lik}-{scale}"
         grad = [t.clone().requires_grad_() for t in (out, z, mu, sigma)]
         for prefix in ("", "_generic_"):
@@ -216,7 +217,7 @@ def heads_cases():
             for est in ("reparam", "stl", "dreg"):
                 cases.append((f"{prefix}iwae_bound", f"{tag}-{est}", (x, *grad, lik, gs, scale, est)))
                 cases.append((f"{prefix or '_'}iwae_bound_backward", f"{tag}-{est}",
-                              (w, x, out, z, mu, sigma, lik, gs, scale, est)))
+                              (w, weights, x, out, z, mu, sigma, lik, gs, scale, est)))
     return cases
 
 

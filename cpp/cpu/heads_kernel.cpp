@@ -331,27 +331,28 @@ std::tuple<at::Tensor, at::Tensor> iwae_bound(const at::Tensor& x_, const at::Te
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
-    const at::Tensor& g_, const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_, const at::Tensor& mu_,
-    const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
+    const at::Tensor& g_, const at::Tensor& weights_, const at::Tensor& x_, const at::Tensor& out_,
+    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
     std::string estimator) {
   const char* op = "_iwae_bound_backward";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = heads::parse_iwae(op, estimator);
   heads::check_weights(op, "g", g_, x_, s.B);
+  heads::check_importance_weights(op, weights_, x_, s.L, s.B);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
-       sigma = sigma_.contiguous(), g = g_.contiguous();
+       sigma = sigma_.contiguous(), g = g_.contiguous(), weights = weights_.contiguous();
   auto d_out = at::empty_like(out), d_z = at::empty_like(z), d_mu = at::empty_like(mu),
        d_sigma = at::empty_like(sigma);
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
-            *sp = sigma.data_ptr<T>(), *gp = g.data_ptr<T>();
+            *sp = sigma.data_ptr<T>(), *gp = g.data_ptr<T>(), *wp = weights.data_ptr<T>();
     T *dop = d_out.data_ptr<T>(), *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
-      std::vector<T> lw(s.L), w(s.L);
+      std::vector<T> w(s.L);
       for (int64_t b = b0; b < b1; ++b) {
-        image_log_weights<T>(s, W, xp, ap, zp, mp, sp, b, lw.data(), w.data());
+        for (int64_t k = 0; k < s.L; ++k) w[k] = wp[k * s.B + b];  // the forward's softmax_k(log w)
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
         std::fill_n(dm, s.Z, T(0));

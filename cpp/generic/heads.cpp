@@ -139,6 +139,13 @@ void check_weights(const char* op, const char* name, const at::Tensor& g, const 
               " must have x's dtype and device, got ", g.scalar_type(), " on ", g.device());
 }
 
+void check_importance_weights(const char* op, const at::Tensor& w, const at::Tensor& x, int64_t K, int64_t B) {
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == K && w.size(1) == B, "fastvae: ", op, ": weights must have shape [", K,
+              ", ", B, "], got ", w.sizes());
+  TORCH_CHECK(w.scalar_type() == x.scalar_type() && w.device() == x.device(), "fastvae: ", op,
+              ": weights must have x's dtype and device, got ", w.scalar_type(), " on ", w.device());
+}
+
 Terms generic_elbo_terms(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
                          const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
                          std::string gaussian_scale, std::string estimator) {
@@ -189,13 +196,11 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
 }
 
 namespace {
-// log w [K, B] = log p(x | out_k) + log p(z_k) - log q(z_k | x), and e = (z - mu) / sigma.
+// log w [K, B] = log p(x | out_k) + log p(z_k) - log q(z_k | x).
 at::Tensor log_weights(const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
-                       const at::Tensor& mu, const at::Tensor& sigma, at::Tensor* e_out) {
+                       const at::Tensor& mu, const at::Tensor& sigma) {
   auto e = (z - mu) / sigma;
-  auto lw = log_lik(s, x, out, false).first + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
-  if (e_out) *e_out = e;
-  return lw;
+  return log_lik(s, x, out, false).first + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
 }
 }  // namespace
 
@@ -207,11 +212,11 @@ std::tuple<at::Tensor, at::Tensor> generic_iwae_bound(const at::Tensor& x, const
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   check_data(op, s, x, out, z, mu, sigma);
   parse_iwae(op, estimator);
-  auto lw = log_weights(s, x, out, z, mu, sigma, nullptr);
+  auto lw = log_weights(s, x, out, z, mu, sigma);
   return {at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L)), at::softmax(lw, 0)};
 }
 
-Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& out,
+Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x, const at::Tensor& out,
                                   const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
                                   std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
                                   std::string estimator) {
@@ -219,8 +224,9 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& x, cons
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = parse_iwae(op, estimator);
   check_weights(op, "g", g, x, s.B);
-  at::Tensor e;
-  auto w = at::softmax(log_weights(s, x, out, z, mu, sigma, &e), 0);
+  check_importance_weights(op, weights, x, s.L, s.B);
+  const auto& w = weights;
+  auto e = (z - mu) / sigma;
   auto c = (w * g.view({1, s.B})).unsqueeze(-1);  // [K, B, 1]
   auto d_out = log_lik(s, x, out, true).second * c;
   auto h = e / sigma - z;  // d/dz [log p(z) - log q(z)] with q's parameters fixed

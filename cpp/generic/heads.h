@@ -33,6 +33,8 @@ IwEst parse_iwae(const char* op, const std::string& estimator);
 void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
                 const at::Tensor& mu, const at::Tensor& sigma);
 void check_weights(const char* op, const char* name, const at::Tensor& g, const at::Tensor& x, int64_t B);
+// The importance weights given to the IWAE backward: [K, B], x's dtype and device.
+void check_importance_weights(const char* op, const at::Tensor& w, const at::Tensor& x, int64_t K, int64_t B);
 
 using Terms = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
@@ -49,7 +51,7 @@ std::tuple<at::Tensor, at::Tensor> generic_iwae_bound(const at::Tensor& x, const
                                                       const at::Tensor& mu, const at::Tensor& sigma,
                                                       std::string likelihood, double gaussian_sigma,
                                                       std::string gaussian_scale, std::string estimator);
-Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& out,
+Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x, const at::Tensor& out,
                                   const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
                                   std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
                                   std::string estimator);

@@ -149,8 +149,8 @@ def _register(prefix):
         return x.new_empty(x.shape[0]), x.new_empty(out.shape[0], x.shape[0])
 
     @torch.library.register_fake(bound_bw)
-    def _bound_bw_fake(g, x, out, z, mu, sigma, *names):
-        check_devices(bound_bw, g=g, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+    def _bound_bw_fake(g, weights, x, out, z, mu, sigma, *names):
+        check_devices(bound_bw, g=g, weights=weights, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
         return torch.empty_like(out), torch.empty_like(z), torch.empty_like(mu), torch.empty_like(sigma)
 
     def setup(ctx, inputs, output):
@@ -159,7 +159,9 @@ def _register(prefix):
         ctx.names = names
 
     def setup_bound(ctx, inputs, output):
-        setup(ctx, inputs, output)
+        x, out, z, mu, sigma, *names = inputs
+        ctx.save_for_backward(x, out, z, mu, sigma, output[1])  # the weights: the backward does not recompute
+        ctx.names = names
         ctx.mark_non_differentiable(output[1])
 
     def no_x_grad(ctx, op):
@@ -175,8 +177,8 @@ def _register(prefix):
 
     def bound_backward(ctx, g, g_weights):
         no_x_grad(ctx, "iwae_bound")
-        x, out, z, mu, sigma = ctx.saved_tensors
-        grads = bw_ops[1](g, x, out, z, mu, sigma, *ctx.names)
+        x, out, z, mu, sigma, weights = ctx.saved_tensors
+        grads = bw_ops[1](g, weights, x, out, z, mu, sigma, *ctx.names)
         return (None, *grads) + (None,) * len(ctx.names)
 
     torch.library.register_autograd(terms, terms_backward, setup_context=setup)
