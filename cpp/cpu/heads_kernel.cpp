@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -150,6 +151,7 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
   const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
   const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
   for (int i = 0; i < 5; ++i) {
+    if (i == 1) continue;  // decoder_out: its rows' log-likelihoods are NaN if it holds one (check_rows)
     TORCH_CHECK_VALUE(!has_nan<T>(*ts[i]), "fastvae: ", op, ": ", names[i], " contains NaN");
   }
   const T* sp = sigma.data_ptr<T>();
@@ -168,6 +170,13 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
     for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
     TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
   }
+}
+
+// After the row pass: a NaN log-likelihood means a NaN in decoder_out (the other inputs are checked before) or
+// an overflow (inf logits); only the first is an input error, so decoder_out is scanned only then.
+template <typename T>
+void check_rows(const char* op, bool nan_seen, const at::Tensor& out) {
+  if (nan_seen) TORCH_CHECK_VALUE(!has_nan<T>(out), "fastvae: ", op, ": decoder_out contains NaN");
 }
 
 int64_t grain(const HeadShape& s) { return std::max<int64_t>(1, 16384 / (s.L * s.D + 1)); }
@@ -190,11 +199,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, 
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
             *sp = sigma.data_ptr<T>();
     T *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
+    std::atomic<bool> nan_seen{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T r = 0;
         for (int64_t l = 0; l < s.L; ++l) r += row_log_lik<T>(s, ap + (l * s.B + b) * W, xp + b * s.D, nullptr, T(0));
         rp[b] = r / T(s.L);
+        if (std::isnan(r)) nan_seen = true;
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T k = 0;
         if (est == heads::KlEst::Analytic) {
@@ -212,6 +223,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, 
         kp[b] = k;
       }
     });
+    check_rows<T>(op, nan_seen, out);
   });
   return {rec - kl, rec, kl};
 }
@@ -318,14 +330,17 @@ std::tuple<at::Tensor, at::Tensor> iwae_bound(const at::Tensor& x_, const at::Te
     using T = scalar_t;
     check_data<T>(op, s, x, out, z, mu, sigma);
     T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>();
+    std::atomic<bool> nan_seen{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> lw(s.L), w(s.L);
       for (int64_t b = b0; b < b1; ++b) {
         bp[b] = image_log_weights<T>(s, W, x.data_ptr<T>(), out.data_ptr<T>(), z.data_ptr<T>(), mu.data_ptr<T>(),
                                      sigma.data_ptr<T>(), b, lw.data(), w.data());
         for (int64_t k = 0; k < s.L; ++k) wp[k * s.B + b] = w[k];
+        if (std::isnan(bp[b])) nan_seen = true;
       }
     });
+    check_rows<T>(op, nan_seen, out);
   });
   return {bound, weights};
 }
