@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/likelihood.h"
 #include "generic/heads.h"
 
 namespace fastvae {
@@ -20,118 +21,21 @@ namespace {
 
 using heads::HeadShape;
 using heads::Lik;
-constexpr double kHalfLog2Pi = 0.91893853320467274178;
-
-// log C and d log C / da of the continuous Bernoulli normaliser at lambda = sigmoid(a), as the engine's
-// cb_log_norm (cpp/cpu/vae_engine.cpp, Loaiza-Ganem & Cunningham 2019 eq. 7; Taylor series near a = 0).
-inline void cb_log_norm(double a, double& logc, double& dlogc) {
-  constexpr double kCut = 4.0000053333e-3;  // 2 artanh(0.002)
-  if (std::abs(a) < kCut) {
-    const double u2 = 0.25 * a * a;
-    logc = 0.69314718055994530942 + u2 * (1.0 / 3 + u2 * (-7.0 / 90 + u2 * (62.0 / 2835)));
-    const double a2 = a * a;
-    dlogc = a * (1.0 / 6 + a2 * (-7.0 / 360 + a2 * (31.0 / 15120)));
-  } else {
-    logc = std::log(a / std::tanh(0.5 * a));
-    dlogc = 1.0 / a - 1.0 / std::sinh(a);
-  }
-}
-
-// log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g, g = w (x - sigmoid(a)), both from one exp and
-// one log1p of -|a| so that no logit overflows: the engine's bernoulli_row (cpp/cpu/vae_engine.cpp), which is
-// local to that file.
-template <typename T>
-T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
-  using Vec = at::vec::Vectorized<T>;
-  constexpr int64_t W = Vec::size();
-  Vec acc(T(0));
-  const Vec zero(T(0)), one(T(1)), wv(w);
-  int64_t d = 0;
-  for (; d + W <= D; d += W) {
-    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
-    Vec e = (zero - av.abs()).exp();
-    Vec sp = at::vec::maximum(av, zero) + e.log1p();
-    acc = acc + (xv * av - sp);
-    if (g) {
-      Vec inv = one / (one + e);
-      Vec sig = Vec::blendv(e * inv, inv, av >= zero);
-      (wv * (xv - sig)).store(g + d);
-    }
-  }
-  T s = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc);
-  for (; d < D; ++d) {
-    T av = a[d], e = std::exp(-std::abs(av));
-    s += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
-    if (g) {
-      T inv = T(1) / (T(1) + e);
-      g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
-    }
-  }
-  return s;
-}
-
-// g = w (x - sigmoid(a)) only (the backward's row: no log1p, no sum).
-template <typename T>
-void bernoulli_grad_row(const T* a, const T* x, int64_t D, T* g, T w) {
-  using Vec = at::vec::Vectorized<T>;
-  constexpr int64_t W = Vec::size();
-  const Vec zero(T(0)), one(T(1)), wv(w);
-  int64_t d = 0;
-  for (; d + W <= D; d += W) {
-    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
-    Vec e = (zero - av.abs()).exp();
-    Vec inv = one / (one + e);
-    (wv * (xv - Vec::blendv(e * inv, inv, av >= zero))).store(g + d);
-  }
-  for (; d < D; ++d) {
-    T av = a[d], e = std::exp(-std::abs(av)), inv = T(1) / (T(1) + e);
-    g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
-  }
-}
 
 // log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood_row for the fixed and
 // predicted scales; softplus from exp(-|a|) so that no logit overflows).
 // With value = false (backward) the returned value is not computed where that saves work (bernoulli rows).
 template <typename T>
 T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool value = true) {
-  const int64_t D = s.D;
-  T acc = 0;
-  if (s.lik == Lik::Gaussian) {
-    if (s.predicted) {
-      for (int64_t d = 0; d < D; ++d) {
-        const T r = x[d] - a[d], lv = a[D + d], iv = std::exp(-lv), q = r * r * iv;
-        acc -= T(0.5) * (q + lv);
-        if (g) {
-          g[d] = w * r * iv;
-          g[D + d] = w * T(0.5) * (q - T(1));
-        }
-      }
-      return acc - T(D) * T(kHalfLog2Pi);
-    }
-    const T iv = T(1) / static_cast<T>(s.gaussian_sigma * s.gaussian_sigma);
-    for (int64_t d = 0; d < D; ++d) {
-      const T r = x[d] - a[d];
-      acc -= T(0.5) * r * r * iv;
-      if (g) g[d] = w * r * iv;
-    }
-    return acc - T(D) * static_cast<T>(std::log(s.gaussian_sigma) + kHalfLog2Pi);
+  if (s.lik == Lik::Gaussian)
+    return s.predicted ? gaussian_predicted_row<T>(a, x, s.D, g, w)
+                       : gaussian_fixed_row<T>(a, x, s.D, g, w, s.gaussian_sigma);
+  if (s.lik == Lik::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, s.D, g, w);
+  if (g && !value) {
+    bernoulli_grad_row<T>(a, x, s.D, g, w);
+    return T(0);
   }
-  if (g && !value && s.lik == Lik::Bernoulli) {
-    bernoulli_grad_row<T>(a, x, D, g, w);
-    return acc;
-  }
-  acc = bernoulli_row<T>(a, x, D, g, w);
-  if (s.lik == Lik::ContinuousBernoulli) {
-    double extra = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      double lc, dlc;
-      cb_log_norm(static_cast<double>(a[d]), lc, dlc);
-      extra += lc;
-      if (g) g[d] += w * static_cast<T>(dlc);
-    }
-    acc += static_cast<T>(extra);
-  }
-  return acc;
+  return bernoulli_row<T>(a, x, s.D, g, w);
 }
 
 // The data checks of heads::check_data as one pass over each input (no temporaries): NaN anywhere, sigma <= 0,

@@ -44,6 +44,25 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
   return s;
 }
 
+// g = w (x - sigmoid(a)) only (the backward's row: no log1p, no sum).
+template <typename T>
+void bernoulli_grad_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  const Vec zero(T(0)), one(T(1)), wv(w);
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
+    Vec e = (zero - av.abs()).exp();
+    Vec inv = one / (one + e);
+    (wv * (xv - Vec::blendv(e * inv, inv, av >= zero))).store(g + d);
+  }
+  for (; d < D; ++d) {
+    T av = a[d], e = std::exp(-std::abs(av)), inv = T(1) / (T(1) + e);
+    g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
+  }
+}
+
 // log C and d log C / da of the continuous Bernoulli normaliser (Loaiza-Ganem & Cunningham 2019, eq. 7)
 // at lambda = sigmoid(a): C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = a / tanh(a / 2), so
 // log C = log(a / tanh(a / 2)) and d log C / da = 1/a - 1/sinh(a), both finite for every logit (the
