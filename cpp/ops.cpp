@@ -59,4 +59,34 @@ TORCH_LIBRARY(fastvae, m) {
         ", float temperature, bool hard) -> (Tensor elbo, Tensor rec, Tensor kl)");
   m.def("vae_categorical_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor u, Tensor[] params, "
         FASTVAE_ARCH_SCHEMA ", float temperature, bool hard) -> Tensor[]");
+  // Objective heads (issue 11; cpp/generic/heads.cpp for every backend, cpp/cpu/heads_kernel.cpp fused on the
+  // CPU; docs/heads.md). x [B, D], decoder_out [L, B, D] (gaussian "predicted": [L, B, 2D], mean | log-variance),
+  // z [L, B, Z], mu and sigma [B, Z]. likelihood: bernoulli, continuous_bernoulli, gaussian; gaussian_scale:
+  // fixed or predicted; estimator: analytic, mc, stl (elbo_terms) or reparam, stl, dreg (iwae_bound).
+  m.def("elbo_terms(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
+        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor elbo, Tensor rec, Tensor kl)");
+  // Gradients of sum_b g_rec[b] rec[b] + g_kl[b] kl[b] with respect to decoder_out, z, mu, sigma.
+  m.def("_elbo_terms_backward(Tensor g_rec, Tensor g_kl, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, "
+        "Tensor sigma, str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
+        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
+  // IWAE bound [B] (Burda et al. 2016) and the normalised importance weights softmax_k(log w) [K, B].
+  m.def("iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
+        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
+  // Gradients of sum_b g[b] bound[b] by the estimator's rule, with respect to decoder_out, z, mu, sigma;
+  // `weights` [K, B] are the forward's softmax_k(log w) (saved, not recomputed).
+  m.def("_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
+        "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
+        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
+  // The same four heads bound only to the device-generic ATen implementation (CompositeExplicitAutograd), so
+  // that tests can run that path on the CPU, where the fused kernels otherwise take precedence.
+  m.def("_generic_elbo_terms(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
+        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor elbo, Tensor rec, Tensor kl)");
+  m.def("_generic_elbo_terms_backward(Tensor g_rec, Tensor g_kl, Tensor x, Tensor decoder_out, Tensor z, "
+        "Tensor mu, Tensor sigma, str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
+        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
+  m.def("_generic_iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
+        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
+  m.def("_generic_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
+        "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
+        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
 }

@@ -191,6 +191,39 @@ def categorical_cases():
 CASES += categorical_cases()
 
 
+def heads_cases():
+    """The objective heads (issue 11) on both paths: the fused CPU ops and their _generic_* twins (the
+    device-generic ATen implementation), each likelihood / scale with every estimator."""
+    cases = []
+    families = [("bernoulli", 1.0, "fixed"), ("continuous_bernoulli", 1.0, "fixed"), ("gaussian", 0.7, "fixed"),
+                ("gaussian", 1.0, "predicted")]
+    for lik, gs, scale in families:
+        g = gen(70)
+        x = torch.rand(3, 4, dtype=F64, generator=g)
+        x = (x < 0.5).to(F64) if lik == "bernoulli" else x
+        out = torch.randn(2, 3, 8 if scale == "predicted" else 4, dtype=F64, generator=g)
+        mu = torch.randn(3, 2, dtype=F64, generator=g)
+        sigma = torch.rand(3, 2, dtype=F64, generator=g) + 0.5
+        z = mu + sigma * torch.randn(2, 3, 2, dtype=F64, generator=g)
+        w = torch.linspace(0.5, 1.5, 3, dtype=F64)
+        weights = ops.iwae_bound(x, out, z, mu, sigma, lik, gs, scale, "reparam")[1]
+        tag = f"{lik}-{scale}"
+        grad = [t.clone().requires_grad_() for t in (out, z, mu, sigma)]
+        for prefix in ("", "_generic_"):
+            for est in ("analytic", "mc", "stl"):
+                cases.append((f"{prefix}elbo_terms", f"{tag}-{est}", (x, *grad, lik, gs, scale, est)))
+                cases.append((f"{prefix or '_'}elbo_terms_backward", f"{tag}-{est}",
+                              (w, -w, x, out, z, mu, sigma, lik, gs, scale, est)))
+            for est in ("reparam", "stl", "dreg"):
+                cases.append((f"{prefix}iwae_bound", f"{tag}-{est}", (x, *grad, lik, gs, scale, est)))
+                cases.append((f"{prefix or '_'}iwae_bound_backward", f"{tag}-{est}",
+                              (w, weights, x, out, z, mu, sigma, lik, gs, scale, est)))
+    return cases
+
+
+CASES += heads_cases()
+
+
 def library_ops():
     return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastvae::"))
 

@@ -12,8 +12,9 @@ from .vae import ELBO, VAE, elbo, iwae, log_likelihood
 from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
 from .training import AdamState, History, TrainingDivergedError
 from .checkpoint import CheckpointError
+from . import heads  # noqa: F401  (objective heads for any encoder/decoder, docs/heads.md)
 
 __version__ = "0.1.0"
 __all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
            "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
-           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "iwae"]
+           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "iwae", "heads"]

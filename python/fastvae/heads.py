@@ -1,0 +1,189 @@
+"""Objective heads: the per-image ELBO terms and the IWAE bound of a Gaussian-posterior VAE as ops with a
+hand-written backward, for any encoder and decoder (``torch.nn.Module`` s of the user's) on any device.
+
+The caller runs its own networks: ``mu, sigma`` from the encoder, ``z = mu + sigma * eps`` (with autograd, so
+the encoder gets the reparameterization gradient through ``z``), ``decoder_out = decoder(z)``. The heads then
+give the objective and, in backward, the gradients with respect to ``decoder_out``, ``z``, ``mu`` and
+``sigma``. On the CPU fused C++ kernels run (``cpp/cpu/heads_kernel.cpp``); every other device gets the
+device-generic ATen implementation (``cpp/generic/heads.cpp``). Formulas and conventions: docs/heads.md.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from . import _C  # noqa: F401  (registers the ops)
+from . import _checks
+from ._ops import check_devices
+from .vae import ELBO
+
+ops = torch.ops.fastvae
+
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+GAUSSIAN_SCALES = ("fixed", "predicted")
+ELBO_ESTIMATORS = ("analytic", "mc", "stl")
+IWAE_ESTIMATORS = ("reparam", "stl", "dreg")
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
+    _checks.choice(where, "likelihood", likelihood, LIKELIHOODS)
+    _checks.choice(where, "gaussian_scale", gaussian_scale, GAUSSIAN_SCALES)
+    _checks.choice(where, "estimator", estimator, estimators)
+    if gaussian_scale == "predicted" and likelihood != "gaussian":
+        raise ValueError(f"{where}: gaussian_scale 'predicted' needs likelihood 'gaussian', got {likelihood!r}")
+    gaussian_sigma = _checks.positive(where, "gaussian_sigma", gaussian_sigma)
+    named = dict(x=x, decoder_out=decoder_out, z=z, mu=mu, sigma=sigma)
+    for (name, t), dim in zip(named.items(), (2, 3, 3, 2, 2)):
+        _checks.tensor(where, name, t, dtypes=_FLOATS, dim=dim)
+    for name, t in named.items():
+        if t.dtype != x.dtype:
+            raise TypeError(f"{where}: {name} must have x's dtype {x.dtype}, got {t.dtype}")
+    _checks.same_device(where, **named)
+    B, D = x.shape
+    L, Z = decoder_out.shape[0], mu.shape[1]
+    width = 2 * D if gaussian_scale == "predicted" else D
+    if B == 0 or D == 0 or L == 0 or Z == 0:
+        raise ValueError(f"{where}: empty inputs, got x {tuple(x.shape)}, decoder_out {tuple(decoder_out.shape)}, "
+                         f"mu {tuple(mu.shape)}")
+    if tuple(decoder_out.shape) != (L, B, width):
+        raise ValueError(f"{where}: decoder_out must have shape [L, {B}, {width}], got {tuple(decoder_out.shape)}")
+    if tuple(z.shape) != (L, B, Z):
+        raise ValueError(f"{where}: z must have shape [{L}, {B}, {Z}], got {tuple(z.shape)}")
+    if tuple(sigma.shape) != (B, Z) or mu.shape[0] != B:
+        raise ValueError(f"{where}: mu and sigma must have shape [{B}, Z], got {tuple(mu.shape)} and "
+                         f"{tuple(sigma.shape)}")
+    # The data checks (NaN, sigma > 0, binary x / x in [0, 1]) are in C++ (fused kernel: in its own pass, no
+    # temporaries; generic path: ATen reductions) and raise ValueError.
+    return gaussian_sigma
+
+
+def elbo_terms(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian_sigma=1.0,
+               gaussian_scale="fixed", estimator="analytic") -> ELBO:
+    """Per-image ELBO terms of a VAE with posterior N(mu, diag sigma^2) and prior N(0, I) (Kingma & Welling 2014).
+
+    Args:
+        x: [B, D] targets, float32 or float64, no gradient: binary for ``"bernoulli"``, in [0, 1] for
+            ``"continuous_bernoulli"``, real for ``"gaussian"``.
+        decoder_out: [L, B, D] decoder output per latent sample: logits (bernoulli, continuous_bernoulli) or the
+            mean (gaussian, ``gaussian_scale="fixed"``); [L, B, 2D] for ``gaussian_scale="predicted"`` (mean
+            ``[..., :D]``, log-variance ``[..., D:]``), as in :class:`fastvae.VAE`.
+        z: [L, B, Z] latent samples ``mu + sigma * eps`` formed by the caller with autograd.
+        mu, sigma: [B, Z] posterior parameters (sigma > 0).
+        likelihood: ``"bernoulli"``, ``"continuous_bernoulli"`` (Loaiza-Ganem & Cunningham 2019) or
+            ``"gaussian"``; gaussian_sigma: the fixed standard deviation (> 0) of ``"gaussian"``/``"fixed"``.
+        estimator: the KL term: ``"analytic"`` closed form from (mu, sigma); ``"mc"`` the mean over L of
+            log q(z|x) - log p(z); ``"stl"`` the same value with q's parameters held fixed, gradient only
+            through z (sticking the landing, Roeder et al. 2017).
+
+    Returns:
+        :class:`fastvae.ELBO` (elbo, rec, kl), each [B] in nats: rec = mean over L of log p(x | decoder_out),
+        elbo = rec - kl. Differentiable with respect to decoder_out, z, mu and sigma (hand-written backward).
+
+    Raises:
+        TypeError: a non-tensor, a dtype other than float32/float64 or mixed dtypes, a non-string name.
+        ValueError: unknown names, wrong shapes, mixed devices, NaN inputs, sigma <= 0, gaussian_sigma <= 0,
+            non-binary x for bernoulli, x outside [0, 1] for continuous_bernoulli.
+    """
+    where = "fastvae.heads.elbo_terms"
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                ELBO_ESTIMATORS)
+    if x.requires_grad:
+        raise ValueError(f"{where}: x must not require a gradient (the heads give none for the data); detach it")
+    return ELBO(*ops.elbo_terms(x, decoder_out, z, mu, sigma, likelihood, gs, gaussian_scale, estimator))
+
+
+def iwae_bound(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian_sigma=1.0,
+               gaussian_scale="fixed", estimator="reparam") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Importance-weighted bound (Burda et al. 2016) per image, with K = L samples.
+
+    log w_kb = log p(x_b | decoder_out_kb) + log p(z_kb) - log q(z_kb | x_b);
+    bound_b = logsumexp_k log w_kb - log K; weights = softmax_k(log w) (normalised importance weights w~).
+    Arguments, shapes and errors as :func:`elbo_terms`, with ``estimator`` one of:
+
+    - ``"reparam"``: the full gradient of the bound;
+    - ``"stl"``: q's parameters held fixed inside log q (gradient to mu, sigma only through z);
+    - ``"dreg"`` (doubly reparameterized, Tucker et al. 2019): decoder_out gets the ordinary gradient
+      (weighted by w~), z gets the gradient of log p(z) - log q(z) (q's parameters fixed) weighted by w~^2,
+      mu and sigma get no direct gradient. The decoder path of the DReG z-gradient needs w~^2 too, which the
+      head cannot apply (it only sees decoder_out): register a gradient hook on the decoder's input ``z`` that
+      multiplies the gradient arriving from the decoder by the returned ``weights`` (unsqueezed to
+      [K, B, 1]); see docs/heads.md.
+
+    Returns:
+        (bound [B], weights [K, B]); ``weights`` is detached (no gradient flows through it).
+    """
+    where = "fastvae.heads.iwae_bound"
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                IWAE_ESTIMATORS)
+    if x.requires_grad:
+        raise ValueError(f"{where}: x must not require a gradient (the heads give none for the data); detach it")
+    bound, weights = ops.iwae_bound(x, decoder_out, z, mu, sigma, likelihood, gs, gaussian_scale, estimator)
+    return bound, weights.detach()
+
+
+# -- fake (meta) kernels and autograd, for the fused ops and their _generic_ twins (same schemas) -------------
+def _register(prefix):
+    terms, terms_bw = f"fastvae::{prefix}elbo_terms", f"fastvae::{prefix}elbo_terms_backward"
+    bound, bound_bw = f"fastvae::{prefix}iwae_bound", f"fastvae::{prefix}iwae_bound_backward"
+    bw_ops = {"": (ops._elbo_terms_backward, ops._iwae_bound_backward),
+              "_generic_": (ops._generic_elbo_terms_backward, ops._generic_iwae_bound_backward)}[prefix]
+    if prefix == "":
+        terms_bw, bound_bw = "fastvae::_elbo_terms_backward", "fastvae::_iwae_bound_backward"
+
+    @torch.library.register_fake(terms)
+    def _terms_fake(x, out, z, mu, sigma, *names):
+        check_devices(terms, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        b = x.shape[0]
+        return x.new_empty(b), x.new_empty(b), x.new_empty(b)
+
+    @torch.library.register_fake(terms_bw)
+    def _terms_bw_fake(g_rec, g_kl, x, out, z, mu, sigma, *names):
+        check_devices(terms_bw, g_rec=g_rec, g_kl=g_kl, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        return torch.empty_like(out), torch.empty_like(z), torch.empty_like(mu), torch.empty_like(sigma)
+
+    @torch.library.register_fake(bound)
+    def _bound_fake(x, out, z, mu, sigma, *names):
+        check_devices(bound, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        return x.new_empty(x.shape[0]), x.new_empty(out.shape[0], x.shape[0])
+
+    @torch.library.register_fake(bound_bw)
+    def _bound_bw_fake(g, weights, x, out, z, mu, sigma, *names):
+        check_devices(bound_bw, g=g, weights=weights, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        return torch.empty_like(out), torch.empty_like(z), torch.empty_like(mu), torch.empty_like(sigma)
+
+    def setup(ctx, inputs, output):
+        x, out, z, mu, sigma, *names = inputs
+        ctx.save_for_backward(x, out, z, mu, sigma)
+        ctx.names = names
+
+    def setup_bound(ctx, inputs, output):
+        x, out, z, mu, sigma, *names = inputs
+        ctx.save_for_backward(x, out, z, mu, sigma, output[1])  # the weights: the backward does not recompute
+        ctx.names = names
+        ctx.mark_non_differentiable(output[1])
+
+    def no_x_grad(ctx, op):
+        if ctx.needs_input_grad[0]:
+            raise RuntimeError(f"fastvae::{op}: no gradient with respect to x (the data); detach x")
+
+    def terms_backward(ctx, g_elbo, g_rec, g_kl):
+        no_x_grad(ctx, "elbo_terms")
+        x, out, z, mu, sigma = ctx.saved_tensors
+        # elbo = rec - kl: an upstream gradient on elbo reaches rec with +1 and kl with -1.
+        grads = bw_ops[0](g_elbo + g_rec, g_kl - g_elbo, x, out, z, mu, sigma, *ctx.names)
+        return (None, *grads) + (None,) * len(ctx.names)
+
+    def bound_backward(ctx, g, g_weights):
+        no_x_grad(ctx, "iwae_bound")
+        x, out, z, mu, sigma, weights = ctx.saved_tensors
+        grads = bw_ops[1](g, weights, x, out, z, mu, sigma, *ctx.names)
+        return (None, *grads) + (None,) * len(ctx.names)
+
+    torch.library.register_autograd(terms, terms_backward, setup_context=setup)
+    torch.library.register_autograd(bound, bound_backward, setup_context=setup_bound)
+
+
+_register("")
+_register("_generic_")
