@@ -14,16 +14,17 @@ from typing import Tuple
 import torch
 
 from . import _C  # noqa: F401  (registers the ops)
-from . import _checks
+from . import _checks, arch
 from ._ops import check_devices
 from .vae import ELBO
 
 ops = torch.ops.fastvae
 
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
-GAUSSIAN_SCALES = ("fixed", "predicted")
-ELBO_ESTIMATORS = ("analytic", "mc", "stl")
-IWAE_ESTIMATORS = ("reparam", "stl", "dreg")
+# The names come from the C++ tables (fastvae._C, via fastvae.arch): one definition for both languages.
+LIKELIHOODS = arch.LIKELIHOODS
+GAUSSIAN_SCALES = tuple(s for s in arch.GAUSSIAN_SCALES if s != "learned")  # a learned scale is a decoder output
+ELBO_ESTIMATORS = arch.ESTIMATORS
+IWAE_ESTIMATORS = arch.IWAE_ESTIMATORS
 _FLOATS = (torch.float32, torch.float64)
 
 

@@ -339,6 +339,15 @@ class VAE(nn.Module):
             mu = nn.functional.one_hot(q.argmax(-1), self.categories).to(q.dtype).reshape(q.shape[0], -1)
         return self.decode(mu, y)
 
+    @classmethod
+    def from_networks(cls, encoder: nn.Module, decoder: nn.Module, latent_dim: int, **kwargs):
+        """A VAE around your own encoder and decoder networks (any nn.Module, any device), trained and evaluated
+        with fastvae's objective heads: see :class:`fastvae.networks.NetworkVAE` for the contract and keywords
+        (likelihood, gaussian_sigma, gaussian_scale, posterior). ``fastvae.elbo``, ``fastvae.iwae``,
+        ``fastvae.log_likelihood`` and ``fastvae.fit`` accept it."""
+        from .networks import NetworkVAE
+        return NetworkVAE(encoder, decoder, latent_dim, **kwargs)
+
     def fit(self, train_images, train_labels=None, options=None, **kwargs):
         """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments (``options``: a
         :class:`fastvae.TrainOptions`, keywords override its fields)."""
@@ -384,6 +393,11 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     a2 = a * a
     taylor = 0.5 + a * (1.0 / 12 + a2 * (-1.0 / 720 + a2 / 30240))
     return torch.where(small, taylor, direct).to(logits.dtype)
+
+
+def _is_network(model) -> bool:
+    from .networks import NetworkVAE
+    return isinstance(model, NetworkVAE)
 
 
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
@@ -432,6 +446,8 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Te
         ValueError (categorical): temperature <= 0, NaN or inf, estimator other than "analytic"; temperature or
             hard given to a Gaussian latent. TypeError: hard not a bool, temperature not a number.
     """
+    if _is_network(model):  # a VAE with the user's own networks (fastvae.VAE.from_networks)
+        return model.elbo(x, n_samples, eps=eps, estimator=estimator, generator=generator)
     where = "elbo"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
@@ -468,6 +484,8 @@ def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch
         k * batch_size too large, wrong shapes or devices), RuntimeError (x the likelihood cannot take, NaN
         parameters, a categorical latent).
     """
+    if _is_network(model):
+        return model.log_likelihood(x, k, generator=generator)
     where = "log_likelihood"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
@@ -527,6 +545,8 @@ def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = 
             missing or out of range, unknown estimator.
         RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
     """
+    if _is_network(model):
+        return model.iwae(x, k, eps=eps, estimator=estimator, generator=generator)
     where = "iwae"
     if not isinstance(model, VAE):
         raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
