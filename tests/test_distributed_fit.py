@@ -59,8 +59,37 @@ def _worker(rank, world, init_file, out_dir, case, fail):
         dist.destroy_process_group()
 
 
+def _network_model(seed):
+    torch.manual_seed(seed)
+    enc = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8))
+    dec = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 64))
+    return fastvae.VAE.from_networks(enc, dec, 4)
+
+
+NETWORK_FIT = dict(batch_size=20, epochs=1, seed=7, progress=False, pixels="dynamic", n_samples=2, estimator="stl")
+
+
+def _network_worker(rank, world, init_file, out_dir, case, fail):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        model = _network_model(seed=1 if rank == 0 else 99)  # rank 1's own weights: fit starts from rank 0's
+        kw = dict(objective="iwae", k=3, iwae_estimator="dreg") if case == "network_iwae" else {}
+        hist = model.fit(_data(), checkpoint=Path(out_dir) / f"rank{rank}.pt", **NETWORK_FIT, **kw)
+        with open(Path(out_dir) / f"rank{rank}.pkl", "wb") as f:
+            pickle.dump(dict(params=[p.detach().clone() for p in model.parameters()], rec=hist.update_rec,
+                             kl=hist.update_kl), f)
+    except Exception as e:
+        (Path(out_dir) / f"rank{rank}.err").write_text(f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
 def _launch(tmp_path, case, fail=False):
-    ctx = mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), case, fail), nprocs=2,
+    worker = _network_worker if case.startswith("network") else _worker
+    ctx = mp.start_processes(worker, args=(2, str(tmp_path / "init"), str(tmp_path), case, fail), nprocs=2,
                              join=False, start_method="spawn")
     for p in ctx.processes:
         p.join(timeout=90)
@@ -89,6 +118,24 @@ def test_two_ranks_equal_one_process(tmp_path, case):
         torch.testing.assert_close(torch.as_tensor(got["kl"]), torch.as_tensor(ref_hist.update_kl), rtol=1e-5,
                                    atol=1e-4)
     assert (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()  # rank 0 alone writes
+
+
+@pytest.mark.parametrize("case", ["network_elbo", "network_iwae"])
+def test_custom_networks_two_ranks_equal_one_process(tmp_path, case):
+    codes = _launch(tmp_path, case)
+    errors = [(tmp_path / f"rank{r}.err").read_text() for r in (0, 1) if (tmp_path / f"rank{r}.err").exists()]
+    assert codes == [0, 0], errors
+    ref = _network_model(seed=1)
+    kw = dict(objective="iwae", k=3, iwae_estimator="dreg") if case == "network_iwae" else {}
+    ref_hist = ref.fit(_data(), process_group=None, **NETWORK_FIT, **kw)
+    for rank in (0, 1):
+        with open(tmp_path / f"rank{rank}.pkl", "rb") as f:
+            got = pickle.load(f)
+        for p, q in zip(got["params"], ref.parameters()):
+            torch.testing.assert_close(p, q.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.as_tensor(got["rec"]), torch.as_tensor(ref_hist.update_rec), rtol=1e-5,
+                                   atol=1e-4)
+    assert (tmp_path / "rank0.pt").exists() and not (tmp_path / "rank1.pt").exists()
 
 
 def test_a_failing_rank_makes_the_other_raise(tmp_path):

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from . import _checks
 from .options import TrainOptions, names as option_names
+from .distributed import DataParallel, resolve_group
 from .training import History, TrainingDivergedError, as_pixels
 
 WHERE = "fastvae.fit"
@@ -44,7 +45,7 @@ def _evaluate(model, images, opts, gen, device, dtype) -> float:
 
 def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_images=None, seed: Optional[int] = None,
         progress: bool = True, callback: Optional[Callable] = None, checkpoint=None,
-        checkpoint_every: Optional[int] = None, **overrides) -> History:
+        checkpoint_every: Optional[int] = None, process_group="auto", **overrides) -> History:
     """Train a NetworkVAE in place with torch.optim.Adam on its own device (a Python loop around the heads).
 
     Each epoch shuffles (``torch.randperm`` from the loop's CPU generator), cuts minibatches of ``batch_size``,
@@ -56,8 +57,11 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
     :meth:`NetworkVAE.save` / ``load`` carry them, so ``fit(2 epochs)`` equals ``fit(1); save; load; fit(1)``.
 
     Args: as :func:`fastvae.training.fit` (options and their keyword overrides, test_images, seed, progress,
-    callback, checkpoint, checkpoint_every); labels, validation sets, free_bits and the categorical options do not
-    apply to a NetworkVAE.
+    callback, checkpoint, checkpoint_every, process_group); labels, validation sets, free_bits and the categorical
+    options do not apply to a NetworkVAE. Data-parallel training (docs/scaling.md) works as in the C++ loop: every
+    rank draws each global minibatch and its noise, trains on its share of the rows, and one all_reduce per
+    update sums the gradients and the batch's rec and kl sums; weights, Adam state and generator start from
+    rank 0's; rank 0 alone draws the bar and writes the checkpoint.
 
     Returns: the :class:`fastvae.History` of this call (also appended to ``model.history_``).
 
@@ -99,6 +103,7 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
     if not all(torch.isfinite(p).all() for p in params):
         raise ValueError(f"{WHERE}: parameters contain NaN or inf; fit refuses a model that already diverged")
     device, dtype = model._device(), model._dtype()
+    parallel = DataParallel(resolve_group(WHERE, process_group))
     xs = _as_bytes(train_images, "train_images")
     xt = None if test_images is None else _as_bytes(test_images, "test_images", xs.shape[1])
 
@@ -115,6 +120,10 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
             opt.load_state_dict(pending)
             model._optimizer_state = None
         model.optimizer_ = opt
+    if parallel.world > 1:  # every rank starts from rank 0's weights, Adam moments and generator
+        state = gen.get_state()
+        parallel.broadcast_([*params, state, *_adam_tensors(opt, params)])
+        gen.set_state(state)
     for group in opt.param_groups:  # this call's settings (the moments carry over)
         group.update(lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay)
     model.train_options_ = opts
@@ -123,7 +132,7 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
     per_epoch = -(-n // B)
     L = opts.k if opts.objective == "iwae" else opts.n_samples
     rec_log, kl_log, train_elbo, test_elbo, seconds = [], [], [], [], []
-    bar = tqdm(total=opts.epochs * per_epoch, unit="update", disable=not progress, leave=False)
+    bar = tqdm(total=opts.epochs * per_epoch, unit="update", disable=not (progress and parallel.is_main), leave=False)
     prev = model.history_
 
     def record():
@@ -140,21 +149,29 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
             for b in range(per_epoch):
                 idx = perm[b * B:(b + 1) * B]
                 x = _pixels(xs[idx], opts, gen, device, dtype)
-                eps = torch.randn(L, x.shape[0], model.latent_dim, generator=gen)
-                if opts.objective == "iwae":
-                    bound = model.iwae(x, opts.k, eps=eps, estimator=opts.iwae_estimator)
-                    rec, kl = bound.mean(), torch.zeros((), dtype=bound.dtype, device=bound.device)
-                    loss = -rec
+                nb = x.shape[0]
+                eps = torch.randn(L, nb, model.latent_dim, generator=gen)
+                # data parallel: this rank's rows [a, a + m) of the global batch, weighted by the global 1 / nb
+                a, m = parallel.rank * nb // parallel.world, (parallel.rank + 1) * nb // parallel.world
+                m -= a
+                opt.zero_grad(set_to_none=True)
+                if m == 0:
+                    rec = kl = torch.zeros((), dtype=dtype, device=device)
+                elif opts.objective == "iwae":
+                    bound = model.iwae(x[a:a + m], opts.k, eps=eps[:, a:a + m], estimator=opts.iwae_estimator)
+                    rec, kl = bound.sum(), torch.zeros((), dtype=bound.dtype, device=bound.device)
+                    (-rec / nb).backward()
                 else:
-                    terms = model.elbo(x, L, eps=eps, estimator=opts.estimator)
-                    rec, kl = terms.rec.mean(), terms.kl.mean()
+                    terms = model.elbo(x[a:a + m], L, eps=eps[:, a:a + m], estimator=opts.estimator)
+                    rec, kl = terms.rec.sum(), terms.kl.sum()
                     warm = min(1.0, _step(opt) / opts.kl_warmup) if opts.kl_warmup > 0 else 1.0
-                    loss = -(rec - opts.kl_weight * warm * kl)
-                r, k = float(rec.detach()), float(kl.detach())
+                    (-(rec - opts.kl_weight * warm * kl) / nb).backward()
+                sums = torch.stack([rec.detach(), kl.detach()]).to(torch.float64).cpu()
+                if parallel.world > 1:
+                    sums = _all_reduce(parallel, params, sums)
+                r, k = float(sums[0]) / nb, float(sums[1]) / nb
                 if not (np.isfinite(r) and np.isfinite(k)):
                     raise TrainingDivergedError(_diverged("loss", _step(opt), epoch))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 if not all(p.grad is None or torch.isfinite(p.grad).all() for p in params):
                     raise TrainingDivergedError(_diverged("gradient", _step(opt), epoch))
                 opt.step()
@@ -170,7 +187,9 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
             seconds.append(time.perf_counter() - t0)
             hist = record()
             if checkpoint is not None and (len(train_elbo) % checkpoint_every == 0 or epoch + 1 == opts.epochs):
-                model.save(checkpoint)
+                if parallel.is_main:
+                    model.save(checkpoint)
+                parallel.barrier()
             if callback is not None:
                 callback("epoch", dict(epoch=epoch, train_elbo=train_elbo[-1], test_elbo=test_elbo[-1],
                                        seconds=seconds[-1]))
@@ -178,6 +197,31 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
         bar.close()
         hist = record()
     return hist
+
+
+def _adam_tensors(opt, params):
+    """Adam's moment tensors in parameter order (created as zeros first, so that every rank has them)."""
+    out = []
+    for p in params:
+        st = opt.state[p]
+        if not st:
+            st["step"] = torch.tensor(0.0)
+            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        out += [st["step"], st["exp_avg"], st["exp_avg_sq"]]
+    return out
+
+
+def _all_reduce(parallel, params, sums):
+    """Sum every gradient and the batch's (rec, kl) sums over the ranks with one all_reduce of one buffer."""
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    flat = torch.cat([g.reshape(-1).to(torch.float64) for g in grads] + [sums.to(grads[0].device)])
+    parallel.all_reduce(flat)
+    off = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[off:off + g.numel()].view_as(g).to(g.dtype)
+        off += g.numel()
+    return flat[off:].cpu()
 
 
 def _step(opt) -> int:

@@ -149,13 +149,10 @@ def _generator_state(model, seed: Optional[int]) -> torch.Tensor:
     return torch.Generator().manual_seed(seed).get_state()
 
 
-def _network_args(val_images, val_labels, test_labels, process_group) -> dict:
+def _network_args(val_images, val_labels, test_labels) -> dict:
     """fit's arguments that a model with custom networks does not take: refused unless left at their defaults."""
     given = [n for n, v in (("val_images", val_images), ("val_labels", val_labels), ("test_labels", test_labels))
              if v is not None]
-    from .distributed import resolve_group
-    if resolve_group(WHERE, process_group) is not None:
-        given.append("data-parallel training (an initialised torch.distributed group; pass process_group=None)")
     if given:
         raise ValueError(f"{WHERE}: {', '.join(given)} do not apply to a model with custom networks yet")
     return {}
@@ -275,7 +272,8 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
         from .network_training import fit as fit_networks
         return fit_networks(model, train_images, options, test_images=test_images, seed=seed, progress=progress,
                             callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                            **_network_args(val_images, val_labels, test_labels, process_group), **overrides)
+                            process_group=process_group, **_network_args(val_images, val_labels, test_labels),
+                            **overrides)
     c = _checks
     w = model.encoder_head.weight
     if w.dtype != torch.float32 or w.device.type != "cpu":
