@@ -30,7 +30,13 @@ T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool value 
   if (s.lik == Lik::Gaussian)
     return s.predicted ? gaussian_predicted_row<T>(a, x, s.D, g, w)
                        : gaussian_fixed_row<T>(a, x, s.D, g, w, s.gaussian_sigma);
-  if (s.lik == Lik::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, s.D, g, w);
+  if (s.lik == Lik::ContinuousBernoulli) {
+    if (g && !value) {
+      continuous_bernoulli_grad_row<T>(a, x, s.D, g, w);
+      return T(0);
+    }
+    return continuous_bernoulli_row<T>(a, x, s.D, g, w);
+  }
   if (g && !value) {
     bernoulli_grad_row<T>(a, x, s.D, g, w);
     return T(0);

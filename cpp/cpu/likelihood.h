@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace fastvae {
 namespace cpu {
@@ -102,18 +103,96 @@ T gaussian_predicted_row(const T* a, const T* x, int64_t D, T* g, T w) {
   return s - T(D) * T(0.91893853320467274178);  // log(2 pi) / 2 per pixel
 }
 
+// sum_d log C(sigmoid(a_d)) over a row, and g_d += w * d log C / da_d if g != nullptr: cb_log_norm's formulas
+// and cut, four lanes at a time in double (Sleef's log, tanh, sinh through at::vec), so that the normaliser costs
+// about what the Bernoulli part does instead of three scalar libm calls per pixel.
+template <typename T>
+double cb_log_norm_row(const T* a, int64_t D, T* g, T w) {
+  using VD = at::vec::Vectorized<double>;
+  constexpr int64_t W = VD::size();
+  const VD cut(4.0000053333e-3), one(1.0), half(0.5), quarter(0.25), ln2(0.69314718055994530942);
+  const VD c1(1.0 / 3), c2(-7.0 / 90), c3(62.0 / 2835), d1(1.0 / 6), d2(-7.0 / 360), d3(31.0 / 15120);
+  VD acc(0.0);
+  alignas(64) double buf[W];
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    for (int64_t j = 0; j < W; ++j) buf[j] = static_cast<double>(a[d + j]);
+    const VD av = VD::loadu(buf);
+    const VD small = av.abs() < cut;
+    const VD safe = VD::blendv(av, one, small);  // keeps the unused exact branch finite at a = 0
+    const VD u2 = av * av * quarter;
+    acc = acc + VD::blendv((safe / (safe * half).tanh()).log(), ln2 + u2 * (c1 + u2 * (c2 + u2 * c3)), small);
+    if (g) {
+      const VD a2 = av * av;
+      VD::blendv(safe.reciprocal() - safe.sinh().reciprocal(), av * (d1 + a2 * (d2 + a2 * d3)), small).store(buf);
+      for (int64_t j = 0; j < W; ++j) g[d + j] += w * static_cast<T>(buf[j]);
+    }
+  }
+  double s = at::vec::vec_reduce_all<double>([](VD& p, VD& q) { return p + q; }, acc);
+  for (; d < D; ++d) {
+    double lc, dlc;
+    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+    s += lc;
+    if (g) g[d] += w * static_cast<T>(dlc);
+  }
+  return s;
+}
+
+// The same for float32 rows, eight lanes of float: 1/a - 1/sinh(a) loses digits to cancellation in single
+// precision as a -> 0, so the Taylor series (one more term each) covers |a| < 1/4, where its truncation error
+// stays below 1e-8 relative; beyond, the exact forms keep about 1e-5 relative accuracy in the gradient. With
+// value false only the gradient is computed (the backward pass).
+inline double cb_log_norm_row_f32(const float* a, int64_t D, float* g, float w, bool value) {
+  using VF = at::vec::Vectorized<float>;
+  constexpr int64_t W = VF::size();
+  const VF cut(0.25f), one(1.f), half(0.5f), quarter(0.25f), ln2(0.69314718f), wv(w);
+  const VF c1(1.f / 3), c2(-7.f / 90), c3(62.f / 2835), c4(-127.f / 18900);
+  const VF d1(1.f / 6), d2(-7.f / 360), d3(31.f / 15120), d4(-127.f / 604800);
+  VF acc(0.f);
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    const VF av = VF::loadu(a + d);
+    const VF small = av.abs() < cut;
+    const VF safe = VF::blendv(av, one, small);
+    if (value) {
+      const VF u2 = av * av * quarter;
+      acc = acc + VF::blendv((safe / (safe * half).tanh()).log(), ln2 + u2 * (c1 + u2 * (c2 + u2 * (c3 + u2 * c4))),
+                             small);
+    }
+    if (g) {
+      const VF a2 = av * av;
+      const VF dl = VF::blendv(safe.reciprocal() - safe.sinh().reciprocal(),
+                               av * (d1 + a2 * (d2 + a2 * (d3 + a2 * d4))), small);
+      (VF::loadu(g + d) + wv * dl).store(g + d);
+    }
+  }
+  double s = value ? static_cast<double>(at::vec::vec_reduce_all<float>([](VF& p, VF& q) { return p + q; }, acc)) : 0;
+  for (; d < D; ++d) {
+    double lc, dlc;
+    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+    s += lc;
+    if (g) g[d] += w * static_cast<float>(dlc);
+  }
+  return s;
+}
+
 // Continuous Bernoulli: log p = x a - softplus(a) + log C(sigmoid(a)) = the Bernoulli row + log C terms.
 template <typename T>
 T continuous_bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
-  T s = bernoulli_row<T>(a, x, D, g, w);
-  double extra = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    double lc, dlc;
-    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
-    extra += lc;
-    if (g) g[d] += w * static_cast<T>(dlc);
+  const T s = bernoulli_row<T>(a, x, D, g, w);
+  if constexpr (std::is_same<T, float>::value) return s + static_cast<T>(cb_log_norm_row_f32(a, D, g, w, true));
+  return s + static_cast<T>(cb_log_norm_row<T>(a, D, g, w));
+}
+
+// The gradient alone, g = w * d log p / da (the backward pass: no logarithms of the value).
+template <typename T>
+void continuous_bernoulli_grad_row(const T* a, const T* x, int64_t D, T* g, T w) {
+  bernoulli_grad_row<T>(a, x, D, g, w);
+  if constexpr (std::is_same<T, float>::value) {
+    cb_log_norm_row_f32(a, D, g, w, false);
+  } else {
+    cb_log_norm_row<T>(a, D, g, w);
   }
-  return s + static_cast<T>(extra);
 }
 
 // Gaussian with fixed sigma: log p = sum_d -(x_d - a_d)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2,
