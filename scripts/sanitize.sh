@@ -41,7 +41,7 @@ export FASTVAE_DATA=${FASTVAE_DATA:-$REPO/../shared/data/mnist}
 
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/test_vae.py tests/test_samplers.py tests/test_estimators.py
-                                 tests/test_cavi.py tests/test_training.py)
+                                 tests/test_cavi.py tests/test_training.py tests/test_heads.py)
 status=0
 "$PY" -m pytest -x -q -p no:cacheprovider "${tests[@]}" || status=$?
 if compgen -G "$WORK/logs/*" >/dev/null; then
