@@ -2,17 +2,15 @@
 parameters live, with fastvae's objective heads; the same TrainOptions, History, callbacks, progress bar,
 checkpoints and divergence checks as the C++ loop of :mod:`fastvae.training` (which stays the MLP fast path)."""
 import time
-from dataclasses import replace
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import _checks
-from .options import TrainOptions, names as option_names
+from .options import TrainOptions
 from .distributed import DataParallel, resolve_group
-from .training import History, TrainingDivergedError, as_pixels
+from .training import History, TrainingDivergedError, as_pixels, check_run_args, resolve_options
 
 WHERE = "fastvae.fit"
 # TrainOptions the Python loop has no use for: their non-default values are refused, never ignored.
@@ -68,16 +66,7 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
     Raises: TypeError / ValueError for bad arguments or options that do not apply; TrainingDivergedError when
     the loss or a gradient is not finite (the parameters and Adam state stay those after the last good update).
     """
-    c = _checks
-    if options is None:
-        options = TrainOptions()
-    elif not isinstance(options, TrainOptions):
-        raise TypeError(f"{WHERE}: options must be a fastvae.TrainOptions or None, got {c._show(options)}")
-    unknown = sorted(set(overrides) - set(option_names()))
-    if unknown:
-        raise TypeError(f"{WHERE}: unexpected keyword argument {unknown[0]!r}; the training options are "
-                        f"{list(option_names())}")
-    opts = replace(options, **overrides).validate(WHERE)
+    opts = resolve_options(options, overrides)
     default = TrainOptions()
     bad = [n for n in _UNSUPPORTED if getattr(opts, n) != getattr(default, n)]
     if bad:
@@ -85,18 +74,7 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, test_ima
     if opts.pixels == "intensity" and model.likelihood == "bernoulli":
         raise ValueError(f"{WHERE}: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
                          "cannot take; use pixels='threshold' or 'dynamic', or a continuous likelihood")
-    if seed is not None:
-        seed = c.integer(WHERE, "seed", seed, min=0, max=2**63 - 1)
-    c.flag(WHERE, "progress", progress)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"{WHERE}: callback must be callable or None, got {c._show(callback)}")
-    if checkpoint is not None:
-        from .checkpoint import check_path
-        check_path(WHERE, checkpoint)
-        checkpoint_every = 1 if checkpoint_every is None else c.integer(WHERE, "checkpoint_every",
-                                                                         checkpoint_every, min=1)
-    elif checkpoint_every is not None:
-        raise ValueError(f"{WHERE}: checkpoint_every needs a checkpoint path, got checkpoint=None")
+    seed, checkpoint_every = check_run_args(seed, 2**63 - 1, progress, callback, checkpoint, checkpoint_every)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{WHERE}: the model has no trainable parameters")

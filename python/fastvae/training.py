@@ -149,6 +149,37 @@ def _generator_state(model, seed: Optional[int]) -> torch.Tensor:
     return torch.Generator().manual_seed(seed).get_state()
 
 
+def resolve_options(options, overrides) -> TrainOptions:
+    """``options`` (a TrainOptions or None) with fit's keyword overrides applied, validated."""
+    if options is None:
+        options = TrainOptions()
+    elif not isinstance(options, TrainOptions):
+        raise TypeError(f"{WHERE}: options must be a fastvae.TrainOptions or None, got {_checks._show(options)}")
+    unknown = sorted(set(overrides) - set(option_names()))
+    if unknown:
+        raise TypeError(f"{WHERE}: unexpected keyword argument {unknown[0]!r}; the training options are "
+                        f"{list(option_names())}")
+    return replace(options, **overrides).validate(WHERE)
+
+
+def check_run_args(seed, seed_max, progress, callback, checkpoint, checkpoint_every):
+    """fit's run arguments, checked the same way by both loops: returns (seed, checkpoint_every)."""
+    c = _checks
+    if seed is not None:
+        seed = c.integer(WHERE, "seed", seed, min=0, max=seed_max)
+    c.flag(WHERE, "progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{WHERE}: callback must be callable or None, got {c._show(callback)}")
+    if checkpoint is not None:
+        from .checkpoint import check_path
+        check_path(WHERE, checkpoint)
+        checkpoint_every = 1 if checkpoint_every is None else c.integer(WHERE, "checkpoint_every",
+                                                                         checkpoint_every, min=1)
+    elif checkpoint_every is not None:
+        raise ValueError(f"{WHERE}: checkpoint_every needs a checkpoint path, got checkpoint=None")
+    return seed, checkpoint_every
+
+
 def _network_args(val_images, val_labels, test_labels) -> dict:
     """fit's arguments that a model with custom networks does not take: refused unless left at their defaults."""
     given = [n for n, v in (("val_images", val_images), ("val_labels", val_labels), ("test_labels", test_labels))
@@ -274,37 +305,17 @@ def fit(model, train_images, train_labels=None, options: Optional[TrainOptions] 
                             callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             process_group=process_group, **_network_args(val_images, val_labels, test_labels),
                             **overrides)
-    c = _checks
     w = model.encoder_head.weight
     if w.dtype != torch.float32 or w.device.type != "cpu":
         raise TypeError(f"{WHERE}: fit trains float32 models on the CPU; convert with model.float()")
-    if options is None:
-        options = TrainOptions()
-    elif not isinstance(options, TrainOptions):
-        raise TypeError(f"{WHERE}: options must be a fastvae.TrainOptions or None, got {c._show(options)}")
-    unknown = sorted(set(overrides) - set(option_names()))
-    if unknown:
-        raise TypeError(f"{WHERE}: unexpected keyword argument {unknown[0]!r}; the training options are "
-                        f"{list(option_names())}")
-    opts = replace(options, **overrides).validate(WHERE)
+    opts = resolve_options(options, overrides)
     if opts.pixels == "intensity" and model.likelihood == "bernoulli":
         raise ValueError(f"{WHERE}: pixels='intensity' feeds intensities in [0, 1], which the bernoulli likelihood "
                          "cannot take; use pixels='threshold' or 'dynamic', or a VAE with a continuous "
                          "likelihood ('continuous_bernoulli' or 'gaussian')")
     _check_latent_options(model, opts)
     epochs, batch_size, eval_every = opts.epochs, opts.batch_size, opts.eval_every
-    if seed is not None:
-        seed = c.integer(WHERE, "seed", seed, min=0, max=2**64 - 1)
-    c.flag(WHERE, "progress", progress)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"{WHERE}: callback must be callable or None, got {c._show(callback)}")
-    if checkpoint is not None:
-        from .checkpoint import check_path
-        check_path(WHERE, checkpoint)
-        checkpoint_every = 1 if checkpoint_every is None else c.integer(WHERE, "checkpoint_every",
-                                                                         checkpoint_every, min=1)
-    elif checkpoint_every is not None:
-        raise ValueError(f"{WHERE}: checkpoint_every needs a checkpoint path, got checkpoint=None")
+    seed, checkpoint_every = check_run_args(seed, 2**64 - 1, progress, callback, checkpoint, checkpoint_every)
     if (val_images is None) != (eval_every == 0):
         raise ValueError(f"{WHERE}: val_images and eval_every >= 1 go together, got "
                          f"val_images={'None' if val_images is None else 'given'} and eval_every={eval_every}")
