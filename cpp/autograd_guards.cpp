@@ -3,7 +3,7 @@
 // clear error instead when grad mode is on and an input requires grad, and otherwise run the op below
 // autograd, so inference (VAE.encode/decode, log_likelihood, torch.no_grad) keeps working.
 // vae_elbo, gumbel_softmax_fwd, one_hot_argmax and exponential_fwd have formulas (python/fastvae/_ops.py,
-// samplers.py) and are not listed here.
+// samplers.py), the objective heads theirs in cpp/autograd/heads_autograd.cpp; none is listed here.
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
@@ -39,7 +39,8 @@ TORCH_LIBRARY_IMPL(fastvae, Autograd, m) {
   for (const char* name : {"vae_encode", "vae_decode", "vae_iwae", "vae_elbo_backward",
                            "vae_iwae_bound_backward", "adam_step",
                            "gumbel_softmax_bwd", "exponential_bwd", "cavi_estep", "cavi_responsibilities",
-                           "cavi_update_mu", "cavi_update_lambda", "cavi_elbo"}) {
+                           "cavi_update_mu", "cavi_update_lambda", "cavi_elbo", "_elbo_terms_forward",
+                           "_iwae_bound_forward", "_generic_elbo_terms_forward", "_generic_iwae_bound_forward"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
 }

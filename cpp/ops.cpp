@@ -2,6 +2,8 @@
 // implementations per backend in cpp/cpu/*_kernel.cpp (and cpp/cuda/ when torch has CUDA).
 #include <torch/library.h>
 
+#include <string>
+
 #include "vae_spec.h"
 
 TORCH_LIBRARY(fastvae, m) {
@@ -60,33 +62,36 @@ TORCH_LIBRARY(fastvae, m) {
   m.def("vae_categorical_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor u, Tensor[] params, "
         FASTVAE_ARCH_SCHEMA ", float temperature, bool hard) -> Tensor[]");
   // Objective heads (issue 11; cpp/generic/heads.cpp for every backend, cpp/cpu/heads_kernel.cpp fused on the
-  // CPU; docs/heads.md). x [B, D], decoder_out [L, B, D] (gaussian "predicted": [L, B, 2D], mean | log-variance),
-  // z [L, B, Z], mu and sigma [B, Z]. likelihood: bernoulli, continuous_bernoulli, gaussian; gaussian_scale:
-  // fixed or predicted; estimator: analytic, mc, stl (elbo_terms) or reparam, stl, dreg (iwae_bound).
-  m.def("elbo_terms(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
-        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor elbo, Tensor rec, Tensor kl)");
-  // Gradients of sum_b g_rec[b] rec[b] + g_kl[b] kl[b] with respect to decoder_out, z, mu, sigma.
-  m.def("_elbo_terms_backward(Tensor g_rec, Tensor g_kl, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, "
-        "Tensor sigma, str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
-        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
-  // IWAE bound [B] (Burda et al. 2016) and the normalised importance weights softmax_k(log w) [K, B].
-  m.def("iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
-        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
-  // Gradients of sum_b g[b] bound[b] by the estimator's rule, with respect to decoder_out, z, mu, sigma;
-  // `weights` [K, B] are the forward's softmax_k(log w) (saved, not recomputed).
-  m.def("_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
-        "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
-        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
-  // The same four heads bound only to the device-generic ATen implementation (CompositeExplicitAutograd), so
-  // that tests can run that path on the CPU, where the fused kernels otherwise take precedence.
-  m.def("_generic_elbo_terms(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
-        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor elbo, Tensor rec, Tensor kl)");
-  m.def("_generic_elbo_terms_backward(Tensor g_rec, Tensor g_kl, Tensor x, Tensor decoder_out, Tensor z, "
-        "Tensor mu, Tensor sigma, str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
-        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
-  m.def("_generic_iwae_bound(Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
-        "float gaussian_sigma, str gaussian_scale, str estimator) -> (Tensor bound, Tensor weights)");
-  m.def("_generic_iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, "
-        "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator) "
-        "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)");
+  // CPU, cpp/autograd/heads_autograd.cpp their autograd; docs/heads.md). x [B, D], decoder_out [L, B, D]
+  // (gaussian "predicted": [L, B, 2D], mean | log-variance), z [L, B, Z], mu and sigma [B, Z]. likelihood:
+  // bernoulli, continuous_bernoulli, gaussian; gaussian_scale: fixed or predicted; estimator: analytic, mc, stl
+  // (elbo_terms) or reparam, stl, dreg (iwae_bound). Defined twice: as themselves, and with the prefix
+  // _generic_ bound only to the device-generic ATen implementation, so that tests reach that path on the CPU
+  // where the fused kernels otherwise take precedence.
+  for (const std::string p : {"", "_generic_"}) {
+    const std::string q = p.empty() ? "_" : p;  // the private ops: _elbo_terms_forward, _generic_elbo_terms_forward
+    const std::string heads_args = "Tensor x, Tensor decoder_out, Tensor z, Tensor mu, Tensor sigma, str likelihood, "
+                                   "float gaussian_sigma, str gaussian_scale, str estimator";
+    const std::string names = "str likelihood, float gaussian_sigma, str gaussian_scale, str estimator";
+    const std::string grads = "-> (Tensor d_decoder_out, Tensor d_z, Tensor d_mu, Tensor d_sigma)";
+    // Per-image ELBO terms, each [B].
+    m.def((p + "elbo_terms(" + heads_args + ") -> (Tensor elbo, Tensor rec, Tensor kl)").c_str());
+    // The same with, if decoder_grad, d rec / d decoder_out [L, B, W] from the same pass (the autograd backward
+    // then only scales it by the upstream gradient); an empty [0] tensor otherwise.
+    m.def((q + "elbo_terms_forward(" + heads_args + ", bool decoder_grad) -> (Tensor elbo, Tensor rec, "
+          "Tensor kl, Tensor decoder_grad)").c_str());
+    // Gradients of sum_b g_rec[b] rec[b] + g_kl[b] kl[b] with respect to decoder_out, z, mu, sigma; with
+    // decoder_out_grad false, d_decoder_out is an empty [0] tensor (the caller scales the forward's decoder_grad).
+    m.def((q + "elbo_terms_backward(Tensor g_rec, Tensor g_kl, Tensor x, Tensor decoder_out, Tensor z, "
+          "Tensor mu, Tensor sigma, bool decoder_out_grad, " + names + ") " + grads).c_str());
+    // IWAE bound [B] (Burda et al. 2016) and the normalised importance weights softmax_k(log w) [K, B].
+    m.def((p + "iwae_bound(" + heads_args + ") -> (Tensor bound, Tensor weights)").c_str());
+    // The same with, if decoder_grad, d bound / d decoder_out [K, B, W] (weighted by the normalised weights).
+    m.def((q + "iwae_bound_forward(" + heads_args + ", bool decoder_grad) -> (Tensor bound, Tensor weights, "
+          "Tensor decoder_grad)").c_str());
+    // Gradients of sum_b g[b] bound[b] by the estimator's rule, with respect to decoder_out, z, mu, sigma;
+    // `weights` [K, B] are the forward's softmax_k(log w); decoder_out_grad as for elbo_terms.
+    m.def((q + "iwae_bound_backward(Tensor g, Tensor weights, Tensor x, Tensor decoder_out, Tensor z, Tensor mu, "
+          "Tensor sigma, bool decoder_out_grad, " + names + ") " + grads).c_str());
+  }
 }

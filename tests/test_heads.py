@@ -129,9 +129,9 @@ def test_fused_and_generic_agree_in_both_dtypes(family, dtype):
     generic_bound, generic_weights = ops._generic_iwae_bound(x, out, z, mu, sigma, lik, gs, scale, "reparam")
     torch.testing.assert_close((fused_bound, weights), (generic_bound, generic_weights), **tol)
     for est in heads.IWAE_ESTIMATORS:
-        torch.testing.assert_close(ops._iwae_bound_backward(w, weights, x, out, z, mu, sigma, lik, gs, scale, est),
-                                   ops._generic_iwae_bound_backward(w, weights, x, out, z, mu, sigma, lik, gs, scale,
-                                                                    est), **tol)
+        torch.testing.assert_close(ops._iwae_bound_backward(w, weights, x, out, z, mu, sigma, True, lik, gs, scale, est),
+                                   ops._generic_iwae_bound_backward(w, weights, x, out, z, mu, sigma, True, lik, gs,
+                                                                    scale, est), **tol)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=FAMILY_IDS)
@@ -144,11 +144,49 @@ def test_meta_shapes(family):
     assert tuple(bound.shape) == (4,) and tuple(weights.shape) == (3, 4)
     g = torch.empty(4, device="meta", dtype=F64)
     for op in (ops._elbo_terms_backward, ops._generic_elbo_terms_backward):
-        shapes = [tuple(t.shape) for t in op(g, g, x, out, z, mu, sigma, lik, gs, scale, "mc")]
+        shapes = [tuple(t.shape) for t in op(g, g, x, out, z, mu, sigma, True, lik, gs, scale, "mc")]
         assert shapes == [tuple(out.shape), (3, 4, 2), (4, 2), (4, 2)]
     for op in (ops._iwae_bound_backward, ops._generic_iwae_bound_backward):
-        shapes = [tuple(t.shape) for t in op(g, weights, x, out, z, mu, sigma, lik, gs, scale, "dreg")]
+        shapes = [tuple(t.shape) for t in op(g, weights, x, out, z, mu, sigma, True, lik, gs, scale, "dreg")]
         assert shapes == [tuple(out.shape), (3, 4, 2), (4, 2), (4, 2)]
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=FAMILY_IDS)
+@pytest.mark.parametrize("prefix", ["_", "_generic_"])
+def test_forward_decoder_grad_is_the_backward_gradient(family, prefix):
+    """The private forwards' decoder_grad (written in the value's pass) is d objective / d decoder_out: the
+    backward op's recomputation with a unit upstream gradient, to the bit; without the flag it is empty."""
+    x, out, z, mu, sigma = make_inputs(family, L=3, B=4, D=6, Z=2, seed=11)
+    lik, gs, scale = family
+    one = torch.ones(4, dtype=F64)
+    fwd, bwd = getattr(ops, prefix + "elbo_terms_forward"), getattr(ops, prefix + "elbo_terms_backward")
+    dg = fwd(x, out, z, mu, sigma, lik, gs, scale, "mc", True)[3]
+    assert torch.equal(dg, bwd(one, one, x, out, z, mu, sigma, True, lik, gs, scale, "mc")[0])
+    assert fwd(x, out, z, mu, sigma, lik, gs, scale, "mc", False)[3].numel() == 0
+    assert bwd(one, one, x, out, z, mu, sigma, False, lik, gs, scale, "mc")[0].numel() == 0
+    fwd, bwd = getattr(ops, prefix + "iwae_bound_forward"), getattr(ops, prefix + "iwae_bound_backward")
+    _, weights, dg = fwd(x, out, z, mu, sigma, lik, gs, scale, "reparam", True)
+    assert torch.equal(dg, bwd(one, weights, x, out, z, mu, sigma, True, lik, gs, scale, "reparam")[0])
+    assert fwd(x, out, z, mu, sigma, lik, gs, scale, "reparam", False)[2].numel() == 0
+
+
+@pytest.mark.parametrize("path", ["fused", "generic"])
+def test_backward_twice_gives_the_same_gradient(path):
+    """The first backward hands on the forward's gradient buffer (scaled in place); a second one through a
+    retained graph recomputes it, and both give the same bits, so .grad doubles exactly."""
+    family = FAMILIES[1]
+    x, out, z, mu, sigma = make_inputs(family, L=2, B=4, D=6, Z=2, seed=12)
+    lik, gs, scale = family
+    prefix = "" if path == "fused" else "_generic_"
+    for name, est in (("elbo_terms", "mc"), ("iwae_bound", "reparam")):
+        inputs = leaves(out, z, mu, sigma)
+        value = getattr(ops, prefix + name)(x, *inputs, lik, gs, scale, est)[0]
+        w = torch.linspace(-1.0, 2.0, 4, dtype=F64)
+        (value * w).sum().backward(retain_graph=True)
+        first = [t.grad.clone() for t in inputs]
+        (value * w).sum().backward()
+        for a, t in zip(first, inputs):
+            assert torch.equal(t.grad, 2 * a)
 
 
 def test_dreg_hook_gives_the_reference_encoder_gradient():

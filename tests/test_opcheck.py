@@ -210,14 +210,21 @@ def heads_cases():
         tag = f"{lik}-{scale}"
         grad = [t.clone().requires_grad_() for t in (out, z, mu, sigma)]
         for prefix in ("", "_generic_"):
+            private = prefix or "_"
             for est in ("analytic", "mc", "stl"):
                 cases.append((f"{prefix}elbo_terms", f"{tag}-{est}", (x, *grad, lik, gs, scale, est)))
-                cases.append((f"{prefix or '_'}elbo_terms_backward", f"{tag}-{est}",
-                              (w, -w, x, out, z, mu, sigma, lik, gs, scale, est)))
+                for flag in (True, False):
+                    cases.append((f"{private}elbo_terms_forward", f"{tag}-{est}-{flag}",
+                                  (x, out, z, mu, sigma, lik, gs, scale, est, flag)))
+                    cases.append((f"{private}elbo_terms_backward", f"{tag}-{est}-{flag}",
+                                  (w, -w, x, out, z, mu, sigma, flag, lik, gs, scale, est)))
             for est in ("reparam", "stl", "dreg"):
                 cases.append((f"{prefix}iwae_bound", f"{tag}-{est}", (x, *grad, lik, gs, scale, est)))
-                cases.append((f"{prefix or '_'}iwae_bound_backward", f"{tag}-{est}",
-                              (w, weights, x, out, z, mu, sigma, lik, gs, scale, est)))
+                for flag in (True, False):
+                    cases.append((f"{private}iwae_bound_forward", f"{tag}-{est}-{flag}",
+                                  (x, out, z, mu, sigma, lik, gs, scale, est, flag)))
+                    cases.append((f"{private}iwae_bound_backward", f"{tag}-{est}-{flag}",
+                                  (w, weights, x, out, z, mu, sigma, flag, lik, gs, scale, est)))
     return cases
 
 

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "cpu/counter_rng.h"
+#include "cpu/vec_math.h"
 
 namespace fastvae {
 namespace cpu {
@@ -31,15 +32,22 @@ T e_max() { return -std::log1p(-(T(1) - (sizeof(T) == 4 ? T(0x1p-24) : T(0x1p-53
 template <typename T>
 int exp_segment(const T* rate, const T* noise, T* out, int64_t n, uint64_t key, int64_t first, T min_rate) {
   using V = Vectorized<T>;
-  int status = 0;
+  // branch-free flags (the loop vectorizes): a NaN, infinite or non-positive rate is bad, else one not above
+  // min_rate is tiny
+  int bad = 0, tiny = 0;
   for (int64_t i = 0; i < n; ++i) {
     const T r = rate[i];
-    if (!(r > T(0) && r < std::numeric_limits<T>::infinity())) status |= kBadRate;
-    else if (!(r > min_rate)) status |= kTinyRate;
+    bad |= !(r > T(0)) | !(r < std::numeric_limits<T>::infinity());
+    tiny |= !(r > min_rate);
   }
+  int status = bad ? kBadRate : (tiny ? kTinyRate : 0);
   if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   if (status) return status;
-  vec_apply<T>(out, rate, n, [](V u, V r) { return ((V(T(0)) - u).log1p() / r).neg(); });
+  if (noise) {  // any u in (0, 1): log(1 - u) accurate for tiny u too
+    vec_apply<T>(out, rate, n, [](V u, V r) { return (log1m<T>(u) / r).neg(); });
+  } else {  // the counter grid (multiples of 2^-24 / 2^-53 below 1): 1 - u is exact
+    vec_apply<T>(out, rate, n, [](V u, V r) { return (log_positive<T>(V(T(1)) - u) / r).neg(); });
+  }
   return 0;
 }
 

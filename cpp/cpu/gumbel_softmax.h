@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "cpu/counter_rng.h"
+#include "cpu/vec_math.h"
 
 namespace fastvae {
 namespace cpu {
@@ -32,7 +33,7 @@ inline int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, i
   if (!load_uniforms(noise, out, n, key, first)) status |= kBadNoise;
   // z = (logits + G) / tau with G = -log(-log u)
   const V vinv_tau(inv_tau);
-  vec_apply<T>(out, logits, n, [&](V u, V l) { return (l - (V(T(0)) - u.log()).log()) * vinv_tau; });
+  vec_apply<T>(out, logits, n, [&](V u, V l) { return (l - log_positive<T>(V(T(0)) - log_positive<T>(u))) * vinv_tau; });
   // per row: subtract the max (finite unless the row is all -inf or overflowed)
   for (int64_t r = 0; r < rows; ++r) {
     T* z = out + r * k;
@@ -48,7 +49,7 @@ inline int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, i
     if (status) return status;
     for (int64_t j = 0; j < k; ++j) z[j] -= m;
   }
-  vec_apply<T>(out, out, n, [](V z, V) { return z.exp(); }, T(0), T(0));
+  vec_apply<T>(out, out, n, [](V z, V) { return exp_nonpositive<T>(z); }, T(0), T(0));  // z <= 0 after the max
   for (int64_t r = 0; r < rows; ++r) {
     T* z = out + r * k;
     T s = 0;

@@ -22,25 +22,15 @@ namespace {
 using heads::HeadShape;
 using heads::Lik;
 
-// log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood_row for the fixed and
-// predicted scales; softplus from exp(-|a|) so that no logit overflows).
-// With value = false (backward) the returned value is not computed where that saves work (bernoulli rows).
+// log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood rows; softplus from
+// exp(-|a|) so that no logit overflows). The backward's recomputation calls it exactly as the forward does, so
+// that both give the same bits (autograd expects a backward to be reentrant).
 template <typename T>
-T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool value = true) {
+T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
   if (s.lik == Lik::Gaussian)
     return s.predicted ? gaussian_predicted_row<T>(a, x, s.D, g, w)
                        : gaussian_fixed_row<T>(a, x, s.D, g, w, s.gaussian_sigma);
-  if (s.lik == Lik::ContinuousBernoulli) {
-    if (g && !value) {
-      continuous_bernoulli_grad_row<T>(a, x, s.D, g, w);
-      return T(0);
-    }
-    return continuous_bernoulli_row<T>(a, x, s.D, g, w);
-  }
-  if (g && !value) {
-    bernoulli_grad_row<T>(a, x, s.D, g, w);
-    return T(0);
-  }
+  if (s.lik == Lik::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, s.D, g, w);
   return bernoulli_row<T>(a, x, s.D, g, w);
 }
 
@@ -58,28 +48,29 @@ bool has_nan(const at::Tensor& t) {
 template <typename T>
 void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
                 const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma) {
-  const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
-  const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
-  for (int i = 0; i < 5; ++i) {
-    if (i == 1) continue;  // decoder_out: its rows' log-likelihoods are NaN if it holds one (check_rows)
-    TORCH_CHECK_VALUE(!has_nan<T>(*ts[i]), "fastvae: ", op, ": ", names[i], " contains NaN");
+  // x is as large as one decoder_out sample: one pass over it. The range checks of the Bernoulli likelihoods
+  // also fail on NaN, so x's NaN scan runs only then (for the message) or for the Gaussian.
+  const T* xp = x.data_ptr<T>();
+  const int64_t n = x.numel();
+  int bad = 0;
+  if (s.lik == Lik::Bernoulli) {
+    for (int64_t i = 0; i < n; ++i) bad |= (xp[i] != T(0)) & (xp[i] != T(1));
+  } else if (s.lik == Lik::ContinuousBernoulli) {
+    for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
   }
+  if (bad || s.lik == Lik::Gaussian)
+    TORCH_CHECK_VALUE(!has_nan<T>(x), "fastvae: ", op, ": x contains NaN");
+  TORCH_CHECK_VALUE(!bad || s.lik != Lik::Bernoulli, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood "
+                    "bernoulli; use continuous_bernoulli for intensities in [0, 1]");
+  TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
+  // decoder_out is not scanned: its rows' log-likelihoods are NaN if it holds one (check_rows).
+  TORCH_CHECK_VALUE(!has_nan<T>(z), "fastvae: ", op, ": z contains NaN");
+  TORCH_CHECK_VALUE(!has_nan<T>(mu), "fastvae: ", op, ": mu contains NaN");
+  TORCH_CHECK_VALUE(!has_nan<T>(sigma), "fastvae: ", op, ": sigma contains NaN");
   const T* sp = sigma.data_ptr<T>();
   int nonpositive = 0;
   for (int64_t i = 0; i < sigma.numel(); ++i) nonpositive |= !(sp[i] > T(0));
   TORCH_CHECK_VALUE(!nonpositive, "fastvae: ", op, ": sigma must be > 0 everywhere");
-  const T* xp = x.data_ptr<T>();
-  const int64_t n = x.numel();
-  if (s.lik == Lik::Bernoulli) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad |= (xp[i] != T(0)) & (xp[i] != T(1));
-    TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood bernoulli; use "
-                      "continuous_bernoulli for intensities in [0, 1]");
-  } else if (s.lik == Lik::ContinuousBernoulli) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
-    TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
-  }
 }
 
 // After the row pass: a NaN log-likelihood means a NaN in decoder_out (the other inputs are checked before) or
@@ -89,59 +80,90 @@ void check_rows(const char* op, bool nan_seen, const at::Tensor& out) {
   if (nan_seen) TORCH_CHECK_VALUE(!has_nan<T>(out), "fastvae: ", op, ": decoder_out contains NaN");
 }
 
+// x *= c over n entries (an IWAE sample's likelihood gradient weighted by its normalised importance weight).
+template <typename T>
+void scale_row(T* x, T c, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec cv(c);
+  int64_t d = 0;
+  for (; d + Vec::size() <= n; d += Vec::size()) (cv * Vec::loadu(x + d)).store(x + d);
+  for (; d < n; ++d) x[d] *= c;
+}
+
+// sum_j log s_j over a posterior's Z scales: vector logs (a scalar libm log per latent costs as much as the
+// whole likelihood row at the homework's sizes).
+template <typename T>
+T sum_log(const T* s, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  Vec acc(T(0));
+  int64_t j = 0;
+  for (; j + Vec::size() <= n; j += Vec::size()) acc = acc + Vec::loadu(s + j).log();
+  T r = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc);
+  for (; j < n; ++j) r += std::log(s[j]);
+  return r;
+}
+
 int64_t grain(const HeadShape& s) { return std::max<int64_t>(1, 16384 / (s.L * s.D + 1)); }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> elbo_terms(const at::Tensor& x_, const at::Tensor& out_,
-                                                          const at::Tensor& z_, const at::Tensor& mu_,
-                                                          const at::Tensor& sigma_, std::string likelihood,
-                                                          double gaussian_sigma, std::string gaussian_scale,
-                                                          std::string estimator) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
+    const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_, const at::Tensor& mu_,
+    const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
+    std::string estimator, bool decoder_grad) {
   const char* op = "elbo_terms";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = heads::parse_kl(op, estimator);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous();
-  auto rec = at::empty({s.B}, x.options()), kl = at::empty({s.B}, x.options());
+  auto elbo = at::empty({s.B}, x.options()), rec = at::empty({s.B}, x.options()), kl = at::empty({s.B}, x.options());
+  // d rec / d decoder_out, written in the same pass as the value (one exp per pixel serves both).
+  auto dg = decoder_grad ? at::empty_like(out) : at::empty({0}, x.options());
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     check_data<T>(op, s, x, out, z, mu, sigma);
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
             *sp = sigma.data_ptr<T>();
-    T *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
+    T *ep = elbo.data_ptr<T>(), *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
+    T* gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
     std::atomic<bool> nan_seen{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T r = 0;
-        for (int64_t l = 0; l < s.L; ++l) r += row_log_lik<T>(s, ap + (l * s.B + b) * W, xp + b * s.D, nullptr, T(0));
+        for (int64_t l = 0; l < s.L; ++l) {
+          const int64_t row = (l * s.B + b) * W;
+          r += row_log_lik<T>(s, ap + row, xp + b * s.D, gp ? gp + row : nullptr, T(1) / T(s.L));
+        }
         rp[b] = r / T(s.L);
         if (std::isnan(r)) nan_seen = true;
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T k = 0;
         if (est == heads::KlEst::Analytic) {
-          for (int64_t j = 0; j < s.Z; ++j) k += T(0.5) * (m[j] * m[j] + sg[j] * sg[j] - T(1)) - std::log(sg[j]);
+          for (int64_t j = 0; j < s.Z; ++j) k += T(0.5) * (m[j] * m[j] + sg[j] * sg[j] - T(1));
+          k -= sum_log<T>(sg, s.Z);
         } else {
           for (int64_t l = 0; l < s.L; ++l) {
             const T* zz = zp + (l * s.B + b) * s.Z;
             for (int64_t j = 0; j < s.Z; ++j) {
               const T e = (zz[j] - m[j]) / sg[j];
-              k += T(0.5) * (zz[j] * zz[j] - e * e) - std::log(sg[j]);
+              k += T(0.5) * (zz[j] * zz[j] - e * e);
             }
           }
           k /= T(s.L);
+          k -= sum_log<T>(sg, s.Z);
         }
         kp[b] = k;
+        ep[b] = rp[b] - k;
       }
     });
     check_rows<T>(op, nan_seen, out);
   });
-  return {rec - kl, rec, kl};
+  return {elbo, rec, kl, dg};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
     const at::Tensor& g_rec_, const at::Tensor& g_kl_, const at::Tensor& x_, const at::Tensor& out_,
-    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood,
-    double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
+    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, bool decoder_out_grad,
+    std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_elbo_terms_backward";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = heads::parse_kl(op, estimator);
@@ -149,20 +171,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
   heads::check_weights(op, "g_kl", g_kl_, x_, s.B);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous(), g_rec = g_rec_.contiguous(), g_kl = g_kl_.contiguous();
-  auto d_out = at::empty_like(out), d_z = at::empty_like(z), d_mu = at::empty_like(mu),
+  auto d_out = decoder_out_grad ? at::empty_like(out) : at::empty({0}, x.options());
+  auto d_z = at::empty_like(z), d_mu = at::empty_like(mu),
        d_sigma = at::empty_like(sigma);
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
             *sp = sigma.data_ptr<T>(), *gr = g_rec.data_ptr<T>(), *gk = g_kl.data_ptr<T>();
-    T *dop = d_out.data_ptr<T>(), *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
+    T* dop = decoder_out_grad ? d_out.data_ptr<T>() : nullptr;
+    T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        const T wr = gr[b] / T(s.L);
-        for (int64_t l = 0; l < s.L; ++l) {
-          const int64_t r = l * s.B + b;
-          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, wr, false);
+        for (int64_t l = 0; l < s.L && decoder_out_grad; ++l) {  // as the forward's decoder_grad, then scaled
+          const int64_t r = (l * s.B + b) * W;
+          row_log_lik<T>(s, ap + r, xp + b * s.D, dop + r, T(1) / T(s.L));
+          scale_row<T>(dop + r, gr[b], W);
         }
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
@@ -203,62 +227,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
 }
 
 // log w_kb into lw [K] for image b (log p(x | out_k) + log p(z_k) - log q(z_k)), then softmax in place into w.
+// With dg (decoder_grad rows of this image's samples), also d bound / d out_k = w_k d log p(x | out_k) / d out_k.
 template <typename T>
 T image_log_weights(const HeadShape& s, int64_t W, const T* xp, const T* ap, const T* zp, const T* mp, const T* sp,
-                    int64_t b, T* lw, T* w) {
+                    int64_t b, T* lw, T* w, T* dg) {
   const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
+  const T log_sigma = sum_log<T>(sg, s.Z);
   T mx = -std::numeric_limits<T>::infinity();
   for (int64_t k = 0; k < s.L; ++k) {
     const int64_t r = k * s.B + b;
-    T v = row_log_lik<T>(s, ap + r * W, xp + b * s.D, nullptr, T(0));
+    T v = row_log_lik<T>(s, ap + r * W, xp + b * s.D, dg ? dg + r * W : nullptr, T(1));
     const T* zz = zp + r * s.Z;
     for (int64_t j = 0; j < s.Z; ++j) {
       const T e = (zz[j] - m[j]) / sg[j];
-      v += T(0.5) * (e * e - zz[j] * zz[j]) + std::log(sg[j]);
+      v += T(0.5) * (e * e - zz[j] * zz[j]);
     }
+    v += log_sigma;
     lw[k] = v;
     mx = std::max(mx, v);
   }
   T sum = 0;
   for (int64_t k = 0; k < s.L; ++k) sum += (w[k] = std::exp(lw[k] - mx));
   for (int64_t k = 0; k < s.L; ++k) w[k] /= sum;
+  if (dg)  // the rows are still in cache: weight them now
+    for (int64_t k = 0; k < s.L; ++k) scale_row<T>(dg + (k * s.B + b) * W, w[k], W);
   return mx + std::log(sum) - std::log(T(s.L));  // logsumexp - log K
 }
 
-std::tuple<at::Tensor, at::Tensor> iwae_bound(const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_,
-                                              const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood,
-                                              double gaussian_sigma, std::string gaussian_scale,
-                                              std::string estimator) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> iwae_bound_forward(
+    const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_, const at::Tensor& mu_,
+    const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
+    std::string estimator, bool decoder_grad) {
   const char* op = "iwae_bound";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
   heads::parse_iwae(op, estimator);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous();
   auto bound = at::empty({s.B}, x.options()), weights = at::empty({s.L, s.B}, x.options());
+  auto dg = decoder_grad ? at::empty_like(out) : at::empty({0}, x.options());
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     check_data<T>(op, s, x, out, z, mu, sigma);
-    T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>();
+    T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>(), *gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
     std::atomic<bool> nan_seen{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> lw(s.L), w(s.L);
       for (int64_t b = b0; b < b1; ++b) {
         bp[b] = image_log_weights<T>(s, W, x.data_ptr<T>(), out.data_ptr<T>(), z.data_ptr<T>(), mu.data_ptr<T>(),
-                                     sigma.data_ptr<T>(), b, lw.data(), w.data());
+                                     sigma.data_ptr<T>(), b, lw.data(), w.data(), gp);
         for (int64_t k = 0; k < s.L; ++k) wp[k * s.B + b] = w[k];
         if (std::isnan(bp[b])) nan_seen = true;
       }
     });
     check_rows<T>(op, nan_seen, out);
   });
-  return {bound, weights};
+  return {bound, weights, dg};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
     const at::Tensor& g_, const at::Tensor& weights_, const at::Tensor& x_, const at::Tensor& out_,
-    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
-    std::string estimator) {
+    const at::Tensor& z_, const at::Tensor& mu_, const at::Tensor& sigma_, bool decoder_out_grad,
+    std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_iwae_bound_backward";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = heads::parse_iwae(op, estimator);
@@ -266,14 +296,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
   heads::check_importance_weights(op, weights_, x_, s.L, s.B);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous(), g = g_.contiguous(), weights = weights_.contiguous();
-  auto d_out = at::empty_like(out), d_z = at::empty_like(z), d_mu = at::empty_like(mu),
+  auto d_out = decoder_out_grad ? at::empty_like(out) : at::empty({0}, x.options());
+  auto d_z = at::empty_like(z), d_mu = at::empty_like(mu),
        d_sigma = at::empty_like(sigma);
   const int64_t W = out.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
             *sp = sigma.data_ptr<T>(), *gp = g.data_ptr<T>(), *wp = weights.data_ptr<T>();
-    T *dop = d_out.data_ptr<T>(), *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
+    T* dop = decoder_out_grad ? d_out.data_ptr<T>() : nullptr;
+    T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> w(s.L);
       for (int64_t b = b0; b < b1; ++b) {
@@ -285,7 +317,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
         for (int64_t k = 0; k < s.L; ++k) {
           const int64_t r = k * s.B + b;
           const T c = gp[b] * w[k];
-          row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, c, false);
+          if (decoder_out_grad) {  // as the forward's decoder_grad, then scaled
+            row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, T(1));
+            scale_row<T>(dop + r * W, w[k], W);
+            scale_row<T>(dop + r * W, gp[b], W);
+          }
           const T cz = est == heads::IwEst::Dreg ? c * w[k] : c;
           const T* zz = zp + r * s.Z;
           T* dz = dzp + r * s.Z;
@@ -314,9 +350,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) {
-  m.impl("elbo_terms", &elbo_terms);
+  m.impl("_elbo_terms_forward", &elbo_terms_forward);
   m.impl("_elbo_terms_backward", &elbo_terms_backward);
-  m.impl("iwae_bound", &iwae_bound);
+  m.impl("_iwae_bound_forward", &iwae_bound_forward);
   m.impl("_iwae_bound_backward", &iwae_bound_backward);
 }
 

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <string>
 
 namespace fastvae {
 namespace heads {
@@ -146,14 +147,15 @@ void check_importance_weights(const char* op, const at::Tensor& w, const at::Ten
               ": weights must have x's dtype and device, got ", w.scalar_type(), " on ", w.device());
 }
 
-Terms generic_elbo_terms(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
-                         const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
-                         std::string gaussian_scale, std::string estimator) {
+Terms generic_elbo_terms_forward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
+                                 const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
+                                 std::string gaussian_scale, std::string estimator, bool decoder_grad) {
   const char* op = "elbo_terms";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   check_data(op, s, x, out, z, mu, sigma);
   const auto est = parse_kl(op, estimator);
-  auto rec = log_lik(s, x, out, false).first.mean(0);
+  auto [ll, g] = log_lik(s, x, out, decoder_grad);
+  auto rec = ll.mean(0);
   at::Tensor kl;
   if (est == KlEst::Analytic) {
     kl = ((mu * mu + sigma * sigma - 1) * 0.5 - at::log(sigma)).sum(-1);
@@ -161,19 +163,23 @@ Terms generic_elbo_terms(const at::Tensor& x, const at::Tensor& out, const at::T
     auto e = (z - mu) / sigma;
     kl = ((z * z - e * e) * 0.5 - at::log(sigma)).sum(-1).mean(0);
   }
-  return {rec - kl, rec, kl};
+  auto dg = decoder_grad ? g / static_cast<double>(s.L) : at::empty({0}, x.options());
+  return {rec - kl, rec, kl, dg};
 }
 
 Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_kl, const at::Tensor& x,
                                   const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
-                                  const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
-                                  std::string gaussian_scale, std::string estimator) {
+                                  const at::Tensor& sigma, bool decoder_out_grad, std::string likelihood,
+                                  double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_elbo_terms_backward";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = parse_kl(op, estimator);
   check_weights(op, "g_rec", g_rec, x, s.B);
   check_weights(op, "g_kl", g_kl, x, s.B);
-  auto d_out = log_lik(s, x, out, true).second * (g_rec / static_cast<double>(s.L)).view({1, s.B, 1});
+  // As the forward's decoder_grad, then scaled: the same bits as the autograd path that scales the saved one.
+  auto d_out = decoder_out_grad
+                   ? (log_lik(s, x, out, true).second / static_cast<double>(s.L)) * g_rec.view({1, s.B, 1})
+                   : at::empty({0}, x.options());
   at::Tensor d_z, d_mu, d_sigma;
   if (est == KlEst::Analytic) {
     auto gk = g_kl.view({s.B, 1});
@@ -195,31 +201,27 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
   return {d_out, d_z, d_mu, d_sigma};
 }
 
-namespace {
-// log w [K, B] = log p(x | out_k) + log p(z_k) - log q(z_k | x).
-at::Tensor log_weights(const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
-                       const at::Tensor& mu, const at::Tensor& sigma) {
-  auto e = (z - mu) / sigma;
-  return log_lik(s, x, out, false).first + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
-}
-}  // namespace
 
-std::tuple<at::Tensor, at::Tensor> generic_iwae_bound(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
-                                                      const at::Tensor& mu, const at::Tensor& sigma,
-                                                      std::string likelihood, double gaussian_sigma,
-                                                      std::string gaussian_scale, std::string estimator) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> generic_iwae_bound_forward(
+    const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
+    std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator,
+    bool decoder_grad) {
   const char* op = "iwae_bound";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   check_data(op, s, x, out, z, mu, sigma);
   parse_iwae(op, estimator);
-  auto lw = log_weights(s, x, out, z, mu, sigma);
-  return {at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L)), at::softmax(lw, 0)};
+  auto [ll, g] = log_lik(s, x, out, decoder_grad);
+  auto e = (z - mu) / sigma;
+  auto lw = ll + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
+  auto w = at::softmax(lw, 0);
+  auto dg = decoder_grad ? g * w.unsqueeze(-1) : at::empty({0}, x.options());
+  return {at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L)), w, dg};
 }
 
-Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x, const at::Tensor& out,
-                                  const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
-                                  std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
-                                  std::string estimator) {
+Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x,
+                                  const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
+                                  bool decoder_out_grad, std::string likelihood,
+                                  double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_iwae_bound_backward";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   const auto est = parse_iwae(op, estimator);
@@ -228,7 +230,8 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights
   const auto& w = weights;
   auto e = (z - mu) / sigma;
   auto c = (w * g.view({1, s.B})).unsqueeze(-1);  // [K, B, 1]
-  auto d_out = log_lik(s, x, out, true).second * c;
+  auto d_out = decoder_out_grad ? (log_lik(s, x, out, true).second * w.unsqueeze(-1)) * g.view({1, s.B, 1})
+                                : at::empty({0}, x.options());
   auto h = e / sigma - z;  // d/dz [log p(z) - log q(z)] with q's parameters fixed
   at::Tensor d_z, d_mu, d_sigma;
   if (est == IwEst::Dreg) {
@@ -247,14 +250,13 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights
 }
 
 TORCH_LIBRARY_IMPL(fastvae, CompositeExplicitAutograd, m) {
-  m.impl("elbo_terms", &generic_elbo_terms);
-  m.impl("_elbo_terms_backward", &generic_elbo_terms_backward);
-  m.impl("iwae_bound", &generic_iwae_bound);
-  m.impl("_iwae_bound_backward", &generic_iwae_bound_backward);
-  m.impl("_generic_elbo_terms", &generic_elbo_terms);
-  m.impl("_generic_elbo_terms_backward", &generic_elbo_terms_backward);
-  m.impl("_generic_iwae_bound", &generic_iwae_bound);
-  m.impl("_generic_iwae_bound_backward", &generic_iwae_bound_backward);
+  for (const char* p : {"_", "_generic_"}) {
+    const std::string q = p;
+    m.impl((q + "elbo_terms_forward").c_str(), &generic_elbo_terms_forward);
+    m.impl((q + "elbo_terms_backward").c_str(), &generic_elbo_terms_backward);
+    m.impl((q + "iwae_bound_forward").c_str(), &generic_iwae_bound_forward);
+    m.impl((q + "iwae_bound_backward").c_str(), &generic_iwae_bound_backward);
+  }
 }
 
 }  // namespace heads

@@ -21,7 +21,7 @@ struct HeadShape {
 };
 
 // TORCH_CHECKs ("fastvae: <op>: ...") on names, dtypes (float32 / float64, all equal), devices (all equal),
-// dimensions and sizes; returns the parsed sizes. Data-dependent checks (binary x, NaN) are in Python.
+// dimensions and sizes; returns the parsed sizes. The data-dependent checks are check_data's.
 HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
                       const at::Tensor& mu, const at::Tensor& sigma, const std::string& likelihood,
                       double gaussian_sigma, const std::string& gaussian_scale);
@@ -36,25 +36,25 @@ void check_weights(const char* op, const char* name, const at::Tensor& g, const 
 // The importance weights given to the IWAE backward: [K, B], x's dtype and device.
 void check_importance_weights(const char* op, const at::Tensor& w, const at::Tensor& x, int64_t K, int64_t B);
 
-using Terms = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using Terms = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-// The device-generic implementations (ATen operations only).
-Terms generic_elbo_terms(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
-                         const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
-                         std::string gaussian_scale, std::string estimator);
+// The device-generic implementations (ATen operations only) of the private forward and backward ops.
+Terms generic_elbo_terms_forward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
+                                 const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
+                                 std::string gaussian_scale, std::string estimator, bool decoder_grad);
 Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_kl, const at::Tensor& x,
                                   const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
-                                  const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
-                                  std::string gaussian_scale, std::string estimator);
-std::tuple<at::Tensor, at::Tensor> generic_iwae_bound(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
-                                                      const at::Tensor& mu, const at::Tensor& sigma,
-                                                      std::string likelihood, double gaussian_sigma,
-                                                      std::string gaussian_scale, std::string estimator);
-Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x, const at::Tensor& out,
-                                  const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
-                                  std::string likelihood, double gaussian_sigma, std::string gaussian_scale,
-                                  std::string estimator);
+                                  const at::Tensor& sigma, bool decoder_out_grad, std::string likelihood,
+                                  double gaussian_sigma, std::string gaussian_scale, std::string estimator);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> generic_iwae_bound_forward(
+    const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
+    std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator,
+    bool decoder_grad);
+Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x,
+                                  const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
+                                  bool decoder_out_grad, std::string likelihood,
+                                  double gaussian_sigma, std::string gaussian_scale, std::string estimator);
 
 }  // namespace heads
 }  // namespace fastvae

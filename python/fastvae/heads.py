@@ -9,6 +9,7 @@ device-generic ATen implementation (``cpp/generic/heads.cpp``). Formulas and con
 """
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
@@ -28,7 +29,31 @@ IWAE_ESTIMATORS = arch.IWAE_ESTIMATORS
 _FLOATS = (torch.float32, torch.float64)
 
 
+def _well_formed(x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
+    """The usual call, recognised in a few attribute reads (the heads run once per training step; the full checks
+    below cost as much as a small kernel). Anything unusual goes through the full checks and their messages."""
+    tensors = (x, out, z, mu, sigma)
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return False
+    dtype, device = x.dtype, x.device
+    if dtype not in _FLOATS or any(t.dtype != dtype or t.device != device for t in tensors):
+        return False
+    if type(gaussian_sigma) not in (float, int) or not 0 < gaussian_sigma < math.inf:
+        return False
+    if (likelihood not in LIKELIHOODS or gaussian_scale not in GAUSSIAN_SCALES or estimator not in estimators
+            or (gaussian_scale == "predicted" and likelihood != "gaussian")):
+        return False
+    if x.dim() != 2 or out.dim() != 3 or z.dim() != 3 or mu.dim() != 2:
+        return False
+    (B, D), (L, Z) = x.shape, (out.shape[0], mu.shape[1])
+    width = 2 * D if gaussian_scale == "predicted" else D
+    return (B > 0 and D > 0 and L > 0 and Z > 0 and out.shape[1:] == (B, width) and z.shape == (L, B, Z)
+            and mu.shape[0] == B and sigma.shape == mu.shape)
+
+
 def _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
+    if _well_formed(x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
+        return float(gaussian_sigma)
     _checks.choice(where, "likelihood", likelihood, LIKELIHOODS)
     _checks.choice(where, "gaussian_scale", gaussian_scale, GAUSSIAN_SCALES)
     _checks.choice(where, "estimator", estimator, estimators)
@@ -124,67 +149,44 @@ def iwae_bound(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
     return bound, weights.detach()
 
 
-# -- fake (meta) kernels and autograd, for the fused ops and their _generic_ twins (same schemas) -------------
-def _register(prefix):
-    terms, terms_bw = f"fastvae::{prefix}elbo_terms", f"fastvae::{prefix}elbo_terms_backward"
-    bound, bound_bw = f"fastvae::{prefix}iwae_bound", f"fastvae::{prefix}iwae_bound_backward"
-    bw_ops = {"": (ops._elbo_terms_backward, ops._iwae_bound_backward),
-              "_generic_": (ops._generic_elbo_terms_backward, ops._generic_iwae_bound_backward)}[prefix]
-    if prefix == "":
-        terms_bw, bound_bw = "fastvae::_elbo_terms_backward", "fastvae::_iwae_bound_backward"
-
-    @torch.library.register_fake(terms)
+# -- fake (meta) kernels of the heads and their _generic_ twins (same schemas); their autograd is in C++
+# (cpp/autograd/heads_autograd.cpp): the public op runs the private forward, which also writes the gradient
+# with respect to decoder_out when one is needed, and the private backward scales it.
+def _register(public, private):
+    @torch.library.register_fake(f"fastvae::{public}elbo_terms")
     def _terms_fake(x, out, z, mu, sigma, *names):
-        check_devices(terms, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        check_devices("elbo_terms", x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
         b = x.shape[0]
         return x.new_empty(b), x.new_empty(b), x.new_empty(b)
 
-    @torch.library.register_fake(terms_bw)
-    def _terms_bw_fake(g_rec, g_kl, x, out, z, mu, sigma, *names):
-        check_devices(terms_bw, g_rec=g_rec, g_kl=g_kl, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
-        return torch.empty_like(out), torch.empty_like(z), torch.empty_like(mu), torch.empty_like(sigma)
+    @torch.library.register_fake(f"fastvae::{private}elbo_terms_forward")
+    def _terms_forward_fake(x, out, z, mu, sigma, *names_and_decoder_grad):
+        return (*_terms_fake(x, out, z, mu, sigma),
+                torch.empty_like(out) if names_and_decoder_grad[-1] else x.new_empty(0))
 
-    @torch.library.register_fake(bound)
+    @torch.library.register_fake(f"fastvae::{private}elbo_terms_backward")
+    def _terms_bw_fake(g_rec, g_kl, x, out, z, mu, sigma, decoder_out_grad, *names):
+        check_devices("_elbo_terms_backward", g_rec=g_rec, g_kl=g_kl, x=x, decoder_out=out, z=z, mu=mu,
+                      sigma=sigma)
+        return (torch.empty_like(out) if decoder_out_grad else x.new_empty(0), torch.empty_like(z),
+                torch.empty_like(mu), torch.empty_like(sigma))
+
+    @torch.library.register_fake(f"fastvae::{public}iwae_bound")
     def _bound_fake(x, out, z, mu, sigma, *names):
-        check_devices(bound, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        check_devices("iwae_bound", x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
         return x.new_empty(x.shape[0]), x.new_empty(out.shape[0], x.shape[0])
 
-    @torch.library.register_fake(bound_bw)
-    def _bound_bw_fake(g, weights, x, out, z, mu, sigma, *names):
-        check_devices(bound_bw, g=g, weights=weights, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
-        return torch.empty_like(out), torch.empty_like(z), torch.empty_like(mu), torch.empty_like(sigma)
+    @torch.library.register_fake(f"fastvae::{private}iwae_bound_forward")
+    def _bound_forward_fake(x, out, z, mu, sigma, *names_and_decoder_grad):
+        return (*_bound_fake(x, out, z, mu, sigma),
+                torch.empty_like(out) if names_and_decoder_grad[-1] else x.new_empty(0))
 
-    def setup(ctx, inputs, output):
-        x, out, z, mu, sigma, *names = inputs
-        ctx.save_for_backward(x, out, z, mu, sigma)
-        ctx.names = names
-
-    def setup_bound(ctx, inputs, output):
-        x, out, z, mu, sigma, *names = inputs
-        ctx.save_for_backward(x, out, z, mu, sigma, output[1])  # the weights: the backward does not recompute
-        ctx.names = names
-        ctx.mark_non_differentiable(output[1])
-
-    def no_x_grad(ctx, op):
-        if ctx.needs_input_grad[0]:
-            raise RuntimeError(f"fastvae::{op}: no gradient with respect to x (the data); detach x")
-
-    def terms_backward(ctx, g_elbo, g_rec, g_kl):
-        no_x_grad(ctx, "elbo_terms")
-        x, out, z, mu, sigma = ctx.saved_tensors
-        # elbo = rec - kl: an upstream gradient on elbo reaches rec with +1 and kl with -1.
-        grads = bw_ops[0](g_elbo + g_rec, g_kl - g_elbo, x, out, z, mu, sigma, *ctx.names)
-        return (None, *grads) + (None,) * len(ctx.names)
-
-    def bound_backward(ctx, g, g_weights):
-        no_x_grad(ctx, "iwae_bound")
-        x, out, z, mu, sigma, weights = ctx.saved_tensors
-        grads = bw_ops[1](g, weights, x, out, z, mu, sigma, *ctx.names)
-        return (None, *grads) + (None,) * len(ctx.names)
-
-    torch.library.register_autograd(terms, terms_backward, setup_context=setup)
-    torch.library.register_autograd(bound, bound_backward, setup_context=setup_bound)
+    @torch.library.register_fake(f"fastvae::{private}iwae_bound_backward")
+    def _bound_bw_fake(g, weights, x, out, z, mu, sigma, decoder_out_grad, *names):
+        check_devices("_iwae_bound_backward", g=g, weights=weights, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
+        return (torch.empty_like(out) if decoder_out_grad else x.new_empty(0), torch.empty_like(z),
+                torch.empty_like(mu), torch.empty_like(sigma))
 
 
-_register("")
-_register("_generic_")
+_register("", "_")
+_register("_generic_", "_generic_")

@@ -1,0 +1,134 @@
+// Inline vector exp and log1p for the bounded arguments of the likelihood rows (float lanes). Sleef's vector
+// functions are out-of-line calls (the loop spills around each one and cannot overlap iterations) and its log1p
+// costs about ten exps; on these ranges short polynomials reach float accuracy. Double lanes keep Sleef (1 ulp).
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace fastvae {
+namespace cpu {
+
+// exp(v) for v <= 0 (NaN stays NaN, -inf gives 0). Float lanes: Cody-Waite reduction v = n ln2 + r,
+// |r| <= ln2 / 2, and the Cephes expf polynomial for exp(r) (about 1 ulp); 2^n is built in the exponent bits.
+// Below -87.3 (where exp leaves the normal floats) the result is flushed to 0.
+template <typename T>
+inline at::vec::Vectorized<T> exp_nonpositive(const at::vec::Vectorized<T>& v) {
+  using Vec = at::vec::Vectorized<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    // maximum(c, v) returns v where v is NaN (vmaxps passes its second operand through): NaN propagates.
+    const Vec x = at::vec::maximum(Vec(-87.3f), v);
+    const Vec n = (x * Vec(1.44269504088896341f) + Vec(0.5f)).floor();
+    Vec r = at::vec::fmadd(n, Vec(-0.693359375f), x);  // ln 2 in two parts: exact first product
+    r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
+    Vec p = at::vec::fmadd(r, Vec(1.9875691500e-4f), Vec(1.3981999507e-3f));
+    p = at::vec::fmadd(p, r, Vec(8.3334519073e-3f));
+    p = at::vec::fmadd(p, r, Vec(4.1665795894e-2f));
+    p = at::vec::fmadd(p, r, Vec(1.6666665459e-1f));
+    p = at::vec::fmadd(p, r, Vec(5.0000001201e-1f));
+    p = at::vec::fmadd(p, r * r, r + Vec(1.f));
+    // 2^n: n in [-126, 0] here, so (n + 127) << 23 is a normal float's bit pattern.
+#if defined(CPU_CAPABILITY_AVX2)
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return Vec::blendv(p * Vec(_mm256_castsi256_ps(bits)), Vec(0.f), v < Vec(-87.3f));
+#else
+    alignas(64) float nf[Vec::size()];
+    alignas(64) float out[Vec::size()];
+    n.store(nf);
+    p.store(out);
+    for (int i = 0; i < Vec::size(); ++i) {
+      const int32_t bits = (static_cast<int32_t>(nf[i]) + 127) << 23;
+      float scale;
+      std::memcpy(&scale, &bits, sizeof scale);
+      out[i] *= scale;
+    }
+    return Vec::blendv(Vec::loadu(out), Vec(0.f), v < Vec(-87.3f));
+#endif
+  } else {
+    return v.exp();
+  }
+}
+
+// log1p(e) for e in [0, 1] (the softplus tail log(1 + exp(-|a|))). Float lanes: e P(e) with P the degree-8
+// Chebyshev fit of log1p(e) / e on [0, 1] (relative error 3e-8 in exact arithmetic, about 2e-7 evaluated in
+// float: the error of Sleef's log1pf and of torch's softplus), no division and no cancellation for small e.
+template <typename T>
+inline at::vec::Vectorized<T> log1p_unit(const at::vec::Vectorized<T>& e) {
+  using Vec = at::vec::Vectorized<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    Vec p = at::vec::fmadd(e, Vec(5.253457796e-03f), Vec(-2.958850739e-02f));
+    p = at::vec::fmadd(p, e, Vec(7.836166802e-02f));
+    p = at::vec::fmadd(p, e, Vec(-1.367476971e-01f));
+    p = at::vec::fmadd(p, e, Vec(1.911143108e-01f));
+    p = at::vec::fmadd(p, e, Vec(-2.484436989e-01f));
+    p = at::vec::fmadd(p, e, Vec(3.331927134e-01f));
+    p = at::vec::fmadd(p, e, Vec(-4.999950152e-01f));
+    p = at::vec::fmadd(p, e, Vec(9.999999705e-01f));
+    return e * p;
+  } else {
+    return e.log1p();
+  }
+}
+
+// log(v) for finite v > 0 (the samplers' log(u) and log(-log u) with u strictly inside (0, 1); no zero,
+// infinite or NaN argument reaches it). Float lanes: v = m 2^k with m in [sqrt(1/2), sqrt(2)), and the Cephes
+// logf polynomial in f = m - 1 (about 1 ulp); subnormal v are scaled by 2^24 first.
+template <typename T>
+inline at::vec::Vectorized<T> log_positive(const at::vec::Vectorized<T>& v) {
+  using Vec = at::vec::Vectorized<T>;
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same<T, float>::value) {
+    const __m256 tiny = _mm256_cmp_ps(v, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+    const __m256i bits = _mm256_castps_si256(_mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(0x1p24f)), tiny));
+    // mantissa in [1, 2) and its exponent; then halve m (and raise k) where m > sqrt(2)
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                                   _mm256_set1_epi32(0x3f800000)));
+    __m256 k = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+    const __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+    k = _mm256_add_ps(k, _mm256_and_ps(big, _mm256_set1_ps(1.f)));
+    k = _mm256_sub_ps(k, _mm256_and_ps(tiny, _mm256_set1_ps(24.f)));
+    const Vec f = Vec(m) - Vec(1.f), z = f * f, kv(k);
+    Vec y = at::vec::fmadd(f, Vec(7.0376836292e-2f), Vec(-1.1514610310e-1f));
+    y = at::vec::fmadd(y, f, Vec(1.1676998740e-1f));
+    y = at::vec::fmadd(y, f, Vec(-1.2420140846e-1f));
+    y = at::vec::fmadd(y, f, Vec(1.4249322787e-1f));
+    y = at::vec::fmadd(y, f, Vec(-1.6668057665e-1f));
+    y = at::vec::fmadd(y, f, Vec(2.0000714765e-1f));
+    y = at::vec::fmadd(y, f, Vec(-2.4999993993e-1f));
+    y = at::vec::fmadd(y, f, Vec(3.3333331174e-1f));
+    y = y * f * z;
+    y = at::vec::fmadd(kv, Vec(-2.12194440e-4f), y);
+    y = at::vec::fmadd(z, Vec(-0.5f), y);
+    return at::vec::fmadd(kv, Vec(0.693359375f), f + y);
+  }
+#endif
+  return v.log();
+}
+
+// log(1 - u) for u in (0, 1) (the exponential's inverse CDF), accurate for every u: below 1/2 from the series
+// log(1 - u) = -2 artanh(t), t = u / (2 - u) in (0, 1/3] (no cancellation for tiny u); from 1/2 on 1 - u is
+// exact (Sterbenz) and log_positive takes it.
+template <typename T>
+inline at::vec::Vectorized<T> log1m(const at::vec::Vectorized<T>& u) {
+  using Vec = at::vec::Vectorized<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    const Vec t = u / (Vec(2.f) - u), t2 = t * t;
+    Vec p = at::vec::fmadd(t2, Vec(1.f / 13), Vec(1.f / 11));
+    p = at::vec::fmadd(p, t2, Vec(1.f / 9));
+    p = at::vec::fmadd(p, t2, Vec(1.f / 7));
+    p = at::vec::fmadd(p, t2, Vec(1.f / 5));
+    p = at::vec::fmadd(p, t2, Vec(1.f / 3));
+    p = at::vec::fmadd(p, t2, Vec(1.f));
+    const Vec series = Vec(-2.f) * t * p;
+    return Vec::blendv(series, log_positive<T>(Vec(1.f) - u), u >= Vec(0.5f));
+  } else {
+    return (Vec(T(0)) - u).log1p();
+  }
+}
+
+}  // namespace cpu
+}  // namespace fastvae
