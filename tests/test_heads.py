@@ -317,8 +317,18 @@ def test_x_with_gradient_is_refused():
         heads.elbo_terms(x.requires_grad_(), out, z, mu, sigma, likelihood="gaussian")
 
 
+def _set(t, index, value):
+    t = t.clone()
+    t.view(-1)[index] = value
+    return t
+
+
 CPP_BAD_DATA = [  # data checks of the ops themselves, on both paths: ValueError
     ((_x + 0.5, _out, _z, _mu, _sigma, "bernoulli"), "x must be binary"),
+    # one value, in a vector lane and in a row's scalar tail (the fused kernel checks x in its row pass)
+    ((_set(_x, 1, 0.5), _out, _z, _mu, _sigma, "bernoulli"), "x must be binary"),
+    ((_set(_x, -1, 2.0), _out, _z, _mu, _sigma, "bernoulli"), "x must be binary"),
+    ((_set(_x, -1, float("nan")), _out, _z, _mu, _sigma, "bernoulli"), "x contains NaN"),
     ((_x + 0.5, _out, _z, _mu, _sigma, "continuous_bernoulli"), "x must lie in [0, 1]"),
     ((_x, _nan(_out), _z, _mu, _sigma, "gaussian"), "decoder_out contains NaN"),
     ((_x, _out, _z, _nan(_mu), _sigma, "gaussian"), "mu contains NaN"),

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import scipy.stats
+import numpy as np
 import torch
 from torch.distributions import Exponential, Gumbel
 
@@ -132,6 +133,29 @@ def test_same_seed_same_draws_whatever_the_thread_count():
         torch.set_num_threads(threads)
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
     assert not torch.equal(out[0][0], fastvae.gumbel_softmax(logits, 0.7, generator=gen(22)))
+
+
+def _splitmix64(z):
+    """SplitMix64's mixer (Steele, Lea & Flood 2014) on uint64 arrays, wrapping as the C++ does."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+@pytest.mark.parametrize("n", [1, 7, 4099])
+def test_counter_draws_are_the_documented_stream(n):
+    """float32 draws are u_i = ((b_i >> 41) + 1/2) 2^-23, b_i = mix(key + (i + 1) golden), key = mix(seed + golden)
+    (cpp/cpu/counter_rng.h; the vector and scalar paths give the same bits): the exponential sample with rate 1 is
+    then -log(1 - u_i)."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    seed = int(torch.empty((), dtype=torch.int64).random_(generator=gen(41)).item())
+    key = _splitmix64(np.array([seed], dtype=np.uint64) + golden)[0]
+    with np.errstate(over="ignore"):
+        b = _splitmix64(key + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden)
+    u = ((b >> np.uint64(41)).astype(np.float64) + 0.5) * 2.0 ** -23
+    z = fastvae.exponential_rsample(torch.ones(n), generator=gen(41))
+    torch.testing.assert_close(z.double(), torch.from_numpy(-np.log1p(-u)), rtol=1e-6, atol=1e-7)
 
 
 def test_torch_compile():

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace fastvae {
 namespace cpu {
@@ -36,6 +37,44 @@ inline double open_uniform<double>(uint64_t key, int64_t i) {
   return (static_cast<double>(b >> 12) + 0.5) * 0x1p-52;
 }
 
+#if defined(CPU_CAPABILITY_AVX2)
+// a * c mod 2^64 in each of four 64-bit lanes (AVX2 has no 64-bit multiply: three 32 x 32 -> 64 products).
+inline __m256i mul64_const(__m256i a, uint64_t c) {
+  const __m256i c_lo = _mm256_set1_epi64x(static_cast<int64_t>(c & 0xffffffffULL));
+  const __m256i c_hi = _mm256_set1_epi64x(static_cast<int64_t>(c >> 32));
+  const __m256i lo = _mm256_mul_epu32(a, c_lo);
+  const __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), c_lo), _mm256_mul_epu32(a, c_hi));
+  return _mm256_add_epi64(lo, _mm256_slli_epi64(cross, 32));
+}
+
+// splitmix64_mix in four lanes: the same bits as the scalar function.
+inline __m256i splitmix64_mix4(__m256i z) {
+  z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ULL);
+  z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), 0x94D049BB133111EBULL);
+  return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+// open_uniform<float> for flat indices first .. first + n - 1 into out, four at a time (identical values).
+inline void open_uniforms4(float* out, int64_t n, uint64_t key, int64_t first) {
+  constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+  const uint64_t base = key + static_cast<uint64_t>(first + 1) * kGolden;
+  __m256i ctr = _mm256_add_epi64(_mm256_set1_epi64x(static_cast<int64_t>(base)),
+                                 _mm256_setr_epi64x(0, static_cast<int64_t>(kGolden),
+                                                    static_cast<int64_t>(2 * kGolden),
+                                                    static_cast<int64_t>(3 * kGolden)));
+  const __m256i step = _mm256_set1_epi64x(static_cast<int64_t>(4 * kGolden));
+  const __m256i low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4, ctr = _mm256_add_epi64(ctr, step)) {
+    const __m256i k = _mm256_srli_epi64(splitmix64_mix4(ctr), 41);  // < 2^23: its low dword
+    const __m128i k32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(k, low_dwords));
+    const __m128 u = _mm_mul_ps(_mm_add_ps(_mm_cvtepi32_ps(k32), _mm_set1_ps(0.5f)), _mm_set1_ps(0x1p-23f));
+    _mm_storeu_ps(out + i, u);
+  }
+  for (; i < n; ++i) out[i] = open_uniform<float>(key, first + i);
+}
+#endif
+
 // Fills out[0, n) with uniforms for flat indices first.. : the injected `noise` if given (returns false if
 // any value is outside (0, 1)), else counter-based draws.
 template <typename T>
@@ -48,6 +87,12 @@ inline bool load_uniforms(const T* noise, T* out, int64_t n, uint64_t key, int64
       out[i] = u;
     }
   } else {
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same<T, float>::value) {
+      open_uniforms4(out, n, key, first);
+      return ok;
+    }
+#endif
     for (int64_t i = 0; i < n; ++i) out[i] = open_uniform<T>(key, first + i);
   }
   return ok;

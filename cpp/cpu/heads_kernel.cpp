@@ -25,13 +25,14 @@ using heads::Lik;
 // log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood rows; softplus from
 // exp(-|a|) so that no logit overflows). The backward's recomputation calls it exactly as the forward does, so
 // that both give the same bits (autograd expects a backward to be reentrant).
+// nonbinary: bernoulli rows only (see bernoulli_row).
 template <typename T>
-T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w) {
+T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool* nonbinary = nullptr) {
   if (s.lik == Lik::Gaussian)
     return s.predicted ? gaussian_predicted_row<T>(a, x, s.D, g, w)
                        : gaussian_fixed_row<T>(a, x, s.D, g, w, s.gaussian_sigma);
   if (s.lik == Lik::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, s.D, g, w);
-  return bernoulli_row<T>(a, x, s.D, g, w);
+  return bernoulli_row<T>(a, x, s.D, g, w, nonbinary);
 }
 
 // The data checks of heads::check_data as one pass over each input (no temporaries): NaN anywhere, sigma <= 0,
@@ -45,24 +46,27 @@ bool has_nan(const at::Tensor& t) {
   return bad != 0;
 }
 
+// x is as large as one decoder_out sample, so it gets at most one pass: for bernoulli none here (the row pass
+// flags non-binary values, check_binary below), for continuous_bernoulli the range check. The range checks also
+// fail on NaN, so x's NaN scan runs only then (for the message) or for the Gaussian.
 template <typename T>
-void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
-                const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma) {
-  // x is as large as one decoder_out sample: one pass over it. The range checks of the Bernoulli likelihoods
-  // also fail on NaN, so x's NaN scan runs only then (for the message) or for the Gaussian.
-  const T* xp = x.data_ptr<T>();
-  const int64_t n = x.numel();
-  int bad = 0;
-  if (s.lik == Lik::Bernoulli) {
-    for (int64_t i = 0; i < n; ++i) bad |= (xp[i] != T(0)) & (xp[i] != T(1));
-  } else if (s.lik == Lik::ContinuousBernoulli) {
-    for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
-  }
+void check_x(const char* op, const HeadShape& s, const at::Tensor& x, bool bad) {
   if (bad || s.lik == Lik::Gaussian)
     TORCH_CHECK_VALUE(!has_nan<T>(x), "fastvae: ", op, ": x contains NaN");
   TORCH_CHECK_VALUE(!bad || s.lik != Lik::Bernoulli, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood "
                     "bernoulli; use continuous_bernoulli for intensities in [0, 1]");
   TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
+}
+
+template <typename T>
+void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
+                const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma) {
+  const T* xp = x.data_ptr<T>();
+  const int64_t n = x.numel();
+  int bad = 0;
+  if (s.lik == Lik::ContinuousBernoulli)
+    for (int64_t i = 0; i < n; ++i) bad |= !(xp[i] >= T(0)) | !(xp[i] <= T(1));
+  check_x<T>(op, s, x, bad);
   // decoder_out is not scanned: its rows' log-likelihoods are NaN if it holds one (check_rows).
   TORCH_CHECK_VALUE(!has_nan<T>(z), "fastvae: ", op, ": z contains NaN");
   TORCH_CHECK_VALUE(!has_nan<T>(mu), "fastvae: ", op, ": mu contains NaN");
@@ -71,6 +75,12 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
   int nonpositive = 0;
   for (int64_t i = 0; i < sigma.numel(); ++i) nonpositive |= !(sp[i] > T(0));
   TORCH_CHECK_VALUE(!nonpositive, "fastvae: ", op, ": sigma must be > 0 everywhere");
+}
+
+// After a bernoulli row pass that flagged x.
+template <typename T>
+void check_binary(const char* op, const HeadShape& s, const at::Tensor& x, bool nonbinary) {
+  if (nonbinary) check_x<T>(op, s, x, true);
 }
 
 // After the row pass: a NaN log-likelihood means a NaN in decoder_out (the other inputs are checked before) or
@@ -103,7 +113,11 @@ T sum_log(const T* s, int64_t n) {
   return r;
 }
 
-int64_t grain(const HeadShape& s) { return std::max<int64_t>(1, 16384 / (s.L * s.D + 1)); }
+// Images per task: about 16K values of work each. A backward without decoder_out's gradient touches only the
+// [L, B, Z] latents, so it mostly runs on one thread instead of waking the pool for microseconds of work.
+int64_t grain(const HeadShape& s, bool decoder_rows = true) {
+  return std::max<int64_t>(1, 16384 / (s.L * (decoder_rows ? s.D : s.Z) + 1));
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
     const at::Tensor& x_, const at::Tensor& out_, const at::Tensor& z_, const at::Tensor& mu_,
@@ -125,13 +139,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
             *sp = sigma.data_ptr<T>();
     T *ep = elbo.data_ptr<T>(), *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
     T* gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
-    std::atomic<bool> nan_seen{false};
+    std::atomic<bool> nan_seen{false}, nonbinary{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+      bool nb = false;
       for (int64_t b = b0; b < b1; ++b) {
         T r = 0;
         for (int64_t l = 0; l < s.L; ++l) {
           const int64_t row = (l * s.B + b) * W;
-          r += row_log_lik<T>(s, ap + row, xp + b * s.D, gp ? gp + row : nullptr, T(1) / T(s.L));
+          r += row_log_lik<T>(s, ap + row, xp + b * s.D, gp ? gp + row : nullptr, T(1) / T(s.L), l ? nullptr : &nb);
         }
         rp[b] = r / T(s.L);
         if (std::isnan(r)) nan_seen = true;
@@ -154,7 +169,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
         kp[b] = k;
         ep[b] = rp[b] - k;
       }
+      if (nb) nonbinary = true;
     });
+    check_binary<T>(op, s, x, nonbinary);
     check_rows<T>(op, nan_seen, out);
   });
   return {elbo, rec, kl, dg};
@@ -181,7 +198,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
             *sp = sigma.data_ptr<T>(), *gr = g_rec.data_ptr<T>(), *gk = g_kl.data_ptr<T>();
     T* dop = decoder_out_grad ? d_out.data_ptr<T>() : nullptr;
     T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
-    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, s.B, grain(s, decoder_out_grad), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t l = 0; l < s.L && decoder_out_grad; ++l) {  // as the forward's decoder_grad, then scaled
           const int64_t r = (l * s.B + b) * W;
@@ -230,13 +247,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
 // With dg (decoder_grad rows of this image's samples), also d bound / d out_k = w_k d log p(x | out_k) / d out_k.
 template <typename T>
 T image_log_weights(const HeadShape& s, int64_t W, const T* xp, const T* ap, const T* zp, const T* mp, const T* sp,
-                    int64_t b, T* lw, T* w, T* dg) {
+                    int64_t b, T* lw, T* w, T* dg, bool* nonbinary) {
   const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
   const T log_sigma = sum_log<T>(sg, s.Z);
   T mx = -std::numeric_limits<T>::infinity();
   for (int64_t k = 0; k < s.L; ++k) {
     const int64_t r = k * s.B + b;
-    T v = row_log_lik<T>(s, ap + r * W, xp + b * s.D, dg ? dg + r * W : nullptr, T(1));
+    T v = row_log_lik<T>(s, ap + r * W, xp + b * s.D, dg ? dg + r * W : nullptr, T(1), k ? nullptr : nonbinary);
     const T* zz = zp + r * s.Z;
     for (int64_t j = 0; j < s.Z; ++j) {
       const T e = (zz[j] - m[j]) / sg[j];
@@ -270,16 +287,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> iwae_bound_forward(
     using T = scalar_t;
     check_data<T>(op, s, x, out, z, mu, sigma);
     T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>(), *gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
-    std::atomic<bool> nan_seen{false};
+    std::atomic<bool> nan_seen{false}, nonbinary{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> lw(s.L), w(s.L);
+      bool nb = false;
       for (int64_t b = b0; b < b1; ++b) {
         bp[b] = image_log_weights<T>(s, W, x.data_ptr<T>(), out.data_ptr<T>(), z.data_ptr<T>(), mu.data_ptr<T>(),
-                                     sigma.data_ptr<T>(), b, lw.data(), w.data(), gp);
+                                     sigma.data_ptr<T>(), b, lw.data(), w.data(), gp, &nb);
         for (int64_t k = 0; k < s.L; ++k) wp[k * s.B + b] = w[k];
         if (std::isnan(bp[b])) nan_seen = true;
       }
+      if (nb) nonbinary = true;
     });
+    check_binary<T>(op, s, x, nonbinary);
     check_rows<T>(op, nan_seen, out);
   });
   return {bound, weights, dg};
@@ -306,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
             *sp = sigma.data_ptr<T>(), *gp = g.data_ptr<T>(), *wp = weights.data_ptr<T>();
     T* dop = decoder_out_grad ? d_out.data_ptr<T>() : nullptr;
     T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
-    at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, s.B, grain(s, decoder_out_grad), [&](int64_t b0, int64_t b1) {
       std::vector<T> w(s.L);
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t k = 0; k < s.L; ++k) w[k] = wp[k * s.B + b];  // the forward's softmax_k(log w)

@@ -17,14 +17,17 @@ namespace cpu {
 // log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g != nullptr, g = w (x - sigmoid(a)),
 // both from one exp and one log1p of -|a| so that no logit overflows (the homeworks' sigmoid + BCE
 // is this same likelihood, computed stably).
+// With nonbinary != nullptr the same pass also sets *nonbinary if some x_d is neither 0 nor 1 (NaN included):
+// the heads check their data there instead of in a pass of its own.
 template <typename T>
-T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
+T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w, bool* nonbinary = nullptr) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
-  Vec acc0(T(0)), acc1(T(0));
+  Vec acc0(T(0)), acc1(T(0)), flags(T(0));
   const Vec zero(T(0)), one(T(1)), wv(w);
   auto step = [&](int64_t d, Vec& acc) {
     Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
+    if (nonbinary) flags = flags | ((xv != zero) & (xv != one));
     Vec e = exp_nonpositive<T>(zero - av.abs());
     Vec sp = at::vec::maximum(av, zero) + log1p_unit<T>(e);
     acc = acc + (xv * av - sp);
@@ -43,7 +46,10 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
   }
   for (; d + W <= D; d += W) step(d, acc0);
   T s = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc0 + acc1);
+  // flags lanes are all-ones bit patterns where x was bad, +0 elsewhere
+  if (nonbinary && flags.zero_mask() != (1 << W) - 1) *nonbinary = true;
   for (; d < D; ++d) {
+    if (nonbinary && x[d] != T(0) && x[d] != T(1)) *nonbinary = true;
     T av = a[d], e = std::exp(-std::abs(av));
     s += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
     if (g) {
