@@ -1,6 +1,7 @@
-// Inline vector exp and log1p for the bounded arguments of the likelihood rows (float lanes). Sleef's vector
-// functions are out-of-line calls (the loop spills around each one and cannot overlap iterations) and its log1p
-// costs about ten exps; on these ranges short polynomials reach float accuracy. Double lanes keep Sleef (1 ulp).
+// Inline vector exp, log1p and log for the bounded arguments of the likelihood rows and the samplers (float
+// lanes). Sleef's vector functions are out-of-line calls (the loop spills around each one and cannot overlap
+// iterations) and its log1p costs about ten exps; on these ranges short polynomials reach float accuracy.
+// Double lanes keep Sleef (1 ulp).
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
