@@ -246,10 +246,14 @@ def _bad(**over):
     return args, kw
 
 
-def _nan(t):
+def _set(t, index, value):
     t = t.clone()
-    t.view(-1)[0] = float("nan")
+    t.view(-1)[index] = value
     return t
+
+
+def _nan(t):
+    return _set(t, 0, float("nan"))
 
 
 _x, _out, _z, _mu, _sigma = make_inputs(FAMILIES[0])
@@ -315,12 +319,6 @@ def test_x_with_gradient_is_refused():
     x, out, z, mu, sigma = make_inputs(FAMILIES[2])
     with pytest.raises(ValueError, match="x must not require a gradient"):
         heads.elbo_terms(x.requires_grad_(), out, z, mu, sigma, likelihood="gaussian")
-
-
-def _set(t, index, value):
-    t = t.clone()
-    t.view(-1)[index] = value
-    return t
 
 
 CPP_BAD_DATA = [  # data checks of the ops themselves, on both paths: ValueError

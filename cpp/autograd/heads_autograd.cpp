@@ -59,6 +59,14 @@ void save_names(AutogradContext* ctx, const std::string& likelihood, double gaus
   ctx->saved_data["estimator"] = estimator;
 }
 
+// A private backward op called with its leading arguments and the names save_names kept.
+template <typename Op, typename... Args>
+auto call_with_names(const Op& op, AutogradContext* ctx, const Args&... args) {
+  auto& d = ctx->saved_data;
+  return op.call(args..., d["likelihood"].toStringRef(), d["gaussian_sigma"].toDouble(),
+                 d["gaussian_scale"].toStringRef(), d["estimator"].toStringRef());
+}
+
 void no_x_grad(AutogradContext* ctx, const char* op) {
   TORCH_CHECK(!ctx->needs_input_grad(0), "fastvae: ", op, ": no gradient with respect to x (the data); detach x");
 }
@@ -116,10 +124,8 @@ struct ElboTermsFunction : public torch::autograd::Function<ElboTermsFunction<Ge
     const Tensor g_rec = sum_defined(g[0], g[1], s[0]);
     const Tensor g_kl = sum_defined(g[2], g[0].defined() ? -g[0] : Tensor(), s[0]);
     Tensor d_saved = take_decoder_grad(ctx, g_rec);
-    auto [d_out, d_z, d_mu, d_sigma] = ops<Generic>().elbo_backward.call(
-        g_rec, g_kl, s[0], s[1], s[2], s[3], s[4], !d_saved.defined(),
-        ctx->saved_data["likelihood"].toStringRef(), ctx->saved_data["gaussian_sigma"].toDouble(),
-        ctx->saved_data["gaussian_scale"].toStringRef(), ctx->saved_data["estimator"].toStringRef());
+    auto [d_out, d_z, d_mu, d_sigma] = call_with_names(ops<Generic>().elbo_backward, ctx, g_rec, g_kl, s[0], s[1],
+                                                       s[2], s[3], s[4], !d_saved.defined());
     return with_no_grads_for_names(d_saved.defined() ? d_saved : d_out, d_z, d_mu, d_sigma);
   }
 };
@@ -144,10 +150,8 @@ struct IwaeBoundFunction : public torch::autograd::Function<IwaeBoundFunction<Ge
     no_x_grad(ctx, "iwae_bound");
     const auto s = ctx->get_saved_variables();
     Tensor d_saved = take_decoder_grad(ctx, g[0]);
-    auto [d_out, d_z, d_mu, d_sigma] = ops<Generic>().iwae_backward.call(
-        g[0], s[5], s[0], s[1], s[2], s[3], s[4], !d_saved.defined(),
-        ctx->saved_data["likelihood"].toStringRef(), ctx->saved_data["gaussian_sigma"].toDouble(),
-        ctx->saved_data["gaussian_scale"].toStringRef(), ctx->saved_data["estimator"].toStringRef());
+    auto [d_out, d_z, d_mu, d_sigma] = call_with_names(ops<Generic>().iwae_backward, ctx, g[0], s[5], s[0], s[1],
+                                                       s[2], s[3], s[4], !d_saved.defined());
     return with_no_grads_for_names(d_saved.defined() ? d_saved : d_out, d_z, d_mu, d_sigma);
   }
 };

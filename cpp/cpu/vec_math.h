@@ -6,12 +6,21 @@
 
 #include <ATen/cpu/vec/vec.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 namespace fastvae {
 namespace cpu {
+
+// c[0] x^(N-1) + c[1] x^(N-2) + ... + c[N-1] by Horner's rule, one fused multiply-add per coefficient.
+template <typename Vec, size_t N>
+inline Vec horner(const Vec& x, const float (&c)[N]) {
+  Vec p(c[0]);
+  for (size_t i = 1; i < N; ++i) p = at::vec::fmadd(p, x, Vec(c[i]));
+  return p;
+}
 
 // exp(v) for v <= 0 (NaN stays NaN, -inf gives 0). Float lanes: Cody-Waite reduction v = n ln2 + r,
 // |r| <= ln2 / 2, and the Cephes expf polynomial for exp(r) (about 1 ulp); 2^n is built in the exponent bits.
@@ -25,12 +34,9 @@ inline at::vec::Vectorized<T> exp_nonpositive(const at::vec::Vectorized<T>& v) {
     const Vec n = (x * Vec(1.44269504088896341f) + Vec(0.5f)).floor();
     Vec r = at::vec::fmadd(n, Vec(-0.693359375f), x);  // ln 2 in two parts: exact first product
     r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
-    Vec p = at::vec::fmadd(r, Vec(1.9875691500e-4f), Vec(1.3981999507e-3f));
-    p = at::vec::fmadd(p, r, Vec(8.3334519073e-3f));
-    p = at::vec::fmadd(p, r, Vec(4.1665795894e-2f));
-    p = at::vec::fmadd(p, r, Vec(1.6666665459e-1f));
-    p = at::vec::fmadd(p, r, Vec(5.0000001201e-1f));
-    p = at::vec::fmadd(p, r * r, r + Vec(1.f));
+    static constexpr float kExp[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                                     1.6666665459e-1f, 5.0000001201e-1f};
+    const Vec p = at::vec::fmadd(horner(r, kExp), r * r, r + Vec(1.f));
     // 2^n: n in [-126, 0] here, so (n + 127) << 23 is a normal float's bit pattern.
 #if defined(CPU_CAPABILITY_AVX2)
     const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
@@ -58,17 +64,11 @@ inline at::vec::Vectorized<T> exp_nonpositive(const at::vec::Vectorized<T>& v) {
 // float: the error of Sleef's log1pf and of torch's softplus), no division and no cancellation for small e.
 template <typename T>
 inline at::vec::Vectorized<T> log1p_unit(const at::vec::Vectorized<T>& e) {
-  using Vec = at::vec::Vectorized<T>;
   if constexpr (std::is_same<T, float>::value) {
-    Vec p = at::vec::fmadd(e, Vec(5.253457796e-03f), Vec(-2.958850739e-02f));
-    p = at::vec::fmadd(p, e, Vec(7.836166802e-02f));
-    p = at::vec::fmadd(p, e, Vec(-1.367476971e-01f));
-    p = at::vec::fmadd(p, e, Vec(1.911143108e-01f));
-    p = at::vec::fmadd(p, e, Vec(-2.484436989e-01f));
-    p = at::vec::fmadd(p, e, Vec(3.331927134e-01f));
-    p = at::vec::fmadd(p, e, Vec(-4.999950152e-01f));
-    p = at::vec::fmadd(p, e, Vec(9.999999705e-01f));
-    return e * p;
+    static constexpr float kLog1p[] = {5.253457796e-03f, -2.958850739e-02f, 7.836166802e-02f,
+                                       -1.367476971e-01f, 1.911143108e-01f, -2.484436989e-01f,
+                                       3.331927134e-01f, -4.999950152e-01f, 9.999999705e-01f};
+    return e * horner(e, kLog1p);
   } else {
     return e.log1p();
   }
@@ -93,15 +93,10 @@ inline at::vec::Vectorized<T> log_positive(const at::vec::Vectorized<T>& v) {
     k = _mm256_add_ps(k, _mm256_and_ps(big, _mm256_set1_ps(1.f)));
     k = _mm256_sub_ps(k, _mm256_and_ps(tiny, _mm256_set1_ps(24.f)));
     const Vec f = Vec(m) - Vec(1.f), z = f * f, kv(k);
-    Vec y = at::vec::fmadd(f, Vec(7.0376836292e-2f), Vec(-1.1514610310e-1f));
-    y = at::vec::fmadd(y, f, Vec(1.1676998740e-1f));
-    y = at::vec::fmadd(y, f, Vec(-1.2420140846e-1f));
-    y = at::vec::fmadd(y, f, Vec(1.4249322787e-1f));
-    y = at::vec::fmadd(y, f, Vec(-1.6668057665e-1f));
-    y = at::vec::fmadd(y, f, Vec(2.0000714765e-1f));
-    y = at::vec::fmadd(y, f, Vec(-2.4999993993e-1f));
-    y = at::vec::fmadd(y, f, Vec(3.3333331174e-1f));
-    y = y * f * z;
+    static constexpr float kLog[] = {7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f,
+                                     1.4249322787e-1f, -1.6668057665e-1f, 2.0000714765e-1f, -2.4999993993e-1f,
+                                     3.3333331174e-1f};
+    Vec y = horner(f, kLog) * f * z;
     y = at::vec::fmadd(kv, Vec(-2.12194440e-4f), y);
     y = at::vec::fmadd(z, Vec(-0.5f), y);
     return at::vec::fmadd(kv, Vec(0.693359375f), f + y);
@@ -118,13 +113,8 @@ inline at::vec::Vectorized<T> log1m(const at::vec::Vectorized<T>& u) {
   using Vec = at::vec::Vectorized<T>;
   if constexpr (std::is_same<T, float>::value) {
     const Vec t = u / (Vec(2.f) - u), t2 = t * t;
-    Vec p = at::vec::fmadd(t2, Vec(1.f / 13), Vec(1.f / 11));
-    p = at::vec::fmadd(p, t2, Vec(1.f / 9));
-    p = at::vec::fmadd(p, t2, Vec(1.f / 7));
-    p = at::vec::fmadd(p, t2, Vec(1.f / 5));
-    p = at::vec::fmadd(p, t2, Vec(1.f / 3));
-    p = at::vec::fmadd(p, t2, Vec(1.f));
-    const Vec series = Vec(-2.f) * t * p;
+    static constexpr float kAtanh[] = {1.f / 13, 1.f / 11, 1.f / 9, 1.f / 7, 1.f / 5, 1.f / 3, 1.f};
+    const Vec series = Vec(-2.f) * t * horner(t2, kAtanh);
     return Vec::blendv(series, log_positive<T>(Vec(1.f) - u), u >= Vec(0.5f));
   } else {
     return (Vec(T(0)) - u).log1p();

@@ -152,6 +152,16 @@ def iwae_bound(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
 # -- fake (meta) kernels of the heads and their _generic_ twins (same schemas); their autograd is in C++
 # (cpp/autograd/heads_autograd.cpp): the public op runs the private forward, which also writes the gradient
 # with respect to decoder_out when one is needed, and the private backward scales it.
+def _decoder_grad_fake(x, out, wanted):
+    """decoder_out's gradient from a private forward or backward op: decoder_out's shape, or [0] if not wanted."""
+    return torch.empty_like(out) if wanted else x.new_empty(0)
+
+
+def _grads_fake(x, out, z, mu, sigma, decoder_out_grad):
+    return (_decoder_grad_fake(x, out, decoder_out_grad), torch.empty_like(z), torch.empty_like(mu),
+            torch.empty_like(sigma))
+
+
 def _register(public, private):
     @torch.library.register_fake(f"fastvae::{public}elbo_terms")
     def _terms_fake(x, out, z, mu, sigma, *names):
@@ -161,15 +171,13 @@ def _register(public, private):
 
     @torch.library.register_fake(f"fastvae::{private}elbo_terms_forward")
     def _terms_forward_fake(x, out, z, mu, sigma, *names_and_decoder_grad):
-        return (*_terms_fake(x, out, z, mu, sigma),
-                torch.empty_like(out) if names_and_decoder_grad[-1] else x.new_empty(0))
+        return (*_terms_fake(x, out, z, mu, sigma), _decoder_grad_fake(x, out, names_and_decoder_grad[-1]))
 
     @torch.library.register_fake(f"fastvae::{private}elbo_terms_backward")
     def _terms_bw_fake(g_rec, g_kl, x, out, z, mu, sigma, decoder_out_grad, *names):
         check_devices("_elbo_terms_backward", g_rec=g_rec, g_kl=g_kl, x=x, decoder_out=out, z=z, mu=mu,
                       sigma=sigma)
-        return (torch.empty_like(out) if decoder_out_grad else x.new_empty(0), torch.empty_like(z),
-                torch.empty_like(mu), torch.empty_like(sigma))
+        return _grads_fake(x, out, z, mu, sigma, decoder_out_grad)
 
     @torch.library.register_fake(f"fastvae::{public}iwae_bound")
     def _bound_fake(x, out, z, mu, sigma, *names):
@@ -178,14 +186,12 @@ def _register(public, private):
 
     @torch.library.register_fake(f"fastvae::{private}iwae_bound_forward")
     def _bound_forward_fake(x, out, z, mu, sigma, *names_and_decoder_grad):
-        return (*_bound_fake(x, out, z, mu, sigma),
-                torch.empty_like(out) if names_and_decoder_grad[-1] else x.new_empty(0))
+        return (*_bound_fake(x, out, z, mu, sigma), _decoder_grad_fake(x, out, names_and_decoder_grad[-1]))
 
     @torch.library.register_fake(f"fastvae::{private}iwae_bound_backward")
     def _bound_bw_fake(g, weights, x, out, z, mu, sigma, decoder_out_grad, *names):
         check_devices("_iwae_bound_backward", g=g, weights=weights, x=x, decoder_out=out, z=z, mu=mu, sigma=sigma)
-        return (torch.empty_like(out) if decoder_out_grad else x.new_empty(0), torch.empty_like(z),
-                torch.empty_like(mu), torch.empty_like(sigma))
+        return _grads_fake(x, out, z, mu, sigma, decoder_out_grad)
 
 
 _register("", "_")
