@@ -275,6 +275,7 @@ BAD = [
     (_bad(z=_z[:2]), ValueError, "z must have shape"),
     (_bad(sigma=_sigma[:, :1]), ValueError, "mu and sigma must have shape"),
     (_bad(sigma=-_sigma), ValueError, "sigma must be > 0"),
+    (_bad(sigma=_sigma / 0), ValueError, "sigma must be > 0 and finite"),
     (_bad(x=_x.to("meta")), ValueError, "tensors must share one device"),
     (_bad(x=_x + 0.5), ValueError, "x must be binary"),
     (_bad(likelihood="continuous_bernoulli", x=_x + 0.5), ValueError, "x must lie in [0, 1]"),
@@ -321,6 +322,7 @@ def test_x_with_gradient_is_refused():
         heads.elbo_terms(x.requires_grad_(), out, z, mu, sigma, likelihood="gaussian")
 
 
+_xt, _outt, _zt, _mut, _sigmat = make_inputs(FAMILIES[0], L=2, B=3, D=5, Z=3)
 CPP_BAD_DATA = [  # data checks of the ops themselves, on both paths: ValueError
     ((_x + 0.5, _out, _z, _mu, _sigma, "bernoulli"), "x must be binary"),
     # one value, in a vector lane and in a row's scalar tail (the fused kernel checks x in its row pass)
@@ -330,14 +332,24 @@ CPP_BAD_DATA = [  # data checks of the ops themselves, on both paths: ValueError
     ((_x + 0.5, _out, _z, _mu, _sigma, "continuous_bernoulli"), "x must lie in [0, 1]"),
     ((_x, _nan(_out), _z, _mu, _sigma, "gaussian"), "decoder_out contains NaN"),
     ((_x, _out, _z, _nan(_mu), _sigma, "gaussian"), "mu contains NaN"),
-    ((_x, _out, _z, _mu, -_sigma, "gaussian"), "sigma must be > 0 everywhere"),
+    ((_x, _out, _z, _mu, -_sigma, "gaussian"), "sigma must be > 0 and finite everywhere"),
+    ((_x, _out, _z, _mu, _set(_sigma, 0, float("inf")), "gaussian"), "sigma must be > 0 and finite everywhere"),
+    ((_x, _out, _z, _mu, _nan(_sigma), "gaussian"), "sigma contains NaN"),
+    # odd sizes: the fused checks' vector tails (9 latents, 15 pixels), last entry bad
+    ((_xt, _outt, _zt, _mut, _set(_sigmat, -1, float("inf")), "bernoulli"), "sigma must be > 0 and finite"),
+    ((_xt, _outt, _zt, _mut, _set(_sigmat, -1, float("nan")), "bernoulli"), "sigma contains NaN"),
+    ((_xt, _outt, _zt, _set(_mut, -1, float("nan")), _sigmat, "bernoulli"), "mu contains NaN"),
+    ((_xt, _outt, _set(_zt, -1, float("nan")), _mut, _sigmat, "bernoulli"), "z contains NaN"),
+    ((_set(_xt, -1, 1.5), _outt, _zt, _mut, _sigmat, "continuous_bernoulli"), "x must lie in [0, 1]"),
 ]
 
 
 @pytest.mark.parametrize("op", ["elbo_terms", "_generic_elbo_terms", "iwae_bound", "_generic_iwae_bound"])
 @pytest.mark.parametrize("args,fragment", CPP_BAD_DATA)
-def test_ops_reject_bad_data(op, args, fragment):
+@pytest.mark.parametrize("dtype", [F64, torch.float32])  # the fused checks' vectors hold 4 or 8 lanes
+def test_ops_reject_bad_data(op, args, fragment, dtype):
     est = "mc" if "elbo" in op else "dreg"
+    args = [a.to(dtype) if torch.is_tensor(a) else a for a in args]
     with pytest.raises(ValueError) as info:
         getattr(ops, op)(*args, 1.0, "fixed", est)
     assert fragment in str(info.value)

@@ -14,6 +14,7 @@ import torch
 import fastvae
 from fastvae.datasets import load_mnist
 from reference_iwae import ref_grads
+from reference_training import assert_trained_alike
 from reference_vaes import RefVAE
 
 
@@ -81,14 +82,8 @@ def test_iwae_fit_matches_plain_pytorch_loop(name, estimator, updates, torch_ref
     assert model.train_options_.objective == "iwae" and model.train_options_.iwae_estimator == estimator
     reference_iwae_fit(ref, name, x, labels, updates=updates, estimator=estimator, torch_reference=torch_reference,
                        **settings)
-    for (pname, p), q in zip(model.named_parameters(), ref.parameters()):
-        # one step moves a weight by <= lr; float32 gradient rounding (~1e-4 relative) moves that by <= 1e-5.
-        # The two sides also sum gradients in different orders, so a (leaky) ReLU unit whose pre-activation
-        # comes within rounding of 0 can take the other slope on one side only: its few weights then differ by
-        # up to ~1e-4. A wrong gradient would move nearly every weight, not one unit's.
-        close = torch.isclose(p, q, rtol=1e-5, atol=1e-5)
-        assert close.float().mean() > 0.99, f"{pname}: {(~close).sum().item()} of {p.numel()} weights differ"
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-3, msg=lambda m: f"{pname}: {m}")
+    # eps = 1 in the 10-update runs: Adam steps scale with the gradient, so a flip moves weights far less
+    assert_trained_alike(model, ref, max_diff=1e-3, min_close=0.99)
 
 
 def test_iwae_history_records_the_bound(mnist):

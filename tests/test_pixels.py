@@ -7,8 +7,8 @@ import torch
 import fastvae
 from fastvae import _C
 from fastvae.datasets import load_mnist
-from reference_training import reference_fit
-from test_training import F32, assert_same_weights, stop_at
+from reference_training import assert_trained_alike, reference_fit
+from test_training import stop_at
 
 CB = "continuous_bernoulli"
 
@@ -39,7 +39,7 @@ def test_fit_matches_plain_pytorch_loop(likelihood, pixels, mnist, two_threads):
         model.fit(x, epochs=3, progress=False, callback=stop_at(10), callback_every=1, pixels=pixels, **settings)
     assert model.optimizer_state_.step == 10
     reference_fit(ref, x, updates=10, pixels=pixels, **settings)
-    assert_same_weights(model, ref, **F32)
+    assert_trained_alike(model, ref, max_diff=3 * settings["lr"])
 
 
 def test_dynamic_binarization_is_reproducible_and_fresh(mnist):

@@ -9,6 +9,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -59,9 +60,13 @@ void save_names(AutogradContext* ctx, const std::string& likelihood, double gaus
   ctx->saved_data["estimator"] = estimator;
 }
 
-// A private backward op called with its leading arguments and the names save_names kept.
+// A private backward op called with its leading arguments and the names save_names kept. In a plain backward
+// (grad mode off) the call skips the Autograd dispatch key, whose not-implemented fallback boxes every argument;
+// under create_graph it keeps it, so that differentiating the gradients raises instead of giving zeros.
 template <typename Op, typename... Args>
 auto call_with_names(const Op& op, AutogradContext* ctx, const Args&... args) {
+  std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
+  if (!c10::GradMode::is_enabled()) below_autograd.emplace();
   auto& d = ctx->saved_data;
   return op.call(args..., d["likelihood"].toStringRef(), d["gaussian_sigma"].toDouble(),
                  d["gaussian_scale"].toStringRef(), d["estimator"].toStringRef());

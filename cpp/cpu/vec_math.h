@@ -31,15 +31,20 @@ inline at::vec::Vectorized<T> exp_nonpositive(const at::vec::Vectorized<T>& v) {
   if constexpr (std::is_same<T, float>::value) {
     // maximum(c, v) returns v where v is NaN (vmaxps passes its second operand through): NaN propagates.
     const Vec x = at::vec::maximum(Vec(-87.3f), v);
-    const Vec n = (x * Vec(1.44269504088896341f) + Vec(0.5f)).floor();
+    // n = round(x log2 e) by the shifter trick: adding 1.5 2^23 leaves n in the low mantissa bits of t (no
+    // round instruction, and t's bits give 2^n below without a float-to-int conversion).
+    const Vec shifter(12582912.f);
+    const Vec t = at::vec::fmadd(x, Vec(1.44269504088896341f), shifter), n = t - shifter;
     Vec r = at::vec::fmadd(n, Vec(-0.693359375f), x);  // ln 2 in two parts: exact first product
     r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
     static constexpr float kExp[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
                                      1.6666665459e-1f, 5.0000001201e-1f};
     const Vec p = at::vec::fmadd(horner(r, kExp), r * r, r + Vec(1.f));
-    // 2^n: n in [-126, 0] here, so (n + 127) << 23 is a normal float's bit pattern.
+    // 2^n: n in [-126, 0] here, so (n + 127) << 23 is a normal float's bit pattern; t's bits are
+    // 0x4B400000 + n (n two's complement in the low mantissa bits).
 #if defined(CPU_CAPABILITY_AVX2)
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127 - 0x4B400000)), 23);
     return Vec::blendv(p * Vec(_mm256_castsi256_ps(bits)), Vec(0.f), v < Vec(-87.3f));
 #else
     alignas(64) float nf[Vec::size()];

@@ -109,7 +109,8 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
   const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
   for (int i = 0; i < 5; ++i)
     TORCH_CHECK_VALUE(!at::isnan(*ts[i]).any().item<bool>(), "fastvae: ", op, ": ", names[i], " contains NaN");
-  TORCH_CHECK_VALUE((sigma > 0).all().item<bool>(), "fastvae: ", op, ": sigma must be > 0 everywhere");
+  TORCH_CHECK_VALUE(((sigma > 0) & (sigma < INFINITY)).all().item<bool>(), "fastvae: ", op,
+                    ": sigma must be > 0 and finite everywhere");
   if (s.lik == Lik::Bernoulli)
     TORCH_CHECK_VALUE(((x == 0) | (x == 1)).all().item<bool>(), "fastvae: ", op,
                       ": x must be binary (0 or 1) for likelihood bernoulli; use continuous_bernoulli for "

@@ -31,12 +31,15 @@ _FLOATS = (torch.float32, torch.float64)
 
 def _well_formed(x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
     """The usual call, recognised in a few attribute reads (the heads run once per training step; the full checks
-    below cost as much as a small kernel). Anything unusual goes through the full checks and their messages."""
-    tensors = (x, out, z, mu, sigma)
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
+    below cost as much as a small kernel). Anything unusual goes through the full checks and their messages.
+    Plain comparisons rather than generators: this runs on every call, and a generator costs a microsecond."""
+    T = torch.Tensor
+    if not (isinstance(x, T) and isinstance(out, T) and isinstance(z, T) and isinstance(mu, T)
+            and isinstance(sigma, T)):
         return False
     dtype, device = x.dtype, x.device
-    if dtype not in _FLOATS or any(t.dtype != dtype or t.device != device for t in tensors):
+    if (dtype not in _FLOATS or out.dtype != dtype or z.dtype != dtype or mu.dtype != dtype or sigma.dtype != dtype
+            or out.device != device or z.device != device or mu.device != device or sigma.device != device):
         return False
     if type(gaussian_sigma) not in (float, int) or not 0 < gaussian_sigma < math.inf:
         return False
@@ -80,7 +83,7 @@ def _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaus
     if tuple(sigma.shape) != (B, Z) or mu.shape[0] != B:
         raise ValueError(f"{where}: mu and sigma must have shape [{B}, Z], got {tuple(mu.shape)} and "
                          f"{tuple(sigma.shape)}")
-    # The data checks (NaN, sigma > 0, binary x / x in [0, 1]) are in C++ (fused kernel: in its own pass, no
+    # The data checks (NaN, finite sigma > 0, binary x / x in [0, 1]) are in C++ (fused kernel: in its own pass, no
     # temporaries; generic path: ATen reductions) and raise ValueError.
     return gaussian_sigma
 
@@ -96,7 +99,7 @@ def elbo_terms(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
             mean (gaussian, ``gaussian_scale="fixed"``); [L, B, 2D] for ``gaussian_scale="predicted"`` (mean
             ``[..., :D]``, log-variance ``[..., D:]``), as in :class:`fastvae.VAE`.
         z: [L, B, Z] latent samples ``mu + sigma * eps`` formed by the caller with autograd.
-        mu, sigma: [B, Z] posterior parameters (sigma > 0).
+        mu, sigma: [B, Z] posterior parameters (sigma finite and > 0).
         likelihood: ``"bernoulli"``, ``"continuous_bernoulli"`` (Loaiza-Ganem & Cunningham 2019) or
             ``"gaussian"``; gaussian_sigma: the fixed standard deviation (> 0) of ``"gaussian"``/``"fixed"``.
         estimator: the KL term: ``"analytic"`` closed form from (mu, sigma); ``"mc"`` the mean over L of
@@ -109,8 +112,8 @@ def elbo_terms(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
 
     Raises:
         TypeError: a non-tensor, a dtype other than float32/float64 or mixed dtypes, a non-string name.
-        ValueError: unknown names, wrong shapes, mixed devices, NaN inputs, sigma <= 0, gaussian_sigma <= 0,
-            non-binary x for bernoulli, x outside [0, 1] for continuous_bernoulli.
+        ValueError: unknown names, wrong shapes, mixed devices, NaN inputs, sigma <= 0 or infinite,
+            gaussian_sigma <= 0, non-binary x for bernoulli, x outside [0, 1] for continuous_bernoulli.
     """
     where = "fastvae.heads.elbo_terms"
     gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
