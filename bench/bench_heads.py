@@ -3,11 +3,12 @@ torch.compile of those, forward plus backward, in one process.
 
 Cases: the ELBO (Bernoulli likelihood from logits, analytic KL; L = 1, B = 128, D = 784, Z = 32, the
 homework's MNIST shapes), the same with the continuous Bernoulli likelihood on grey levels (the conv VAE
-notebook's; plain side: BCE with logits plus the log normaliser as bench_conv_vae.py writes it) and the IWAE bound with K = 5 samples (reparameterization gradient). Each side gets
-the same leaves (decoder output, z, mu, sigma) and backpropagates sum(-elbo) to them. Prints the median wall
-time of each side over --reps runs in alternating blocks of --block calls (the first call of each block, which
-refills the caches the other side evicted, is not counted) after --warmup untimed calls per side (torch.compile's
-compilation happens there), and the ratios plain / heads and compiled / heads.
+notebook's; plain side: BCE with logits plus the log normaliser as bench_conv_vae.py writes it) and the IWAE
+bound with K = 5 samples (reparameterization gradient). Each side gets the same leaves (decoder output, z, mu,
+sigma) and backpropagates sum(-elbo) to them. Prints the median wall time of each side over --reps runs in
+alternating blocks of --block calls (the first call of each block, which refills the caches the other side
+evicted, is not counted) after --warmup untimed calls per side (torch.compile's compilation happens there), and
+the ratios plain / heads and compiled / heads.
 
 Run: PYTHONPATH=python python bench/bench_heads.py [--reps 50] [--warmup 5] [--threads 2] [--block 5]
                                                   [--no-compile] [--write-docs]

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "cpu/adam.h"
+#include "cpu/flush_denormals.h"
 #include "cpu/vae_engine.h"
 #include "train_loop.h"
 #include "vae_spec.h"
@@ -172,7 +173,7 @@ void gather_binarize(const at::Tensor& images, const int64_t* idx, int64_t n, in
   const int64_t D = images.size(1);
   const uint8_t* src = images.data_ptr<uint8_t>();
   float* dst = x_out.data_ptr<float>();
-  at::parallel_for(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
+  cpu::parallel_for_flushed(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const uint8_t* s = src + idx[i] * D;
       float* d = dst + i * D;
@@ -199,7 +200,7 @@ void gather_pixels(const at::Tensor& images, const int64_t* idx, int64_t n, int6
   const uint8_t* src = images.data_ptr<uint8_t>();
   float* dst = x_out.data_ptr<float>();
   const bool dynamic = pixels == Pixels::Dynamic;
-  at::parallel_for(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
+  cpu::parallel_for_flushed(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const uint8_t* s = src + idx[i] * D;
       float* d = dst + i * D;
@@ -358,7 +359,9 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
   const char* diverged = nullptr;  // "loss" or "gradient": what was not finite at update step + 1
   {
     py::gil_scoped_release nogil;
+    cpu::FlushDenormals flushed;  // this thread's share of the engine's arithmetic (cpu/flush_denormals.h)
     auto report = [&](const char* event, py::dict info) -> bool {
+      cpu::FlushDenormals::Paused caller_mode(flushed);  // the user's callback runs in the user's mode
       py::gil_scoped_acquire gil;
       try {
         if (!callback.is_none()) callback(event, info);
@@ -446,6 +449,7 @@ py::dict train_vae(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_a
         if (world > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
           flat_terms[0] = static_cast<float>(r * m);
           flat_terms[1] = static_cast<float>(k * m);
+          cpu::FlushDenormals::Paused caller_mode(flushed);
           py::gil_scoped_acquire gil;
           try {
             all_reduce(flat);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/adam.h"
+#include "cpu/flush_denormals.h"
 
 namespace fastvae {
 namespace cpu {
@@ -79,7 +80,7 @@ bool all_finite(at::TensorList tensors) {
                 "fastvae.all_finite: dense float32 or float64 tensors only");
     offset[k + 1] = offset[k] + t.numel();
   }
-  at::parallel_for(0, offset.back(), 262144, [&](int64_t b, int64_t e) {
+  parallel_for_flushed(0, offset.back(), 262144, [&](int64_t b, int64_t e) {
     for (size_t k = 0; k < tensors.size() && b < e; ++k) {
       if (offset[k + 1] <= b) continue;
       const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
@@ -122,7 +123,7 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
   }
   const double bc1 = 1 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
-  at::parallel_for(0, offset[n], 32768, [&](int64_t b, int64_t e) {
+  parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
     for (size_t k = 0; k < n && b < e; ++k) {
       if (offset[k + 1] <= b) continue;
       const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];

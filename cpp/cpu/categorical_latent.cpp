@@ -16,6 +16,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/flush_denormals.h"
 #include "cpu/gumbel_softmax.h"
 #include "cpu/vae_engine.h"
 
@@ -56,7 +57,7 @@ void VaeEngine<T>::categorical_forward(at::TensorList params, const at::Tensor& 
   const T* up = u.data_ptr<T>();
   const T inv_tau = static_cast<T>(1.0 / tau);
   std::atomic<int> status{0};
-  at::parallel_for(0, L * B, rows_per_task(NK), [&](int64_t r0, int64_t r1) {
+  parallel_for_flushed(0, L * B, rows_per_task(NK), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // row r = sample l * B + image i, as the decoder's rows
       const int st = gumbel_block<T>(lg + (r % B) * NK, up + r * NK, soft + r * NK, N, K, inv_tau, 0, 0);
       if (st) {
@@ -80,7 +81,7 @@ void VaeEngine<T>::categorical_forward(at::TensorList params, const at::Tensor& 
   decode(params, z_, y, B);
   likelihood_pass(params, x, L, w_rec);
   T* kl = kl_.data_ptr<T>();
-  at::parallel_for(0, B, rows_per_task(NK), [&](int64_t i0, int64_t i1) {
+  parallel_for_flushed(0, B, rows_per_task(NK), [&](int64_t i0, int64_t i1) {
     std::vector<T> lq(K);
     for (int64_t i = i0; i < i1; ++i) {
       T acc = 0;
@@ -100,7 +101,7 @@ void VaeEngine<T>::categorical_backward(at::TensorList params, const at::Tensor&
   const T* lg = head_.data_ptr<T>();
   T* gh = g_head_.data_ptr<T>();
   const T inv_tau = static_cast<T>(1.0 / tau);
-  at::parallel_for(0, B, rows_per_task(NK * L), [&](int64_t i0, int64_t i1) {
+  parallel_for_flushed(0, B, rows_per_task(NK * L), [&](int64_t i0, int64_t i1) {
     std::vector<T> lq(K), tmp(NK);
     for (int64_t i = i0; i < i1; ++i) {
       T* g = gh + i * NK;

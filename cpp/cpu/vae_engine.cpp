@@ -1,5 +1,6 @@
 #include "cpu/vae_engine.h"
 
+#include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/likelihood.h"
 
@@ -120,7 +121,7 @@ T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T
 template <typename T>
 void learned_scale_grad(const T* a, const T* x, const T* inv_var, const T* rw, int64_t R, int64_t B, int64_t D,
                         T* out) {
-  at::parallel_for(0, D, std::max<int64_t>(16, kGrain / std::max<int64_t>(R, 1)), [&](int64_t d0, int64_t d1) {
+  parallel_for_flushed(0, D, std::max<int64_t>(16, kGrain / std::max<int64_t>(R, 1)), [&](int64_t d0, int64_t d1) {
     for (int64_t d = d0; d < d1; ++d) out[d] = T(0);
     for (int64_t r = 0; r < R; ++r) {
       const T* ar = a + r * D;
@@ -198,7 +199,7 @@ void VaeEngine<T>::layer_forward(const at::Tensor& in, const at::Tensor& w, cons
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto a) {
     constexpr Act A = decltype(a)::value;
-    at::parallel_for(0, H, col_grain(R, H, in_dim), [&](int64_t j0, int64_t j1) {
+    parallel_for_flushed(0, H, col_grain(R, H, in_dim), [&](int64_t j0, int64_t j1) {
       gemm<T>(false, true, R, j1 - j0, in_dim, T(1), ip, in_dim, wp + j0 * ld, ld, T(0), o + j0, H);
       for (int64_t r = 0; r < R; ++r) {
         T* row = o + r * H;
@@ -233,7 +234,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     const int64_t grain = sparse ? H : col_grain(R, H, in_dim);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
-      at::parallel_for(0, H, grain, [&](int64_t j0, int64_t j1) {
+      parallel_for_flushed(0, H, grain, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
         for (int64_t r = 0; r < R; ++r) {
           T* dr = d + r * H;
@@ -265,7 +266,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
   }
   if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
     T* di = d_in->data_ptr<T>();
-    at::parallel_for(0, in_dim, col_grain(R, in_dim, H), [&](int64_t c0, int64_t c1) {
+    parallel_for_flushed(0, in_dim, col_grain(R, in_dim, H), [&](int64_t c0, int64_t c1) {
       gemm<T>(false, false, R, c1 - c0, H, T(1), d, H, wp + c0, ld, T(0), di + c0, in_dim);
     });
   }
@@ -304,7 +305,7 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto tag) {
     constexpr Act A = decltype(tag)::value;
-    at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
+    parallel_for_flushed(0, H, 128, [&](int64_t j0, int64_t j1) {
       // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by.
       for (int64_t jb = j0; jb < j1; jb += 64) {
         const int64_t je = std::min(j1, jb + 64);
@@ -341,7 +342,7 @@ void VaeEngine<T>::sparse_input_weight_grad(const at::Tensor& dA, const at::Tens
   const T* xp = x.data_ptr<T>();
   const T* dp = dA.data_ptr<T>();
   T* gt = gw.data_ptr<T>();  // [in_total, H] rows
-  at::parallel_for(0, H, 128, [&](int64_t j0, int64_t j1) {
+  parallel_for_flushed(0, H, 128, [&](int64_t j0, int64_t j1) {
     for (int64_t d = 0; d < D; ++d) {
       T* g = gt + d * H;
       for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
@@ -389,7 +390,7 @@ void VaeEngine<T>::heads_forward() {
   const T slope = static_cast<T>(spec_.slope);
   const Act ma = spec_.mean_act, sa = spec_.scale_act;
   const Scale sc = spec_.scale;
-  at::parallel_for(0, B, grain_rows(2 * Z), [&](int64_t i0, int64_t i1) {
+  parallel_for_flushed(0, B, grain_rows(2 * Z), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       T* hr = h + i * 2 * Z;
       for (int64_t j = 0; j < Z; ++j) {
@@ -428,7 +429,7 @@ void VaeEngine<T>::kl_forward(const at::Tensor& eps, Estimator est) {
   const T* ep = eps.data_ptr<T>();
   T* kl = kl_.data_ptr<T>();
   const Scale sc = spec_.scale;
-  at::parallel_for(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
+  parallel_for_flushed(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       T acc = 0;
       for (int64_t j = 0; j < Z; ++j) {
@@ -483,7 +484,7 @@ void VaeEngine<T>::likelihood_pass(at::TensorList params, const at::Tensor& x, i
   const T* ls = prepare_learned_scale(params);
   const T* iv = ls ? inv_var_.data_ptr<T>() : nullptr;
   // exp and log1p per pixel make this pass worth splitting at a quarter of the usual grain.
-  at::parallel_for(0, L * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
+  parallel_for_flushed(0, L * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % B;
       ll[r] = likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g ? g + r * Do : nullptr,
@@ -520,7 +521,7 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
     const T* h = head_.data_ptr<T>();
     T* gh = g_head_.data_ptr<T>();
     const T slope = static_cast<T>(s.slope);
-    at::parallel_for(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
+    parallel_for_flushed(0, B, grain_rows(Z * L), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const T wk = w_kl[i];
         for (int64_t j = 0; j < Z; ++j) {
@@ -654,7 +655,7 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
     const int64_t Do = s.out_dim();
     const T* ls = s.learned_scale() ? params[s.n_params() - 1].data_ptr<T>() : nullptr;
     const T* iv = ls ? inv_var_.data_ptr<T>() : nullptr;  // set by iwae_forward()
-    at::parallel_for(0, K * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
+    parallel_for_flushed(0, K * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r % B;
         likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g + r * Do, u[i] * wn[r], ls, iv);
@@ -675,7 +676,7 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
     const T* h = head_.data_ptr<T>();
     T* gh = g_head_.data_ptr<T>();
     const T slope = static_cast<T>(s.slope);
-    at::parallel_for(0, B, grain_rows(Z * K), [&](int64_t i0, int64_t i1) {
+    parallel_for_flushed(0, B, grain_rows(Z * K), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         for (int64_t j = 0; j < Z; ++j) {
           const int64_t ij = i * Z + j;
