@@ -122,6 +122,20 @@ def test_interrupt_from_callback_keeps_completed_steps(mnist, two_threads):
     assert_trained_alike(model, plain, max_diff=3e-3)
 
 
+def test_fit_leaves_the_floating_point_mode_alone(mnist):
+    # The engine flushes subnormal floats to zero on its threads (cpu/flush_denormals.h); the user's thread
+    # gets its mode back after the run and inside callbacks: 1e-39 (subnormal in float32) still multiplies.
+    x, _ = mnist
+    tiny = torch.tensor([1e-39])
+    assert (tiny * 1.0).item() > 0
+    seen = []
+    model = fastvae.VAE.from_preset("stats305c")
+    model.fit(x[:128], epochs=1, batch_size=64, progress=False, seed=0, callback_every=1,
+              callback=lambda event, info: seen.append((tiny * 1.0).item()))
+    assert len(seen) == 3 and min(seen) > 0  # two updates and the epoch
+    assert (tiny * 1.0).item() > 0
+
+
 def test_ctrl_c_stops_cleanly(mnist):
     x, _ = mnist
     model = fastvae.VAE.from_preset("stats305c")
