@@ -13,8 +13,9 @@ from .samplers import gumbel_softmax, exponential_rsample, categorical_rsample
 from .training import AdamState, History, TrainingDivergedError
 from .checkpoint import CheckpointError
 from . import heads  # noqa: F401  (objective heads for any encoder/decoder, docs/heads.md)
+from . import diagnostics  # noqa: F401  (gradient SNR of the IWAE bound, docs/iwae_dreg.md)
 
 __version__ = "0.1.0"
 __all__ = ["VAE", "ELBO", "elbo", "log_likelihood", "datasets", "presets",
            "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
-           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "iwae", "heads"]
+           "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "iwae", "heads", "diagnostics"]
