@@ -1,9 +1,10 @@
 // Flush-to-zero and denormals-are-zero for the MLP engine's arithmetic, scoped: the caller's floating-point
-// mode is restored on exit. Late in training some of Adam's second moments, gradients of rarely active units
-// and products of tiny weights fall below 1.2e-38 (float32's smallest normal); on Intel cores every
+// mode is restored on exit. As training goes on, some values fall below 1.2e-38, float32's smallest normal
+// number (Adam's second moments, squares of tiny gradients, for one); on Intel cores every
 // instruction that meets such an operand takes a microcode assist of about a hundred cycles, which made the
-// third epoch of the STATS 305C VAE twice as slow as the first (docs/engine.md). Values that small are
-// rounding noise for a loss of order 100, so they are read and written as zero, as oneDNN and GPU kernels do.
+// STATS 305C VAE's epochs after the first more than twice as slow (docs/engine.md). Values that small are
+// rounding noise for a loss of order 100, so they are read and written as zero (the mode that
+// torch.set_flush_denormal(True) sets for a whole thread).
 // MXCSR is per thread: the training loop sets it on its own thread, and the engine's parallel regions on each
 // of their workers (parallel_for_flushed).
 #pragma once
