@@ -1,6 +1,7 @@
 """fit's training loop in plain PyTorch, shared by the tests that compare VAE.fit with it (test_training,
 test_pixels, test_kl_warmup): the same generator calls in the same order as cpp/train_loop.cpp, fastvae.elbo
-(the dense op, not the loop's sparse input layer) and torch.optim.Adam."""
+(the dense op, not the loop's sparse input layer) and torch.optim.Adam; and the comparison of the trained
+weights that those tests and test_iwae_training make (assert_trained_alike)."""
 import torch
 
 import fastvae

@@ -30,7 +30,7 @@ def test_gradient_snr_matches_the_definition(estimator):
     assert value == pytest.approx(ref, rel=1e-9)
 
 
-def test_snr_of_a_constant_gradient_direction_exceeds_the_noise_floor():
+def test_snr_detects_a_clear_signal_above_the_noise_floor():
     # a model that has barely trained: the bias of the encoder head's mean gets a clear signal at k = 1
     model = small_model()
     value, _ = gradient_snr(model, X, 1, "reparam", [model.encoder_head.bias], draws=200,
