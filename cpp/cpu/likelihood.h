@@ -14,6 +14,33 @@
 namespace fastvae {
 namespace cpu {
 
+// Runs step(d, acc) over the whole vectors of a row of D values and returns the sum of the accumulators'
+// lanes; d is left where the scalar tail starts. Two vectors per iteration with their own accumulators: the
+// exp / divide / polynomial chain of a likelihood row is long, and independent work lets the core overlap two.
+template <typename T, typename Step>
+T vector_pass(int64_t D, int64_t& d, const Step& step) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  Vec acc0(T(0)), acc1(T(0));
+  for (d = 0; d + 2 * W <= D; d += 2 * W) {
+    step(d, acc0);
+    step(d + W, acc1);
+  }
+  for (; d + W <= D; d += W) step(d, acc0);
+  return at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc0 + acc1);
+}
+
+// One Bernoulli pixel of a row's scalar tail: x a - softplus(a), and, if dlda, x - sigmoid(a) (unweighted).
+template <typename T>
+T bernoulli_pixel(T a, T x, T* dlda) {
+  const T e = std::exp(-std::abs(a));
+  if (dlda) {
+    const T inv = T(1) / (T(1) + e);
+    *dlda = x - (a >= 0 ? inv : e * inv);
+  }
+  return x * a - (std::max(a, T(0)) + std::log1p(e));
+}
+
 // log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g != nullptr, g = w (x - sigmoid(a)),
 // both from one exp and one log1p of -|a| so that no logit overflows (the homeworks' sigmoid + BCE
 // is this same likelihood, computed stably).
@@ -23,7 +50,7 @@ template <typename T>
 T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w, bool* nonbinary = nullptr) {
   using Vec = at::vec::Vectorized<T>;
   constexpr int64_t W = Vec::size();
-  Vec acc0(T(0)), acc1(T(0)), flags(T(0));
+  Vec flags(T(0));
   const Vec zero(T(0)), one(T(1)), wv(w);
   auto step = [&](int64_t d, Vec& acc) {
     Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d);
@@ -37,25 +64,15 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w, bool* nonbinary = 
       (wv * (xv - sig)).store(g + d);
     }
   };
-  int64_t d = 0;
-  // Two vectors per iteration with their own accumulators: the exp / divide / polynomial chain is long, and
-  // independent work lets the core overlap two of them.
-  for (; d + 2 * W <= D; d += 2 * W) {
-    step(d, acc0);
-    step(d + W, acc1);
-  }
-  for (; d + W <= D; d += W) step(d, acc0);
-  T s = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc0 + acc1);
+  int64_t d;
+  T s = vector_pass<T>(D, d, step);
   // flags lanes have some bit set where x was bad, are +0 elsewhere
   if (nonbinary && flags.zero_mask() != (1 << W) - 1) *nonbinary = true;
   for (; d < D; ++d) {
     if (nonbinary && x[d] != T(0) && x[d] != T(1)) *nonbinary = true;
-    T av = a[d], e = std::exp(-std::abs(av));
-    s += x[d] * av - (std::max(av, T(0)) + std::log1p(e));
-    if (g) {
-      T inv = T(1) / (T(1) + e);
-      g[d] = w * (x[d] - (av >= 0 ? inv : e * inv));
-    }
+    T dl;
+    s += bernoulli_pixel<T>(a[d], x[d], g ? &dl : nullptr);
+    if (g) g[d] = w * dl;
   }
   return s;
 }
@@ -145,7 +162,6 @@ double cb_log_norm_row(const T* a, int64_t D, T* g, T w) {
 // covers |a| < 1; beyond, the exact forms keep the gradient within a few float ulps.
 inline float continuous_bernoulli_row_f32(const float* a, const float* x, int64_t D, float* g, float w) {
   using Vec = at::vec::Vectorized<float>;
-  constexpr int64_t W = Vec::size();
   const Vec zero(0.f), one(1.f), two(2.f), cut(1.f), ln2(0.69314718f), wv(w);
   // log C = ln 2 + a^2 P(a^2) and d log C / da = a Q(a^2) (series of log(a / tanh(a / 2)) and its derivative)
   static constexpr float kLogC[] = {
@@ -156,7 +172,6 @@ inline float continuous_bernoulli_row_f32(const float* a, const float* x, int64_
       float(-16931177.0 / 762187345920000.0), float(8191.0 / 37362124800.0), float(-1414477.0 / 653837184000.0),
       float(73.0 / 3421440.0), float(-127.0 / 604800.0), float(31.0 / 15120.0), float(-7.0 / 360.0),
       float(1.0 / 6.0)};
-  Vec acc0(0.f), acc1(0.f);
   auto step = [&](int64_t d, Vec& acc) {
     const Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d), t = av.abs();
     const Vec e = exp_nonpositive<float>(zero - t), small = t < cut, a2 = av * av;
@@ -174,22 +189,14 @@ inline float continuous_bernoulli_row_f32(const float* a, const float* x, int64_
       (wv * (xv - sig + dlog_c)).store(g + d);
     }
   };
-  int64_t d = 0;
-  for (; d + 2 * W <= D; d += 2 * W) {
-    step(d, acc0);
-    step(d + W, acc1);
-  }
-  for (; d + W <= D; d += W) step(d, acc0);
-  float s = at::vec::vec_reduce_all<float>([](Vec& p, Vec& q) { return p + q; }, acc0 + acc1);
+  int64_t d;
+  float s = vector_pass<float>(D, d, step);
   for (; d < D; ++d) {
-    const float av = a[d], e = std::exp(-std::abs(av));
     double lc, dlc;
-    cb_log_norm(static_cast<double>(av), lc, dlc);
-    s += x[d] * av - (std::max(av, 0.f) + std::log1p(e)) + static_cast<float>(lc);
-    if (g) {
-      const float inv = 1.f / (1.f + e);
-      g[d] = w * (x[d] - (av >= 0 ? inv : e * inv) + static_cast<float>(dlc));
-    }
+    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+    float dl;
+    s += bernoulli_pixel<float>(a[d], x[d], g ? &dl : nullptr) + static_cast<float>(lc);
+    if (g) g[d] = w * (dl + static_cast<float>(dlc));
   }
   return s;
 }
