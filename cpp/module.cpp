@@ -2,7 +2,7 @@
 // (cpp/ops.cpp) and exposes the long-running calls that need the GIL released and Python callbacks.
 #include <torch/extension.h>
 
-#include "train_loop.h"
+#include "training/trainer.h"
 #include "vae_spec.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -21,5 +21,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("IWAE_ESTIMATORS") = names(fastvae::iwae_estimator_names());
   m.attr("GAUSSIAN_SCALES") = names(fastvae::gaussian_scale_names());
   m.attr("LATENTS") = names(fastvae::latent_names());
-  fastvae::bind_train_loop(m);
+  fastvae::training::bind_trainer(m);
 }

@@ -74,7 +74,7 @@ def test_fit_matches_plain_pytorch_loop_with_annealing(hard, cond, mnist, two_th
             raise Stop
 
     with pytest.raises(Stop):
-        model.fit(x, labels, epochs=3, progress=False, callback=stop, callback_every=1, **settings)
+        model.fit(x, train_labels=labels, epochs=3, progress=False, callback=stop, callback_every=1, **settings)
     taus = reference_fit(ref, x, labels, updates=updates, **settings)
     assert len(set(taus)) == 4 and min(taus) == 0.5  # the schedule moved 1 -> e^-0.3 -> e^-0.6 -> floor 0.5
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):

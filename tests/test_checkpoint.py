@@ -119,7 +119,7 @@ def test_interrupt_keeps_the_last_checkpoint_and_resume_matches(data, tmp_path):
 def test_save_load_round_trip(data, tmp_path):
     x, y, _ = data
     m = fresh("cvae_hw7")
-    m.fit(x[:100], y[:100], epochs=1, seed=0, progress=False, kl_weight=2.0)
+    m.fit(x[:100], train_labels=y[:100], epochs=1, seed=0, progress=False, kl_weight=2.0)
     m.save(tmp_path / "c.pt")
     back = fastvae.VAE.load(str(tmp_path / "c.pt"))
     assert back.spec() == m.spec() and back.preset == "cvae_hw7" and back.train_options_.kl_weight == 2.0

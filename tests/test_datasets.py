@@ -487,52 +487,71 @@ def test_mirrors_are_urls():
 # --------------------------------------------------------------------------- transforms
 
 
-def test_binarize_byte_threshold_is_strict():
+def test_binarize_threshold_is_strict_on_the_byte_scale():
     x = torch.tensor([0, 127, 128, 129, 255], dtype=torch.uint8)
-    out = binarize(x, 128, scale="byte")
+    out = binarize(x, 128)
     assert out.dtype == torch.float32 and out.tolist() == [0, 0, 0, 1, 1]
-    # same rule on float 0..1 images made from those bytes
-    assert binarize(x.float() / 255, 128, scale="byte").tolist() == [0, 0, 0, 1, 1]
+    # the same pixels as floats k / 255
+    assert binarize(x.float() / 255, 128).tolist() == [0, 0, 0, 1, 1]
+    assert binarize(x.double().numpy() / 255, 128).tolist() == [0, 0, 0, 1, 1]
 
 
-def test_binarize_default_unit_threshold():
+def test_binarize_default_rounds_the_intensity():
     x = torch.tensor([[127, 128], [0, 255]], dtype=torch.uint8)
     assert binarize(x).tolist() == [[0, 1], [0, 1]]  # 127/255 < 0.5 < 128/255
-    f = torch.tensor([0.2, 0.5, 0.50001, 1.0])
-    assert binarize(f).tolist() == [0, 0, 1, 1]
-    assert binarize(f, threshold=0.1).tolist() == [1, 1, 1, 1]
-
-
-def test_binarize_round():
-    x = torch.tensor([0, 127, 128, 255], dtype=torch.uint8)
-    assert binarize(x, method="round").tolist() == [0, 0, 1, 1]
-    assert binarize(torch.tensor([0.49, 0.51]), method="round").tolist() == [0, 1]
+    # round(255 x) > 127: x = 0.5 is 127.5, which rounds (half to even) to 128
+    f = torch.tensor([0.2, 127.4 / 255, 0.5, 0.50001, 1.0])
+    assert binarize(f).tolist() == [0, 0, 1, 1, 1]
+    assert binarize(f, threshold=0).tolist() == [1, 1, 1, 1, 1]
 
 
 @real_mnist
-def test_binarize_matches_ese546_rule_on_mnist():
+def test_binarize_matches_the_homework_rules_on_mnist():
     x, _ = load_mnist("test", root=DATA, download=False)
     x = x[:200]
-    assert torch.equal(binarize(x, 128, scale="byte"), (x > 128).float())
-    assert torch.equal(binarize(x, method="round"), torch.round(x.float() / 255))
+    assert torch.equal(binarize(x, 128), (x > 128).float())  # ESE 546: pixel > 128
+    assert torch.equal(binarize(x), torch.round(x.float() / 255))  # rounding, as STATS 305C, DD2434, HW7
+
+
+def fit_pixels(images, threshold=127):
+    """The pixels fit trains on with pixels='threshold': its byte conversion, then the C++ trainer's gather."""
+    from fastvae import _C, pixels
+    b = pixels.as_images(images, None, "train_images", "test")
+    return _C.gather_pixels(b, torch.arange(b.shape[0]), threshold, "threshold", torch.Generator())
+
+
+@real_mnist
+def test_binarize_and_fit_see_the_same_pixels_on_all_of_mnist():
+    for split in ("train", "test"):
+        x, _ = load_mnist(split, root=DATA, download=False)
+        for images in (x, x.float() / 255):
+            assert torch.equal(binarize(images).reshape(len(x), -1), fit_pixels(images)), split
+        assert torch.equal(binarize(x, 128).reshape(len(x), -1), fit_pixels(x, 128))
+
+
+def test_binarize_and_fit_see_the_same_pixels_on_the_digits():
+    from sklearn.datasets import load_digits  # in the test extra
+    images = load_digits().images / 16.0  # float64 in [0, 1], 17 levels: 8/16 = 0.5 exactly
+    assert (images == 0.5).any()
+    assert torch.equal(binarize(images).reshape(len(images), -1), fit_pixels(images))
+    assert torch.equal(binarize(images.astype(np.float32)).reshape(len(images), -1),
+                       fit_pixels(images.astype(np.float32)))
 
 
 @pytest.mark.parametrize(
-    "kwargs, images",
+    "kwargs, images, error",
     [
-        ({}, torch.tensor([0.1, float("nan")])),
-        ({"threshold": 1.5}, torch.tensor([0.1])),
-        ({"threshold": -1}, torch.tensor([0.1])),
-        ({"threshold": 300, "scale": "byte"}, torch.tensor([1], dtype=torch.uint8)),
-        ({"threshold": float("nan")}, torch.tensor([0.1])),
-        ({"method": "median"}, torch.tensor([0.1])),
-        ({"scale": "percent"}, torch.tensor([0.1])),
-        ({"method": "round", "threshold": 0.3}, torch.tensor([0.1])),
-        ({}, torch.tensor([0.0, 255.0])),  # float bytes not divided by 255
+        ({}, torch.tensor([0.1, float("nan")]), ValueError),
+        ({"threshold": 1.5}, torch.tensor([0.1]), TypeError),
+        ({"threshold": -1}, torch.tensor([0.1]), ValueError),
+        ({"threshold": 300}, torch.tensor([1], dtype=torch.uint8), ValueError),
+        ({"threshold": float("nan")}, torch.tensor([0.1]), TypeError),
+        ({}, torch.tensor([0.0, 255.0]), ValueError),  # float bytes not divided by 255
+        ({}, torch.tensor([0, 255], dtype=torch.int32), TypeError),
     ],
 )
-def test_binarize_errors(kwargs, images):
-    with pytest.raises(ValueError):
+def test_binarize_errors(kwargs, images, error):
+    with pytest.raises(error):
         binarize(images, **kwargs)
 
 

@@ -26,7 +26,7 @@ def fit(**kw):
     model = kw.pop("model", None) or tiny()
     images = kw.pop("images", X)
     labels = kw.pop("labels", None)
-    return lambda tmp: model.fit(images, labels, progress=kw.pop("progress", False), **kw)
+    return lambda tmp: model.fit(images, train_labels=labels, progress=kw.pop("progress", False), **kw)
 
 
 def fit_tmp(make_kw):
@@ -109,27 +109,27 @@ FIT_ROWS = [
     (fit(images=X[:0]), ValueError, "train_images must hold at least one image"),
     (fit(images=X[:, :15]), ValueError, "train_images must have 16 pixels per image"),
     (fit(images=X.tolist()), TypeError, "train_images must be a torch.Tensor or numpy array"),
-    (fit(images=X.int()), TypeError, "train_images must be uint8 or float in [0, 1]"),
-    (fit(images=X.float()), ValueError, "must lie in [0, 1] without NaN"),
-    (fit(images=torch.full((4, 16), NAN)), ValueError, "must lie in [0, 1] without NaN"),
+    (fit(images=X.int()), TypeError, "train_images must be uint8 intensities or floats in [0, 1], got torch.int32"),
+    (fit(images=X.float()), ValueError, "in [0, 1] without NaN"),
+    (fit(images=torch.full((4, 16), NAN)), ValueError, "in [0, 1] without NaN"),
     (fit(test_images=X[:0]), ValueError, "test_images must hold at least one image"),
     (fit(val_images=X[:0], eval_every=5), ValueError, "val_images must hold at least one image"),
     (fit(test_images=X[:, :3]), ValueError, "test_images must have 16 pixels"),
-    (fit(labels=Y), ValueError, "train_labels given to an unconditional VAE"),
+    (fit(labels=Y), ValueError, "train_labels given to an unconditional model"),
     (fit(test_labels=Y), ValueError, "test_labels given without test_images"),
     (fit(val_labels=Y), ValueError, "val_labels given without val_images"),
     (fit(model=tiny(cond_dim=3)), ValueError, "a conditional VAE needs train_labels"),
     (fit(model=tiny(cond_dim=3), labels=Y.float()), TypeError, "train_labels must hold integer classes"),
     (fit(model=tiny(cond_dim=3), labels=Y[:5]), ValueError, "train_labels must have shape [20]"),
     (fit(model=tiny(cond_dim=3), labels=Y.tolist()), TypeError, "train_labels must be a torch.Tensor"),
-    (fit(model=tiny(cond_dim=3), labels=Y + 3), RuntimeError, "lie in [0, 3)"),
+    (fit(model=tiny(cond_dim=3), labels=Y + 3), ValueError, "train_labels must lie in [0, 3)"),
     (fit(model=tiny(cond_dim=3), labels=Y, test_images=X), ValueError, "a conditional VAE needs test_labels"),
     (fit(model=tiny(dtype=torch.float64)), TypeError, "fit trains float32 models on the CPU"),
     (fit(model=nan_model()), ValueError, "encoder.0.weight contains NaN or inf"),
     # pixels in the loop (issue 9 item 2)
     (fit(pixels="binary"), ValueError, "pixels must be one of"),
     (fit(pixels=1), TypeError, "pixels must be"),
-    (fit(pixels="intensity"), ValueError, "pixels='intensity' feeds intensities in [0, 1], which the bernoulli"),
+    (fit(pixels="intensity"), ValueError, "pixels='intensity' feeds intensities in [0, 1], which a binary likelihood such as bernoulli"),
     (fit(objective="IWAE"), ValueError, "objective must be one of"),
     (fit(objective=None), TypeError, "objective must be one of"),
     (fit(objective="iwae", k=0), ValueError, "k must be an integer >= 1"),
@@ -149,7 +149,7 @@ FIT_ROWS = [
     (fit(model=tiny(latent="categorical", categories=3), objective="iwae"), ValueError,
      "a categorical latent trains objective='elbo' only"),
     (fit(model=tiny(latent="categorical", categories=3), estimator="stl"), ValueError,
-     "estimator must be 'analytic', got 'stl'"),
+     "estimator must be 'analytic', got estimator='stl'"),
     (fit(temperature=0.0), ValueError, "temperature must be > 0"),
     (fit(temperature=NAN), ValueError, "temperature must be a finite number"),
     (fit(temperature_min=-0.1), ValueError, "temperature_min must be > 0"),
@@ -158,8 +158,8 @@ FIT_ROWS = [
     (fit(anneal_every=0), ValueError, "anneal_every must be an integer >= 1"),
     (fit(anneal_every=10.0), TypeError, "anneal_every must be an integer"),
     (fit(hard="yes"), TypeError, "hard must be"),
-    (fit(hard=True), ValueError, "hard apply to categorical latents only"),
-    (fit(anneal_rate=1e-4), ValueError, "anneal_rate apply to categorical latents only"),
+    (fit(hard=True), ValueError, "hard applies to categorical latents only"),
+    (fit(anneal_rate=1e-4), ValueError, "anneal_rate applies to categorical latents only"),
     (fit(model=tiny(latent="categorical", categories=3), free_bits=0.5), ValueError,
      "free_bits applies to Gaussian latents only"),
 ]

@@ -74,7 +74,7 @@ def test_iwae_fit_matches_plain_pytorch_loop(name, estimator, updates, torch_ref
             raise Stop
 
     with pytest.raises(Stop):
-        model.fit(x, labels, epochs=3, progress=False, callback=stop, callback_every=1, objective="iwae",
+        model.fit(x, train_labels=labels, epochs=3, progress=False, callback=stop, callback_every=1, objective="iwae",
                   iwae_estimator=estimator, **settings)
     assert model.optimizer_state_.step == updates
     hist = model.history_

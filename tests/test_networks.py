@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli, ContinuousBernoulli, Normal
 
 import fastvae
 from fastvae import TrainingDivergedError
-from fastvae.networks import NetworkVAE
+from fastvae import NetworkVAE
 
 F64 = torch.float64
 D, Z = 12, 2
@@ -37,8 +37,8 @@ def _reference_fit(enc, dec, images, *, seed, epochs, batch_size, n_samples, lr,
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen)
         for s in range(0, n, batch_size):
-            p = images[perm[s:s + batch_size]].to(F64)
-            x = (torch.rand(p.shape, generator=gen, dtype=F64) < p / 255).to(F64) if pixels == "dynamic" else p / 255
+            p = images[perm[s:s + batch_size]].float()  # pixels in float32 (fastvae.pixels), then the model's dtype
+            x = ((torch.rand(p.shape, generator=gen) < p / 255) if pixels == "dynamic" else p / 255).to(F64)
             eps = torch.randn(n_samples, x.shape[0], Z, generator=gen).to(F64)
             mu, s_ = enc(x).chunk(2, -1)
             sigma = torch.exp(s_ / 2)
@@ -124,12 +124,15 @@ def test_bad_input():
          "needs likelihood 'gaussian'"),
         (lambda: fastvae.VAE.from_networks(enc, dec, Z, posterior="std"), ValueError, "posterior must be one of"),
         (lambda: model.fit(_images(), epochs=1, free_bits=1.0), ValueError, "do not apply to a model with custom"),
-        (lambda: model.fit(_images(), epochs=1, pixels="intensity"), ValueError, "bernoulli likelihood cannot take"),
-        (lambda: fastvae.training.fit(model, _images(), torch.zeros(50, dtype=torch.long)), ValueError,
+        (lambda: model.fit(_images(), epochs=1, pixels="intensity"), ValueError, "binary likelihood such as bernoulli cannot take"),
+        (lambda: fastvae.training.fit(model, _images(), train_labels=torch.zeros(50, dtype=torch.long)), ValueError,
          "unconditional"),
         (lambda: model.fit(_images(), epochs=1.5), TypeError, "epochs must be an integer"),
-        (lambda: model.elbo(torch.zeros(3, D, device="meta")), ValueError, "the model's parameters on cpu"),
-        (lambda: model.elbo(torch.zeros(3, D, dtype=F64), eps=torch.zeros(2, 3, Z)), ValueError, "eps must have shape"),
+        (lambda: model.elbo(torch.zeros(3, D, dtype=F64, device="meta")), ValueError, "the model.s parameters on cpu"),
+        (lambda: model.elbo(torch.zeros(3, D, dtype=F64), eps=torch.zeros(2, 4, Z, dtype=F64)), ValueError,
+         "eps must have shape"),
+        (lambda: model.elbo(torch.zeros(3, D, dtype=F64), eps=torch.zeros(2, 3, Z)), TypeError, "eps must have dtype"),
+        (lambda: model.elbo(torch.zeros(3, D)), TypeError, "model's dtype torch.float64"),
         (lambda: fastvae.VAE.from_networks(enc, nn.Linear(Z, 5).double(), Z).elbo(torch.zeros(3, D, dtype=F64)),
          ValueError, "decoder_out must have shape"),
         (lambda: fastvae.VAE.from_networks(nn.Linear(D, 3).double(), dec, Z).elbo(torch.zeros(3, D, dtype=F64)),
@@ -143,9 +146,9 @@ def test_bad_input():
 def test_load_refuses_other_files(tmp_path):
     path = tmp_path / "x.pt"
     torch.save({"a": 1}, path)
-    with pytest.raises(fastvae.CheckpointError, match="not a NetworkVAE checkpoint"):
+    with pytest.raises(fastvae.CheckpointError, match="not a fastvae checkpoint"):
         NetworkVAE.load(path, *_nets())
     model = fastvae.VAE.from_networks(*_nets(), Z)
     model.save(tmp_path / "m.pt")
-    with pytest.raises(fastvae.CheckpointError, match="cannot load"):
+    with pytest.raises(fastvae.CheckpointError, match="holds an invalid checkpoint"):
         NetworkVAE.load(tmp_path / "m.pt", *_nets(out=D + 1))

@@ -95,14 +95,14 @@ def test_train_options_fields_are_the_cpp_table():
 
 
 def train_vae_call(options):
-    """Calls the C++ loop directly with a tiny model and the given options dict."""
+    """Runs one epoch of the C++ trainer directly with a tiny model and the given options dict."""
     model = tiny()
     ps = model.flat_parameters()
     state = fastvae.AdamState.zeros(ps)
     x = torch.randint(0, 256, (8, 6), dtype=torch.uint8)
     with torch.no_grad():
-        return _C.train_vae(ps, state.exp_avg, state.exp_avg_sq, 0, model.spec().as_dict(), x, None, None, None,
-                            None, None, options, torch.Generator().manual_seed(0).get_state(), None)
+        trainer = _C.MlpTrainer(ps, state.exp_avg, state.exp_avg_sq, model.spec().as_dict(), options)
+        return trainer.epoch(x, None, torch.arange(8), torch.Generator().manual_seed(0), 0, None)
 
 
 def test_cpp_loop_reads_every_option_by_name():
@@ -150,12 +150,14 @@ def test_fit_takes_options_and_keyword_overrides_alike():
     a, b, c = tiny(), tiny(), tiny()
     a.fit(x, epochs=2, batch_size=4, lr=3e-3, seed=0, progress=False)
     b.fit(x, options=TrainOptions(epochs=2, batch_size=4, lr=3e-3), seed=0, progress=False)
-    c.fit(x, None, TrainOptions(epochs=2, batch_size=4, lr=1.0), lr=3e-3, seed=0, progress=False)
+    c.fit(x, TrainOptions(epochs=2, batch_size=4, lr=1.0), lr=3e-3, seed=0, progress=False)
     for m in (b, c):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), m.parameters()))
         assert m.train_options_ == a.train_options_ == TrainOptions(epochs=2, batch_size=4, lr=3e-3).validate()
     with pytest.raises(TypeError, match="options must be a fastvae.TrainOptions"):
         tiny().fit(x, options={"epochs": 1}, progress=False)
+    with pytest.raises(TypeError, match=r"labels are keyword-only: train_labels="):
+        tiny(cond_dim=3).fit(x, torch.zeros(10, dtype=torch.long), progress=False)
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
         tiny().fit(x, epoch=1, progress=False)
 

@@ -38,7 +38,7 @@ def test_fit_matches_plain_pytorch_loop(name, mnist, two_threads):
     settings = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3, threshold=127,
                     kl_weight=2.0 if labels is not None else 1.0, seed=5)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, labels, epochs=3, progress=False, callback=stop_at(10), callback_every=1, **settings)
+        model.fit(x, train_labels=labels, epochs=3, progress=False, callback=stop_at(10), callback_every=1, **settings)
     assert model.optimizer_state_.step == 10
     reference_fit(ref, x, labels, updates=10, **settings)
     assert_trained_alike(model, ref, max_diff=3 * settings["lr"])
@@ -89,7 +89,7 @@ def test_validation_curve_every_k_updates(mnist):
 def test_conditional_fit(mnist):
     x, y = mnist
     model = fastvae.VAE.from_preset("cvae_hw7")
-    hist = model.fit(x[:1000], y[:1000], epochs=2, batch_size=64, test_images=x[2000:2200],
+    hist = model.fit(x[:1000], train_labels=y[:1000], epochs=2, batch_size=64, test_images=x[2000:2200],
                      test_labels=y[2000:2200], seed=0, progress=False)
     assert hist.train_elbo[1] > hist.train_elbo[0]
     assert model.sample(5, y=3).shape == (5, 784)
@@ -170,8 +170,8 @@ def test_fit_rejects_bad_input(mnist):
         fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], progress=False)
     with pytest.raises(TypeError, match="float32"):
         fastvae.VAE.from_preset("stats305c", dtype=torch.float64).fit(x[:10], progress=False)
-    with pytest.raises(RuntimeError, match=r"lie in \[0, 10\)"):
-        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], torch.full((10,), 11), progress=False)
+    with pytest.raises(ValueError, match=r"lie in \[0, 10\)"):
+        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], train_labels=torch.full((10,), 11), progress=False)
 
 
 def test_kl_weight_trades_kl_for_reconstruction(mnist):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
+from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -108,3 +110,18 @@ def same_device(where: str, **tensors) -> Optional[torch.device]:
         listing = ", ".join(f"{n} on {d}" for n, d in seen.items())
         raise ValueError(f"{where}: tensors must share one device, got {listing}")
     return devices.pop() if devices else None
+
+
+def file_path(where: str, path, *, must_exist: bool):
+    """A file path (str or os.PathLike) that is not a folder: an existing file if ``must_exist`` (else
+    FileNotFoundError), otherwise one in an existing folder, to be written. Returns a pathlib.Path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if str(path) == "" or p.is_dir():
+        raise ValueError(f"{where}: path must name a file, got the folder {str(path)!r}")
+    if must_exist and not p.is_file():
+        raise FileNotFoundError(f"{where}: no checkpoint file {str(p)!r}")
+    if not must_exist and not p.parent.is_dir():
+        raise FileNotFoundError(f"{where}: the folder of {str(p)!r} does not exist")
+    return p

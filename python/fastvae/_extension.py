@@ -33,3 +33,6 @@ def load_extension():
     except ImportError as exc:  # e.g. undefined symbols: a torch rebuilt under the same version
         raise ImportError(f"fastvae: the C++ extension fails to load with torch {torch.__version__}: "
                           f"{exc}. {REBUILD}") from exc
+
+
+_C = load_extension()  # fastvae._C, after the check; every module takes it from here

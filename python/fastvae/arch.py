@@ -9,7 +9,7 @@ fields by name. Enum values travel as names; the valid names come from the C++ t
 from dataclasses import astuple, dataclass, fields
 from typing import Tuple
 
-from . import _C
+from ._extension import _C
 
 ACTIVATIONS: Tuple[str, ...] = tuple(_C.ACTIVATIONS)
 POSTERIORS: Tuple[str, ...] = tuple(_C.POSTERIORS)
@@ -18,6 +18,11 @@ LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
 GAUSSIAN_SCALES: Tuple[str, ...] = tuple(_C.GAUSSIAN_SCALES)  # fixed, learned, predicted
 LATENTS: Tuple[str, ...] = tuple(_C.LATENTS)  # latent families: gaussian, categorical
+
+
+def binary_likelihood(likelihood: str) -> bool:
+    """Whether the likelihood takes 0/1 data only (bernoulli) rather than intensities or real values."""
+    return likelihood == "bernoulli"
 
 
 @dataclass(frozen=True)

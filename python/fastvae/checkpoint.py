@@ -1,126 +1,145 @@
-"""Checkpoints of a :class:`fastvae.VAE` and its training state (``VAE.save`` / ``VAE.load``).
+"""The checkpoint format of every fastvae model kind (``model.save`` / ``VAE.load`` / ``NetworkVAE.load``).
 
 A checkpoint is one ``torch.save``'d dict of tensors, numbers and strings only, so it loads with
 ``torch.load(weights_only=True)`` (no pickled code runs when a file is opened):
 
-    format           "fastvae.checkpoint" and format_version (FORMAT_VERSION), fastvae_version
-    config           the VAE's constructor arguments (dtype as a string)
+    format, format_version   "fastvae.checkpoint", FORMAT_VERSION; fastvae_version
+    kind             the model kind: "mlp" (fastvae.VAE) or "networks" (a VAE around the user's networks, whose
+                     code is not saved: NetworkVAE.load takes the networks)
+    config           the model's constructor arguments (dtype as a string)
+    preset           the preset's name, or None
     state_dict       the weights (model.state_dict())
-    optimizer        AdamState.state_dict(): step, exp_avg, exp_avg_sq (None before any fit)
-    generator        the training loop's generator state, uint8 (None before any fit)
-    history          History fields as tensors (None before any fit)
-    train_options    TrainOptions.to_dict() of the last fit (None before any fit)
+    optimizer        AdamState.state_dict() over model.flat_parameters(): step, exp_avg, exp_avg_sq
+    generator        the training run's generator state, uint8
+    history          History fields as tensors
+    train_options    TrainOptions.to_dict() of the last fit
+(the last four None before any fit).
 
-Format 1 (before TrainOptions) stored ``fit_settings``, a dict of the same fields less epochs and
-callback_every; it still loads (the missing fields take their defaults).
+Files of earlier releases load too: format_version 1 (``fit_settings`` instead of train_options, fewer config
+keys), 2 (no ``kind``: an MLP VAE) and the unversioned ``"fastvae-network-vae-1"`` of models with custom networks
+(torch.optim.Adam's state_dict instead of an AdamState). tests/fixtures/checkpoints holds a file of each.
 
 Written with :func:`fastvae._atomic.atomic_write`: an interrupted save leaves the previous file intact.
 """
-import os
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
+from . import _checks
 from ._atomic import atomic_write
+from ._version import __version__
+from .options import TrainOptions
+from .types import AdamState, CheckpointError, History
 
 FORMAT = "fastvae.checkpoint"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+NETWORK_FORMAT_1 = "fastvae-network-vae-1"  # models with custom networks before format 3
+KINDS = ("mlp", "networks")
 
 
-class CheckpointError(ValueError):
-    """A file that is not a readable fastvae checkpoint (corrupt, truncated, another format or version)."""
+@dataclass
+class Record:
+    """A checkpoint's contents in today's format, whatever format the file had."""
+
+    kind: str
+    config: dict
+    preset: Optional[str]
+    state_dict: dict
+    optimizer: Optional[dict]
+    generator: Optional[torch.Tensor]
+    history: Optional[dict]
+    train_options: Optional[dict]
 
 
-def _path(where: str, path, *, must_exist: bool) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
-    p = Path(path)
-    if str(path) == "" or p.is_dir():
-        raise ValueError(f"{where}: path must name a file, got the folder {str(path)!r}")
-    if must_exist and not p.is_file():
-        raise FileNotFoundError(f"{where}: no checkpoint file {str(p)!r}")
-    if not must_exist and not p.parent.is_dir():
-        raise FileNotFoundError(f"{where}: the folder of {str(p)!r} does not exist")
-    return p
-
-
-def check_path(where: str, path) -> Path:
-    """A writable checkpoint path: str or PathLike, not a folder, in an existing folder."""
-    return _path(where, path, must_exist=False)
-
-
-def config(model) -> dict:
-    """The constructor arguments that rebuild ``model``'s architecture."""
-    return dict(data_dim=model.data_dim, latent_dim=model.latent_dim, encoder_hidden=list(model.encoder_hidden),
-                decoder_hidden=list(model.decoder_hidden), activation=model.activation,
-                negative_slope=model.negative_slope, posterior=model.posterior,
-                mean_activation=model.mean_activation, scale_activation=model.scale_activation,
-                likelihood=model.likelihood, gaussian_sigma=model.gaussian_sigma,
-                gaussian_scale=model.gaussian_scale, cond_dim=model.cond_dim, dtype=str(model.encoder_head.weight.dtype).replace("torch.", ""),
-                latent=model.latent, categories=model.categories)
-
-
-def save(model, path) -> Path:
-    """Write ``model`` and its training state to ``path`` atomically; returns the path."""
-    from . import __version__
-
-    p = check_path("fastvae.VAE.save", path)
-    state = getattr(model, "optimizer_state_", None)
-    hist = getattr(model, "history_", None)
-    opts = getattr(model, "train_options_", None)
+def save(model, path, where: str) -> "Path":  # noqa: F821
+    """Write ``model`` (any kind: it gives ``_checkpoint_kind`` and ``_checkpoint_config()``) and its training
+    state to ``path`` atomically; returns the path."""
+    p = _checks.file_path(where, path, must_exist=False)
+    state, hist, opts = model.optimizer_state_, model.history_, model.train_options_
     data = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastvae_version": __version__,
-        "config": config(model), "preset": getattr(model, "preset", None),
+        "kind": model._checkpoint_kind, "config": model._checkpoint_config(),
+        "preset": getattr(model, "preset", None),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "optimizer": None if state is None else state.state_dict(),
-        "generator": getattr(model, "generator_state_", None),
+        "generator": model.generator_state_,
         "history": None if hist is None else {k: torch.from_numpy(np.array(v)) for k, v in hist.__dict__.items()},
         "train_options": None if opts is None else opts.to_dict(),
     }
     return atomic_write(p, lambda f: torch.save(data, f))
 
 
-def load(cls, path):
-    """Rebuild a model of class ``cls`` with its training state from the checkpoint at ``path``."""
-    from .options import TrainOptions
-    from .training import AdamState, History
+def _network_format_1(data: dict) -> Record:
+    """A NetworkVAE file of format "fastvae-network-vae-1": torch.optim.Adam's state_dict becomes an AdamState
+    over the parameters in order (that format trained every parameter)."""
+    opt = data["optimizer"]
+    optimizer = None
+    if opt is not None:
+        states = [opt["state"][i] for i in sorted(opt["state"])]
+        optimizer = {"step": int(states[0]["step"]) if states else 0,
+                     "exp_avg": [s["exp_avg"] for s in states], "exp_avg_sq": [s["exp_avg_sq"] for s in states]}
+    return Record("networks", dict(data["config"]), None, data["state_dict"], optimizer, data["generator_state"],
+                  data["history"], None)
 
-    where = "fastvae.VAE.load"
-    p = _path(where, path, must_exist=True)
+
+def _versioned(data: dict, version: int) -> Record:
+    if version == 1:  # fit_settings: TrainOptions less epochs and callback_every
+        options = data["fit_settings"]
+    else:
+        options = data["train_options"]
+    return Record(data.get("kind", "mlp") if version >= 3 else "mlp", dict(data["config"]), data.get("preset"),
+                  data["state_dict"], data["optimizer"], data["generator"], data["history"], options)
+
+
+def read(path, kind: str, where: str) -> Record:
+    """The checkpoint at ``path`` in today's format; CheckpointError (naming the file) for a file that is not a
+    readable fastvae checkpoint of this model ``kind``, FileNotFoundError for a missing file."""
+    p = _checks.file_path(where, path, must_exist=True)
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a zip, pickled code refused by weights_only ...
         raise CheckpointError(f"{where}: {str(p)!r} is not a readable checkpoint (corrupt or truncated?): "
                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in (FORMAT, NETWORK_FORMAT_1):
         raise CheckpointError(f"{where}: {str(p)!r} is not a fastvae checkpoint (a plain state_dict loads with "
                               "model.load_state_dict(torch.load(path)))")
     version = data.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if data["format"] == FORMAT and version not in READABLE_VERSIONS:
         raise CheckpointError(f"{where}: {str(p)!r} has checkpoint format {version!r}; this "
                               f"fastvae reads formats {', '.join(map(str, READABLE_VERSIONS))}")
     try:
-        cfg = dict(data["config"])
-        cfg["dtype"] = getattr(torch, cfg["dtype"])
-        model = cls(**cfg)
-        model.load_state_dict(data["state_dict"])
-        if data.get("preset") is not None:
-            model.preset = data["preset"]
-        if data["optimizer"] is not None:
-            model.optimizer_state_ = AdamState.from_state_dict(data["optimizer"], model.flat_parameters())
-        gen = data["generator"]
-        if gen is not None:
-            torch.Generator().set_state(gen)  # validates size and dtype
-            model.generator_state_ = gen
-        if data["history"] is not None:
-            model.history_ = History(**{k: v.numpy() for k, v in data["history"].items()})
-        opts = data["train_options"] if version >= 2 else data["fit_settings"]
-        model.train_options_ = None if opts is None else TrainOptions.from_dict(opts, where)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        record = _network_format_1(data) if data["format"] == NETWORK_FORMAT_1 else _versioned(data, version)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{where}: {str(p)!r} holds an invalid checkpoint: {type(e).__name__}: {e}") from e
+    if record.kind != kind:
+        names = {"mlp": "fastvae.VAE.load", "networks": "fastvae.NetworkVAE.load (with your networks)"}
+        raise CheckpointError(f"{where}: {str(p)!r} holds a model of kind {record.kind!r}; load it with "
+                              f"{names.get(record.kind, 'another fastvae')}")
+    return record
+
+
+def restore(model, record: Record, path, where: str):
+    """Load ``record``'s weights and training state into ``model`` (built from ``record.config``); returns it.
+    CheckpointError naming the file for weights or state that do not fit the model."""
+    try:
+        model.load_state_dict(record.state_dict)
+        if record.preset is not None:
+            model.preset = record.preset
+        if record.optimizer is not None:
+            model.optimizer_state_ = AdamState.from_state_dict(record.optimizer, model.flat_parameters())
+        if record.generator is not None:
+            torch.Generator().set_state(record.generator)  # validates size and dtype
+            model.generator_state_ = record.generator
+        if record.history is not None:
+            model.history_ = History(**{k: v.numpy() for k, v in record.history.items()})
+        if record.train_options is not None:
+            model.train_options_ = TrainOptions.from_dict(record.train_options, where)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{where}: {str(path)!r} holds an invalid checkpoint: {type(e).__name__}: {e}") from e
     return model
 
 
-__all__ = ["CheckpointError", "save", "load", "check_path", "config", "FORMAT_VERSION"]
+__all__ = ["CheckpointError", "save", "read", "restore", "Record", "FORMAT_VERSION", "KINDS"]

@@ -4,13 +4,15 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from ._version import __version__
 from .datasets import DataFileError
+from .distributed import rank_zero
+from .reproduce import NAMES, reproduce
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .reproduce import NAMES
-
     p = argparse.ArgumentParser(prog="fastvae", description="fastvae command line")
+    p.add_argument("--version", action="version", version=f"fastvae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reproduce", help="train a homework's VAE and write its metrics and figures",
                        description="Train a homework's VAE with its settings; write DIR/metrics.json, "
@@ -47,20 +49,16 @@ def _init_distributed() -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    from .reproduce import reproduce
-
     joined = _init_distributed()
     try:
-        return _run(args, reproduce)
+        return _run(args)
     finally:
         if joined:
             import torch.distributed as dist
             dist.destroy_process_group()
 
 
-def _run(args, reproduce) -> int:
-    from .distributed import rank_zero
-
+def _run(args) -> int:
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
                       progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight,

@@ -28,6 +28,7 @@ import torch
 
 from . import _checks
 from ._atomic import atomic_write
+from .pixels import binarize  # the one binarization rule (fastvae.pixels)
 
 __all__ = [
     "DataFileError",
@@ -307,7 +308,7 @@ def _verify_file(path: Path, name: str) -> None:
 
 
 def _fetch(url: str, timeout: float, max_bytes: int, desc: str) -> bytes:
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length")
@@ -536,77 +537,6 @@ def load_mnist(
 # --------------------------------------------------------------------------- transforms
 
 
-def _check_finite_range(images: torch.Tensor) -> None:
-    if images.dtype.is_floating_point:
-        if torch.isnan(images).any():
-            raise ValueError("images contain NaN")
-        if images.numel() and (images.min() < 0 or images.max() > 1):
-            raise ValueError(
-                "float images must hold intensities in [0, 1] "
-                f"(got range [{images.min().item()}, {images.max().item()}]); divide bytes by 255"
-            )
-    elif images.dtype == torch.bool or images.dtype.is_complex:
-        raise TypeError(f"unsupported image dtype {images.dtype}")
-    elif images.numel() and (images.min() < 0 or images.max() > 255):
-        raise ValueError("integer images must hold byte intensities in 0..255")
-
-
-def binarize(
-    images: torch.Tensor,
-    threshold: float = 0.5,
-    scale: Optional[str] = None,
-    method: str = "threshold",
-) -> torch.Tensor:
-    """Binarize pixel intensities to 0/1.
-
-    Input: a tensor of any shape, either integer (uint8) byte intensities 0..255 or float
-    intensities in [0, 1]; the input's scale is inferred from its dtype.
-
-    ``method="threshold"``: pixel -> 1 iff intensity > ``threshold`` (strictly greater).
-    ``threshold`` is on the 0..1 scale (``scale=None``/``"unit"``) or on the 0..255 scale
-    (``scale="byte"``). Byte input is divided by 255 (float32) before comparing with a 0..1
-    threshold; float input is compared with ``threshold / 255`` for a byte threshold, so
-    ``k / 255`` images give the same result as the bytes ``k``. Examples: ESE 546 HW5
-    "pixel > 128 -> 1" is ``binarize(x, 128, scale="byte")``; the default is intensity > 0.5.
-
-    ``method="round"``: ``torch.round`` of the 0..1 intensity (x / 255 for bytes), as in DD2434
-    and HW7; i.e. bytes >= 128 -> 1 (half-to-even only matters for float inputs exactly 0.5 -> 0).
-    ``threshold`` and ``scale`` must be left at their defaults.
-
-    Returns:
-        float32 tensor of 0.0/1.0, same shape and device as ``images``.
-
-    Raises:
-        ValueError: NaN input, float input outside [0, 1] or integer input outside 0..255,
-            threshold outside its scale, unknown ``scale`` or ``method``, or threshold/scale given
-            with ``method="round"``.
-        TypeError: ``images`` is not a tensor, or is bool/complex.
-    """
-    from . import _checks  # local: this module's imports belong to the data-file code
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    _checks.choice("binarize", "method", method, ("threshold", "round"))
-    if scale is not None:
-        _checks.choice("binarize", "scale", scale, ("unit", "byte"))
-    threshold = _checks.real("binarize", "threshold", threshold)  # no "0.5" strings or True
-    _check_finite_range(images)
-    is_float = images.dtype.is_floating_point
-    if method == "round":
-        if threshold != 0.5 or scale is not None:
-            raise ValueError("threshold/scale have no effect with method='round'; leave them unset")
-        unit = images if is_float else images.to(torch.float32) / 255
-        return torch.round(unit).to(torch.float32)
-    top = 255.0 if scale == "byte" else 1.0
-    if not (0.0 <= float(threshold) <= top):  # also rejects NaN
-        raise ValueError(f"threshold {threshold} outside [0, {top:g}] for scale={scale or 'unit'!r}")
-    if scale == "byte":
-        if is_float:
-            return (images > float(threshold) / 255.0).to(torch.float32)
-        return (images.to(torch.int32) > float(threshold)).to(torch.float32)  # exact integer rule
-    unit = images if is_float else images.to(torch.float32) / 255
-    return (unit > float(threshold)).to(torch.float32)
-
-
 def subsample(images: torch.Tensor, size: int = 14, method: str = "pool") -> torch.Tensor:
     """Reduce 28x28 images to ``size`` x ``size``.
 
@@ -623,7 +553,6 @@ def subsample(images: torch.Tensor, size: int = 14, method: str = "pool") -> tor
     Raises:
         ValueError: size not a divisor of 28, shape not 28x28/784, unknown method.
     """
-    from . import _checks  # local: this module's imports belong to the data-file code
     _checks.tensor("subsample", "images", images)
     _checks.choice("subsample", "method", method, ("pool", "stride"))
     size = _checks.integer("subsample", "size", size)  # 14.0 and True are TypeErrors
@@ -677,7 +606,6 @@ def balanced_subset(
         ValueError: a class has fewer than ``n_per_class`` non-excluded examples, bad shapes,
             ``n_per_class < 1``, exclude index out of range, both ``seed`` and ``generator``.
     """
-    from . import _checks  # local: this module's imports belong to the data-file code
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
     _checks.tensor("balanced_subset", "images", images)
@@ -719,7 +647,6 @@ def balanced_subset(
 
 def flatten(images: torch.Tensor) -> torch.Tensor:
     """``[..., 28, 28]`` -> ``[..., 784]`` (a view when the memory layout allows), dtype unchanged."""
-    from . import _checks  # local: this module's imports belong to the data-file code
     _checks.tensor("flatten", "images", images)
     if images.dim() < 2:
         raise ValueError(f"expected [..., H, W] images, got {list(images.shape)}")

@@ -11,7 +11,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .vae import VAE, iwae
+from .api import iwae
+from .models import VAE
 
 
 def gradient_snr(model: VAE, x: torch.Tensor, k: int, estimator: str, params: Sequence[torch.Tensor], *,

@@ -14,10 +14,10 @@ from typing import Tuple
 
 import torch
 
-from . import _C  # noqa: F401  (registers the ops)
+from ._extension import _C  # noqa: F401  (registers the ops)
 from . import _checks, arch
 from ._ops import check_devices
-from .vae import ELBO
+from .types import ELBO
 
 ops = torch.ops.fastvae
 

@@ -1,14 +1,16 @@
 """Training options of :func:`fastvae.fit`: one typed, frozen object shared by ``fit``, the CLI's
 ``reproduce``, the homework presets and checkpoints.
 
-Each field carries its check (``_checks``) in its metadata, so a new option is one field here and one line
-in the C++ loop's table (``kOptionFields`` in cpp/train_loop.cpp), which reads the options by name and
-fails loudly on a name missing on either side.
+Each field carries its constraint (a ``_checks`` function) in its metadata, and :data:`RULES` holds every rule
+between options and between an option and the model it trains: the one place options are validated (the C++
+trainer only asserts what this module guarantees). A new option is one field here, its rules, and its use in the
+stepper that implements it (one line in ``kOptionFields``, cpp/train_loop.cpp, for the C++ trainer, which reads
+the options by name and fails loudly on a name missing on either side); docs/contributing.md walks through it.
 """
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
-from . import _C
+from ._extension import _C
 from . import _checks as c
 from .arch import ESTIMATORS, IWAE_ESTIMATORS
 
@@ -91,20 +93,12 @@ class TrainOptions:
     hard: bool = _opt(False, lambda w, n, v: c.flag(w, n, v), "straight-through one-hot categorical samples")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
-        """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above."""
+        """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above.
+        Each field is checked by the constraint in its metadata, then the rules between fields (:data:`RULES`
+        whose condition reads options only)."""
         out = replace(self, **{f.name: f.metadata["check"](where, f.name, getattr(self, f.name))
                                for f in fields(self)})
-        if out.objective == "iwae" and out.kl_weight != 1.0:  # the IWAE bound has no separate KL term
-            raise ValueError(f"{where}: kl_weight must be 1 with objective='iwae' (the bound has no separate KL "
-                             f"term), got {out.kl_weight}")
-        if out.objective == "iwae" and out.kl_warmup != 0:
-            raise ValueError(f"{where}: kl_warmup applies to objective='elbo' only, got {out.kl_warmup} with 'iwae'")
-        if out.free_bits > 0 and (out.objective != "elbo" or out.estimator != "analytic"):
-            raise ValueError(f"{where}: free_bits needs objective='elbo' with estimator='analytic', got "
-                             f"objective={out.objective!r}, estimator={out.estimator!r}")
-        if out.temperature_min > out.temperature:
-            raise ValueError(f"{where}: temperature_min must be <= temperature (the schedule starts at temperature), "
-                             f"got temperature_min={out.temperature_min} and temperature={out.temperature}")
+        check_rules(out, None, where)
         return out
 
     def to_dict(self) -> dict:
@@ -125,7 +119,7 @@ class TrainOptions:
         return cls(**d).validate(where)
 
     def engine_dict(self) -> dict:
-        """What ``fastvae._C.train_vae`` reads by name (every field)."""
+        """What the C++ trainer (``fastvae._C.MlpTrainer``) reads by name (every field)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -133,4 +127,91 @@ def names() -> Tuple[str, ...]:
     return tuple(f.name for f in fields(TrainOptions))
 
 
-__all__ = ["TrainOptions", "names"]
+@dataclass(frozen=True)
+class Traits:
+    """What a model kind's training stepper offers, as the option rules need it: the latent family
+    (``"gaussian"`` or ``"categorical"``), whether the likelihood takes binary data only, the options the
+    stepper implements (any other option must keep its default), and the number of data-parallel processes."""
+
+    latent: str
+    binary_likelihood: bool
+    supported: frozenset
+    kind: str = "model"
+    world: int = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Option ``option`` set away from its default (at any value if ``always``) needs ``needs(options, traits)``;
+    ``why`` says what it needs.
+    ``traits`` is None when options are checked on their own (:meth:`TrainOptions.validate`): rules that read
+    traits are then skipped."""
+
+    option: str
+    needs: Callable
+    why: str
+    reads_traits: bool = False
+    always: bool = False  # checked at every value, the default included (a constraint between two options)
+
+
+def _categorical(t):
+    return t.latent == "categorical"
+
+
+_CATEGORICAL_ONLY = "applies to categorical latents only (the Gumbel-softmax schedule of Jang et al. 2017)"
+# Every rule between options, and between options and the model, in one table (scikit-learn's
+# _parameter_constraints play this part for estimators). The first rule broken gives the error.
+RULES = (
+    Rule("kl_weight", lambda o, t: o.objective == "elbo",
+         "kl_weight must be 1 with objective='iwae' (the bound has no separate KL term)"),
+    Rule("kl_warmup", lambda o, t: o.objective == "elbo", "kl_warmup applies to objective='elbo' only"),
+    Rule("free_bits", lambda o, t: o.objective == "elbo" and o.estimator == "analytic",
+         "free_bits needs objective='elbo' with estimator='analytic'"),
+    Rule("temperature_min", lambda o, t: o.temperature_min <= o.temperature,
+         "temperature_min must be <= temperature (the schedule starts at temperature)", always=True),
+    Rule("objective", lambda o, t: not _categorical(t), "a categorical latent trains objective='elbo' only (the "
+         "IWAE bound needs the density of the relaxed sample)", True),
+    Rule("estimator", lambda o, t: not _categorical(t), "a categorical latent has the analytic KL to the uniform "
+         "prior only; estimator must be 'analytic'", True),
+    Rule("free_bits", lambda o, t: not _categorical(t), "free_bits applies to Gaussian latents only (one group per "
+         "latent dimension)", True),
+    Rule("free_bits", lambda o, t: t.world == 1, "free_bits needs each minibatch's KL per dimension before the "
+         "backward pass, which data-parallel training does not gather; use free_bits=0 or one process", True),
+    *(Rule(n, lambda o, t: _categorical(t), f"{n} {_CATEGORICAL_ONLY}", True)
+      for n in ("temperature", "temperature_min", "anneal_rate", "anneal_every", "hard")),
+    Rule("pixels", lambda o, t: o.pixels != "intensity" or not t.binary_likelihood,
+         "pixels='intensity' feeds intensities in [0, 1], which a binary likelihood such as bernoulli cannot "
+         "take; use pixels='threshold' or 'dynamic', or a VAE with a continuous likelihood", True),
+)
+
+
+def check_rules(opts: "TrainOptions", traits: Optional[Traits], where: str) -> None:
+    """ValueError for the first broken :data:`RULES` entry or, given ``traits``, the first option set away from
+    its default that the stepper does not implement."""
+    default = TrainOptions()
+    for rule in RULES:
+        if rule.reads_traits and traits is None:
+            continue
+        value = getattr(opts, rule.option)
+        if (rule.always or value != getattr(default, rule.option)) and not rule.needs(opts, traits):
+            raise ValueError(f"{where}: {rule.why}, got {rule.option}={value!r}")
+    if traits is not None:
+        unsupported = [n for n in names() if n not in traits.supported and getattr(opts, n) != getattr(default, n)]
+        if unsupported:
+            raise ValueError(f"{where}: {', '.join(unsupported)} do not apply to {traits.kind}")
+
+
+def resolve(options, overrides: dict, where: str) -> "TrainOptions":
+    """``options`` (a TrainOptions or None) with keyword ``overrides`` of its fields applied, validated."""
+    if options is None:
+        options = TrainOptions()
+    elif not isinstance(options, TrainOptions):
+        raise TypeError(f"{where}: options must be a fastvae.TrainOptions or None, got {c._show(options)}")
+    unknown = sorted(set(overrides) - set(names()))
+    if unknown:
+        raise TypeError(f"{where}: unexpected keyword argument {unknown[0]!r}; the training options are "
+                        f"{list(names())}")
+    return replace(options, **overrides).validate(where)
+
+
+__all__ = ["TrainOptions", "Traits", "RULES", "check_rules", "resolve", "names"]

@@ -7,6 +7,8 @@ DD2434 Assignment 1B; Burda et al. 2016, Table 1; Jang et al. 2017. Settings a h
 from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
+from .options import TrainOptions
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -21,7 +23,6 @@ class Preset:
     def options(self, **overrides):
         """The homework's :class:`fastvae.TrainOptions`: ``train`` and the data's binarization threshold,
         with keyword ``overrides``; validated (TypeError / ValueError as ``TrainOptions.validate``)."""
-        from .options import TrainOptions
         base = dict(self.train, **({"threshold": self.data["threshold"]} if "threshold" in self.data else {}))
         return TrainOptions.from_dict(dict(base, **overrides), "Preset.options")
 

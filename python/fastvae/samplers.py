@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import _C  # noqa: F401  (registers the ops)
+from ._extension import _C  # noqa: F401  (registers the ops)
 from . import _checks
 from ._ops import check_devices, check_size
 

@@ -5,7 +5,7 @@ formula; the fake kernels let them be traced by torch.compile.
 """
 import torch
 
-from .. import _C  # noqa: F401  (registers the ops)
+from .._extension import _C  # noqa: F401  (registers the ops)
 from .._ops import check_devices
 
 ops = torch.ops.fastvae

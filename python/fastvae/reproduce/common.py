@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import datasets, presets
+from ..models import VAE
 from .._atomic import atomic_write
 from ..plotting import save_figure
 
@@ -91,7 +92,7 @@ def load(ctx: Context, split: str):
 
 def binary(images: torch.Tensor, threshold: int) -> torch.Tensor:
     """float32 [N, D] 0/1 pixels: pixel > threshold on the byte scale (the rule ``fit`` applies)."""
-    return datasets.binarize(datasets.flatten(images) if images.dim() == 3 else images, threshold, scale="byte")
+    return datasets.binarize(datasets.flatten(images) if images.dim() == 3 else images, threshold)
 
 
 def epoch_printer(ctx: Context, offset: int = 0, total: Optional[int] = None):
@@ -125,8 +126,6 @@ def resume_point(ctx: Context, n_train: int):
     belongs to a run with another homework, seed, limit, data size or settings (epochs may grow)."""
     ident = _run_identity(ctx, n_train)
     if ctx.resume and ctx.checkpoint.exists():
-        from ..vae import VAE
-
         try:
             old = json.loads((ctx.out / RUN).read_text())
         except (OSError, ValueError):
@@ -154,7 +153,7 @@ def train(ctx: Context, model, images, labels=None, *, epochs: int, **kwargs):
     done = 0
     if saved is not None:
         model, done = saved, len(saved.history_.train_elbo)
-    model.fit(images, labels, ctx.train_options(), epochs=max(0, epochs - done),
+    model.fit(images, ctx.train_options(), train_labels=labels, epochs=max(0, epochs - done),
               seed=None if saved is not None else ctx.seed,
               checkpoint=ctx.checkpoint, progress=ctx.progress,
               callback=epoch_printer(ctx, offset=done, total=epochs), **kwargs)

@@ -11,7 +11,9 @@ import json
 
 import torch
 
-from .. import VAE, elbo, plotting
+from .. import plotting
+from ..api import elbo
+from ..models import VAE
 from .classifier import accuracy, train_classifier
 from .common import Context, Timer, base_metrics, binary, epoch_printer, load, resume_point, save_model, write_json
 
@@ -86,7 +88,7 @@ def run(ctx: Context) -> dict:
         ctx.figures.extend(p_done["figures"])
         g.set_state(torch.tensor(p_done["generator"], dtype=torch.uint8))
     for e in range(start, E + 1):
-        model.fit(x_train, y_train, ctx.train_options(), epochs=1, test_images=x_test, test_labels=y_test,
+        model.fit(x_train, ctx.train_options(), train_labels=y_train, epochs=1, test_images=x_test, test_labels=y_test,
                   seed=ctx.seed + e, progress=ctx.progress, callback=epoch_printer(ctx, offset=e - 1, total=E))
         if e in grid_epochs:
             ctx.figure(plotting.image_grid(model.sample(100, y=digits, generator=g), 10,

@@ -2,7 +2,8 @@
 and its reconstruction, prior samples."""
 import torch
 
-from .. import VAE, plotting
+from .. import plotting
+from ..models import VAE
 from .common import Context, Timer, base_metrics, binary, load, save_model
 from .common import train as train_model
 

@@ -5,7 +5,9 @@ Figures (iii) ELBO terms per update, (iv) images beside reconstructions, (v) pri
 """
 import torch
 
-from .. import VAE, datasets, log_likelihood, plotting
+from .. import datasets, plotting
+from ..api import log_likelihood
+from ..models import VAE
 from .common import Context, Timer, base_metrics, binary, load, save_model
 from .common import train as train_model
 

@@ -13,7 +13,9 @@ import platform
 
 import torch
 
-from .. import VAE, log_likelihood, plotting
+from .. import plotting
+from ..api import log_likelihood
+from ..models import VAE
 from .common import Context, Timer, base_metrics, epoch_printer, load, resume_point, save_model
 
 STAGES = 8  # i = 0..7
@@ -56,7 +58,7 @@ def run(ctx: Context) -> dict:
         todo = min(first + n, total) - max(first, done)
         if todo <= 0:
             continue
-        model.fit(x_train, None, options, epochs=todo, lr=lr, seed=ctx.seed if done == 0 else None,
+        model.fit(x_train, options, epochs=todo, lr=lr, seed=ctx.seed if done == 0 else None,
                   test_images=x_test, checkpoint=ctx.checkpoint, progress=ctx.progress, callback=epoch_printer(ctx, done, total))
         done += todo
     seconds = timer()

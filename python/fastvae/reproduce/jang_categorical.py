@@ -7,7 +7,9 @@ that of the discrete model (hard Gumbel-max samples into the decoder), the quant
 as a negative number ("test loss")."""
 import torch
 
-from .. import VAE, elbo, plotting
+from .. import plotting
+from ..api import elbo
+from ..models import VAE
 from .common import Context, Timer, base_metrics, load, save_model
 from .common import train as train_model
 

@@ -1,7 +1,8 @@
 """STATS 305C HW6 Problem 3: a 2-D latent VAE on all of binarized MNIST (figures 3e, 3f, 3g)."""
 import torch
 
-from .. import VAE, plotting
+from .. import plotting
+from ..models import VAE
 from .common import Context, Timer, base_metrics, binary, load, save_model
 from .common import train as train_model
 

@@ -5,16 +5,17 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import _checks, heads
-from ._atomic import atomic_write
-from .arch import ESTIMATORS, IWAE_ESTIMATORS
-from .vae import ELBO, continuous_bernoulli_mean
+from .. import _checks, _ops, arch, checkpoint, heads, pixels
+from ..arch import ESTIMATORS, IWAE_ESTIMATORS
+from ..types import ELBO
+from .base import Model
+from .network_stepper import NetworkStepper
 
 WHERE = "NetworkVAE"
 POSTERIORS = ("logvar", "logstd")
 
 
-class NetworkVAE(nn.Module):
+class NetworkVAE(Model):
     """A Gaussian-latent VAE around two user networks.
 
     Args:
@@ -28,10 +29,16 @@ class NetworkVAE(nn.Module):
         likelihood, gaussian_sigma, gaussian_scale: as :class:`fastvae.VAE` (``gaussian_scale`` "fixed" or
             "predicted"; a learned scale is a decoder output here).
 
-    The prior is N(0, I). Objectives, estimators and formulas: :mod:`fastvae.heads` (docs/heads.md).
+    The prior is N(0, I). Objectives, estimators and formulas: :mod:`fastvae.heads` (docs/heads.md). Images go
+    in as for :class:`fastvae.VAE`: [B, D] or [B, H, W] (flattened to [B, D]), float of the parameters' dtype, or
+    uint8 intensities (:func:`fastvae.pixels.model_input`).
     Raises TypeError (networks that are not nn.Modules, a non-integer latent_dim) or ValueError (unknown
     names, latent_dim < 1, gaussian_sigma <= 0).
     """
+
+    _checkpoint_kind = "networks"
+    cond_dim = 0  # unconditional: labels are refused
+    latent = "gaussian"
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, *, likelihood: str = "bernoulli",
                  gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed", posterior: str = "logvar"):
@@ -47,8 +54,6 @@ class NetworkVAE(nn.Module):
             raise ValueError(f"{WHERE}: gaussian_scale '{gaussian_scale}' needs likelihood 'gaussian'")
         self.gaussian_sigma = _checks.positive(WHERE, "gaussian_sigma", gaussian_sigma)
         self.posterior = _checks.choice(WHERE, "posterior", posterior, POSTERIORS)
-        self.latent = "gaussian"
-        self.history_ = None
 
     # ------------------------------------------------------------------ the networks
     def _device(self):
@@ -59,17 +64,25 @@ class NetworkVAE(nn.Module):
         p = next(self.parameters(), None)
         return torch.float32 if p is None else p.dtype
 
-    def _x(self, where, x):
-        _checks.tensor(where, "x", x, dtypes=(torch.float32, torch.float64))
+    def _x(self, where, x, y=None):
+        if y is not None:
+            raise ValueError(f"{where}: labels y were given to an unconditional model")
+        x = pixels.model_input(x, binary=arch.binary_likelihood(self.likelihood), dtype=self._dtype(), where=where)
+        if x.dim() > 2:
+            x = x.reshape(x.shape[0], -1)
         if x.dim() != 2:
-            raise ValueError(f"{where}: x must be [B, D] (flatten images first), got shape {tuple(x.shape)}")
+            raise ValueError(f"{where}: x must be [B, D] or [B, H, W] images, got shape {tuple(x.shape)}")
         if x.device != self._device():
             raise ValueError(f"{where}: x is on {x.device}, the model's parameters on {self._device()}")
-        return x.to(self._dtype())
+        return x
 
-    def encode(self, x: torch.Tensor):
-        """Posterior parameters (mu, sigma), each [B, Z], for images x [B, D]."""
-        h = self.encoder(self._x("NetworkVAE.encode", x))
+    @torch.no_grad()
+    def encode(self, x, y=None):
+        """Posterior parameters (mu, sigma), each [B, Z], for images x [B, D]; inference only (no gradient)."""
+        return self._posterior(self._x("NetworkVAE.encode", x, y))
+
+    def _posterior(self, x):
+        h = self.encoder(x)
         Z = self.latent_dim
         if h.dim() != 2 or h.shape[1] != 2 * Z:
             raise ValueError(f"NetworkVAE.encode: the encoder must return [B, 2 * latent_dim] = [B, {2 * Z}], got "
@@ -85,61 +98,69 @@ class NetworkVAE(nn.Module):
             raise ValueError(f"NetworkVAE: the decoder must return [N, D] for codes [N, {Z}], got {tuple(out.shape)}")
         return out.reshape(L, B, -1)
 
-    def decode(self, z: torch.Tensor, logits: bool = False) -> torch.Tensor:
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y=None, logits: bool = False) -> torch.Tensor:
         """Mean of p(x | z) [N, D] for codes z [N, Z] (or the decoder's raw output with logits=True)."""
+        if y is not None:
+            raise ValueError("NetworkVAE.decode: labels y were given to an unconditional model")
         out = self.decoder(z)
-        if logits:
+        if _checks.flag("NetworkVAE.decode", "logits", logits):
             return out
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out)
         if self.likelihood == "continuous_bernoulli":
-            return continuous_bernoulli_mean(out)
+            return _ops.continuous_bernoulli_mean(out)
         return out[:, : out.shape[1] // 2] if self.gaussian_scale == "predicted" else out
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decoder means for n codes z ~ N(0, I): [n, D]."""
         n = _checks.integer("NetworkVAE.sample", "n", n, min=1)
         z = torch.randn(n, self.latent_dim, generator=generator).to(self._device(), self._dtype())
-        with torch.no_grad():
-            return self.decode(z)
+        return self.decode(z, y)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def reconstruct(self, x, y=None) -> torch.Tensor:
         """Decoder means at the posterior means: [B, D]."""
-        with torch.no_grad():
-            return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x, y)[0])
 
     def _noise(self, where, count, B, eps, generator):
         shape = (count, B, self.latent_dim)
         if eps is None:
             return torch.randn(shape, generator=generator).to(self._device(), self._dtype())
-        _checks.tensor(where, "eps", eps, dtypes=(torch.float32, torch.float64))
-        if tuple(eps.shape) != shape:
-            raise ValueError(f"{where}: eps must have shape {list(shape)}, got {list(eps.shape)}")
-        return eps.to(self._device(), self._dtype())
+        _checks.tensor(where, "eps", eps, dtypes=(self._dtype(),))
+        if tuple(eps.shape[1:]) != shape[1:] or eps.dim() != 3 or eps.shape[0] < 1:
+            raise ValueError(f"{where}: eps must have shape [L >= 1, {B}, {self.latent_dim}], got {list(eps.shape)}")
+        return eps.to(self._device())
 
     def _names(self):
         return dict(likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, gaussian_scale=self.gaussian_scale)
 
     # ------------------------------------------------------------------ objectives
-    def elbo(self, x, n_samples: int = 1, eps=None, estimator: str = "analytic", generator=None) -> ELBO:
-        """Per-image ELBO terms [B] with ``n_samples`` reparameterized samples (``eps`` [L, B, Z] to inject the
-        noise); ``estimator`` as :func:`fastvae.heads.elbo_terms`. Differentiable."""
+    def elbo(self, x, n_samples: int = 1, *, eps=None, y=None, estimator: str = "analytic", generator=None,
+             temperature=None, hard: bool = False) -> ELBO:
+        """Per-image ELBO terms [B] with ``n_samples`` reparameterized samples (``eps`` [L, B, Z] injects the
+        noise and sets L); ``estimator`` as :func:`fastvae.heads.elbo_terms`. Differentiable. ``y``,
+        ``temperature`` and ``hard`` do not apply (unconditional, Gaussian latent): anything but their defaults is
+        a ValueError."""
         where = "NetworkVAE.elbo"
+        if temperature is not None or hard is not False:
+            raise ValueError(f"{where}: temperature and hard apply to categorical latents only (this model's latent "
+                             "is 'gaussian')")
         L = _checks.integer(where, "n_samples", n_samples, min=1)
         _checks.choice(where, "estimator", estimator, ESTIMATORS)
-        x = self._x(where, x)
-        mu, sigma = self.encode(x)
+        x = self._x(where, x, y)
+        mu, sigma = self._posterior(x)
         z = mu + sigma * self._noise(where, L, x.shape[0], eps, generator)
         return heads.elbo_terms(x, self._decode_rows(z), z, mu, sigma, estimator=estimator, **self._names())
 
-    def iwae(self, x, k: int = 5, eps=None, estimator: str = "reparam", generator=None) -> torch.Tensor:
+    def iwae(self, x, k: int = 5, *, eps=None, y=None, estimator: str = "reparam", generator=None) -> torch.Tensor:
         """The IWAE bound per image [B] with k samples; ``estimator`` reparam, stl or dreg (for dreg the decoder's
         path from z gets the squared weights through a hook, docs/heads.md). Differentiable."""
         where = "NetworkVAE.iwae"
         k = _checks.integer(where, "k", k, min=1)
         _checks.choice(where, "estimator", estimator, IWAE_ESTIMATORS)
-        x = self._x(where, x)
-        mu, sigma = self.encode(x)
+        x = self._x(where, x, y)
+        mu, sigma = self._posterior(x)
         z = mu + sigma * self._noise(where, k, x.shape[0], eps, generator)
         z_dec = z.view_as(z)  # its own node: the DReG hook must scale the decoder's path only
         bound, weights = heads.iwae_bound(x, self._decode_rows(z_dec), z, mu, sigma, estimator=estimator,
@@ -148,57 +169,50 @@ class NetworkVAE(nn.Module):
             z_dec.register_hook(lambda g: g * weights.unsqueeze(-1))
         return bound
 
-    def log_likelihood(self, x, k: int = 1000, generator=None) -> torch.Tensor:
-        """Importance-sampled estimate of log p(x) per image [B] (the IWAE bound with k samples, Burda et al. 2016),
-        in chunks of images so that k * chunk decoder rows stay bounded; no gradient."""
+    @torch.no_grad()
+    def log_likelihood(self, x, k: int = 1000, *, y=None, batch_size: Optional[int] = None,
+                       generator=None) -> torch.Tensor:
+        """Importance-sampled estimate of log p(x) per image [B] (the IWAE bound with k samples, Burda et al.
+        2016), in chunks of ``batch_size`` images (None: as many as keep k * chunk * D under 2**22); no gradient."""
         where = "NetworkVAE.log_likelihood"
         k = _checks.integer(where, "k", k, min=1)
-        x = self._x(where, x)
+        x = self._x(where, x, y)
         chunk = max(1, (1 << 22) // (k * max(x.shape[1], 1)))
-        with torch.no_grad():
-            return torch.cat([self.iwae(x[i:i + chunk], k, generator=generator) for i in range(0, x.shape[0], chunk)])
+        if batch_size is not None:
+            chunk = _checks.integer(where, "batch_size", batch_size, min=1)
+        return torch.cat([self.iwae(x[i:i + chunk], k, generator=generator) for i in range(0, x.shape[0], chunk)])
 
-    def fit(self, train_images, options=None, **kwargs):
-        """Train with the Python loop of :func:`fastvae.network_training.fit`."""
-        from .network_training import fit
-        return fit(self, train_images, options, **kwargs)
+    # ------------------------------------------------------------------ the training driver's protocol
+    def flat_parameters(self):
+        """Every parameter, in ``parameters()`` order (the order of the Adam state)."""
+        return list(self.parameters())
 
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, path):
-        """Write the weights, Adam state, the loop's generator and the history to ``path`` atomically (a dict of
-        tensors and numbers: ``torch.load(weights_only=True)`` reads it). The networks' code is not saved:
-        :meth:`load` takes them."""
-        from .checkpoint import check_path
-        p = check_path("NetworkVAE.save", path)
-        hist = self.history_
-        opt = getattr(self, "optimizer_", None)
-        data = {
-            "format": "fastvae-network-vae-1",
-            "config": dict(latent_dim=self.latent_dim, posterior=self.posterior, **self._names()),
-            "state_dict": self.state_dict(),
-            "optimizer": None if opt is None else opt.state_dict(),
-            "generator_state": getattr(self, "generator_state_", None),
-            "history": None if hist is None else {k: torch.as_tensor(v) for k, v in hist.__dict__.items()},
-        }
-        return atomic_write(p, lambda f: torch.save(data, f))
+    def _check_trainable(self, where: str) -> None:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{where}: the model has no trainable parameters")
+        if not all(torch.isfinite(p).all() for p in params):
+            raise ValueError(f"{where}: parameters contain NaN or inf; fit refuses a model that already diverged")
+
+    def _stepper(self, options, data, state, parallel) -> NetworkStepper:
+        return NetworkStepper(self, options, data, state, parallel)
+
+    def _traits(self, world: int):
+        return NetworkStepper.traits(self, world)
+
+    def _checkpoint_config(self) -> dict:
+        return dict(latent_dim=self.latent_dim, posterior=self.posterior, **self._names())
 
     @classmethod
     def load(cls, path, encoder: nn.Module, decoder: nn.Module) -> "NetworkVAE":
         """The model saved at ``path`` around the given (freshly built) encoder and decoder; training continues
-        exactly where it stopped. Raises fastvae.CheckpointError for a file that is not such a checkpoint or whose
-        weights do not fit the networks."""
-        from .checkpoint import CheckpointError
-        from .training import History
+        exactly where it stopped. Files of the earlier format "fastvae-network-vae-1" load too. Raises
+        fastvae.CheckpointError for a file that is not such a checkpoint or whose weights do not fit the networks."""
+        where = "fastvae.NetworkVAE.load"
+        record = checkpoint.read(path, "networks", where)
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(data, dict) or data.get("format") != "fastvae-network-vae-1":
-                raise ValueError("not a NetworkVAE checkpoint")
-            model = cls(encoder, decoder, **data["config"])
-            model.load_state_dict(data["state_dict"])
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-            raise CheckpointError(f"NetworkVAE.load: cannot load {path}: {e}") from e
-        model.generator_state_ = data["generator_state"]
-        model._optimizer_state = data["optimizer"]
-        if data["history"] is not None:
-            model.history_ = History(**{k: v.numpy() for k, v in data["history"].items()})
-        return model
+            model = cls(encoder, decoder, **record.config)
+        except (TypeError, ValueError) as e:
+            raise checkpoint.CheckpointError(f"{where}: {str(path)!r} holds an invalid checkpoint: "
+                                             f"{type(e).__name__}: {e}") from e
+        return checkpoint.restore(model, record, path, where)

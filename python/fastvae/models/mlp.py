@@ -7,26 +7,22 @@ Model (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"; the homeworks' 
 encoder and decoder as a one-hot vector (conditional VAE).
 """
 import math
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from . import _checks, _ops, presets
-from ._lock import reading
-from .arch import GAUSSIAN_SCALES
-from .arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
+from .. import _checks, _ops, checkpoint, pixels, presets
+from .._lock import reading
+from ..arch import GAUSSIAN_SCALES, binary_likelihood
+from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
+from ..types import ELBO
+from .base import Model
+from .networks import NetworkVAE
+from .mlp_stepper import MlpStepper
 
 
-class ELBO(NamedTuple):
-    """Per-image ELBO and its two terms, each a tensor of shape [B] (nats)."""
-
-    elbo: torch.Tensor
-    rec: torch.Tensor
-    kl: torch.Tensor
-
-
-class VAE(nn.Module):
+class VAE(Model):
     """MLP variational autoencoder with a Bernoulli (default), continuous Bernoulli or Gaussian decoder.
 
     Parameters are ``torch.nn.Linear`` layers (weight ``[out, in]``, bias ``[out]``):
@@ -84,7 +80,7 @@ class VAE(nn.Module):
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
                  likelihood: str = "bernoulli", gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed",
                  latent: str = "gaussian", categories: int = 0):
-        super().__init__()
+        super().__init__()  # the fitted state: history_, optimizer_state_, generator_state_, train_options_
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
         latent_dim = _checks.integer(where, "latent_dim", latent_dim, min=1)
@@ -143,11 +139,6 @@ class VAE(nn.Module):
             self.log_sigma = nn.Parameter(torch.full((data_dim,), math.log(self.gaussian_sigma), dtype=dtype))
         else:
             self.register_parameter("log_sigma", None)
-        # training state (fastvae.training): set by fit, saved by save
-        self.history_ = None
-        self.optimizer_state_ = None
-        self.generator_state_ = None
-        self.train_options_ = None
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
@@ -181,17 +172,19 @@ class VAE(nn.Module):
             out.append(self.log_sigma)
         return out
 
-    def _prepare(self, x: torch.Tensor, y, where: str = "VAE", name: str = "x", width: Optional[int] = None):
-        """Checks x (a float tensor of the model's dtype and device, [B, width] or [B, H, W] flattened) and
-        labels y (integers, required iff the model is conditional); returns x and y as int64 or None."""
+    def _prepare(self, x, y, where: str = "VAE", name: str = "x", width: Optional[int] = None):
+        """Checks x ([B, width] or [B, H, W] flattened; a tensor or numpy array on the model's device: float of
+        the model's dtype, or for images (``name == "x"``) uint8 intensities turned into the model's input by
+        :func:`fastvae.pixels.model_input`) and labels y (integers, required iff the model is conditional);
+        returns x and y as int64 or None."""
         w = self.encoder_head.weight
-        x = _checks.tensor(where, name, x)
-        if x.dtype != w.dtype:
-            hint = ("; binarize images with fastvae.datasets.binarize (bernoulli) or scale them to [0, 1] "
-                    "(continuous_bernoulli) and match dtypes with .to()"
-                    if name == "x" else "; convert with .to()")
-            raise TypeError(f"{where}: {name} must be a float tensor of the model's dtype {w.dtype}, got "
-                            f"{x.dtype}{hint}")
+        if name == "x":
+            x = pixels.model_input(x, binary=binary_likelihood(self.likelihood), dtype=w.dtype, where=where)
+        else:
+            x = _checks.tensor(where, name, x)
+            if x.dtype != w.dtype:
+                raise TypeError(f"{where}: {name} must be a float tensor of the model's dtype {w.dtype}, got "
+                                f"{x.dtype}; convert with .to()")
         if x.dim() > 2:
             x = x.reshape(x.shape[0], -1)
         width = self.data_dim if width is None else width
@@ -238,8 +231,8 @@ class VAE(nn.Module):
     # -- public API -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, n_samples: int = 1,
                 eps: Optional[torch.Tensor] = None, estimator: str = "analytic") -> ELBO:
-        """Same as :func:`fastvae.elbo` with this model."""
-        return elbo(self, x, n_samples=n_samples, eps=eps, y=y, estimator=estimator)
+        """Same as :meth:`elbo`."""
+        return self.elbo(x, n_samples, eps=eps, y=y, estimator=estimator)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
@@ -279,7 +272,7 @@ class VAE(nn.Module):
     def _mean(self, logits: torch.Tensor) -> torch.Tensor:
         """The likelihood's mean from the decoder's logits."""
         if self.likelihood == "continuous_bernoulli":
-            return continuous_bernoulli_mean(logits)
+            return _ops.continuous_bernoulli_mean(logits)
         if self.likelihood == "gaussian":  # the decoder output is the Gaussian's mean (then its log-variance)
             return logits[:, :self.data_dim] if self.gaussian_scale == "predicted" else logits
         return torch.sigmoid(logits)
@@ -340,265 +333,237 @@ class VAE(nn.Module):
         return self.decode(mu, y)
 
     @classmethod
-    def from_networks(cls, encoder: nn.Module, decoder: nn.Module, latent_dim: int, **kwargs):
+    def from_networks(cls, encoder: nn.Module, decoder: nn.Module, latent_dim: int, **kwargs) -> NetworkVAE:
         """A VAE around your own encoder and decoder networks (any nn.Module, any device), trained and evaluated
-        with fastvae's objective heads: see :class:`fastvae.networks.NetworkVAE` for the contract and keywords
+        with fastvae's objective heads: see :class:`fastvae.NetworkVAE` for the contract and keywords
         (likelihood, gaussian_sigma, gaussian_scale, posterior). ``fastvae.elbo``, ``fastvae.iwae``,
         ``fastvae.log_likelihood`` and ``fastvae.fit`` accept it."""
-        from .networks import NetworkVAE
         return NetworkVAE(encoder, decoder, latent_dim, **kwargs)
-
-    def fit(self, train_images, train_labels=None, options=None, **kwargs):
-        """Train with the C++ loop; see :func:`fastvae.training.fit` for the arguments (``options``: a
-        :class:`fastvae.TrainOptions`, keywords override its fields)."""
-        from .training import fit
-        return fit(self, train_images, train_labels, options, **kwargs)
-
-    def save(self, path):
-        """Write the model and its training state (architecture, weights, Adam state, the loop's generator,
-        history, last TrainOptions) to ``path`` atomically; ``VAE.load(path).fit(...)`` continues the run
-        exactly. ``state_dict()`` stays the plain weights. Format: :mod:`fastvae.checkpoint`.
-
-        Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder
-        does not exist)."""
-        from . import checkpoint
-        with reading(self):
-            return checkpoint.save(self, path)
 
     @classmethod
     def load(cls, path) -> "VAE":
-        """The model saved by :meth:`save` at ``path``, with its training state.
+        """The model saved by :meth:`save` at ``path``, with its training state (every earlier checkpoint format
+        of an MLP VAE loads too: :mod:`fastvae.checkpoint`).
 
-        Raises: FileNotFoundError (no such file), fastvae.checkpoint.CheckpointError (a ValueError: corrupt,
-        truncated or not a fastvae checkpoint; the message names the path), TypeError (path's type)."""
-        from . import checkpoint
-        return checkpoint.load(cls, path)
+        Raises: FileNotFoundError (no such file), fastvae.CheckpointError (a ValueError: corrupt, truncated or
+        not a fastvae checkpoint of an MLP VAE; the message names the path), TypeError (path's type)."""
+        where = "fastvae.VAE.load"
+        record = checkpoint.read(path, "mlp", where)
+        try:
+            cfg = dict(record.config)
+            cfg["dtype"] = getattr(torch, cfg["dtype"])
+            model = cls(**cfg)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise checkpoint.CheckpointError(f"{where}: {str(path)!r} holds an invalid checkpoint: "
+                                             f"{type(e).__name__}: {e}") from e
+        return checkpoint.restore(model, record, path, where)
 
+    # -- the training driver's protocol (fastvae.models.base.Model) -------------------------------------------
+    _checkpoint_kind = "mlp"
 
-# Logits below this size use the Taylor series of the continuous Bernoulli mean: the region where
-# torch.distributions.ContinuousBernoulli switches to its expansion, |lambda - 1/2| < 1e-3.
-_CB_TAYLOR_CUT = 4.0000053333e-3  # 2 artanh(0.002)
+    def _checkpoint_config(self) -> dict:
+        """The constructor arguments that rebuild this architecture."""
+        return dict(data_dim=self.data_dim, latent_dim=self.latent_dim, encoder_hidden=list(self.encoder_hidden),
+                    decoder_hidden=list(self.decoder_hidden), activation=self.activation,
+                    negative_slope=self.negative_slope, posterior=self.posterior,
+                    mean_activation=self.mean_activation, scale_activation=self.scale_activation,
+                    likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma,
+                    gaussian_scale=self.gaussian_scale, cond_dim=self.cond_dim,
+                    dtype=str(self.encoder_head.weight.dtype).replace("torch.", ""), latent=self.latent,
+                    categories=self.categories)
 
+    def _check_trainable(self, where: str) -> None:
+        w = self.encoder_head.weight
+        if w.dtype != torch.float32 or w.device.type != "cpu":
+            raise TypeError(f"{where}: fit trains float32 models on the CPU; convert with model.float()")
+        for name, p in self.named_parameters():
+            if not torch.isfinite(p).all():
+                raise ValueError(f"{where}: parameter {name} contains NaN or inf; fit refuses a model that already "
+                                 "diverged (load a checkpoint or re-initialize)")
 
-def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
-    """Mean of the continuous Bernoulli with logits a, lambda = sigmoid(a) (Loaiza-Ganem & Cunningham 2019):
-    ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1 / (1 - exp(-a)) - 1 / a``, written with
-    ``expm1`` so it keeps its digits for large |a| (where torch.distributions' float32 formula returns 1 for
-    a = 30 instead of 1 - 1/30), and ``1/2 + a/12 - a^3/720 + a^5/30240`` near a = 0. Computed in float64,
-    returned in the dtype of ``logits``; values in (0, 1)."""
-    a = logits.double()
-    small = a.abs() < _CB_TAYLOR_CUT
-    safe = torch.where(small, torch.ones_like(a), a)
-    direct = -1.0 / torch.expm1(-safe) - 1.0 / safe
-    a2 = a * a
-    taylor = 0.5 + a * (1.0 / 12 + a2 * (-1.0 / 720 + a2 / 30240))
-    return torch.where(small, taylor, direct).to(logits.dtype)
+    def _stepper(self, options, data, state, parallel) -> MlpStepper:
+        return MlpStepper(self, options, data, state, parallel)
 
+    def _traits(self, world: int):
+        return MlpStepper.traits(self, world)
 
-def _is_network(model) -> bool:
-    from .networks import NetworkVAE
-    return isinstance(model, NetworkVAE)
+    # -- objectives ----------------------------------------------------------------------------------------
+    def elbo(self, x, n_samples: int = 1, *, eps: Optional[torch.Tensor] = None, y=None,
+             estimator: str = "analytic", generator: Optional[torch.Generator] = None,
+             temperature: Optional[float] = None, hard: bool = False) -> ELBO:
+        """Per-image ELBO, expected log-likelihood and KL on images x (``fastvae.elbo(model, x, ...)``).
 
+        ``elbo_i = 1/L sum_l log p(x_i | z_il) - KL(q(z | x_i) || N(0, I))``, ``z_il = mu_i + sigma_i eps_il``
+        (reparameterization, Kingma & Welling 2014). Differentiable with respect to the model's parameters
+        through fastvae's hand-written C++ backward, so it can be used in a plain PyTorch training loop.
 
-def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, eps: Optional[torch.Tensor] = None,
-         y: Optional[torch.Tensor] = None, estimator: str = "analytic",
-         generator: Optional[torch.Generator] = None, temperature: Optional[float] = None,
-         hard: bool = False) -> ELBO:
-    """Per-image ELBO, expected log-likelihood and KL of ``model`` on binary images (intensities in [0, 1]
-    for ``likelihood="continuous_bernoulli"``).
+        Args:
+            x: images [B, D] (or [B, H, W]), a tensor or numpy array on the model's device: floats of the model's
+                dtype that the likelihood takes (0/1 for bernoulli, in [0, 1] for continuous_bernoulli, finite for
+                gaussian), or uint8 intensities p, turned into p > 127 for a binary likelihood and p / 255 for the
+                others (:func:`fastvae.pixels.model_input`; no other conversion happens).
+            n_samples: L >= 1 Monte Carlo samples per image (ignored if ``eps`` is given).
+            eps: optional standard normal noise [L, B, Z] of the model's dtype, to inject the draws.
+            y: int64 class labels [B] for a conditional VAE.
+            estimator: ``"analytic"`` (analytic Gaussian KL), ``"mc"`` (Monte Carlo log q(z|x) - log p(z)) or
+                ``"stl"`` (sticking the landing, Roeder et al. 2017: same value as ``"mc"``, gradient without the
+                score-function term).
+            generator: torch.Generator for eps when it is not given.
+            temperature: categorical latents only: the Gumbel-softmax temperature tau (finite float > 0, default 1).
+            hard: categorical latents only: straight-through samples (the decoder reads one_hot(argmax y), the
+                gradient is the relaxed sample's).
 
-    ``elbo_i = 1/L sum_l log p(x_i | z_il) - KL(q(z | x_i) || N(0, I))``, ``z_il = mu_i + sigma_i eps_il``
-    (reparameterization, Kingma & Welling 2014). Differentiable with respect to the model's parameters
-    through fastvae's hand-written C++ backward, so it can be used in a plain PyTorch training loop.
+        Categorical latents (``latent="categorical"``, Jang et al. 2017): ``eps`` is then uniform noise
+        [L, B, N*K] strictly inside (0, 1) (drawn with ``torch.rand`` and clamped to the dtype's smallest normal
+        number when not given), ``y_nl = softmax((logits_n - log(-log u_nl)) / tau)`` per variable n (the kernel
+        of :func:`fastvae.gumbel_softmax`), ``rec = 1/L sum_l log p(x | y_l)`` and ``kl = sum_n KL(q_n || uniform)
+        = sum_nk q_nk (log q_nk + log K)``; only ``estimator="analytic"`` applies. With ``hard`` the samples are
+        one-hot Gumbel-max draws of q, so the value is the discrete model's ELBO estimate; without, a relaxed one.
 
-    Args:
-        model: a :class:`VAE`.
-        x: binary images, float [B, D] (or [B, H, W]) of the model's dtype, entries 0 or 1 (any value in
-            [0, 1] for the continuous Bernoulli likelihood).
-        n_samples: L >= 1 Monte Carlo samples per image (ignored if ``eps`` is given).
-        eps: optional standard normal noise [L, B, Z] of the model's dtype, to inject the draws.
-        y: int64 class labels [B] for a conditional VAE.
-        estimator: ``"analytic"`` (analytic Gaussian KL), ``"mc"`` (Monte Carlo
-            log q(z|x) - log p(z)) or ``"stl"`` (sticking the landing, Roeder et al. 2017: same value as
-            ``"mc"``, gradient without the score-function term).
-        generator: torch.Generator for eps when it is not given.
-        temperature: categorical latents only: the Gumbel-softmax temperature tau (finite float > 0, default 1).
-        hard: categorical latents only: straight-through samples (the decoder reads one_hot(argmax y), the
-            gradient is the relaxed sample's).
+        Returns:
+            :class:`fastvae.ELBO` (elbo, rec, kl), each float [B] in nats.
 
-    Categorical latents (``model.latent == "categorical"``, Jang et al. 2017): ``eps`` is then uniform noise
-    [L, B, N*K] strictly inside (0, 1) (drawn with ``torch.rand`` and clamped to the dtype's smallest normal
-    number when not given), ``y_nl = softmax((logits_n - log(-log u_nl)) / tau)`` per variable n (the kernel of
-    :func:`fastvae.gumbel_softmax`), ``rec = 1/L sum_l log p(x | y_l)`` and ``kl = sum_n KL(q_n || uniform) =
-    sum_nk q_nk (log q_nk + log K)``; only ``estimator="analytic"`` applies. With ``hard`` the samples are
-    one-hot Gumbel-max draws of q, so the value is the discrete model's ELBO estimate; without, a relaxed one.
+        Raises:
+            TypeError: x or eps not a tensor / array or not of the model's dtype, float labels, n_samples not an
+                integer, estimator not a string, hard not a bool, temperature not a number.
+            ValueError: wrong shapes or devices, n_samples < 1 or too large (over ``_ops.MAX_ELEMENTS``), labels
+                missing or out of range, unknown estimator; temperature <= 0, NaN or inf, estimator other than
+                "analytic" (categorical); temperature or hard given to a Gaussian latent.
+            RuntimeError: non-binary (bernoulli) or outside-[0, 1] (continuous_bernoulli) or NaN x, NaN/inf eps or
+                parameters, categorical noise outside (0, 1) (checked in C++).
+        """
+        where = "elbo"
+        _checks.choice(where, "estimator", estimator, _ops.ESTIMATORS)
+        hard = _checks.flag(where, "hard", hard)
+        if self.latent == "categorical":
+            return self._categorical_elbo(x, n_samples, eps, y, estimator, generator,
+                                          1.0 if temperature is None else temperature, hard)
+        if temperature is not None or hard:
+            raise ValueError(f"{where}: temperature and hard apply to categorical latents only (this model's latent "
+                             f"is '{self.latent}')")
+        x, y = self._prepare(x, y, where)
+        eps = self._sample_noise(where, x, eps, "n_samples", n_samples, generator)
+        with reading(self):
+            out = _ops.ops.vae_elbo(x, y, eps, self.flat_parameters(), *self.spec().as_args(), estimator)
+        return ELBO(*out)
 
-    Returns:
-        :class:`ELBO` (elbo, rec, kl), each float [B] in nats.
+    @torch.no_grad()
+    def log_likelihood(self, x, k: int = 1000, *, y=None, batch_size: int = 100,
+                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Importance-weighted estimate of log p(x) per image (nats), the IWAE bound of Burda et al. 2016:
+        ``log 1/k sum_j p(x, z_j) / q(z_j | x)`` with ``z_j ~ q(z | x)``, computed in C++ with log-sum-exp. It is a
+        lower bound on log p(x) that tightens as k grows (k = 1 gives the Monte Carlo ELBO).
 
-    Raises:
-        TypeError: model not a VAE, x or eps not a tensor or not of the model's dtype, float labels,
-            n_samples not an integer, estimator not a string.
-        ValueError: wrong shapes or devices, n_samples < 1 or too large (over ``_ops.MAX_ELEMENTS``),
-            labels missing or out of range, unknown estimator.
-        RuntimeError: non-binary (bernoulli) or outside-[0, 1] (continuous_bernoulli) or NaN x, NaN/inf eps
-            or parameters, categorical noise outside (0, 1) (checked in C++).
-        ValueError (categorical): temperature <= 0, NaN or inf, estimator other than "analytic"; temperature or
-            hard given to a Gaussian latent. TypeError: hard not a bool, temperature not a number.
-    """
-    if _is_network(model):  # a VAE with the user's own networks (fastvae.VAE.from_networks)
-        return model.elbo(x, n_samples, eps=eps, estimator=estimator, generator=generator)
-    where = "elbo"
-    if not isinstance(model, VAE):
-        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
-    _checks.choice(where, "estimator", estimator, _ops.ESTIMATORS)
-    hard = _checks.flag(where, "hard", hard)
-    if model.latent == "categorical":
-        return _categorical_elbo(model, x, n_samples, eps, y, estimator, generator,
-                                 1.0 if temperature is None else temperature, hard)
-    if temperature is not None or hard:
-        raise ValueError(f"{where}: temperature and hard apply to categorical latents only (this model's latent is "
-                         f"'{model.latent}')")
-    x, y = model._prepare(x, y, where)
-    eps = _sample_noise(where, model, x, eps, "n_samples", n_samples, generator)
-    with reading(model):
-        out = _ops.ops.vae_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
-    return ELBO(*out)
+        Args:
+            x: images [B, D] as for :meth:`elbo` (floats the likelihood takes, or uint8 intensities); k: importance
+                samples (>= 1); y: integer labels [B] for a conditional VAE; batch_size: images per C++ call
+                (memory is about k * batch_size * D floats).
 
+        Returns: tensor [B] of the model's dtype (nats).
 
-@torch.no_grad()
-def log_likelihood(model: VAE, x: torch.Tensor, k: int = 1000, y: Optional[torch.Tensor] = None,
-                   batch_size: int = 100, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Importance-weighted estimate of log p(x) per image (nats), the IWAE bound of Burda et al. 2016:
-    ``log 1/k sum_j p(x, z_j) / q(z_j | x)`` with ``z_j ~ q(z | x)``, computed in C++ with log-sum-exp.
-    It is a lower bound on log p(x) that tightens as k grows (k = 1 gives the Monte Carlo ELBO).
+        Raises: TypeError (non-integer k or batch_size, wrong dtypes), ValueError (k or batch_size < 1,
+            k * batch_size too large, wrong shapes or devices, a categorical latent), RuntimeError (x the likelihood
+            cannot take, NaN parameters).
+        """
+        where = "log_likelihood"
+        self._gaussian_only(where)
+        k = _checks.integer(where, "k", k, min=1)
+        batch_size = _checks.integer(where, "batch_size", batch_size, min=1)
+        x, y = self._prepare(x, y, where)
+        widest = max(self.data_dim, *self.encoder_hidden, *self.decoder_hidden)
+        _ops.check_size(where, "k * batch_size * widest layer", k * min(batch_size, max(x.shape[0], 1)) * widest)
+        out = []
+        for s in range(0, x.shape[0], batch_size):
+            xb = x[s:s + batch_size]
+            yb = None if y is None else y[s:s + batch_size]
+            eps = self._noise(where, (k, xb.shape[0], self.latent_dim), x, generator)
+            with reading(self):
+                out.append(_ops.ops.vae_iwae(xb, yb, eps, self.flat_parameters(), *self.spec().as_args()))
+        return torch.cat(out) if out else x.new_empty(0)
 
-    Args:
-        x: images [B, D] of the model's dtype that the likelihood takes (binary for bernoulli, in [0, 1] for
-            continuous_bernoulli, finite for gaussian); k: importance samples (>= 1); y: integer labels [B]
-            for a conditional VAE; batch_size: images per C++ call (memory is about k * batch_size * D floats).
+    def iwae(self, x, k: int = 5, *, eps: Optional[torch.Tensor] = None, y=None, estimator: str = "reparam",
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Per-image importance-weighted bound (IWAE, Burda et al. 2016) as a differentiable training objective:
 
-    Returns: tensor [B] of the model's dtype (nats).
+        ``iwae_i = log 1/k sum_l w_il``, ``log w_il = log p(x_i | z_il) + log p(z_il) - log q(z_il | x_i)``,
+        ``z_il = mu_i + sigma_i eps_il``. k = 1 is the Monte Carlo ELBO; the bound tightens as k grows.
+        Differentiable with respect to the model's parameters through fastvae's hand-written C++ backward. The
+        decoder gradient is ``sum_l wn_l d log w_l / dtheta`` (``wn = softmax_l log w``); the encoder gradient
+        depends on ``estimator``:
 
-    Raises: TypeError (non-integer k or batch_size, wrong dtypes), ValueError (k or batch_size < 1,
-        k * batch_size too large, wrong shapes or devices), RuntimeError (x the likelihood cannot take, NaN
-        parameters, a categorical latent).
-    """
-    if _is_network(model):
-        return model.log_likelihood(x, k, generator=generator)
-    where = "log_likelihood"
-    if not isinstance(model, VAE):
-        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
-    _gaussian_only(where, model)
-    k = _checks.integer(where, "k", k, min=1)
-    batch_size = _checks.integer(where, "batch_size", batch_size, min=1)
-    x, y = model._prepare(x, y, where)
-    widest = max(model.data_dim, *model.encoder_hidden, *model.decoder_hidden)
-    _ops.check_size(where, "k * batch_size * widest layer", k * min(batch_size, max(x.shape[0], 1)) * widest)
-    out = []
-    for s in range(0, x.shape[0], batch_size):
-        xb = x[s:s + batch_size]
-        yb = None if y is None else y[s:s + batch_size]
-        eps = model._noise(where, (k, xb.shape[0], model.latent_dim), x, generator)
-        with reading(model):
-            out.append(_ops.ops.vae_iwae(xb, yb, eps, model.flat_parameters(), *model.spec().as_args()))
-    return torch.cat(out) if out else x.new_empty(0)
+        - ``"reparam"``: the plain reparameterization gradient of the bound (Burda et al. 2016);
+        - ``"stl"``: q's parameters held fixed inside log q (Roeder et al. 2017): the score term is dropped;
+        - ``"dreg"``: doubly reparameterized (Tucker et al. 2018, arXiv 1810.04152, IWAE section):
+          ``sum_l wn_l^2 d log w_l / dz_l dz_l / dphi`` with q's parameters fixed inside log q.
 
+        ``"stl"`` and ``"dreg"`` return the same value as ``"reparam"``; only their gradients differ (they are
+        not the derivative of the value, but lower-variance estimates of the bound's gradient; DReG is unbiased
+        for the bound's gradient, STL is biased for k > 1, Tucker et al. 2018).
 
-def iwae(model: VAE, x: torch.Tensor, k: int = 5, eps: Optional[torch.Tensor] = None,
-         y: Optional[torch.Tensor] = None, estimator: str = "reparam",
-         generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Per-image importance-weighted bound (IWAE, Burda et al. 2016) of ``model`` on binary images, as a
-    differentiable training objective:
+        Args:
+            x: images [B, D] as for :meth:`elbo`. k: importance samples per image, >= 1 (ignored if ``eps`` is
+                given). eps: optional standard normal noise [k, B, Z] of the model's dtype, to inject the draws.
+            y: int64 class labels [B] for a conditional VAE.
+            estimator: ``"reparam"``, ``"stl"`` or ``"dreg"`` (``fastvae.arch.IWAE_ESTIMATORS``).
+            generator: torch.Generator for eps when it is not given.
 
-    ``iwae_i = log 1/k sum_l w_il``, ``log w_il = log p(x_i | z_il) + log p(z_il) - log q(z_il | x_i)``,
-    ``z_il = mu_i + sigma_i eps_il``. k = 1 is the Monte Carlo ELBO; the bound tightens as k grows.
-    Differentiable with respect to the model's parameters through fastvae's hand-written C++ backward.
-    The decoder gradient is ``sum_l wn_l d log w_l / dtheta`` (``wn = softmax_l log w``); the encoder
-    gradient depends on ``estimator``:
+        Returns:
+            float tensor [B] of the model's dtype (nats).
 
-    - ``"reparam"``: the plain reparameterization gradient of the bound (Burda et al. 2016);
-    - ``"stl"``: q's parameters held fixed inside log q (Roeder et al. 2017): the score term is dropped;
-    - ``"dreg"``: doubly reparameterized (Tucker et al. 2018, arXiv 1810.04152, IWAE section):
-      ``sum_l wn_l^2 d log w_l / dz_l dz_l / dphi`` with q's parameters fixed inside log q.
+        Raises:
+            TypeError: x or eps not a tensor / array or not of the model's dtype, float labels, k not an integer,
+                estimator not a string.
+            ValueError: wrong shapes or devices, k < 1 or too large (over ``_ops.MAX_ELEMENTS``), labels missing or
+                out of range, unknown estimator, a categorical latent.
+            RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
+        """
+        where = "iwae"
+        self._gaussian_only(where)
+        _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
+        x, y = self._prepare(x, y, where)
+        eps = self._sample_noise(where, x, eps, "k", k, generator)
+        with reading(self):
+            return _ops.ops.vae_iwae_bound(x, y, eps, self.flat_parameters(), *self.spec().as_args(), estimator)
 
-    ``"stl"`` and ``"dreg"`` return the same value as ``"reparam"``; only their gradients differ (they are
-    not the derivative of the value, but unbiased, lower-variance estimates of the bound's gradient; DReG
-    is unbiased for the bound's gradient, STL is biased for k > 1, Tucker et al. 2018).
+    def _gaussian_only(self, where: str) -> None:
+        if self.latent != "gaussian":
+            raise ValueError(f"{where}: not implemented for latent='{self.latent}' (the IWAE bound needs the density "
+                             "of the relaxed sample); use fastvae.elbo")
 
-    Args:
-        model: a :class:`VAE`.
-        x: binary images, float [B, D] (or [B, H, W]) of the model's dtype, entries 0 or 1.
-        k: importance samples per image, >= 1 (ignored if ``eps`` is given).
-        eps: optional standard normal noise [k, B, Z] of the model's dtype, to inject the draws.
-        y: int64 class labels [B] for a conditional VAE.
-        estimator: ``"reparam"``, ``"stl"`` or ``"dreg"`` (``fastvae.arch.IWAE_ESTIMATORS``).
-        generator: torch.Generator for eps when it is not given.
+    def _sample_noise(self, where: str, x: torch.Tensor, eps, count_name: str, count, generator):
+        """The noise of ``count`` samples per image: drawn (standard normal [count, B, Z], or uniform
+        [count, B, N*K] for a categorical latent) when ``eps`` is None, else ``eps`` checked for dtype, shape and
+        device. Errors name ``count_name`` (``"n_samples"`` or ``"k"``)."""
+        categorical = self.latent == "categorical"
+        width = self.code_dim if categorical else self.latent_dim
+        if eps is None:
+            count = _checks.integer(where, count_name, count, min=1)
+            widest = max(self.data_dim, *((width,) if categorical else ()), *self.encoder_hidden,
+                         *self.decoder_hidden)
+            _ops.check_size(where, f"{count_name} * batch * widest layer", count * x.shape[0] * widest)
+            draw = self._uniforms if categorical else self._noise
+            return draw(where, (count, x.shape[0], width), x, generator)
+        eps = _checks.tensor(where, "eps", eps)
+        if eps.dtype != x.dtype:
+            raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
+        if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
+            what = "eps (uniform noise of a categorical latent)" if categorical else "eps"
+            unit = " (latent_dim * categories)" if categorical else ""
+            raise ValueError(f"{where}: {what} must have shape [{count_name} >= 1, {x.shape[0]}, {width}]{unit}, "
+                             f"got {tuple(eps.shape)}")
+        _checks.same_device(where, x=x, eps=eps)
+        return eps
 
-    Returns:
-        float tensor [B] of the model's dtype (nats).
-
-    Raises:
-        TypeError: model not a VAE, x or eps not a tensor or not of the model's dtype, float labels,
-            k not an integer, estimator not a string.
-        ValueError: wrong shapes or devices, k < 1 or too large (over ``_ops.MAX_ELEMENTS``), labels
-            missing or out of range, unknown estimator.
-        RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
-    """
-    if _is_network(model):
-        return model.iwae(x, k, eps=eps, estimator=estimator, generator=generator)
-    where = "iwae"
-    if not isinstance(model, VAE):
-        raise TypeError(f"{where}: model must be a fastvae.VAE, got {type(model).__name__}")
-    _gaussian_only(where, model)
-    _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
-    x, y = model._prepare(x, y, where)
-    eps = _sample_noise(where, model, x, eps, "k", k, generator)
-    with reading(model):
-        return _ops.ops.vae_iwae_bound(x, y, eps, model.flat_parameters(), *model.spec().as_args(), estimator)
-
-
-def _gaussian_only(where: str, model: VAE) -> None:
-    if model.latent != "gaussian":
-        raise ValueError(f"{where}: not implemented for latent='{model.latent}' (the IWAE bound needs the density "
-                         "of the relaxed sample); use fastvae.elbo")
-
-
-def _sample_noise(where: str, model: VAE, x: torch.Tensor, eps, count_name: str, count, generator):
-    """The noise of ``count`` samples per image: drawn (standard normal [count, B, Z], or uniform
-    [count, B, N*K] for a categorical latent) when ``eps`` is None, else ``eps`` checked for dtype, shape and
-    device. Errors name ``count_name`` (``"n_samples"`` or ``"k"``)."""
-    categorical = model.latent == "categorical"
-    width = model.code_dim if categorical else model.latent_dim
-    if eps is None:
-        count = _checks.integer(where, count_name, count, min=1)
-        widest = max(model.data_dim, *((width,) if categorical else ()), *model.encoder_hidden,
-                     *model.decoder_hidden)
-        _ops.check_size(where, f"{count_name} * batch * widest layer", count * x.shape[0] * widest)
-        draw = model._uniforms if categorical else model._noise
-        return draw(where, (count, x.shape[0], width), x, generator)
-    eps = _checks.tensor(where, "eps", eps)
-    if eps.dtype != x.dtype:
-        raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
-    if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
-        what = "eps (uniform noise of a categorical latent)" if categorical else "eps"
-        unit = " (latent_dim * categories)" if categorical else ""
-        raise ValueError(f"{where}: {what} must have shape [{count_name} >= 1, {x.shape[0]}, {width}]{unit}, "
-                         f"got {tuple(eps.shape)}")
-    _checks.same_device(where, x=x, eps=eps)
-    return eps
-
-
-def _categorical_elbo(model: VAE, x, n_samples, eps, y, estimator, generator, temperature, hard) -> ELBO:
-    """fastvae.elbo for a categorical latent (op vae_categorical_elbo); arguments as :func:`elbo`."""
-    where = "elbo"
-    temperature = _checks.positive(where, "temperature", temperature)
-    if estimator != "analytic":
-        raise ValueError(f"{where}: a categorical latent has the analytic KL to the uniform prior only; estimator "
-                         f"must be 'analytic', got {estimator!r}")
-    x, y = model._prepare(x, y, where)
-    eps = _sample_noise(where, model, x, eps, "n_samples", n_samples, generator)
-    with reading(model):
-        out = _ops.ops.vae_categorical_elbo(x, y, eps, model.flat_parameters(), *model.spec().as_args(),
-                                            temperature, hard)
-    return ELBO(*out)
+    def _categorical_elbo(self, x, n_samples, eps, y, estimator, generator, temperature, hard) -> ELBO:
+        """:meth:`elbo` for a categorical latent (op vae_categorical_elbo)."""
+        where = "elbo"
+        temperature = _checks.positive(where, "temperature", temperature)
+        if estimator != "analytic":
+            raise ValueError(f"{where}: a categorical latent has the analytic KL to the uniform prior only; estimator "
+                             f"must be 'analytic', got {estimator!r}")
+        x, y = self._prepare(x, y, where)
+        eps = self._sample_noise(where, x, eps, "n_samples", n_samples, generator)
+        with reading(self):
+            out = _ops.ops.vae_categorical_elbo(x, y, eps, self.flat_parameters(), *self.spec().as_args(),
+                                                temperature, hard)
+        return ELBO(*out)

@@ -1,0 +1,51 @@
+#include "training/pixels.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "cpu/flush_denormals.h"
+
+namespace fastvae {
+namespace training {
+
+void gather_pixels(const at::Tensor& images, const int64_t* rows, int64_t n, int64_t threshold, Pixels pixels,
+                   at::Generator& gen, at::Tensor& out, const at::Tensor& labels, at::Tensor* labels_out) {
+  if (pixels == Pixels::Dynamic) out.uniform_(0, 1, gen);
+  const int64_t D = images.size(1);
+  const uint8_t* src = images.data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  cpu::parallel_for_flushed(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint8_t* s = src + rows[i] * D;
+      float* d = dst + i * D;
+      switch (pixels) {
+        case Pixels::Threshold:
+          for (int64_t k = 0; k < D; ++k) d[k] = s[k] > threshold ? 1.f : 0.f;
+          break;
+        case Pixels::Dynamic:
+          for (int64_t k = 0; k < D; ++k) d[k] = d[k] < static_cast<float>(s[k]) / 255.f ? 1.f : 0.f;
+          break;
+        case Pixels::Intensity:
+          for (int64_t k = 0; k < D; ++k) d[k] = static_cast<float>(s[k]) / 255.f;
+          break;
+      }
+    }
+  });
+  if (labels_out) {
+    const int64_t* ly = labels.data_ptr<int64_t>();
+    int64_t* yo = labels_out->data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) yo[i] = ly[rows[i]];
+  }
+}
+
+void draw_noise(at::Tensor& e, const VaeSpec& spec, at::Generator& gen) {
+  if (!spec.categorical()) {
+    e.normal_(0, 1, gen);
+    return;
+  }
+  e.uniform_(0, 1, gen);
+  e.clamp_min_(std::numeric_limits<float>::min());
+}
+
+}  // namespace training
+}  // namespace fastvae

@@ -1,0 +1,337 @@
+#include "training/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cpu/adam.h"
+#include "cpu/flush_denormals.h"
+#include "training/pixels.h"
+
+namespace py = pybind11;
+
+namespace fastvae {
+namespace training {
+
+namespace {
+
+at::Tensor transposed(const at::Tensor& t) { return t.t().contiguous().t(); }
+
+// Sum of a contiguous float vector, accumulated in double (the per-update rec and kl).
+double sum_of(const at::Tensor& t) {
+  const float* p = t.data_ptr<float>();
+  double s = 0;
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) s += p[i];
+  return s;
+}
+
+void check_images(const at::Tensor& t, int64_t D) {
+  TORCH_INTERNAL_ASSERT(t.scalar_type() == at::kByte && t.dim() == 2 && t.size(1) == D && t.is_contiguous() &&
+                        t.device().is_cpu());
+}
+
+}  // namespace
+
+MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg,
+                       std::vector<at::Tensor> exp_avg_sq, const py::dict& arch, const py::dict& options,
+                       py::object all_reduce, int64_t rank, int64_t world)
+    : spec_(spec_from_dict(arch)),
+      o_(options_from_dict(options)),
+      all_reduce_(std::move(all_reduce)),
+      rank_(rank),
+      world_(world),
+      user_p_(std::move(params)),
+      user_m_(std::move(exp_avg)),
+      user_v_(std::move(exp_avg_sq)),
+      eng_(spec_),
+      eval_eng_(spec_) {
+  spec_.check_params(user_p_, at::kFloat, at::Device(at::kCPU));
+  TORCH_INTERNAL_ASSERT(user_m_.size() == user_p_.size() && user_v_.size() == user_p_.size());
+  TORCH_INTERNAL_ASSERT(world_ >= 1 && rank_ >= 0 && rank_ < world_ && (world_ == 1) == all_reduce_.is_none());
+  TORCH_INTERNAL_ASSERT(world_ == 1 || o_.free_bits == 0);
+  TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || spec_.lik != Likelihood::Bernoulli);
+  TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
+  params_ = user_p_;
+  exp_avg_ = user_m_;
+  exp_avg_sq_ = user_v_;
+  params_[0] = transposed(user_p_[0]);
+  exp_avg_[0] = transposed(user_m_[0]);
+  exp_avg_sq_[0] = transposed(user_v_[0]);
+  // The gradients are views of one flat buffer (keeping the transposed strides) followed by the batch's rec and
+  // kl sums, so that data-parallel training reduces everything an update needs with one all_reduce.
+  int64_t n_grad = 0;
+  for (const auto& p : params_) n_grad += p.numel();
+  flat_ = at::zeros({n_grad + 2}, at::kFloat);
+  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(params_.size()); off += params_[i].numel(), ++i)
+    grads_.push_back(flat_.narrow(0, off, params_[i].numel()).as_strided(params_[i].sizes(), params_[i].strides()));
+  free_bits_mask_.assign(spec_.latent_dim, 1.f);
+}
+
+// The caller's tensors are the truth between epochs (a callback may have changed them).
+void MlpTrainer::sync_from_user() {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  params_[0].copy_(user_p_[0]);
+  exp_avg_[0].copy_(user_m_[0]);
+  exp_avg_sq_[0].copy_(user_v_[0]);
+}
+
+void MlpTrainer::write_back() {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  user_p_[0].copy_(params_[0]);
+  user_m_[0].copy_(exp_avg_[0]);
+  user_v_[0].copy_(exp_avg_sq_[0]);
+}
+
+// The pixels and noise of `n` rows of a batch, drawn as one process would, then this rank's share: rows
+// [a, a + m) with a = floor(r n / W), m = floor((r + 1) n / W) - a.
+MlpTrainer::Batch MlpTrainer::load_batch(const at::Tensor& images, const at::Tensor& labels, const int64_t* rows,
+                                         int64_t n, at::Generator& gen) {
+  const int64_t B = xb_.size(0);
+  Batch b;
+  b.n = n;
+  b.x = n == B ? xb_ : xb_.narrow(0, 0, n);
+  b.y = n == B ? yb_ : yb_.narrow(0, 0, n);
+  b.eps = n == B ? eps_ : eps_.narrow(1, 0, n).contiguous();
+  const bool cond = spec_.cond_dim > 0;
+  gather_pixels(images, rows, n, o_.threshold, o_.pixels, gen, b.x, labels, cond ? &b.y : nullptr);
+  draw_noise(b.eps, spec_, gen);
+  if (!cond) b.y = at::Tensor();
+  const int64_t a = rank_ * n / world_;
+  b.m = (rank_ + 1) * n / world_ - a;
+  if (world_ > 1) {
+    b.x = b.x.narrow(0, a, b.m);
+    if (cond) b.y = b.y.narrow(0, a, b.m);
+    b.eps = b.eps.narrow(1, a, b.m).contiguous();
+  }
+  return b;
+}
+
+// The objective's forward pass on this rank's rows; returns the means of rec and kl over them. Minimises
+// -mean(rec - kl_weight * warm-up * kl) (kl_weight = 1: the ELBO; > 1: a beta-VAE), the warm-up rising linearly
+// from 0 over kl_warmup optimizer steps; or -mean(IWAE bound), recorded as rec with kl 0. Weights use the global
+// batch size n. Plain loops here, no tensor ops: at batch 20 each ATen call costs a few percent of an update.
+std::pair<double, double> MlpTrainer::forward(const Batch& b, int64_t step) {
+  const double warm = o_.kl_warmup > 0 ? std::min(1.0, double(step) / double(o_.kl_warmup)) : 1.0;
+  std::fill_n(w_rec_.data_ptr<float>(), b.n, static_cast<float>(-1.0 / b.n));
+  std::fill_n(w_kl_.data_ptr<float>(), b.n, static_cast<float>(o_.kl_weight * warm / b.n));
+  if (b.m == 0) {  // a rank without rows this batch (n < W) adds nothing to the sums
+    flat_.zero_();
+    return {0, 0};
+  }
+  if (spec_.categorical()) {
+    eng_.categorical_forward(params_, b.x, b.labels(), b.eps, temperature_at(o_, step), o_.hard,
+                             w_rec_.data_ptr<float>());
+  } else if (o_.iwae) {
+    return {sum_of(eng_.iwae_forward(params_, b.x, b.labels(), b.eps)) / b.m, 0.0};
+  } else {
+    eng_.forward(params_, b.x, b.labels(), b.eps, o_.estimator, w_rec_.data_ptr<float>());
+  }
+  return {sum_of(eng_.rec()) / b.m, sum_of(eng_.kl()) / b.m};
+}
+
+// Free bits (Kingma et al. 2016, per-dimension groups): the KL term is sum_j max(lambda, KL_j) with KL_j the
+// minibatch mean KL of dimension j; its gradient is KL_j's where KL_j > lambda, else 0.
+void MlpTrainer::apply_free_bits(int64_t n) {
+  auto klj = eng_.kl_per_dim();
+  const double* kp = klj.data_ptr<double>();
+  for (int64_t j = 0; j < spec_.latent_dim; ++j) free_bits_mask_[j] = kp[j] / n > o_.free_bits ? 1.f : 0.f;
+  eng_.set_kl_dim_weights(free_bits_mask_.data());
+}
+
+void MlpTrainer::backward(const Batch& b, int64_t step) {
+  if (b.m == 0) return;
+  if (spec_.categorical()) {
+    eng_.categorical_backward(params_, b.x, b.labels(), temperature_at(o_, step), o_.hard,
+                              w_kl_.data_ptr<float>(), grads_);
+  } else if (o_.iwae) {
+    eng_.iwae_backward(params_, b.x, b.labels(), b.eps, o_.iwae_estimator, w_rec_.data_ptr<float>(), grads_);
+  } else {
+    eng_.backward(params_, b.x, b.labels(), b.eps, o_.estimator, w_kl_.data_ptr<float>(), grads_);
+  }
+}
+
+py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Tensor>& train_y,
+                           const at::Tensor& order, at::Generator gen, int64_t step, py::object on_step,
+                           const c10::optional<at::Tensor>& val_x, const c10::optional<at::Tensor>& val_y) {
+  const int64_t N = train_x.size(0), D = spec_.data_dim;
+  check_images(train_x, D);
+  if (val_x) check_images(*val_x, D);
+  TORCH_INTERNAL_ASSERT(order.scalar_type() == at::kLong && order.dim() == 1 && order.size(0) == N && N >= 1);
+  TORCH_INTERNAL_ASSERT((spec_.cond_dim > 0) == train_y.has_value());
+  // A batch larger than the data set is the whole data set (buffers never exceed N rows).
+  const int64_t B = std::min(o_.batch_size, N), L = o_.iwae ? o_.k : o_.n_samples;
+  const int64_t per_epoch = (N + B - 1) / B;
+  if (!xb_.defined() || xb_.size(0) != B) {
+    xb_ = at::empty({B, D}, at::kFloat);
+    yb_ = at::empty({B}, at::kLong);
+    eps_ = at::empty({L, B, spec_.code_dim()}, at::kFloat);
+    w_rec_ = at::empty({B}, at::kFloat);
+    w_kl_ = at::empty({B}, at::kFloat);
+  }
+  const at::Tensor labels = train_y ? *train_y : at::Tensor();
+  auto upd_rec = at::zeros({per_epoch}, at::kDouble), upd_kl = at::zeros({per_epoch}, at::kDouble);
+  std::vector<int64_t> val_done;
+  std::vector<double> val_rec, val_kl;
+  const int64_t* rows = order.data_ptr<int64_t>();
+  int64_t done = 0;
+  double elbo_sum = 0;
+  py::object error = py::none();
+  const char* diverged = nullptr;  // "loss" or "gradient": what was not finite at update step + 1
+  sync_from_user();
+  {
+    struct WriteBack {
+      MlpTrainer& t;
+      ~WriteBack() { t.write_back(); }
+    } write_back_on_exit{*this};
+    py::gil_scoped_release nogil;
+    cpu::FlushDenormals flushed;  // this thread's share of the engine's arithmetic (cpu/flush_denormals.h)
+    auto report = [&](double r, double k) -> bool {
+      cpu::FlushDenormals::Paused caller_mode(flushed);  // the user's callback runs in the user's mode
+      py::gil_scoped_acquire gil;
+      try {
+        if (!on_step.is_none()) on_step(done, r, k);
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      } catch (py::error_already_set& e) {
+        error = e.value();
+        return false;
+      }
+      return true;
+    };
+    for (int64_t b = 0; b < per_epoch; ++b) {
+      const int64_t n = std::min(B, N - b * B);
+      const Batch batch = load_batch(train_x, labels, rows + b * B, n, gen);
+      auto [r, k] = forward(batch, step);
+      if (world_ == 1 && (!std::isfinite(r) || !std::isfinite(k))) {
+        diverged = "loss";
+        break;
+      }
+      if (batch.m > 0 && o_.free_bits > 0) apply_free_bits(n);
+      backward(batch, step);
+      if (world_ > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
+        float* terms = flat_.data_ptr<float>() + flat_.numel() - 2;
+        terms[0] = static_cast<float>(r * batch.m);
+        terms[1] = static_cast<float>(k * batch.m);
+        cpu::FlushDenormals::Paused caller_mode(flushed);
+        py::gil_scoped_acquire gil;
+        try {
+          all_reduce_(flat_);
+        } catch (py::error_already_set& err) {
+          error = err.value();
+          break;
+        }
+        r = terms[0] / n;
+        k = terms[1] / n;
+        if (!std::isfinite(r) || !std::isfinite(k)) {
+          diverged = "loss";
+          break;
+        }
+      }
+      if (!cpu::all_finite(grads_)) {
+        diverged = "gradient";
+        break;
+      }
+      cpu::adam_update(params_, grads_, exp_avg_, exp_avg_sq_, ++step, o_.lr, o_.beta1, o_.beta2, o_.eps,
+                       o_.weight_decay);
+      upd_rec.data_ptr<double>()[done] = r;
+      upd_kl.data_ptr<double>()[done] = k;
+      elbo_sum += (r - k) * n;
+      ++done;
+      if (val_x && o_.eval_every > 0 && step % o_.eval_every == 0) {
+        // the schedule follows the optimizer's step, so resumed runs keep it
+        const auto v = evaluate_flushed(*val_x, val_y ? *val_y : at::Tensor(), gen);
+        val_done.push_back(done);
+        val_rec.push_back(v.first);
+        val_kl.push_back(v.second);
+      }
+      if (o_.callback_every > 0 && (done % o_.callback_every == 0 || b + 1 == per_epoch) && !report(r, k)) break;
+    }
+  }
+  py::dict out;
+  out["step"] = step;
+  out["updates"] = done;
+  out["completed"] = done == per_epoch;
+  out["train_elbo"] = done == per_epoch ? elbo_sum / N : std::numeric_limits<double>::quiet_NaN();
+  out["update_rec"] = upd_rec.narrow(0, 0, done);
+  out["update_kl"] = upd_kl.narrow(0, 0, done);
+  out["val_done"] = val_done;
+  out["val_rec"] = val_rec;
+  out["val_kl"] = val_kl;
+  out["error"] = error;
+  out["diverged"] = diverged ? py::object(py::str(diverged)) : py::object(py::none());
+  return out;
+}
+
+std::pair<double, double> MlpTrainer::evaluate_flushed(const at::Tensor& images, const at::Tensor& labels,
+                                                       at::Generator& gen) {
+  const int64_t M = images.size(0), chunk = 500, Z = spec_.code_dim();
+  const bool cond = labels.defined();
+  double rec = 0, kl = 0;
+  auto idx = at::arange(M, at::kLong);
+  for (int64_t s = 0; s < M; s += chunk) {
+    const int64_t n = std::min(chunk, M - s);
+    auto x = at::empty({n, images.size(1)}, at::kFloat);
+    at::Tensor y = cond ? at::empty({n}, at::kLong) : at::Tensor();
+    gather_pixels(images, idx.data_ptr<int64_t>() + s, n, o_.threshold, o_.pixels, gen, x, labels,
+                  cond ? &y : nullptr);
+    auto eps = at::empty({o_.eval_samples, n, Z}, at::kFloat);
+    draw_noise(eps, spec_, gen);
+    const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
+    if (spec_.categorical()) {  // hard samples: Gumbel-max draws of q, the discrete model's ELBO (any tau)
+      eval_eng_.categorical_forward(params_, x, yp, eps, 1.0, true, nullptr);
+    } else {
+      eval_eng_.forward(params_, x, yp, eps, o_.estimator, nullptr);
+    }
+    rec += eval_eng_.rec().sum().item<double>();
+    kl += eval_eng_.kl().sum().item<double>();
+  }
+  return {rec / M, kl / M};
+}
+
+std::pair<double, double> MlpTrainer::evaluate(const at::Tensor& images, const c10::optional<at::Tensor>& labels,
+                                               at::Generator gen) {
+  check_images(images, spec_.data_dim);
+  TORCH_INTERNAL_ASSERT((spec_.cond_dim > 0) == labels.has_value() && images.size(0) >= 1);
+  sync_from_user();
+  py::gil_scoped_release nogil;
+  cpu::FlushDenormals flushed;
+  return evaluate_flushed(images, labels ? *labels : at::Tensor(), gen);
+}
+
+void bind_trainer(py::module_& m) {
+  m.attr("TRAIN_OPTIONS") = py::tuple(py::cast(option_names()));
+  m.attr("PIXELS") = py::tuple(py::cast(pixel_names()));
+  py::class_<MlpTrainer>(m, "MlpTrainer", "The C++ stepper of fastvae.VAE (cpp/training/trainer.h).")
+      .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, py::dict, py::dict,
+                    py::object, int64_t, int64_t>(),
+           py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("arch"), py::arg("options"),
+           py::arg("all_reduce") = py::none(), py::arg("rank") = 0, py::arg("world") = 1)
+      .def("epoch", &MlpTrainer::epoch, py::arg("train_x"), py::arg("train_y"), py::arg("order"),
+           py::arg("generator"), py::arg("step"), py::arg("on_step"), py::arg("val_x") = py::none(),
+           py::arg("val_y") = py::none())
+      .def("evaluate", &MlpTrainer::evaluate, py::arg("images"), py::arg("labels"), py::arg("generator"));
+  m.def(
+      "gather_pixels",
+      [](const at::Tensor& images, const at::Tensor& rows, int64_t threshold, const std::string& pixels,
+         at::Generator gen) {
+        TORCH_CHECK(images.scalar_type() == at::kByte && images.dim() == 2 && images.is_contiguous() &&
+                        images.device().is_cpu(),
+                    "fastvae: gather_pixels: images must be contiguous uint8 [N, D] on the CPU");
+        TORCH_CHECK(rows.scalar_type() == at::kLong && rows.dim() == 1 && rows.is_contiguous(),
+                    "fastvae: gather_pixels: rows must be a contiguous int64 vector");
+        TORCH_CHECK(threshold >= 0 && threshold <= 255, "fastvae: gather_pixels: threshold must lie in [0, 255]");
+        if (rows.numel())
+          TORCH_CHECK(rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < images.size(0),
+                      "fastvae: gather_pixels: rows out of range");
+        auto out = at::empty({rows.size(0), images.size(1)}, at::kFloat);
+        gather_pixels(images, rows.data_ptr<int64_t>(), rows.size(0), threshold, parse_pixels(pixels), gen, out,
+                      at::Tensor(), nullptr);
+        return out;
+      },
+      py::arg("images"), py::arg("rows"), py::arg("threshold"), py::arg("pixels"), py::arg("generator"),
+      "float32 [n, D]: the pixels of images[rows] as fastvae.fit feeds them to a model (TrainOptions.pixels).");
+  m.def("all_finite", [](std::vector<at::Tensor> ts) { return cpu::all_finite(ts); }, py::arg("tensors"),
+        "True if no entry of the float32/float64 tensors is NaN or inf (the trainer's gradient check).");
+}
+
+}  // namespace training
+}  // namespace fastvae

@@ -1,0 +1,55 @@
+"""What every fastvae model kind is: a ``torch.nn.Module`` with the objectives (``elbo``, ``iwae``,
+``log_likelihood``), ``encode`` / ``decode`` / ``sample`` / ``reconstruct``, the one training driver's ``fit``
+and the one checkpoint format's ``save``. The public functions (:mod:`fastvae.api`) call these methods; the
+model kinds are :class:`fastvae.VAE` (the fused C++ engine) and :class:`fastvae.NetworkVAE` (the user's
+networks around the objective heads)."""
+from torch import nn
+
+from .. import checkpoint, training
+from .._lock import reading
+
+
+class Model(nn.Module):
+    """Base of the model kinds. A kind implements:
+
+    - the objectives ``elbo(x, n_samples, *, eps, y, estimator, generator, ...)`` -> :class:`fastvae.ELBO`,
+      ``iwae(x, k, *, eps, y, estimator, generator)`` and ``log_likelihood(x, k, *, y, batch_size, generator)``;
+    - ``flat_parameters()``: the parameters in the order of :class:`fastvae.AdamState`;
+    - ``_check_trainable(where)``: raise if ``fit`` cannot train the model as it is;
+    - ``_traits(world)``: what its stepper implements (:class:`fastvae.options.Traits`), and
+      ``_stepper(options, data, state, parallel)``: the object that runs one epoch's updates and evaluates data
+      (:mod:`fastvae.training`);
+    - ``_checkpoint_kind`` and ``_checkpoint_config()``: its name and constructor arguments in checkpoints.
+
+    Fitted state (None before the first fit): ``history_``, ``optimizer_state_``, ``generator_state_``,
+    ``train_options_``.
+    """
+
+    _checkpoint_kind = ""
+
+    def __init__(self):
+        super().__init__()
+        self.history_ = None
+        self.optimizer_state_ = None
+        self.generator_state_ = None
+        self.train_options_ = None
+
+    fit = training.fit  # model.fit(train_images, options=None, *, train_labels=None, ...): see fastvae.fit
+
+    def save(self, path):
+        """Write the model and its training state (configuration, weights, Adam state, the run's generator,
+        history, last TrainOptions) to ``path`` atomically (:mod:`fastvae.checkpoint`); loading it and calling
+        ``fit`` continues the run exactly. ``state_dict()`` stays the plain weights.
+
+        Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder does
+        not exist)."""
+        with reading(self):
+            return checkpoint.save(self, path, f"fastvae.{type(self).__name__}.save")
+
+
+def check_model(where: str, model) -> Model:
+    """``model`` if it is a fastvae model, else TypeError: the public functions take any model kind."""
+    if not isinstance(model, Model):
+        raise TypeError(f"{where}: model must be a fastvae model (fastvae.VAE, or VAE.from_networks), got "
+                        f"{type(model).__name__}")
+    return model

@@ -1,0 +1,39 @@
+"""The stepper of :class:`fastvae.VAE` for the training driver (:mod:`fastvae.training`): each epoch's updates
+run in the fused C++ trainer (``fastvae._C.MlpTrainer``, cpp/training/trainer.h) with the GIL released."""
+
+import torch
+
+from .. import arch
+from .._extension import _C
+from ..options import Traits, names as option_names
+from ..training import EpochResult
+
+
+class MlpStepper:
+    """Trains a VAE's parameters and the Adam state ``state`` in place; implements every training option."""
+
+    @staticmethod
+    def traits(model, world: int) -> Traits:
+        return Traits(latent=model.latent, binary_likelihood=arch.binary_likelihood(model.likelihood),
+                      supported=frozenset(option_names()), kind="this VAE", world=world)
+
+    def __init__(self, model, options, data, state, parallel):
+        self.data = data
+        self._trainer = _C.MlpTrainer(model.flat_parameters(), state.exp_avg, state.exp_avg_sq,
+                                      model.spec().as_dict(), options.engine_dict(), **parallel.loop_args())
+
+    def epoch(self, order, generator, step, on_step) -> EpochResult:
+        d = self.data
+        with torch.no_grad():
+            out = self._trainer.epoch(d.x, d.y, order, generator, step, on_step, d.val_x, d.val_y)
+        return EpochResult(out["step"], out["update_rec"].numpy(), out["update_kl"].numpy(), out["completed"],
+                           out["train_elbo"], tuple(out["val_done"]), tuple(out["val_rec"]), tuple(out["val_kl"]),
+                           out["diverged"], out["error"])
+
+    def evaluate(self, images, labels, generator):
+        """Mean (rec, kl) over uint8 images [M, D], as the test ELBO (eval_samples samples per image)."""
+        with torch.no_grad():
+            return self._trainer.evaluate(images, labels, generator)
+
+
+__all__ = ["MlpStepper"]

@@ -1,0 +1,132 @@
+"""The stepper of :class:`fastvae.NetworkVAE` for the training driver (:mod:`fastvae.training`): a torch step
+(the user's networks, fastvae's objective heads, torch.optim.Adam) on whatever device the parameters live."""
+import numpy as np
+import torch
+
+from .. import arch
+from .._extension import _C
+from ..options import Traits
+from ..training import EpochResult
+
+# The options this stepper implements; any other option set away from its default is refused (fastvae.options),
+# so an option added later is refused here until this stepper implements it.
+SUPPORTED = frozenset(("epochs", "batch_size", "n_samples", "lr", "betas", "eps", "weight_decay", "threshold",
+                       "estimator", "kl_weight", "eval_samples", "callback_every", "pixels", "objective", "k",
+                       "iwae_estimator", "kl_warmup"))
+
+
+class NetworkStepper:
+    """Each update: the batch's pixels from ``fastvae._C.gather_pixels`` and its noise [L, B, Z] from the run's
+    CPU generator (so a run is the same on every device), one Adam step (torch.optim.Adam on the trainable
+    parameters, its moments the tensors of the model's AdamState) on ``-mean(rec - kl_weight * warm-up * kl)``
+    (objective "elbo") or ``-mean(bound)`` (objective "iwae"). Data parallel: one all_reduce per update sums the
+    gradients and the batch's rec and kl sums over the ranks."""
+
+    @staticmethod
+    def traits(model, world: int) -> Traits:
+        return Traits(latent="gaussian", binary_likelihood=arch.binary_likelihood(model.likelihood),
+                      supported=SUPPORTED, kind="a model with custom networks", world=world)
+
+    def __init__(self, model, options, data, state, parallel):
+        self.model, self.o, self.data, self.state, self.parallel = model, options, data, state, parallel
+        self.params = [p for p in model.flat_parameters() if p.requires_grad]
+        o = options
+        self.opt = torch.optim.Adam(self.params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        for p, m, v in zip(model.flat_parameters(), state.exp_avg, state.exp_avg_sq):
+            if p.requires_grad:  # the moments carry over from fit to fit and into checkpoints
+                self.opt.state[p] = {"step": torch.tensor(float(state.step)), "exp_avg": m, "exp_avg_sq": v}
+
+    def _pixels(self, images, rows, generator):
+        x = _C.gather_pixels(images, rows, self.o.threshold, self.o.pixels, generator)
+        return x.to(self.model._device(), self.model._dtype())
+
+    def _update(self, x, eps, step):
+        """One update on this rank's rows of the global batch x [n, D]; returns the batch means (rec, kl) and what
+        diverged (None, "loss" or "gradient")."""
+        o, model, parallel = self.o, self.model, self.parallel
+        n = x.shape[0]
+        a, m = parallel.rank * n // parallel.world, (parallel.rank + 1) * n // parallel.world
+        m -= a
+        self.opt.zero_grad(set_to_none=True)
+        dtype, device = model._dtype(), model._device()
+        if m == 0:
+            rec = kl = torch.zeros((), dtype=dtype, device=device)
+        elif o.objective == "iwae":
+            rec = model.iwae(x[a:a + m], o.k, eps=eps[:, a:a + m], estimator=o.iwae_estimator).sum()
+            kl = torch.zeros((), dtype=dtype, device=device)
+            (-rec / n).backward()
+        else:
+            terms = model.elbo(x[a:a + m], eps.shape[0], eps=eps[:, a:a + m], estimator=o.estimator)
+            rec, kl = terms.rec.sum(), terms.kl.sum()
+            warm = min(1.0, step / o.kl_warmup) if o.kl_warmup > 0 else 1.0
+            (-(rec - o.kl_weight * warm * kl) / n).backward()
+        sums = torch.stack([rec.detach(), kl.detach()]).to(torch.float64).cpu()
+        if parallel.world > 1:
+            sums = self._all_reduce(sums)
+        r, k = float(sums[0]) / n, float(sums[1]) / n
+        if not (np.isfinite(r) and np.isfinite(k)):
+            return r, k, "loss"
+        if not all(p.grad is None or torch.isfinite(p.grad).all() for p in self.params):
+            return r, k, "gradient"
+        self.opt.step()
+        return r, k, None
+
+    def _all_reduce(self, sums):
+        """Sum every gradient and the batch's (rec, kl) sums over the ranks with one all_reduce of one buffer."""
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        flat = torch.cat([g.reshape(-1).to(torch.float64) for g in grads] + [sums.to(grads[0].device)])
+        self.parallel.all_reduce(flat)
+        off = 0
+        for p, g in zip(self.params, grads):
+            p.grad = flat[off:off + g.numel()].view_as(g).to(g.dtype)
+            off += g.numel()
+        return flat[off:].cpu()
+
+    def epoch(self, order, generator, step, on_step) -> EpochResult:
+        o, d = self.o, self.data
+        n = order.shape[0]
+        B = min(o.batch_size, n)
+        per_epoch = -(-n // B)
+        L = o.k if o.objective == "iwae" else o.n_samples
+        recs, kls, elbo_sum = [], [], 0.0
+        result = dict(diverged=None, error=None)
+        for b in range(per_epoch):
+            x = self._pixels(d.x, order[b * B:(b + 1) * B], generator)
+            eps = torch.randn(L, x.shape[0], self.model.latent_dim, generator=generator)
+            eps = eps.to(self.model._device(), self.model._dtype())
+            r, k, diverged = self._update(x, eps, step)
+            if diverged is not None:
+                result["diverged"] = diverged
+                break
+            step += 1
+            self.state.step = step
+            recs.append(r)
+            kls.append(k)
+            elbo_sum += (r - k) * x.shape[0]
+            done = len(recs)
+            if o.callback_every > 0 and (done % o.callback_every == 0 or b + 1 == per_epoch):
+                try:
+                    on_step(done, r, k)
+                except BaseException as e:  # a callback's exception or Ctrl-C: stop at this update boundary
+                    result["error"] = e
+                    break
+        completed = len(recs) == per_epoch
+        return EpochResult(step, np.array(recs, dtype=np.float64), np.array(kls, dtype=np.float64), completed,
+                           elbo_sum / n if completed else float("nan"), **result)
+
+    @torch.no_grad()
+    def evaluate(self, images, labels, generator):
+        """Mean (rec, kl) over uint8 images [M, D] with eval_samples samples per image, in chunks of 500 images."""
+        o, model = self.o, self.model
+        rec = kl = 0.0
+        rows = torch.arange(images.shape[0])
+        for s in range(0, images.shape[0], 500):
+            x = self._pixels(images, rows[s:s + 500], generator)
+            eps = torch.randn(o.eval_samples, x.shape[0], model.latent_dim, generator=generator)
+            out = model.elbo(x, o.eval_samples, eps=eps.to(model._device(), model._dtype()), estimator=o.estimator)
+            rec += float(out.rec.sum())
+            kl += float(out.kl.sum())
+        return rec / images.shape[0], kl / images.shape[0]
+
+
+__all__ = ["NetworkStepper", "SUPPORTED"]
