@@ -35,9 +35,9 @@ def _gumbel_softmax_fwd_fake(logits, uniform, tau, dim, seed):
     return logits.new_empty(logits.shape)
 
 
-@torch.library.register_fake("fastvae::gumbel_softmax_bwd")
-def _gumbel_softmax_bwd_fake(grad, y, tau, dim):
-    check_devices("gumbel_softmax_bwd", grad=grad, y=y)
+@torch.library.register_fake("fastvae::_gumbel_softmax_backward")
+def _gumbel_softmax_backward_fake(grad, y, tau, dim):
+    check_devices("_gumbel_softmax_backward", grad=grad, y=y)
     return y.new_empty(y.shape)
 
 
@@ -53,9 +53,9 @@ def _exponential_fwd_fake(rate, uniform, sample_shape, seed):
     return rate.new_empty((*sample_shape, *rate.shape))
 
 
-@torch.library.register_fake("fastvae::exponential_bwd")
-def _exponential_bwd_fake(grad, z, rate):
-    check_devices("exponential_bwd", grad=grad, z=z, rate=rate)
+@torch.library.register_fake("fastvae::_exponential_backward")
+def _exponential_backward_fake(grad, z, rate):
+    check_devices("_exponential_backward", grad=grad, z=z, rate=rate)
     return rate.new_empty(rate.shape)
 
 
@@ -67,7 +67,7 @@ def _gumbel_setup(ctx, inputs, output):
 
 def _gumbel_backward(ctx, grad):
     (y,) = ctx.saved_tensors
-    g = ops.gumbel_softmax_bwd(grad, y, ctx.tau, ctx.dim) if ctx.needs_input_grad[0] else None
+    g = ops._gumbel_softmax_backward(grad, y, ctx.tau, ctx.dim) if ctx.needs_input_grad[0] else None
     return g, None, None, None, None
 
 
@@ -87,7 +87,7 @@ def _exponential_setup(ctx, inputs, output):
 
 def _exponential_backward(ctx, grad):
     z, rate = ctx.saved_tensors
-    g = ops.exponential_bwd(grad, z, rate) if ctx.needs_input_grad[0] else None
+    g = ops._exponential_backward(grad, z, rate) if ctx.needs_input_grad[0] else None
     return g, None, None, None
 
 
