@@ -51,17 +51,19 @@ TORCH_LIBRARY(fastvae, m) {
   def(m, "cavi_update_lambda(Tensor stats, float alpha, float beta) -> (Tensor shape, Tensor rate)", Grad::kNone);
   def(m, "cavi_elbo(Tensor stats, Tensor entropy, float log_fact, Tensor log_pi, Tensor m, Tensor prec, "
       "Tensor shape, Tensor rate, float tau, float[] nu, float rho, float alpha, float beta) -> Tensor", Grad::kNone);
-  // Reparameterized samplers. `uniform` injects the U(0, 1) draws (same shape as the output); without it
-  // the draws come from a counter-based generator keyed by `seed`, independent of the thread count.
+  // Reparameterized samplers. Exactly one of `uniform` and `seed` is given: `uniform` injects the U(0, 1)
+  // draws (same shape as the output); `seed`, a 0-d int64 tensor (drawn in the caller's graph with a torch
+  // random op, so that torch.compile traces it without a graph break), keys a counter-based generator, so the
+  // draws do not depend on the thread count (cpp/cpu/counter_rng.h).
   // Gumbel-softmax sample softmax((logits - log(-log U)) / tau) along dim.
-  def(m, "gumbel_softmax_fwd(Tensor logits, Tensor? uniform, float tau, int dim, int seed) -> Tensor",
+  def(m, "gumbel_softmax_fwd(Tensor logits, Tensor? uniform, float tau, int dim, Tensor? seed) -> Tensor",
       Grad::kFormula);
   // Softmax backward of the sample y: y * (grad - sum(grad * y, dim)) / tau.
   def(m, "_gumbel_softmax_backward(Tensor grad, Tensor y, float tau, int dim) -> Tensor", Grad::kBackward);
   // One-hot of the argmax along dim (straight-through forward).
   def(m, "one_hot_argmax(Tensor y, int dim) -> Tensor", Grad::kFormula);
   // Exp(rate) by the inverse CDF, -log(1 - U) / rate, output sample_shape + rate.shape.
-  def(m, "exponential_fwd(Tensor rate, Tensor? uniform, int[] sample_shape, int seed) -> Tensor",
+  def(m, "exponential_fwd(Tensor rate, Tensor? uniform, int[] sample_shape, Tensor? seed) -> Tensor",
       Grad::kFormula);
   // Gradient for rate: -sum over sample dims of grad * z / rate.
   def(m, "_exponential_backward(Tensor grad, Tensor z, Tensor rate) -> Tensor", Grad::kBackward);

@@ -451,14 +451,23 @@ row("op-adam_step-lr-nan", lambda: ops.adam_step(P3, [torch.zeros(3)], [torch.ze
 row("op-adam_step-meta", lambda: ops.adam_step(P3, [torch.zeros(3, device="meta")], [torch.zeros(3)],
                                                [torch.zeros(3)], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0), ValueError,
     "fastvae::adam_step: tensors must share one device")
-row("op-gumbel_softmax_fwd-tau0", lambda: ops.gumbel_softmax_fwd(L, None, 0.0, -1, 0), RuntimeError, "tau")
-row("op-gumbel_softmax_fwd-dim", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, 2, 0), RuntimeError, "out of range")
-row("op-gumbel_softmax_fwd-int", lambda: ops.gumbel_softmax_fwd(L.long(), None, 1.0, -1, 0), RuntimeError,
+SEED = torch.tensor(0)  # the samplers' seed argument: a 0-d int64 tensor
+row("op-gumbel_softmax_fwd-tau0", lambda: ops.gumbel_softmax_fwd(L, None, 0.0, -1, SEED), RuntimeError, "tau")
+row("op-gumbel_softmax_fwd-dim", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, 2, SEED), RuntimeError, "out of range")
+row("op-gumbel_softmax_fwd-int", lambda: ops.gumbel_softmax_fwd(L.long(), None, 1.0, -1, SEED), RuntimeError,
     "float32 or float64")
-row("op-gumbel_softmax_fwd-0d", lambda: ops.gumbel_softmax_fwd(torch.tensor(0.0), None, 1.0, 0, 0), RuntimeError,
+row("op-gumbel_softmax_fwd-0d", lambda: ops.gumbel_softmax_fwd(torch.tensor(0.0), None, 1.0, 0, SEED), RuntimeError,
     "at least one dimension")
 row("op-gumbel_softmax_fwd-meta-noise", lambda: ops.gumbel_softmax_fwd(L, torch.full((2, 3), 0.5, device="meta"),
-                                                                       1.0, -1, 0), ValueError, "share one device")
+                                                                       1.0, -1, None), ValueError, "share one device")
+row("op-gumbel_softmax_fwd-no-seed", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, None), RuntimeError,
+    "give exactly one of noise")
+row("op-gumbel_softmax_fwd-noise-and-seed", lambda: ops.gumbel_softmax_fwd(L, torch.full((2, 3), 0.5), 1.0, -1, SEED),
+    RuntimeError, "give exactly one of noise")
+row("op-gumbel_softmax_fwd-seed-1d", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, SEED.reshape(1)), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor, got 1-d")
+row("op-gumbel_softmax_fwd-seed-int32", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, SEED.int()), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor, got 0-d Int")
 row("op-_gumbel_softmax_backward-shape", lambda: ops._gumbel_softmax_backward(L[:1], L, 1.0, -1), RuntimeError,
     "grad shape")
 row("op-_gumbel_softmax_backward-dtype", lambda: ops._gumbel_softmax_backward(L.double(), L, 1.0, -1), RuntimeError,
@@ -470,10 +479,18 @@ row("op-_gumbel_softmax_backward-meta", lambda: ops._gumbel_softmax_backward(L.t
 row("op-one_hot_argmax-int", lambda: ops.one_hot_argmax(L.long(), -1), RuntimeError, "float32 or float64")
 row("op-one_hot_argmax-dim", lambda: ops.one_hot_argmax(L, 5), RuntimeError, "out of range")
 row("op-one_hot_argmax-0d", lambda: ops.one_hot_argmax(torch.tensor(1.0), 0), RuntimeError, "at least one dimension")
-row("op-exponential_fwd-negative-shape", lambda: ops.exponential_fwd(R, None, [-1], 0), RuntimeError, "non-negative")
-row("op-exponential_fwd-int", lambda: ops.exponential_fwd(R.long(), None, [], 0), RuntimeError, "float32 or float64")
-row("op-exponential_fwd-meta-noise", lambda: ops.exponential_fwd(R, torch.full((3,), 0.5, device="meta"), [], 0),
+row("op-exponential_fwd-negative-shape", lambda: ops.exponential_fwd(R, None, [-1], SEED), RuntimeError,
+    "non-negative")
+row("op-exponential_fwd-int", lambda: ops.exponential_fwd(R.long(), None, [], SEED), RuntimeError,
+    "float32 or float64")
+row("op-exponential_fwd-meta-noise", lambda: ops.exponential_fwd(R, torch.full((3,), 0.5, device="meta"), [], None),
     ValueError, "fastvae::exponential_fwd: tensors must share one device")
+row("op-exponential_fwd-meta-seed", lambda: ops.exponential_fwd(R, None, [], SEED.to("meta")), ValueError,
+    "fastvae::exponential_fwd: tensors must share one device")
+row("op-exponential_fwd-no-seed", lambda: ops.exponential_fwd(R, None, [], None), RuntimeError,
+    "give exactly one of noise")
+row("op-exponential_fwd-seed-float", lambda: ops.exponential_fwd(R, None, [], SEED.double()), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor")
 row("op-_exponential_backward-shape", lambda: ops._exponential_backward(R[:2], R, R), RuntimeError, "grad shape")
 row("op-_exponential_backward-dtype", lambda: ops._exponential_backward(R.double(), R.double(), R), RuntimeError,
     "share a dtype")

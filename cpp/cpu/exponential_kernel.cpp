@@ -52,7 +52,7 @@ int exp_segment(const T* rate, const T* noise, T* out, int64_t n, uint64_t key, 
 }
 
 at::Tensor exponential_fwd(const at::Tensor& rate_in, const c10::optional<at::Tensor>& uniform,
-                           at::IntArrayRef sample_shape, int64_t seed) {
+                           at::IntArrayRef sample_shape, const c10::optional<at::Tensor>& seed) {
   TORCH_CHECK(rate_in.scalar_type() == at::kFloat || rate_in.scalar_type() == at::kDouble,
               "fastvae.exponential_rsample: rate must be float32 or float64, got ", rate_in.scalar_type());
   TORCH_CHECK(rate_in.device().is_cpu(), "fastvae.exponential_rsample: CPU tensors only");
@@ -72,7 +72,7 @@ at::Tensor exponential_fwd(const at::Tensor& rate_in, const c10::optional<at::Te
   at::Tensor out = at::empty(shape, rate.options());
   const int64_t m = rate.numel();
   const int64_t total = out.numel();
-  const uint64_t key = stream_key(seed);
+  const uint64_t key = seed_key(uniform, seed, "exponential_rsample");
   std::atomic<int> status{0};
   AT_DISPATCH_FLOATING_TYPES(rate.scalar_type(), "exponential_fwd", [&] {
     const scalar_t* rp = rate.data_ptr<scalar_t>();

@@ -32,7 +32,7 @@ void check_dim(const at::Tensor& t, int64_t& dim, const char* name) {
 }
 
 at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<at::Tensor>& uniform,
-                              double tau, int64_t dim, int64_t seed) {
+                              double tau, int64_t dim, const c10::optional<at::Tensor>& seed) {
   check_dim(logits_in, dim, "gumbel_softmax");
   TORCH_CHECK(logits_in.scalar_type() == at::kFloat || logits_in.scalar_type() == at::kDouble,
               "fastvae.gumbel_softmax: logits must be float32 or float64, got ", logits_in.scalar_type());
@@ -53,7 +53,7 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   const int64_t k = logits.size(-1);
   const int64_t rows = k == 0 ? 0 : logits.numel() / k;
   TORCH_CHECK(k > 0 || logits.numel() == 0, "fastvae.gumbel_softmax: empty class dimension");
-  const uint64_t key = stream_key(seed);
+  const uint64_t key = seed_key(uniform, seed, "gumbel_softmax");
   std::atomic<int> status{0};
   const int64_t block_rows = std::max<int64_t>(1, kBlockElems / std::max<int64_t>(k, 1));
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "gumbel_softmax_fwd", [&] {
