@@ -432,10 +432,6 @@ for op_name, call in [
         ("vae_encode", lambda: ops.vae_encode(XS, None, grad_params(), *ARCH)),
         ("vae_decode", lambda: ops.vae_decode(EPS[0], None, grad_params(), *ARCH)),
         ("vae_iwae", lambda: ops.vae_iwae(XS, None, EPS, grad_params(), *ARCH)),
-        ("vae_elbo_backward", lambda: ops.vae_elbo_backward(W.clone().requires_grad_(), W, XS, None, EPS, PS, *ARCH,
-                                                            "analytic")),
-        ("gumbel_softmax_bwd", lambda: ops.gumbel_softmax_bwd(L.clone().requires_grad_(), L.softmax(-1), 1.0, -1)),
-        ("exponential_bwd", lambda: ops.exponential_bwd(R.clone().requires_grad_(), R, R)),
         ("cavi_update_lambda", lambda: ops.cavi_update_lambda(torch.ones(2, 5, dtype=torch.float64,
                                                                           requires_grad=True), 1.0, 1.0))]:
     row(f"op-{op_name}-requires-grad", call, RuntimeError, f"fastvae::{op_name} is not differentiable")
@@ -453,33 +449,55 @@ row("op-adam_step-lr-nan", lambda: ops.adam_step(P3, [torch.zeros(3)], [torch.ze
 row("op-adam_step-meta", lambda: ops.adam_step(P3, [torch.zeros(3, device="meta")], [torch.zeros(3)],
                                                [torch.zeros(3)], 1, 1e-3, 0.9, 0.999, 1e-8, 0.0), ValueError,
     "fastvae::adam_step: tensors must share one device")
-row("op-gumbel_softmax_fwd-tau0", lambda: ops.gumbel_softmax_fwd(L, None, 0.0, -1, 0), RuntimeError, "tau")
-row("op-gumbel_softmax_fwd-dim", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, 2, 0), RuntimeError, "out of range")
-row("op-gumbel_softmax_fwd-int", lambda: ops.gumbel_softmax_fwd(L.long(), None, 1.0, -1, 0), RuntimeError,
+SEED = torch.tensor(0)  # the samplers' seed argument: a 0-d int64 tensor
+row("op-gumbel_softmax_fwd-tau0", lambda: ops.gumbel_softmax_fwd(L, None, 0.0, -1, SEED), RuntimeError, "tau")
+row("op-gumbel_softmax_fwd-dim", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, 2, SEED), RuntimeError, "out of range")
+row("op-gumbel_softmax_fwd-int", lambda: ops.gumbel_softmax_fwd(L.long(), None, 1.0, -1, SEED), RuntimeError,
     "float32 or float64")
-row("op-gumbel_softmax_fwd-0d", lambda: ops.gumbel_softmax_fwd(torch.tensor(0.0), None, 1.0, 0, 0), RuntimeError,
+row("op-gumbel_softmax_fwd-0d", lambda: ops.gumbel_softmax_fwd(torch.tensor(0.0), None, 1.0, 0, SEED), RuntimeError,
     "at least one dimension")
 row("op-gumbel_softmax_fwd-meta-noise", lambda: ops.gumbel_softmax_fwd(L, torch.full((2, 3), 0.5, device="meta"),
-                                                                       1.0, -1, 0), ValueError, "share one device")
-row("op-gumbel_softmax_bwd-shape", lambda: ops.gumbel_softmax_bwd(L[:1], L, 1.0, -1), RuntimeError, "grad shape")
-row("op-gumbel_softmax_bwd-dtype", lambda: ops.gumbel_softmax_bwd(L.double(), L, 1.0, -1), RuntimeError, "dtype")
-row("op-gumbel_softmax_bwd-tau", lambda: ops.gumbel_softmax_bwd(L, L, -1.0, -1), RuntimeError, "tau must be > 0")
-row("op-gumbel_softmax_bwd-meta", lambda: ops.gumbel_softmax_bwd(L.to("meta"), L, 1.0, -1), ValueError,
-    "fastvae::gumbel_softmax_bwd: tensors must share one device")
+                                                                       1.0, -1, None), ValueError, "share one device")
+row("op-gumbel_softmax_fwd-no-seed", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, None), RuntimeError,
+    "give exactly one of noise")
+row("op-gumbel_softmax_fwd-noise-and-seed", lambda: ops.gumbel_softmax_fwd(L, torch.full((2, 3), 0.5), 1.0, -1, SEED),
+    RuntimeError, "give exactly one of noise")
+row("op-gumbel_softmax_fwd-seed-1d", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, SEED.reshape(1)), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor, got 1-d")
+row("op-gumbel_softmax_fwd-seed-int32", lambda: ops.gumbel_softmax_fwd(L, None, 1.0, -1, SEED.int()), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor, got 0-d Int")
+row("op-_gumbel_softmax_backward-shape", lambda: ops._gumbel_softmax_backward(L[:1], L, 1.0, -1), RuntimeError,
+    "grad shape")
+row("op-_gumbel_softmax_backward-dtype", lambda: ops._gumbel_softmax_backward(L.double(), L, 1.0, -1), RuntimeError,
+    "dtype")
+row("op-_gumbel_softmax_backward-tau", lambda: ops._gumbel_softmax_backward(L, L, -1.0, -1), RuntimeError,
+    "tau must be > 0")
+row("op-_gumbel_softmax_backward-meta", lambda: ops._gumbel_softmax_backward(L.to("meta"), L, 1.0, -1), ValueError,
+    "fastvae::_gumbel_softmax_backward: tensors must share one device")
 row("op-one_hot_argmax-int", lambda: ops.one_hot_argmax(L.long(), -1), RuntimeError, "float32 or float64")
 row("op-one_hot_argmax-dim", lambda: ops.one_hot_argmax(L, 5), RuntimeError, "out of range")
 row("op-one_hot_argmax-0d", lambda: ops.one_hot_argmax(torch.tensor(1.0), 0), RuntimeError, "at least one dimension")
-row("op-exponential_fwd-negative-shape", lambda: ops.exponential_fwd(R, None, [-1], 0), RuntimeError, "non-negative")
-row("op-exponential_fwd-int", lambda: ops.exponential_fwd(R.long(), None, [], 0), RuntimeError, "float32 or float64")
-row("op-exponential_fwd-meta-noise", lambda: ops.exponential_fwd(R, torch.full((3,), 0.5, device="meta"), [], 0),
-    ValueError, "fastvae::exponential_fwd: tensors must share one device")
-row("op-exponential_bwd-shape", lambda: ops.exponential_bwd(R[:2], R, R), RuntimeError, "grad shape")
-row("op-exponential_bwd-dtype", lambda: ops.exponential_bwd(R.double(), R.double(), R), RuntimeError, "share a dtype")
-row("op-exponential_bwd-int", lambda: ops.exponential_bwd(R.long(), R.long(), R.long()), RuntimeError,
+row("op-exponential_fwd-negative-shape", lambda: ops.exponential_fwd(R, None, [-1], SEED), RuntimeError,
+    "non-negative")
+row("op-exponential_fwd-int", lambda: ops.exponential_fwd(R.long(), None, [], SEED), RuntimeError,
     "float32 or float64")
-row("op-exponential_bwd-z-shape", lambda: ops.exponential_bwd(torch.ones(2), torch.ones(2), R), RuntimeError,
-    "sample_shape \\+ rate.shape")
-row("op-exponential_bwd-meta", lambda: ops.exponential_bwd(R, R.to("meta"), R), ValueError, "share one device")
+row("op-exponential_fwd-meta-noise", lambda: ops.exponential_fwd(R, torch.full((3,), 0.5, device="meta"), [], None),
+    ValueError, "fastvae::exponential_fwd: tensors must share one device")
+row("op-exponential_fwd-meta-seed", lambda: ops.exponential_fwd(R, None, [], SEED.to("meta")), ValueError,
+    "fastvae::exponential_fwd: tensors must share one device")
+row("op-exponential_fwd-no-seed", lambda: ops.exponential_fwd(R, None, [], None), RuntimeError,
+    "give exactly one of noise")
+row("op-exponential_fwd-seed-float", lambda: ops.exponential_fwd(R, None, [], SEED.double()), RuntimeError,
+    "seed must be a 0-d int64 CPU tensor")
+row("op-_exponential_backward-shape", lambda: ops._exponential_backward(R[:2], R, R), RuntimeError, "grad shape")
+row("op-_exponential_backward-dtype", lambda: ops._exponential_backward(R.double(), R.double(), R), RuntimeError,
+    "share a dtype")
+row("op-_exponential_backward-int", lambda: ops._exponential_backward(R.long(), R.long(), R.long()), RuntimeError,
+    "float32 or float64")
+row("op-_exponential_backward-z-shape", lambda: ops._exponential_backward(torch.ones(2), torch.ones(2), R),
+    RuntimeError, "sample_shape \\+ rate.shape")
+row("op-_exponential_backward-meta", lambda: ops._exponential_backward(R, R.to("meta"), R), ValueError,
+    "share one device")
 ST = torch.ones(2, 5, dtype=torch.float64)
 row("op-cavi_elbo-meta-mixed", lambda: ops.cavi_elbo(ST, torch.zeros((), dtype=torch.float64, device="meta"), 0.0,
                                                      torch.zeros(2, dtype=torch.float64), torch.zeros(2, 2),

@@ -78,22 +78,28 @@ def cavi_cases():
             ("cavi_elbo", "k3", (stats, entropy, -3.0, log_pi, m, prec, shape, rate, 1.0, nu, 1.0, 1.0, 1.0))]
 
 
+def seed_tensor(value):
+    return torch.tensor(value, dtype=torch.int64)
+
+
 def sampler_cases():
     logits = torch.randn(5, 3, dtype=F64, generator=gen(23)).requires_grad_()
-    y = ops.gumbel_softmax_fwd(logits.detach(), uniforms((5, 3), 24), 0.5, -1, 0)
+    y = ops.gumbel_softmax_fwd(logits.detach(), uniforms((5, 3), 24), 0.5, -1, None)
     rate = (torch.rand(4, dtype=F64, generator=gen(25)) + 0.2).requires_grad_()
-    z = ops.exponential_fwd(rate.detach(), None, [3], 7)
-    return [("gumbel_softmax_fwd", "injected-uniforms", (logits, uniforms((5, 3), 24), 0.5, -1, 0)),
-            ("gumbel_softmax_fwd", "seeded-dim0", (logits, None, 0.5, 0, 123)),
-            ("gumbel_softmax_bwd", "dim-1", (torch.randn(5, 3, dtype=F64, generator=gen(26)), y, 0.5, -1)),
-            ("gumbel_softmax_bwd", "dim0", (torch.randn(5, 3, dtype=F64, generator=gen(27)), y, 2.0, 0)),
+    z = ops.exponential_fwd(rate.detach(), None, [3], seed_tensor(7))
+    return [("gumbel_softmax_fwd", "injected-uniforms", (logits, uniforms((5, 3), 24), 0.5, -1, None)),
+            ("gumbel_softmax_fwd", "seeded-dim0", (logits, None, 0.5, 0, seed_tensor(123))),
+            ("_gumbel_softmax_backward", "dim-1", (torch.randn(5, 3, dtype=F64, generator=gen(26)), y, 0.5, -1)),
+            ("_gumbel_softmax_backward", "dim0", (torch.randn(5, 3, dtype=F64, generator=gen(27)), y, 2.0, 0)),
             ("one_hot_argmax", "dim1", (y.clone().requires_grad_(), 1)),
             ("one_hot_argmax", "dim0", (y.clone().requires_grad_(), 0)),
-            ("exponential_fwd", "seeded", (rate, None, [3], 7)),
-            ("exponential_fwd", "injected-uniforms", (rate, uniforms((2, 4), 28), [2], 0)),
+            ("exponential_fwd", "seeded", (rate, None, [3], seed_tensor(7))),
+            ("exponential_fwd", "seeded-negative", (rate, None, [2], seed_tensor(-2 ** 63))),
+            ("exponential_fwd", "injected-uniforms", (rate, uniforms((2, 4), 28), [2], None)),
             ("exponential_fwd", "0d-rate", (torch.tensor(1.5, dtype=F64, requires_grad=True), uniforms((3,), 29),
-                                            [3], 0)),
-            ("exponential_bwd", "3-samples", (torch.randn(3, 4, dtype=F64, generator=gen(30)), z, rate.detach()))]
+                                            [3], None)),
+            ("_exponential_backward", "3-samples", (torch.randn(3, 4, dtype=F64, generator=gen(30)), z,
+                                                    rate.detach()))]
 
 
 def iwae_cases():

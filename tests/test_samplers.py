@@ -1,6 +1,6 @@
 """Gumbel-softmax, categorical and exponential samplers against references written from the definitions
-with torch.distributions, plus gradcheck and statistical tests
-(opcheck in tests/test_opcheck.py, error cases in tests/test_bad_input.py)."""
+with torch.distributions, plus gradcheck and statistical tests (opcheck in tests/test_opcheck.py, torch.compile in
+tests/test_compile.py, double backward in tests/test_backward_ops.py, error cases in tests/test_bad_input.py)."""
 import math
 
 import pytest
@@ -118,7 +118,7 @@ def test_exponential_scalar_rate_and_python_number():
     assert z.shape == (2, 3) and z.dtype == torch.float64
 
 
-# -- reproducibility, torch.compile (opcheck: tests/test_opcheck.py) ------------------------------------
+# -- reproducibility (torch.compile: tests/test_compile.py, opcheck: tests/test_opcheck.py) ----------------
 def test_same_seed_same_draws_whatever_the_thread_count():
     logits = torch.randn(20000, 7, generator=gen(18))
     rate = torch.rand(50000, generator=gen(19)) + 0.5
@@ -156,24 +156,6 @@ def test_counter_draws_are_the_documented_stream(n):
     u = ((b >> np.uint64(41)).astype(np.float64) + 0.5) * 2.0 ** -23
     z = fastvae.exponential_rsample(torch.ones(n), generator=gen(41))
     torch.testing.assert_close(z.double(), torch.from_numpy(-np.log1p(-u)), rtol=1e-6, atol=1e-7)
-
-
-def test_torch_compile():
-    logits = torch.randn(8, 5, dtype=torch.float64, generator=gen(27)).requires_grad_()
-    rate = (torch.rand(8, dtype=torch.float64, generator=gen(28)) + 0.3).requires_grad_()
-    u, v = open_uniform((8, 5), seed=29), open_uniform((8,), seed=30)
-
-    def f(logits, rate):
-        y = fastvae.gumbel_softmax(logits, 0.4, noise=u)
-        return (y[:, 0] * fastvae.exponential_rsample(rate, noise=v)).sum()
-
-    out = torch.compile(f, backend="aot_eager", fullgraph=True)(logits, rate)
-    grads = torch.autograd.grad(out, (logits, rate))
-    out_ref = f(logits, rate)
-    grads_ref = torch.autograd.grad(out_ref, (logits, rate))
-    torch.testing.assert_close(out, out_ref)
-    for a, b in zip(grads, grads_ref):
-        torch.testing.assert_close(a, b)
 
 
 # -- statistics and numerical safety ------------------------------------------------------------------------

@@ -61,8 +61,9 @@ void save_names(AutogradContext* ctx, const std::string& likelihood, double gaus
 }
 
 // A private backward op called with its leading arguments and the names save_names kept. In a plain backward
-// (grad mode off) the call skips the Autograd dispatch key, whose not-implemented fallback boxes every argument;
-// under create_graph it keeps it, so that differentiating the gradients raises instead of giving zeros.
+// (grad mode off) the call skips the Autograd dispatch key, whose kernel boxes every argument; under
+// create_graph it keeps it: that kernel (cpp/autograd_guards.cpp) makes differentiating the gradients raise
+// instead of giving zeros.
 template <typename Op, typename... Args>
 auto call_with_names(const Op& op, AutogradContext* ctx, const Args&... args) {
   std::optional<at::AutoDispatchBelowADInplaceOrView> below_autograd;
@@ -84,11 +85,15 @@ void keep_decoder_grad(AutogradContext* ctx, bool decoder_grad, const Tensor& dg
   if (decoder_grad) ctx->saved_data["decoder_grad"] = dg;
 }
 
+// Under create_graph (grad mode on in the backward) the buffer is dropped instead: a gradient scaled from it
+// would carry no autograd history to the inputs, so differentiating it again would silently give zeros. The
+// backward op then writes d_decoder_out, and its outputs refuse double backward.
 Tensor take_decoder_grad(AutogradContext* ctx, const Tensor& scale) {
   auto it = ctx->saved_data.find("decoder_grad");
   if (it == ctx->saved_data.end()) return Tensor();
   Tensor dg = it->second.toTensor();
   ctx->saved_data.erase(it);
+  if (c10::GradMode::is_enabled()) return Tensor();
   return dg.mul_(scale.view({1, -1, 1}));
 }
 

@@ -2,7 +2,10 @@
 // not depend on how at::parallel_for splits the index range, i.e. on the thread count.
 // Mixer: SplitMix64 (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number generators").
 #pragma once
+#include <ATen/core/Tensor.h>
 #include <ATen/cpu/vec/vec.h>
+#include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -19,6 +22,20 @@ inline uint64_t splitmix64_mix(uint64_t z) {
 
 // Stream key of a user seed (one extra mix so nearby seeds give unrelated streams).
 inline uint64_t stream_key(int64_t seed) { return splitmix64_mix(static_cast<uint64_t>(seed) + 0x9E3779B97F4A7C15ULL); }
+
+// The stream key of a sampler op's arguments: exactly one of `uniform` (injected draws; the key is unused, 0)
+// and `seed`, a 0-d int64 tensor. The seed travels as a tensor, not an int, so that the caller draws it inside
+// a torch.compile graph (a torch random op) instead of reading it out with .item().
+inline uint64_t seed_key(const c10::optional<at::Tensor>& uniform, const c10::optional<at::Tensor>& seed,
+                         const char* where) {
+  TORCH_CHECK(uniform.has_value() != seed.has_value(), "fastvae.", where, ": give exactly one of noise (the "
+              "uniform draws) and seed");
+  if (!seed.has_value()) return 0;
+  TORCH_CHECK(seed->dim() == 0 && seed->scalar_type() == at::kLong && seed->device().is_cpu(), "fastvae.", where,
+              ": seed must be a 0-d int64 CPU tensor, got ", seed->dim(), "-d ", seed->scalar_type(), " on ",
+              seed->device());
+  return stream_key(seed->item<int64_t>());
+}
 
 // Uniform strictly inside (0, 1) on a grid of half-open cells, exact in T:
 // float: (k + 1/2) 2^-23, k < 2^23, so u in [2^-24, 1 - 2^-24]; double: (k + 1/2) 2^-52.

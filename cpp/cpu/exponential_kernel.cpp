@@ -52,7 +52,7 @@ int exp_segment(const T* rate, const T* noise, T* out, int64_t n, uint64_t key, 
 }
 
 at::Tensor exponential_fwd(const at::Tensor& rate_in, const c10::optional<at::Tensor>& uniform,
-                           at::IntArrayRef sample_shape, int64_t seed) {
+                           at::IntArrayRef sample_shape, const c10::optional<at::Tensor>& seed) {
   TORCH_CHECK(rate_in.scalar_type() == at::kFloat || rate_in.scalar_type() == at::kDouble,
               "fastvae.exponential_rsample: rate must be float32 or float64, got ", rate_in.scalar_type());
   TORCH_CHECK(rate_in.device().is_cpu(), "fastvae.exponential_rsample: CPU tensors only");
@@ -72,7 +72,7 @@ at::Tensor exponential_fwd(const at::Tensor& rate_in, const c10::optional<at::Te
   at::Tensor out = at::empty(shape, rate.options());
   const int64_t m = rate.numel();
   const int64_t total = out.numel();
-  const uint64_t key = stream_key(seed);
+  const uint64_t key = seed_key(uniform, seed, "exponential_rsample");
   std::atomic<int> status{0};
   AT_DISPATCH_FLOATING_TYPES(rate.scalar_type(), "exponential_fwd", [&] {
     const scalar_t* rp = rate.data_ptr<scalar_t>();
@@ -97,23 +97,23 @@ at::Tensor exponential_fwd(const at::Tensor& rate_in, const c10::optional<at::Te
   return out;
 }
 
-at::Tensor exponential_bwd(const at::Tensor& grad_in, const at::Tensor& z_in, const at::Tensor& rate_in) {
-  TORCH_CHECK(grad_in.sizes() == z_in.sizes(), "fastvae.exponential_bwd: grad shape ", grad_in.sizes(),
+at::Tensor exponential_backward(const at::Tensor& grad_in, const at::Tensor& z_in, const at::Tensor& rate_in) {
+  TORCH_CHECK(grad_in.sizes() == z_in.sizes(), "fastvae._exponential_backward: grad shape ", grad_in.sizes(),
               " differs from the sample's ", z_in.sizes());
   TORCH_CHECK(grad_in.scalar_type() == rate_in.scalar_type() && z_in.scalar_type() == rate_in.scalar_type(),
-              "fastvae.exponential_bwd: grad, z and rate must share a dtype");
+              "fastvae._exponential_backward: grad, z and rate must share a dtype");
   TORCH_CHECK(rate_in.scalar_type() == at::kFloat || rate_in.scalar_type() == at::kDouble,
-              "fastvae.exponential_bwd: float32 or float64 tensors only, got ", rate_in.scalar_type());
+              "fastvae._exponential_backward: float32 or float64 tensors only, got ", rate_in.scalar_type());
   TORCH_CHECK(grad_in.device().is_cpu() && z_in.device().is_cpu() && rate_in.device().is_cpu(),
-              "fastvae.exponential_bwd: CPU tensors only");
+              "fastvae._exponential_backward: CPU tensors only");
   const int64_t m = rate_in.numel();
   TORCH_CHECK(z_in.dim() >= rate_in.dim() &&
               z_in.sizes().slice(z_in.dim() - rate_in.dim()) == rate_in.sizes(),
-              "fastvae.exponential_bwd: z must have shape sample_shape + rate.shape");
+              "fastvae._exponential_backward: z must have shape sample_shape + rate.shape");
   const at::Tensor g = grad_in.contiguous(), z = z_in.contiguous(), rate = rate_in.contiguous();
   at::Tensor out = at::empty_like(rate, at::MemoryFormat::Contiguous);
   const int64_t s = m == 0 ? 0 : z.numel() / m;
-  AT_DISPATCH_FLOATING_TYPES(rate.scalar_type(), "exponential_bwd", [&] {
+  AT_DISPATCH_FLOATING_TYPES(rate.scalar_type(), "_exponential_backward", [&] {
     using V = Vectorized<scalar_t>;
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* zp = z.data_ptr<scalar_t>();
@@ -140,7 +140,7 @@ at::Tensor exponential_bwd(const at::Tensor& grad_in, const at::Tensor& z_in, co
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) {
   m.impl("exponential_fwd", &exponential_fwd);
-  m.impl("exponential_bwd", &exponential_bwd);
+  m.impl("_exponential_backward", &exponential_backward);
 }
 
 }  // namespace cpu

@@ -32,7 +32,7 @@ void check_dim(const at::Tensor& t, int64_t& dim, const char* name) {
 }
 
 at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<at::Tensor>& uniform,
-                              double tau, int64_t dim, int64_t seed) {
+                              double tau, int64_t dim, const c10::optional<at::Tensor>& seed) {
   check_dim(logits_in, dim, "gumbel_softmax");
   TORCH_CHECK(logits_in.scalar_type() == at::kFloat || logits_in.scalar_type() == at::kDouble,
               "fastvae.gumbel_softmax: logits must be float32 or float64, got ", logits_in.scalar_type());
@@ -53,7 +53,7 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   const int64_t k = logits.size(-1);
   const int64_t rows = k == 0 ? 0 : logits.numel() / k;
   TORCH_CHECK(k > 0 || logits.numel() == 0, "fastvae.gumbel_softmax: empty class dimension");
-  const uint64_t key = stream_key(seed);
+  const uint64_t key = seed_key(uniform, seed, "gumbel_softmax");
   std::atomic<int> status{0};
   const int64_t block_rows = std::max<int64_t>(1, kBlockElems / std::max<int64_t>(k, 1));
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "gumbel_softmax_fwd", [&] {
@@ -79,23 +79,23 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   return last ? out : out.movedim(-1, dim).contiguous();
 }
 
-at::Tensor gumbel_softmax_bwd(const at::Tensor& grad_in, const at::Tensor& y_in, double tau, int64_t dim) {
-  check_dim(y_in, dim, "gumbel_softmax_bwd");
-  TORCH_CHECK(grad_in.sizes() == y_in.sizes(), "fastvae.gumbel_softmax_bwd: grad shape ", grad_in.sizes(),
+at::Tensor gumbel_softmax_backward(const at::Tensor& grad_in, const at::Tensor& y_in, double tau, int64_t dim) {
+  check_dim(y_in, dim, "_gumbel_softmax_backward");
+  TORCH_CHECK(grad_in.sizes() == y_in.sizes(), "fastvae._gumbel_softmax_backward: grad shape ", grad_in.sizes(),
               " differs from the sample's ", y_in.sizes());
   TORCH_CHECK(grad_in.scalar_type() == y_in.scalar_type() &&
               (y_in.scalar_type() == at::kFloat || y_in.scalar_type() == at::kDouble),
-              "fastvae.gumbel_softmax_bwd: grad and sample must share a float32/float64 dtype");
-  TORCH_CHECK(tau > 0 && std::isfinite(1.0 / tau), "fastvae.gumbel_softmax_bwd: tau must be > 0 (and 1/tau "
+              "fastvae._gumbel_softmax_backward: grad and sample must share a float32/float64 dtype");
+  TORCH_CHECK(tau > 0 && std::isfinite(1.0 / tau), "fastvae._gumbel_softmax_backward: tau must be > 0 (and 1/tau "
               "finite), got ", tau);
-  TORCH_CHECK(grad_in.device().is_cpu() && y_in.device().is_cpu(), "fastvae.gumbel_softmax_bwd: CPU tensors only");
+  TORCH_CHECK(grad_in.device().is_cpu() && y_in.device().is_cpu(), "fastvae._gumbel_softmax_backward: CPU tensors only");
   const bool last = dim == y_in.dim() - 1;
   const at::Tensor y = last ? y_in.contiguous() : y_in.movedim(dim, -1).contiguous();
   const at::Tensor g = last ? grad_in.contiguous() : grad_in.movedim(dim, -1).contiguous();
   at::Tensor gx = at::empty_like(y, at::MemoryFormat::Contiguous);
   const int64_t k = y.size(-1);
   const int64_t rows = k == 0 ? 0 : y.numel() / k;
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gumbel_softmax_bwd", [&] {
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "_gumbel_softmax_backward", [&] {
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* yp = y.data_ptr<scalar_t>();
     scalar_t* op = gx.data_ptr<scalar_t>();
@@ -134,7 +134,7 @@ at::Tensor one_hot_argmax(const at::Tensor& y_in, int64_t dim) {
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) {
   m.impl("gumbel_softmax_fwd", &gumbel_softmax_fwd);
-  m.impl("gumbel_softmax_bwd", &gumbel_softmax_bwd);
+  m.impl("_gumbel_softmax_backward", &gumbel_softmax_backward);
   m.impl("one_hot_argmax", &one_hot_argmax);
 }
 

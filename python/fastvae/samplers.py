@@ -8,8 +8,10 @@
 The uniforms U lie strictly inside (0, 1) (float32: on the grid (k + 1/2) 2^-23, float64:
 (k + 1/2) 2^-52), so samples are never NaN, 0 or inf. Without ``noise`` they come from a counter-based
 generator (SplitMix64 of seed and flat index) whose seed is drawn from ``generator`` (or torch's default
-generator): a fixed seed gives the same sample whatever the number of threads. ``noise`` injects the
-uniforms directly (for tests and for sharing draws with a reference implementation).
+generator): a fixed seed gives the same sample whatever the number of threads. The seed is a 0-d int64
+tensor drawn by a torch random op and read by the kernel, so ``torch.compile(..., fullgraph=True)`` traces
+the samplers without a graph break (with ``generator=None``: Dynamo cannot trace a torch.Generator argument).
+``noise`` injects the uniforms directly (for tests and for sharing draws with a reference implementation).
 """
 import math
 from typing import Optional, Sequence
@@ -23,21 +25,26 @@ from ._ops import check_devices, check_size
 ops = torch.ops.fastvae
 
 
-def _seed(generator: Optional[torch.Generator]) -> int:
-    """A 63-bit seed for the C++ counter-based generator, drawn from a torch generator."""
-    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+def _seed(generator: Optional[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    """A 63-bit seed for the C++ counter-based generator: a 0-d int64 tensor on ``like``'s device, drawn from
+    ``generator`` (torch's default generator if None). The functional aten.random, not Tensor.random_, which
+    Dynamo does not trace; it takes the same draw as random_, so a generator state gives the samples it gave
+    when the seed was read out with .item()."""
+    dev = generator.device if generator is not None else like.device
+    seed = torch.ops.aten.random.default(torch.empty((), dtype=torch.int64, device=dev), generator=generator)
+    return seed.to(like.device)
 
 
 # -- op registrations for autograd and torch.compile --------------------------------------------------
 @torch.library.register_fake("fastvae::gumbel_softmax_fwd")
 def _gumbel_softmax_fwd_fake(logits, uniform, tau, dim, seed):
-    check_devices("gumbel_softmax_fwd", logits=logits, uniform=uniform)
+    check_devices("gumbel_softmax_fwd", logits=logits, uniform=uniform, seed=seed)
     return logits.new_empty(logits.shape)
 
 
-@torch.library.register_fake("fastvae::gumbel_softmax_bwd")
-def _gumbel_softmax_bwd_fake(grad, y, tau, dim):
-    check_devices("gumbel_softmax_bwd", grad=grad, y=y)
+@torch.library.register_fake("fastvae::_gumbel_softmax_backward")
+def _gumbel_softmax_backward_fake(grad, y, tau, dim):
+    check_devices("_gumbel_softmax_backward", grad=grad, y=y)
     return y.new_empty(y.shape)
 
 
@@ -49,13 +56,13 @@ def _one_hot_argmax_fake(y, dim):
 
 @torch.library.register_fake("fastvae::exponential_fwd")
 def _exponential_fwd_fake(rate, uniform, sample_shape, seed):
-    check_devices("exponential_fwd", rate=rate, uniform=uniform)
+    check_devices("exponential_fwd", rate=rate, uniform=uniform, seed=seed)
     return rate.new_empty((*sample_shape, *rate.shape))
 
 
-@torch.library.register_fake("fastvae::exponential_bwd")
-def _exponential_bwd_fake(grad, z, rate):
-    check_devices("exponential_bwd", grad=grad, z=z, rate=rate)
+@torch.library.register_fake("fastvae::_exponential_backward")
+def _exponential_backward_fake(grad, z, rate):
+    check_devices("_exponential_backward", grad=grad, z=z, rate=rate)
     return rate.new_empty(rate.shape)
 
 
@@ -67,7 +74,7 @@ def _gumbel_setup(ctx, inputs, output):
 
 def _gumbel_backward(ctx, grad):
     (y,) = ctx.saved_tensors
-    g = ops.gumbel_softmax_bwd(grad, y, ctx.tau, ctx.dim) if ctx.needs_input_grad[0] else None
+    g = ops._gumbel_softmax_backward(grad, y, ctx.tau, ctx.dim) if ctx.needs_input_grad[0] else None
     return g, None, None, None, None
 
 
@@ -87,7 +94,7 @@ def _exponential_setup(ctx, inputs, output):
 
 def _exponential_backward(ctx, grad):
     z, rate = ctx.saved_tensors
-    g = ops.exponential_bwd(grad, z, rate) if ctx.needs_input_grad[0] else None
+    g = ops._exponential_backward(grad, z, rate) if ctx.needs_input_grad[0] else None
     return g, None, None, None
 
 
@@ -158,7 +165,8 @@ def gumbel_softmax(logits: Optional[torch.Tensor] = None, tau: float = 1.0, hard
         hard: return the one-hot of the argmax instead, with the gradient of the soft sample
             (straight-through, Jang et al. 2017 Sec. 2.2).
         dim: the class dimension.
-        generator: torch.Generator that seeds the draws (torch's default generator if None).
+        generator: torch.Generator that seeds the draws (torch's default generator if None). Under
+            torch.compile(fullgraph=True) leave it None (the seed is then drawn inside the graph) or pass noise.
         noise: optional uniforms U strictly inside (0, 1), shape and dtype of ``logits``.
         probs: class probabilities (non-negative, summing to one along ``dim``), instead of logits.
 
@@ -181,7 +189,7 @@ def gumbel_softmax(logits: Optional[torch.Tensor] = None, tau: float = 1.0, hard
     logits, dim = _logits_from(where, logits, probs, dim)
     _noise(where, noise, logits)
     check_size(where, "logits.numel()", logits.numel())
-    y = ops.gumbel_softmax_fwd(logits, noise, tau, dim, 0 if noise is not None else _seed(generator))
+    y = ops.gumbel_softmax_fwd(logits, noise, tau, dim, None if noise is not None else _seed(generator, logits))
     return ops.one_hot_argmax(y, dim) if hard else y
 
 
@@ -230,7 +238,8 @@ def exponential_rsample(rate, sample_shape: Sequence[int] = (), generator: Optio
     Args:
         rate: float32/float64 tensor (or a Python float) of rates (inverse means), all > 0 and finite.
         sample_shape: number of draws per rate, prepended to ``rate.shape``.
-        generator: torch.Generator that seeds the draws (torch's default generator if None).
+        generator: torch.Generator that seeds the draws (torch's default generator if None). Under
+            torch.compile(fullgraph=True) leave it None (the seed is then drawn inside the graph) or pass noise.
         noise: optional uniforms strictly inside (0, 1) of shape ``sample_shape + rate.shape``.
 
     Returns:
@@ -252,4 +261,4 @@ def exponential_rsample(rate, sample_shape: Sequence[int] = (), generator: Optio
     check_size(where, "prod(sample_shape) * rate.numel()", math.prod(sample_shape) * rate.numel())
     _generator(where, generator)
     _noise(where, noise, rate)
-    return ops.exponential_fwd(rate, noise, sample_shape, 0 if noise is not None else _seed(generator))
+    return ops.exponential_fwd(rate, noise, sample_shape, None if noise is not None else _seed(generator, rate))
