@@ -206,7 +206,8 @@ def resolve(options, overrides: dict, where: str) -> "TrainOptions":
     if options is None:
         options = TrainOptions()
     elif not isinstance(options, TrainOptions):
-        raise TypeError(f"{where}: options must be a fastvae.TrainOptions or None, got {c._show(options)}")
+        hint = " (labels are keyword-only: train_labels=...)" if hasattr(options, "__len__") else ""
+        raise TypeError(f"{where}: options must be a fastvae.TrainOptions or None, got {c._show(options)}{hint}")
     unknown = sorted(set(overrides) - set(names()))
     if unknown:
         raise TypeError(f"{where}: unexpected keyword argument {unknown[0]!r}; the training options are "

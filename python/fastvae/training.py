@@ -206,10 +206,6 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, train_la
         KeyboardInterrupt: re-raised after a clean stop between two updates; the model and ``model.history_`` keep
             everything done so far.
     """
-    if options is not None and not isinstance(options, TrainOptions):
-        hint = " (labels are keyword-only: train_labels=...)" if isinstance(options, (torch.Tensor, np.ndarray)) else ""
-        raise TypeError(f"{WHERE}: options must be a fastvae.TrainOptions or None, got "
-                        f"{_checks._show(options)}{hint}")
     opts = options_module.resolve(options, overrides, WHERE)
     seed, checkpoint_every = _run_args(seed, progress, callback, checkpoint, checkpoint_every)
     if (val_images is None) != (opts.eval_every == 0):
