@@ -90,8 +90,10 @@ def test_fake_kernels_read_the_spec_by_name():
     assert mu.shape == (3, model.latent_dim) and logits.shape == (3, model.data_dim)
 
 
-def test_train_options_fields_are_the_cpp_table():
-    assert option_names() == tuple(_C.TRAIN_OPTIONS)
+def test_train_options_fields_are_the_cpp_table_and_the_drivers():
+    from fastvae.options import DRIVER_OPTIONS
+    assert [n for n in option_names() if n not in DRIVER_OPTIONS] == list(_C.TRAIN_OPTIONS)
+    assert set(DRIVER_OPTIONS) <= set(option_names())
 
 
 def train_vae_call(options):

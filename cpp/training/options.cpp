@@ -31,15 +31,15 @@ bool parse_objective(const std::string& name) {
   return name == "iwae";
 }
 
-// The one table of training options the trainer reads, by the field names of fastvae.TrainOptions. A new
-// option is one line here and one field there; a name on one side only is an error on every call.
+// The one table of training options the trainer reads, by the field names of fastvae.TrainOptions (all but
+// fastvae.options.DRIVER_OPTIONS, which the Python driver implements for every model kind). A new option of the
+// trainer is one line here and one field there; a name on one side only is an error on every call.
 using OptionReader = void (*)(Options&, py::handle);
 struct OptionField {
   const char* name;
   OptionReader read;
 };
 const OptionField kOptionFields[] = {
-    {"epochs", [](Options& o, py::handle v) { o.epochs = v.cast<int64_t>(); }},
     {"batch_size", [](Options& o, py::handle v) { o.batch_size = v.cast<int64_t>(); }},
     {"n_samples", [](Options& o, py::handle v) { o.n_samples = v.cast<int64_t>(); }},
     {"lr", [](Options& o, py::handle v) { o.lr = v.cast<double>(); }},
@@ -93,7 +93,7 @@ Options options_from_dict(const py::dict& d) {
     TORCH_CHECK(known, "fastvae.fit: the C++ trainer has no training option '", key, "'");
   }
   // fastvae.options validated these; a violation here is a bug in the Python layer, not a user error.
-  TORCH_INTERNAL_ASSERT(o.epochs >= 0 && o.batch_size >= 1 && o.n_samples >= 1 && o.k >= 1 && o.eval_samples >= 1);
+  TORCH_INTERNAL_ASSERT(o.batch_size >= 1 && o.n_samples >= 1 && o.k >= 1 && o.eval_samples >= 1);
   TORCH_INTERNAL_ASSERT(o.threshold >= 0 && o.threshold <= 255 && o.anneal_every >= 1 && o.kl_warmup >= 0);
   TORCH_INTERNAL_ASSERT(std::isfinite(o.kl_weight) && o.kl_weight >= 0 && std::isfinite(o.free_bits) &&
                         o.free_bits >= 0);

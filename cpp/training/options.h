@@ -20,7 +20,7 @@ const std::vector<std::string>& pixel_names();
 Pixels parse_pixels(const std::string& name);
 
 struct Options {
-  int64_t epochs = 0, batch_size = 0, n_samples = 0, threshold = 0, callback_every = 0, eval_every = 0,
+  int64_t batch_size = 0, n_samples = 0, threshold = 0, callback_every = 0, eval_every = 0,
           eval_samples = 0;
   Estimator estimator = Estimator::Analytic;
   Pixels pixels = Pixels::Threshold;

@@ -14,7 +14,9 @@ from ._extension import _C
 from . import _checks as c
 from .arch import ESTIMATORS, IWAE_ESTIMATORS
 
-OBJECTIVES = ("elbo", "iwae")  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
+OBJECTIVES = ("elbo", "iwae")
+# Options the training driver (fastvae.training) implements for every model kind; the others are the steppers'.
+DRIVER_OPTIONS = ("epochs",)  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
 
 
 def _opt(default, check, doc):
@@ -119,8 +121,8 @@ class TrainOptions:
         return cls(**d).validate(where)
 
     def engine_dict(self) -> dict:
-        """What the C++ trainer (``fastvae._C.MlpTrainer``) reads by name (every field)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """What the C++ trainer (``fastvae._C.MlpTrainer``) reads by name: every field but :data:`DRIVER_OPTIONS`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in DRIVER_OPTIONS}
 
 
 def names() -> Tuple[str, ...]:
@@ -131,7 +133,8 @@ def names() -> Tuple[str, ...]:
 class Traits:
     """What a model kind's training stepper offers, as the option rules need it: the latent family
     (``"gaussian"`` or ``"categorical"``), whether the likelihood takes binary data only, the options the
-    stepper implements (any other option must keep its default), and the number of data-parallel processes."""
+    stepper implements (any other option, :data:`DRIVER_OPTIONS` aside, must keep its default), and the number of
+    data-parallel processes."""
 
     latent: str
     binary_likelihood: bool
@@ -196,7 +199,8 @@ def check_rules(opts: "TrainOptions", traits: Optional[Traits], where: str) -> N
         if (rule.always or value != getattr(default, rule.option)) and not rule.needs(opts, traits):
             raise ValueError(f"{where}: {rule.why}, got {rule.option}={value!r}")
     if traits is not None:
-        unsupported = [n for n in names() if n not in traits.supported and getattr(opts, n) != getattr(default, n)]
+        unsupported = [n for n in names() if n not in traits.supported and n not in DRIVER_OPTIONS
+                       and getattr(opts, n) != getattr(default, n)]
         if unsupported:
             raise ValueError(f"{where}: {', '.join(unsupported)} do not apply to {traits.kind}")
 
@@ -215,4 +219,4 @@ def resolve(options, overrides: dict, where: str) -> "TrainOptions":
     return replace(options, **overrides).validate(where)
 
 
-__all__ = ["TrainOptions", "Traits", "RULES", "check_rules", "resolve", "names"]
+__all__ = ["TrainOptions", "Traits", "RULES", "DRIVER_OPTIONS", "check_rules", "resolve", "names"]

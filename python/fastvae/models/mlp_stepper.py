@@ -5,7 +5,7 @@ import torch
 
 from .. import arch
 from .._extension import _C
-from ..options import Traits, names as option_names
+from ..options import Traits
 from ..training import EpochResult
 
 
@@ -15,7 +15,7 @@ class MlpStepper:
     @staticmethod
     def traits(model, world: int) -> Traits:
         return Traits(latent=model.latent, binary_likelihood=arch.binary_likelihood(model.likelihood),
-                      supported=frozenset(option_names()), kind="this VAE", world=world)
+                      supported=frozenset(_C.TRAIN_OPTIONS), kind="this VAE", world=world)
 
     def __init__(self, model, options, data, state, parallel):
         self.data = data

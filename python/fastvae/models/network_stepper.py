@@ -10,7 +10,7 @@ from ..training import EpochResult
 
 # The options this stepper implements; any other option set away from its default is refused (fastvae.options),
 # so an option added later is refused here until this stepper implements it.
-SUPPORTED = frozenset(("epochs", "batch_size", "n_samples", "lr", "betas", "eps", "weight_decay", "threshold",
+SUPPORTED = frozenset(("batch_size", "n_samples", "lr", "betas", "eps", "weight_decay", "threshold",
                        "estimator", "kl_weight", "eval_samples", "callback_every", "pixels", "objective", "k",
                        "iwae_estimator", "kl_warmup"))
 
