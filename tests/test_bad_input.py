@@ -500,7 +500,8 @@ row("vae-likelihood-unknown", lambda: fastvae.VAE(7, 3, likelihood="gauss"), Val
     "VAE: likelihood must be one of")
 row("vae-likelihood-not-str", lambda: fastvae.VAE(7, 3, likelihood=1), TypeError, "VAE: likelihood must be")
 row("op-vae_elbo-arch-likelihood", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(likelihood="gauss"), "analytic"),
-    RuntimeError, "unknown likelihood 'gauss'; choose one of \\['bernoulli', 'continuous_bernoulli', 'gaussian'\\]")
+    RuntimeError, re.escape("unknown likelihood 'gauss'; choose one of [" +
+                            ", ".join(f"'{n}'" for n in fastvae._C.LIKELIHOODS) + "]"))  # the C++ table, in order
 row("elbo-cb-x-above-1", lambda: E(CBM, XI + 1), RuntimeError, "must lie in \\[0, 1\\] for the continuous Bernoulli")
 row("elbo-cb-x-negative", lambda: E(CBM, with_entry(XI, (1, 2), -1e-9)), RuntimeError, "must lie in \\[0, 1\\]")
 row("elbo-cb-x-nan", lambda: E(CBM, with_entry(XI, (0, 0), NAN)), RuntimeError, "x contains NaN")
