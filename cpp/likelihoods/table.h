@@ -12,9 +12,10 @@
 #include "likelihoods/bernoulli.h"
 #include "likelihoods/continuous_bernoulli.h"
 #include "likelihoods/gaussian.h"
+#include "likelihoods/laplace.h"
 
 // X(struct in fastvae::likelihoods), in code order: the position is the enum value and the order of the names.
-#define FASTVAE_LIKELIHOODS(X) X(Bernoulli) X(ContinuousBernoulli) X(Gaussian)
+#define FASTVAE_LIKELIHOODS(X) X(Bernoulli) X(ContinuousBernoulli) X(Gaussian) X(Laplace)
 
 namespace fastvae {
 
