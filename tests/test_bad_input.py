@@ -513,6 +513,21 @@ row("vae-gaussian-sigma-str", lambda: fastvae.VAE(7, 3, likelihood="gaussian", g
     "VAE: gaussian_sigma must be")
 row("op-vae_elbo-arch-gaussian-sigma", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(gaussian_sigma=-1.0), "analytic"),
     RuntimeError, "gaussian_sigma must be finite and > 0")
+# The decoder mean op (the likelihood table's mean), called directly.
+row("op-likelihood_mean-unknown", lambda: ops.likelihood_mean(XS, "gauss", 1.0, "fixed"), RuntimeError,
+    "fastvae: likelihood_mean: unknown likelihood 'gauss'; choose one of")
+row("op-likelihood_mean-scale-unknown", lambda: ops.likelihood_mean(XS, "gaussian", 1.0, "learnt"), RuntimeError,
+    "fastvae: likelihood_mean: unknown gaussian_scale 'learnt'")
+row("op-likelihood_mean-predicted-bernoulli", lambda: ops.likelihood_mean(XS, "bernoulli", 1.0, "predicted"),
+    RuntimeError, "gaussian_scale 'predicted' needs likelihood 'gaussian'")
+row("op-likelihood_mean-predicted-odd", lambda: ops.likelihood_mean(XS, "gaussian", 1.0, "predicted"), RuntimeError,
+    "decoder_out rows hold 2 outputs per pixel, got 7 columns")
+row("op-likelihood_mean-sigma", lambda: ops.likelihood_mean(XS, "gaussian", 0.0, "fixed"), RuntimeError,
+    "gaussian_sigma must be a finite number > 0")
+row("op-likelihood_mean-int", lambda: ops.likelihood_mean(XS.long(), "gaussian", 1.0, "fixed"), RuntimeError,
+    "decoder_out must be a floating-point tensor")
+row("op-likelihood_mean-0d", lambda: ops.likelihood_mean(XS[0, 0], "gaussian", 1.0, "fixed"), RuntimeError,
+    "decoder_out must have at least one dimension")
 
 
 # -- fastvae.iwae ------------------------------------------------------------------------------------------

@@ -298,6 +298,8 @@ CPP_BAD = [  # the ops themselves (no Python checks): TORCH_CHECK errors, never 
     ((_x, _out, _z[:, :2], _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "z must have shape"),
     ((_x, _out.float(), _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "decoder_out has dtype"),
     ((_x.int(), _out, _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "x must be float32 or float64"),
+    ((_x, _out, _z, _mu, _sigma, "gaussian", 1.0, "learnt", "mc"), "unknown gaussian_scale 'learnt'; choose one of"),
+    ((_x, _out, _z, _mu, _sigma, "gaussian", 1.0, "learned", "mc"), "gaussian_scale 'learned' is a parameter of"),
 ]
 
 
