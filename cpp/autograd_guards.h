@@ -13,6 +13,8 @@ enum class Grad {
   kFormula,
   // No derivative: an error when called with inputs that require grad (cpp/autograd_guards.cpp).
   kNone,
+  // A composite of ATen operations (CompositeImplicitAutograd): autograd differentiates through them.
+  kComposite,
   // A private backward op (name ending in "_backward"): runs, but its outputs' own backward raises,
   // so a first-order gradient under create_graph=True works and a second-order one is refused.
   kBackward,

@@ -21,5 +21,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("IWAE_ESTIMATORS") = names(fastvae::iwae_estimator_names());
   m.attr("GAUSSIAN_SCALES") = names(fastvae::gaussian_scale_names());
   m.attr("LATENTS") = names(fastvae::latent_names());
+  // What data each likelihood takes ("binary", "unit_interval", "real"), from the likelihood table.
+  pybind11::dict data;
+  for (size_t i = 0; i < fastvae::likelihood_names().size(); ++i) {
+    const auto lik = static_cast<fastvae::Likelihood>(i);
+    data[fastvae::likelihood_name(lik)] = fastvae::likelihoods::data_name(fastvae::likelihood_data(lik));
+  }
+  m.attr("LIKELIHOOD_DATA") = data;
   fastvae::training::bind_trainer(m);
 }

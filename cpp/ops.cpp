@@ -75,6 +75,11 @@ TORCH_LIBRARY(fastvae, m) {
       ", float temperature, bool hard) -> (Tensor elbo, Tensor rec, Tensor kl)", Grad::kFormula);
   def(m, "vae_categorical_elbo_backward(Tensor w_rec, Tensor w_kl, Tensor x, Tensor? y, Tensor u, Tensor[] params, "
       FASTVAE_ARCH_SCHEMA ", float temperature, bool hard) -> Tensor[]", Grad::kBackward);
+  // Mean of p(x | decoder output) per pixel [..., D] for decoder_out [..., W] (W = D, or 2D for gaussian_scale
+  // "predicted"): the likelihood's formula (cpp/likelihoods/), e.g. sigmoid(a) for bernoulli, the mean output for
+  // gaussian; in decoder_out's dtype. Arguments as the architecture's (fastvae._C.LIKELIHOODS, GAUSSIAN_SCALES).
+  def(m, "likelihood_mean(Tensor decoder_out, str likelihood, float gaussian_sigma, str gaussian_scale) -> Tensor",
+      Grad::kComposite);  // cpp/generic/likelihood_mean.cpp
   // Objective heads (issue 11; cpp/generic/heads.cpp for every backend, cpp/cpu/heads_kernel.cpp fused on the
   // CPU, cpp/autograd/heads_autograd.cpp their autograd; docs/heads.md). x [B, D], decoder_out [L, B, D]
   // (gaussian "predicted": [L, B, 2D], mean | log-variance), z [L, B, Z], mu and sigma [B, Z]. likelihood:

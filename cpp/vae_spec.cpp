@@ -8,12 +8,14 @@ namespace fastvae {
 namespace {
 // One table per enum: the position of a name is its enum value.
 template <class E>
-E parse_name(const std::vector<std::string>& names, c10::string_view name, const char* what) {
+E parse_name(const std::vector<std::string>& names, c10::string_view name, const char* what,
+             const char* op = nullptr) {
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i] == std::string(name)) return static_cast<E>(i);
   std::string listing;
   for (const auto& n : names) listing += (listing.empty() ? "'" : ", '") + n + "'";
-  TORCH_CHECK(false, "fastvae: unknown ", what, " '", std::string(name), "'; choose one of [", listing, "]");
+  TORCH_CHECK(false, "fastvae: ", op ? std::string(op) + ": " : std::string(), "unknown ", what, " '",
+              std::string(name), "'; choose one of [", listing, "]");
   return E{};  // not reached
 }
 }  // namespace
@@ -31,33 +33,35 @@ const std::vector<std::string>& estimator_names() {
   return names;
 }
 const std::vector<std::string>& likelihood_names() {
-  static const std::vector<std::string> names{"bernoulli", "continuous_bernoulli", "gaussian"};
+#define FASTVAE_LIKELIHOOD_NAME(L) likelihoods::L::name,
+  static const std::vector<std::string> names{FASTVAE_LIKELIHOODS(FASTVAE_LIKELIHOOD_NAME)};
+#undef FASTVAE_LIKELIHOOD_NAME
   return names;
 }
-Likelihood parse_likelihood(c10::string_view name) {
-  return parse_name<Likelihood>(likelihood_names(), name, "likelihood");
+Likelihood parse_likelihood(c10::string_view name, const char* op) {
+  return parse_name<Likelihood>(likelihood_names(), name, "likelihood", op);
 }
 Act parse_activation(c10::string_view name, const char* what) {
   return parse_name<Act>(activation_names(), name, what);
 }
 Scale parse_posterior(c10::string_view name) { return parse_name<Scale>(posterior_names(), name, "posterior"); }
-Estimator parse_estimator(c10::string_view name) {
-  return parse_name<Estimator>(estimator_names(), name, "estimator");
+Estimator parse_estimator(c10::string_view name, const char* op) {
+  return parse_name<Estimator>(estimator_names(), name, "estimator", op);
 }
 const std::vector<std::string>& iwae_estimator_names() {
   static const std::vector<std::string> names{"reparam", "stl", "dreg"};
   return names;
 }
-IwaeEstimator parse_iwae_estimator(c10::string_view name) {
-  return parse_name<IwaeEstimator>(iwae_estimator_names(), name, "IWAE estimator");
+IwaeEstimator parse_iwae_estimator(c10::string_view name, const char* op) {
+  return parse_name<IwaeEstimator>(iwae_estimator_names(), name, "IWAE estimator", op);
 }
 
 const std::vector<std::string>& gaussian_scale_names() {
   static const std::vector<std::string> names{"fixed", "learned", "predicted"};
   return names;
 }
-GaussianScale parse_gaussian_scale(c10::string_view name) {
-  return parse_name<GaussianScale>(gaussian_scale_names(), name, "gaussian_scale");
+GaussianScale parse_gaussian_scale(c10::string_view name, const char* op) {
+  return parse_name<GaussianScale>(gaussian_scale_names(), name, "gaussian_scale", op);
 }
 const std::vector<std::string>& latent_names() {
   static const std::vector<std::string> names{"gaussian", "categorical"};
@@ -164,21 +168,24 @@ void VaeSpec::check_labels(const c10::optional<at::Tensor>& y, int64_t batch) co
   }
 }
 
-void check_binary(const at::Tensor& x, const char* name) {
+void check_binary(const at::Tensor& x, const char* name, const char* likelihood_title) {
   if (x.numel() == 0) return;
   TORCH_CHECK(!at::isnan(x).any().item<bool>(), "fastvae: ", name, " contains NaN");
   TORCH_CHECK(at::logical_or(x == 0, x == 1).all().item<bool>(), "fastvae: ", name,
-              " must be binary (every entry 0 or 1) for the Bernoulli likelihood; binarize it first "
+              " must be binary (every entry 0 or 1) for the ", likelihood_title, " likelihood; binarize it first "
               "(fastvae.datasets.binarize)");
 }
 
 void check_data(const at::Tensor& x, Likelihood lik, const char* name) {
-  if (lik == Likelihood::Bernoulli) return check_binary(x, name);
-  if (lik == Likelihood::Gaussian) return check_finite(x, name);
+  switch (likelihood_data(lik)) {
+    case likelihoods::Data::Binary: return check_binary(x, name, likelihood_title(lik));
+    case likelihoods::Data::Real: return check_finite(x, name);
+    case likelihoods::Data::UnitInterval: break;
+  }
   if (x.numel() == 0) return;
   TORCH_CHECK(!at::isnan(x).any().item<bool>(), "fastvae: ", name, " contains NaN");
-  TORCH_CHECK(at::logical_and(x >= 0, x <= 1).all().item<bool>(), "fastvae: ", name,
-              " must lie in [0, 1] for the continuous Bernoulli likelihood (intensities, e.g. pixel / 255)");
+  TORCH_CHECK(at::logical_and(x >= 0, x <= 1).all().item<bool>(), "fastvae: ", name, " must lie in [0, 1] for the ",
+              likelihood_title(lik), " likelihood (intensities, e.g. pixel / 255)");
 }
 
 void check_finite(const at::Tensor& x, const char* name) {

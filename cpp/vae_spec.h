@@ -1,12 +1,14 @@
 // Architecture of an MLP VAE with a Bernoulli decoder, built from the named, typed architecture
 // arguments every VAE op takes (FASTVAE_ARCH_SCHEMA below, spliced into the schemas in cpp/ops.cpp).
-// Enum values travel by name; the name tables in vae_spec.cpp are the only list of valid names, and
-// Python reads them from fastvae._C (ACTIVATIONS, POSTERIORS, ESTIMATORS).
+// Enum values travel by name; the name tables in vae_spec.cpp (the likelihoods: likelihoods/table.h) are the only
+// list of valid names, read by the engine, the heads and Python (fastvae._C.ACTIVATIONS, POSTERIORS, ESTIMATORS, ...).
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/string_view.h>
 #include <string>
 #include <vector>
+
+#include "likelihoods/table.h"
 
 namespace fastvae {
 
@@ -15,10 +17,7 @@ enum class Act : int64_t { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3, Sigm
 enum class Scale : int64_t { LogVar = 0, LogStd = 1, Std = 2 };
 // Gradient estimator of the KL part (issue "gradient estimators"; DD2434 theory, Roeder et al. 2017).
 enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLanding = 2 };
-// Decoder likelihood p(x | z) (issue 9 item 1): Bernoulli on binary pixels, or the continuous Bernoulli
-// (Loaiza-Ganem & Cunningham 2019) on intensities in [0, 1], both parameterized by the decoder's logits;
-// or a Gaussian N(x; a, sigma^2) around the decoder output a with a fixed scale sigma (gaussian_sigma).
-enum class Likelihood : int64_t { Bernoulli = 0, ContinuousBernoulli = 1, Gaussian = 2 };
+// Decoder likelihood p(x | z) (issue 9 item 1): enum Likelihood, from the table in likelihoods/table.h.
 // Encoder gradient of the IWAE bound (Burda et al. 2016): plain reparameterization, sticking the landing
 // (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
 enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
@@ -53,15 +52,16 @@ const std::vector<std::string>& activation_names();
 const std::vector<std::string>& posterior_names();
 const std::vector<std::string>& estimator_names();
 const std::vector<std::string>& likelihood_names();
-// Name -> enum; "fastvae: unknown <what> 'name'; choose one of [...]" otherwise.
+// Name -> enum; "fastvae: unknown <what> 'name'; choose one of [...]" otherwise, with "<op>: " after "fastvae: "
+// when op is given (the heads name their op).
 Act parse_activation(c10::string_view name, const char* what);
 Scale parse_posterior(c10::string_view name);
-Estimator parse_estimator(c10::string_view name);
-Likelihood parse_likelihood(c10::string_view name);
+Estimator parse_estimator(c10::string_view name, const char* op = nullptr);
+Likelihood parse_likelihood(c10::string_view name, const char* op = nullptr);
 const std::vector<std::string>& iwae_estimator_names();
-IwaeEstimator parse_iwae_estimator(c10::string_view name);
+IwaeEstimator parse_iwae_estimator(c10::string_view name, const char* op = nullptr);
 const std::vector<std::string>& gaussian_scale_names();
-GaussianScale parse_gaussian_scale(c10::string_view name);
+GaussianScale parse_gaussian_scale(c10::string_view name, const char* op = nullptr);
 const std::vector<std::string>& latent_names();
 Latent parse_latent(c10::string_view name);
 
@@ -77,6 +77,8 @@ struct VaeSpec {
   GaussianScale gscale = GaussianScale::Fixed;
   bool learned_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Learned; }
   bool predicted_scale() const { return lik == Likelihood::Gaussian && gscale == GaussianScale::Predicted; }
+  // What the likelihood's rows read besides a and x (the fixed scale; learned scales are the engine's own).
+  likelihoods::Params lik_params() const { return {gaussian_sigma, predicted_scale()}; }
   Latent latent = Latent::Gaussian;
   int64_t categories = 0;  // K of a categorical latent (>= 2); 0 for Gaussian latents
 
@@ -103,18 +105,18 @@ struct VaeSpec {
     return k == (int64_t)dec_hidden.size() ? out_dim() : dec_hidden[k];
   }
   // Width of the decoder output row: D, or 2D (mean | log-variance) for a predicted Gaussian scale.
-  int64_t out_dim() const { return predicted_scale() ? 2 * data_dim : data_dim; }
+  int64_t out_dim() const { return likelihood_outputs(lik, predicted_scale()) * data_dim; }
   // Checks count, shapes, dtype and device of the parameter list (weights [out, in], biases [out]).
   void check_params(at::TensorList params, at::ScalarType dtype, at::Device device) const;
   // Checks optional labels y: int64 [B] with values in [0, C); required iff C > 0.
   void check_labels(const c10::optional<at::Tensor>& y, int64_t batch) const;
 };
 
-// Checks a float tensor has only 0/1 entries (this also rejects NaN); names the argument on failure.
-void check_binary(const at::Tensor& x, const char* name);
+// Checks a float tensor has only 0/1 entries (this also rejects NaN); names the argument (and the likelihood
+// that needs binary data) on failure.
+void check_binary(const at::Tensor& x, const char* name, const char* likelihood_title = "Bernoulli");
 void check_finite(const at::Tensor& x, const char* name);
-// Checks that data x suits the likelihood: binary for bernoulli, in [0, 1] for continuous_bernoulli,
-// finite for gaussian.
+// Checks that data x suits the likelihood (its table entry's data): binary, in [0, 1] (no NaN), or finite.
 void check_data(const at::Tensor& x, Likelihood lik, const char* name);
 
 }  // namespace fastvae

@@ -1,24 +1,74 @@
-"""Pure-PyTorch reference of the objective heads (fastvae.heads), written from the definitions with
-torch.distributions and autograd; the estimators are surrogate objectives whose autograd gradient is the
-estimator's gradient (docs/heads.md)."""
+"""Pure-PyTorch reference of the objective heads (fastvae.heads) and of the decoder likelihoods, written from the
+definitions with torch.distributions and autograd; the estimators are surrogate objectives whose autograd gradient
+is the estimator's gradient (docs/heads.md).
+
+LIKELIHOODS is the tests' table of likelihoods, one row per entry of the C++ table (cpp/likelihoods/table.h):
+the table-driven tests (test_heads.py, test_likelihoods.py, test_opcheck.py) run every row, so a new likelihood is
+tested once it has its row here."""
 import math
+from typing import Callable, NamedTuple
 
 import torch
-from torch.distributions import Bernoulli, ContinuousBernoulli, Normal, kl_divergence
+from torch.distributions import Bernoulli, ContinuousBernoulli, Laplace, Normal, kl_divergence
+
+
+class Reference(NamedTuple):
+    """A likelihood as the tests see it: the torch.distributions density of x given the decoder output `out`
+    and the fixed scale (gaussian_sigma), the data it takes (fastvae._C.LIKELIHOOD_DATA), the fixed scale the
+    tests use, and `edge(x, out)`: (x, out) moved onto the points where the formula changes branch."""
+    dist: Callable
+    data: str
+    scale: float = 1.0
+    edge: Callable = lambda x, out: (x, out)
+
+
+def _cb_edge(x, out):
+    out = out.clone()
+    out[0, 0, :3] = torch.tensor([1e-4, -2e-3, 0.0])  # the normaliser's Taylor region near logit 0
+    return x, out
+
+
+def _tie_edge(x, out):
+    out = out.clone()
+    out[0, 0, :2] = x[0, :2]  # x = a: |x - a| has its kink there (derivative 0, autograd's and the kernels')
+    return x, out
+
+
+LIKELIHOODS = {
+    "bernoulli": Reference(lambda out, scale: Bernoulli(logits=out), "binary"),
+    "continuous_bernoulli": Reference(lambda out, scale: ContinuousBernoulli(logits=out), "unit_interval",
+                                      edge=_cb_edge),
+    "gaussian": Reference(lambda out, scale: Normal(out, scale), "real", 0.7),
+    "laplace": Reference(lambda out, scale: Laplace(out, scale), "real", 0.7, edge=_tie_edge),
+}
+
+# (likelihood, gaussian_sigma, gaussian_scale): every likelihood with its test scale, and the predicted Gaussian
+# scale (decoder_out [.., 2D]: mean, then log-variance).
+FAMILIES = [(name, r.scale, "fixed") for name, r in LIKELIHOODS.items()] + [("gaussian", 1.0, "predicted")]
+FAMILY_IDS = [f"{lik}-{scale}" if lik == "gaussian" else lik for lik, _, scale in FAMILIES]
+
+
+def data(likelihood, shape, generator, dtype=torch.float64):
+    """Random data the likelihood takes: 0/1 (binary), uniform on [0, 1] (unit_interval) or standard normal."""
+    kind = LIKELIHOODS[likelihood].data
+    if kind == "binary":
+        return (torch.rand(shape, generator=generator) < 0.4).to(dtype)
+    if kind == "unit_interval":
+        return torch.rand(shape, generator=generator, dtype=dtype)
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def dist(out, likelihood, gaussian_sigma=1.0, gaussian_scale="fixed"):
+    """p(x | out) as a torch.distributions object over the pixels."""
+    if gaussian_scale == "predicted":
+        d = out.shape[-1] // 2
+        return Normal(out[..., :d], torch.exp(0.5 * out[..., d:]))
+    return LIKELIHOODS[likelihood].dist(out, gaussian_sigma)
 
 
 def log_lik(x, out, likelihood, gaussian_sigma=1.0, gaussian_scale="fixed"):
     """log p(x | out) summed over pixels: [L, B]."""
-    if likelihood == "bernoulli":
-        dist = Bernoulli(logits=out)
-    elif likelihood == "continuous_bernoulli":
-        dist = ContinuousBernoulli(logits=out)
-    elif gaussian_scale == "predicted":
-        d = x.shape[-1]
-        dist = Normal(out[..., :d], torch.exp(0.5 * out[..., d:]))
-    else:
-        dist = Normal(out, gaussian_sigma)
-    return dist.log_prob(x.expand(out.shape[0], *x.shape)).sum(-1)
+    return dist(out, likelihood, gaussian_sigma, gaussian_scale).log_prob(x.expand(out.shape[0], *x.shape)).sum(-1)
 
 
 def _prior_minus_posterior(z, mu, sigma, stop):

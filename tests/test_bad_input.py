@@ -516,7 +516,8 @@ row("vae-likelihood-unknown", lambda: fastvae.VAE(7, 3, likelihood="gauss"), Val
     "VAE: likelihood must be one of")
 row("vae-likelihood-not-str", lambda: fastvae.VAE(7, 3, likelihood=1), TypeError, "VAE: likelihood must be")
 row("op-vae_elbo-arch-likelihood", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(likelihood="gauss"), "analytic"),
-    RuntimeError, "unknown likelihood 'gauss'; choose one of \\['bernoulli', 'continuous_bernoulli', 'gaussian'\\]")
+    RuntimeError, re.escape("unknown likelihood 'gauss'; choose one of [" +
+                            ", ".join(f"'{n}'" for n in fastvae._C.LIKELIHOODS) + "]"))  # the C++ table, in order
 row("elbo-cb-x-above-1", lambda: E(CBM, XI + 1), RuntimeError, "must lie in \\[0, 1\\] for the continuous Bernoulli")
 row("elbo-cb-x-negative", lambda: E(CBM, with_entry(XI, (1, 2), -1e-9)), RuntimeError, "must lie in \\[0, 1\\]")
 row("elbo-cb-x-nan", lambda: E(CBM, with_entry(XI, (0, 0), NAN)), RuntimeError, "x contains NaN")
@@ -528,6 +529,21 @@ row("vae-gaussian-sigma-str", lambda: fastvae.VAE(7, 3, likelihood="gaussian", g
     "VAE: gaussian_sigma must be")
 row("op-vae_elbo-arch-gaussian-sigma", lambda: ops.vae_elbo(XS, None, EPS, PS, *arch(gaussian_sigma=-1.0), "analytic"),
     RuntimeError, "gaussian_sigma must be finite and > 0")
+# The decoder mean op (the likelihood table's mean), called directly.
+row("op-likelihood_mean-unknown", lambda: ops.likelihood_mean(XS, "gauss", 1.0, "fixed"), RuntimeError,
+    "fastvae: likelihood_mean: unknown likelihood 'gauss'; choose one of")
+row("op-likelihood_mean-scale-unknown", lambda: ops.likelihood_mean(XS, "gaussian", 1.0, "learnt"), RuntimeError,
+    "fastvae: likelihood_mean: unknown gaussian_scale 'learnt'")
+row("op-likelihood_mean-predicted-bernoulli", lambda: ops.likelihood_mean(XS, "bernoulli", 1.0, "predicted"),
+    RuntimeError, "gaussian_scale 'predicted' needs likelihood 'gaussian'")
+row("op-likelihood_mean-predicted-odd", lambda: ops.likelihood_mean(XS, "gaussian", 1.0, "predicted"), RuntimeError,
+    "decoder_out rows hold 2 outputs per pixel, got 7 columns")
+row("op-likelihood_mean-sigma", lambda: ops.likelihood_mean(XS, "gaussian", 0.0, "fixed"), RuntimeError,
+    "gaussian_sigma must be a finite number > 0")
+row("op-likelihood_mean-int", lambda: ops.likelihood_mean(XS.long(), "gaussian", 1.0, "fixed"), RuntimeError,
+    "decoder_out must be a floating-point tensor")
+row("op-likelihood_mean-0d", lambda: ops.likelihood_mean(XS[0, 0], "gaussian", 1.0, "fixed"), RuntimeError,
+    "decoder_out must have at least one dimension")
 
 
 # -- fastvae.iwae ------------------------------------------------------------------------------------------

@@ -13,25 +13,17 @@ from fastvae import heads
 ops = torch.ops.fastvae
 F64 = torch.float64
 TOL = dict(atol=1e-9, rtol=1e-9)
-# (likelihood, gaussian_sigma, gaussian_scale)
-FAMILIES = [("bernoulli", 1.0, "fixed"), ("continuous_bernoulli", 1.0, "fixed"), ("gaussian", 0.7, "fixed"),
-            ("gaussian", 1.0, "predicted")]
-FAMILY_IDS = ["bernoulli", "continuous_bernoulli", "gaussian-fixed", "gaussian-predicted"]
+# (likelihood, gaussian_sigma, gaussian_scale): every row of the reference's likelihood table
+FAMILIES, FAMILY_IDS = ref.FAMILIES, ref.FAMILY_IDS
 
 
 def make_inputs(family, L=3, B=4, D=6, Z=2, seed=0, dtype=F64):
     likelihood, _, scale = family
     g = torch.Generator().manual_seed(seed)
-    if likelihood == "bernoulli":
-        x = (torch.rand(B, D, generator=g) < 0.4).to(dtype)
-    elif likelihood == "continuous_bernoulli":
-        x = torch.rand(B, D, generator=g, dtype=dtype)
-    else:
-        x = torch.randn(B, D, generator=g, dtype=dtype)
+    x = ref.data(likelihood, (B, D), g, dtype)
     width = 2 * D if scale == "predicted" else D
     out = torch.randn(L, B, width, generator=g, dtype=dtype)
-    if likelihood == "continuous_bernoulli":
-        out[0, 0, :3] = torch.tensor([1e-4, -2e-3, 0.0])  # the normaliser's Taylor region near logit 0
+    x, out = ref.LIKELIHOODS[likelihood].edge(x, out)  # where the formula changes branch
     mu = torch.randn(B, Z, generator=g, dtype=dtype)
     sigma = torch.rand(B, Z, generator=g, dtype=dtype) + 0.3
     z = mu + sigma * torch.randn(L, B, Z, generator=g, dtype=dtype)
@@ -298,13 +290,16 @@ def test_bad_input(case, exc, fragment):
 
 
 CPP_BAD = [  # the ops themselves (no Python checks): TORCH_CHECK errors, never a crash
-    ((_x, _out, _z, _mu, _sigma, "poisson", 1.0, "fixed", "mc"), "likelihood must be one of"),
+    ((_x, _out, _z, _mu, _sigma, "poisson", 1.0, "fixed", "mc"), "unknown likelihood 'poisson'; choose one of ["),
     ((_x, _out, _z, _mu, _sigma, "bernoulli", 0.0, "fixed", "mc"), "gaussian_sigma must be a finite number > 0"),
-    ((_x, _out, _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "dreg"), "estimator must be one of analytic"),
+    ((_x, _out, _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "dreg"),
+     "unknown estimator 'dreg'; choose one of ['analytic', 'mc', 'stl']"),
     ((_x, _out[:, :, :-1], _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "decoder_out must have shape"),
     ((_x, _out, _z[:, :2], _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "z must have shape"),
     ((_x, _out.float(), _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "decoder_out has dtype"),
     ((_x.int(), _out, _z, _mu, _sigma, "bernoulli", 1.0, "fixed", "mc"), "x must be float32 or float64"),
+    ((_x, _out, _z, _mu, _sigma, "gaussian", 1.0, "learnt", "mc"), "unknown gaussian_scale 'learnt'; choose one of"),
+    ((_x, _out, _z, _mu, _sigma, "gaussian", 1.0, "learned", "mc"), "gaussian_scale 'learned' is a parameter of"),
 ]
 
 

@@ -1,12 +1,16 @@
-"""Decoder likelihoods of the C++ engine (issue 9 item 1) against torch.distributions references:
-the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) through torch.distributions.ContinuousBernoulli,
-values and every parameter gradient in float64 within 1e-9, its normaliser on a grid of logits that
-crosses the Taylor region near lambda = 1/2, gradcheck, torch.compile and the data checks."""
+"""Decoder likelihoods of the C++ engine (issue 9 item 1) against torch.distributions references: every row of
+the reference table (tests/reference_heads.py) through its torch.distributions density, values and every parameter
+gradient in float64 within 1e-9, gradcheck, the IWAE bound, the decoder mean (op likelihood_mean) and a few
+training updates; then the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) in detail: its normaliser on a
+grid of logits that crosses the Taylor region near lambda = 1/2, torch.compile and the data checks."""
+import math
+
 import pytest
 import torch
 from torch.distributions import ContinuousBernoulli, Normal, kl_divergence
 
 import fastvae
+import reference_heads as ref
 from fastvae import _C
 from reference_vaes import Arch, RefVAE
 
@@ -42,10 +46,11 @@ def batch(model, B=5, L=3, dtype=F64, seed=0):
 
 
 def reference_terms(model, x, eps, y, estimator):
-    """rec, kl per image with p(x | z) = ContinuousBernoulli(logits = decoder(z)) (torch.distributions)."""
-    ref = RefVAE(model, Arch.of(model))
+    """rec, kl per image with p(x | z) the reference table's density of the model's likelihood around
+    decoder(z) (torch.distributions; the continuous Bernoulli: ContinuousBernoulli(logits = decoder(z)))."""
+    ref_model = RefVAE(model, Arch.of(model))
     L, B, Z = eps.shape
-    qz = ref.q(x, y)
+    qz = ref_model.q(x, y)
     z = qz.loc + qz.scale * eps  # reparameterization, as rsample does
     prior = Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))
     if estimator == "analytic":
@@ -54,16 +59,107 @@ def reference_terms(model, x, eps, y, estimator):
         q_eval = qz if estimator == "mc" else Normal(qz.loc.detach(), qz.scale.detach())
         kl = (q_eval.log_prob(z) - prior.log_prob(z)).sum(-1).mean(0)
     yy = None if y is None else y.repeat(L)
-    px = ContinuousBernoulli(logits=ref.logits(z.reshape(L * B, Z), yy))
-    rec = px.log_prob(x.repeat(L, 1)).sum(-1).reshape(L, B).mean(0)
-    return ref, rec, kl
+    out = ref_model.logits(z.reshape(L * B, Z), yy).reshape(L, B, -1)
+    rec = ref.log_lik(x, out, model.likelihood, model.gaussian_sigma).mean(0)
+    return ref_model, rec, kl
 
 
 def test_likelihood_table_is_exposed():
-    assert tuple(_C.LIKELIHOODS) == ("bernoulli", CB, "gaussian") == fastvae.arch.LIKELIHOODS
+    assert tuple(_C.LIKELIHOODS) == tuple(ref.LIKELIHOODS) == fastvae.arch.LIKELIHOODS
+    assert _C.LIKELIHOOD_DATA == {name: row.data for name, row in ref.LIKELIHOODS.items()}
     assert fastvae.VAE(7, 2, (4,), (4,)).spec().likelihood == "bernoulli"  # today's model is the default
 
 
+# -- every likelihood of the table --------------------------------------------------------------------------
+def table_model(lik, kind="logvar-tanh"):
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=9, latent_dim=3, encoder_hidden=(6, 5), decoder_hidden=(5,), dtype=F64,
+                       likelihood=lik, gaussian_sigma=ref.LIKELIHOODS[lik].scale, **SMALL[kind])
+
+
+def table_batch(model, B=5, L=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = ref.data(model.likelihood, (B, model.data_dim), g)
+    y = torch.randint(0, model.cond_dim, (B,), generator=g) if model.cond_dim else None
+    return x, y, torch.randn(L, B, model.latent_dim, generator=g, dtype=F64)
+
+
+@pytest.mark.parametrize("estimator", ["analytic", "mc", "stl"])
+@pytest.mark.parametrize("kind", SMALL)
+@pytest.mark.parametrize("lik", ref.LIKELIHOODS)
+def test_elbo_and_every_gradient_match_the_reference_table(lik, kind, estimator):
+    model = table_model(lik, kind)
+    x, y, eps = table_batch(model)
+    out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
+    ref_model, rec, kl = reference_terms(model, x, eps, y, estimator)
+    torch.testing.assert_close(out.rec, rec.detach(), atol=1e-9, rtol=0)
+    torch.testing.assert_close(out.kl, kl.detach(), atol=1e-9, rtol=0)
+    w = torch.linspace(0.5, 1.5, x.shape[0], dtype=F64)
+    obj = lambda e, r, k: -(w * e).sum() + 0.3 * r[0] + 0.7 * k[-1]  # noqa: E731
+    ours = torch.autograd.grad(obj(*out), model.flat_parameters())
+    theirs = ref_model.grads_in_fastvae_order(obj(rec - kl, rec, kl))
+    assert len(ours) == len(theirs) == len(model.flat_parameters())
+    for a, b in zip(ours, theirs):
+        assert (a - b).abs().max().item() <= 1e-9
+
+
+@pytest.mark.parametrize("lik", ref.LIKELIHOODS)
+def test_table_gradcheck_float64(lik):
+    model = table_model(lik, "std-cond")
+    x, y, eps = table_batch(model, B=4, L=2)
+    params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
+
+    def f(*ps):
+        return ops.vae_elbo(x, y, eps, list(ps), *model.spec().as_args(), "mc")
+    assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("lik", ref.LIKELIHOODS)
+def test_iwae_bound_uses_the_likelihood(lik):
+    # k = 1: the IWAE bound is the Monte Carlo ELBO of the same draw.
+    model = table_model(lik)
+    x, _, eps = table_batch(model, L=1)
+    iw = ops.vae_iwae(x, None, eps, [p.detach() for p in model.flat_parameters()], *model.spec().as_args())
+    torch.testing.assert_close(iw, fastvae.elbo(model, x, eps=eps, estimator="mc").elbo.detach(), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("family", ref.FAMILIES, ids=ref.FAMILY_IDS)
+def test_likelihood_mean_is_the_reference_mean(family, dtype):
+    lik, gs, scale = family
+    g = torch.Generator().manual_seed(1)
+    x = ref.data(lik, (4, 6), g)
+    out = 3 * torch.randn(2, 4, 12 if scale == "predicted" else 6, generator=g, dtype=F64)
+    _, out = ref.LIKELIHOODS[lik].edge(x, out)
+    out = out.reshape(8, -1)
+    mean = ops.likelihood_mean(out.to(dtype), lik, gs, scale)
+    want = ref.dist(out, lik, gs, scale).mean
+    assert mean.dtype == dtype and mean.shape == want.shape
+    torch.testing.assert_close(mean.double(), want, **(dict(atol=1e-9, rtol=0) if dtype == F64 else
+                                                       dict(atol=1e-6, rtol=1e-6)))
+
+
+@pytest.mark.parametrize("lik", ref.LIKELIHOODS)
+def test_decode_is_the_likelihood_mean(lik):
+    model = table_model(lik)
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    want = ref.dist(model.decode(z, logits=True), lik, model.gaussian_sigma, "fixed").mean  # torch.distributions
+    torch.testing.assert_close(model.decode(z), want, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("lik", ref.LIKELIHOODS)
+def test_fit_trains_every_likelihood(lik):
+    # binary likelihoods take thresholded pixels, the others the intensities themselves
+    pixels = "threshold" if ref.LIKELIHOODS[lik].data == "binary" else "intensity"
+    images = (torch.rand(40, 16, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    model = fastvae.VAE(16, 2, (8,), (8,), likelihood=lik, gaussian_sigma=ref.LIKELIHOODS[lik].scale)
+    history = model.fit(images, epochs=3, batch_size=10, pixels=pixels, seed=0, progress=False)
+    assert len(history.update_rec) == 12 and all(math.isfinite(v) for v in history.update_elbo)
+    assert history.train_elbo[-1] > history.train_elbo[0]
+
+
+# -- the continuous Bernoulli in detail ---------------------------------------------------------------------
 @pytest.mark.parametrize("logit_scale", [1.0, 0.002], ids=["logits", "near-zero-logits"])
 @pytest.mark.parametrize("estimator", ["analytic", "mc", "stl"])
 @pytest.mark.parametrize("kind", SMALL)
@@ -71,14 +167,14 @@ def test_elbo_and_every_gradient_match_continuous_bernoulli_reference(kind, esti
     model = model_of(kind, logit_scale=logit_scale)
     x, y, eps = batch(model)
     out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
-    ref, rec, kl = reference_terms(model, x, eps, y, estimator)
+    ref_model, rec, kl = reference_terms(model, x, eps, y, estimator)
     tol = dict(atol=1e-9, rtol=0)
     torch.testing.assert_close(out.rec, rec.detach(), **tol)
     torch.testing.assert_close(out.kl, kl.detach(), **tol)
     w = torch.linspace(0.5, 1.5, x.shape[0], dtype=F64)
     obj = lambda e, r, k: -(w * e).sum() + 0.3 * r[0] + 0.7 * k[-1]  # noqa: E731
     ours = torch.autograd.grad(obj(*out), model.flat_parameters())
-    theirs = ref.grads_in_fastvae_order(obj(rec - kl, rec, kl))
+    theirs = ref_model.grads_in_fastvae_order(obj(rec - kl, rec, kl))
     assert len(ours) == len(theirs) == len(model.flat_parameters())
     for a, b in zip(ours, theirs):
         assert (a - b).abs().max().item() <= 1e-9
@@ -141,11 +237,11 @@ def test_log_normaliser_and_its_derivative_on_a_grid_of_logits(dtype):
     torch.testing.assert_close(g.double(), exact[:, 1], **tol)
     # torch.distributions.ContinuousBernoulli agrees where its float64 formula keeps its digits (|a| <= 7)
     a_ref = a.clone().requires_grad_()
-    ref = ContinuousBernoulli(logits=a_ref).log_prob(x[0])
-    (g_ref,) = torch.autograd.grad(ref.sum(), [a_ref])
+    ref_lp = ContinuousBernoulli(logits=a_ref).log_prob(x[0])
+    (g_ref,) = torch.autograd.grad(ref_lp.sum(), [a_ref])
     keep = a.abs() <= 7
     torch.testing.assert_close(g.double()[keep], g_ref[keep], **tol)
-    torch.testing.assert_close(exact[keep, 0], ref[keep].detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(exact[keep, 0], ref_lp[keep].detach(), atol=1e-12, rtol=0)
     # the mean of p(x | z): decode returns the continuous Bernoulli mean, not sigmoid(a)
     mean = m.decode(torch.zeros(1, 1, dtype=dtype))[0].double()
     exact_mean = torch.tensor([paper_mean(ai) for ai in a.tolist()], dtype=F64)
@@ -189,14 +285,6 @@ def test_elbo_under_torch_compile():
     torch.testing.assert_close(compiled(x, eps), fastvae.elbo(model, x, eps=eps).elbo.sum())
 
 
-def test_iwae_bound_uses_the_likelihood():
-    # k = 1: the IWAE bound is the Monte Carlo ELBO of the same draw, here with the continuous Bernoulli.
-    model = model_of("logvar-tanh")
-    x, _, eps = batch(model, L=1)
-    iw = ops.vae_iwae(x, None, eps, [p.detach() for p in model.flat_parameters()], *model.spec().as_args())
-    torch.testing.assert_close(iw, fastvae.elbo(model, x, eps=eps, estimator="mc").elbo.detach(), atol=1e-12, rtol=0)
-
-
 def test_checkpoint_keeps_the_likelihood(tmp_path):
     model = model_of("logvar-tanh")
     model.save(tmp_path / "m.pt")
@@ -230,9 +318,9 @@ def test_gaussian_elbo_and_every_gradient_match_normal_reference(kind, estimator
     x, y, eps = batch(model)
     x = 3 * x - 1  # real-valued data: any finite value is valid
     out = fastvae.elbo(model, x, eps=eps, y=y, estimator=estimator)
-    ref = RefVAE(model, Arch.of(model))
+    ref_model = RefVAE(model, Arch.of(model))
     L, B, Z = eps.shape
-    qz = ref.q(x, y)
+    qz = ref_model.q(x, y)
     z = qz.loc + qz.scale * eps
     prior = Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))
     if estimator == "analytic":
@@ -240,14 +328,14 @@ def test_gaussian_elbo_and_every_gradient_match_normal_reference(kind, estimator
     else:
         q_eval = qz if estimator == "mc" else Normal(qz.loc.detach(), qz.scale.detach())
         kl = (q_eval.log_prob(z) - prior.log_prob(z)).sum(-1).mean(0)
-    mean = ref.logits(z.reshape(L * B, Z), None if y is None else y.repeat(L))
+    mean = ref_model.logits(z.reshape(L * B, Z), None if y is None else y.repeat(L))
     rec = Normal(mean, 0.3).log_prob(x.repeat(L, 1)).sum(-1).reshape(L, B).mean(0)
     torch.testing.assert_close(out.rec, rec.detach(), atol=1e-9, rtol=0)
     torch.testing.assert_close(out.kl, kl.detach(), atol=1e-9, rtol=0)
     w = torch.linspace(0.5, 1.5, x.shape[0], dtype=F64)
     obj = lambda e, r, k: -(w * e).sum() + 0.3 * r[0] + 0.7 * k[-1]  # noqa: E731
     ours = torch.autograd.grad(obj(*out), model.flat_parameters())
-    theirs = ref.grads_in_fastvae_order(obj(rec - kl, rec, kl))
+    theirs = ref_model.grads_in_fastvae_order(obj(rec - kl, rec, kl))
     for a, b in zip(ours, theirs):
         assert (a - b).abs().max().item() <= 1e-9
     z0 = eps[0]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import fastvae
+import reference_heads as ref
 from fastvae.arch import ArchSpec
 
 ops = torch.ops.fastvae
@@ -119,28 +120,30 @@ def iwae_cases():
 CASES = vae_cases() + adam_cases() + cavi_cases() + sampler_cases() + iwae_cases()
 
 
-def continuous_bernoulli_cases():
-    """The VAE ops with likelihood="continuous_bernoulli" on intensities in [0, 1]."""
+def likelihood_cases():
+    """The VAE ops with every other likelihood of the reference table (tests/reference_heads.py) on data it takes,
+    with a fixed scale; the Bernoulli default is vae_cases'."""
     cases = []
-    for grad in (True, False):
-        x, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
-        x = torch.rand(x.shape, dtype=F64, generator=gen(41))
-        arch = replace(ArchSpec(*arch), likelihood="continuous_bernoulli", gaussian_sigma=1.0).as_args()
-        if grad:
-            cases += [("vae_elbo", f"cb-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
-        else:
-            w = torch.linspace(0.5, 1.5, 4, dtype=F64)
-            cases += [("vae_elbo_backward", f"cb-{n}", (w, -w, x, y, eps, params, *arch, n))
-                      for n in fastvae._ops.ESTIMATORS]
-            cases += [("vae_encode", "cb", (x, y, params, *arch)), ("vae_decode", "cb", (eps[0], y, params, *arch)),
-                      ("vae_iwae", "cb", (x, y, eps, params, *arch))]
-    x, y, eps, params, arch = vae_inputs(0, requires_grad=True)
-    gauss = replace(ArchSpec(*arch), likelihood="gaussian", gaussian_sigma=0.5).as_args()
-    cases += [("vae_elbo", f"gaussian-{n}", (x - 0.3, y, eps, params, *gauss, n)) for n in fastvae._ops.ESTIMATORS]
+    for lik, row in ref.LIKELIHOODS.items():
+        if lik == "bernoulli":
+            continue
+        tag = "cb" if lik == "continuous_bernoulli" else lik
+        for grad in (True, False):
+            _, y, eps, params, arch = vae_inputs(0, requires_grad=grad)
+            x = ref.data(lik, (4, 7), gen(41))
+            arch = replace(ArchSpec(*arch), likelihood=lik, gaussian_sigma=row.scale).as_args()
+            if grad:
+                cases += [("vae_elbo", f"{tag}-{n}", (x, y, eps, params, *arch, n)) for n in fastvae._ops.ESTIMATORS]
+            else:
+                w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+                cases += [("vae_elbo_backward", f"{tag}-{n}", (w, -w, x, y, eps, params, *arch, n))
+                          for n in fastvae._ops.ESTIMATORS]
+                cases += [("vae_encode", tag, (x, y, params, *arch)), ("vae_decode", tag, (eps[0], y, params, *arch)),
+                          ("vae_iwae", tag, (x, y, eps, params, *arch))]
     return cases
 
 
-CASES += continuous_bernoulli_cases()
+CASES += likelihood_cases()
 
 
 def gaussian_scale_cases():
@@ -201,12 +204,10 @@ def heads_cases():
     """The objective heads (issue 11) on both paths: the fused CPU ops and their _generic_* twins (the
     device-generic ATen implementation), each likelihood / scale with every estimator."""
     cases = []
-    families = [("bernoulli", 1.0, "fixed"), ("continuous_bernoulli", 1.0, "fixed"), ("gaussian", 0.7, "fixed"),
-                ("gaussian", 1.0, "predicted")]
-    for lik, gs, scale in families:
+    for lik, gs, scale in ref.FAMILIES:
         g = gen(70)
         x = torch.rand(3, 4, dtype=F64, generator=g)
-        x = (x < 0.5).to(F64) if lik == "bernoulli" else x
+        x = (x < 0.5).to(F64) if ref.LIKELIHOODS[lik].data == "binary" else x
         out = torch.randn(2, 3, 8 if scale == "predicted" else 4, dtype=F64, generator=g)
         mu = torch.randn(3, 2, dtype=F64, generator=g)
         sigma = torch.rand(3, 2, dtype=F64, generator=g) + 0.5
@@ -235,6 +236,18 @@ def heads_cases():
 
 
 CASES += heads_cases()
+
+
+def likelihood_mean_cases():
+    """The decoder mean of every family of the reference table, from a decoder output [N, W]."""
+    cases = []
+    for (lik, gs, scale), tag in zip(ref.FAMILIES, ref.FAMILY_IDS):
+        out = torch.randn(3, 8 if scale == "predicted" else 4, dtype=F64, generator=gen(80))
+        cases.append(("likelihood_mean", tag, (out, lik, gs, scale)))
+    return cases
+
+
+CASES += likelihood_mean_cases()
 
 
 def library_ops():

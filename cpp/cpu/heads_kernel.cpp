@@ -20,19 +20,15 @@ namespace cpu {
 namespace {
 
 using heads::HeadShape;
-using heads::Lik;
+using likelihoods::Data;
 
 // log p(x | a) of one row and, if g, g = w * d log p / da (the engine's likelihood rows; softplus from
 // exp(-|a|) so that no logit overflows). The backward's recomputation calls it exactly as the forward does, so
 // that both give the same bits (autograd expects a backward to be reentrant).
-// nonbinary: bernoulli rows only (see bernoulli_row).
+// nonbinary: likelihoods on binary data only (see FusedRow).
 template <typename T>
 T row_log_lik(const HeadShape& s, const T* a, const T* x, T* g, T w, bool* nonbinary = nullptr) {
-  if (s.lik == Lik::Gaussian)
-    return s.predicted ? gaussian_predicted_row<T>(a, x, s.D, g, w)
-                       : gaussian_fixed_row<T>(a, x, s.D, g, w, s.gaussian_sigma);
-  if (s.lik == Lik::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, s.D, g, w);
-  return bernoulli_row<T>(a, x, s.D, g, w, nonbinary);
+  return likelihood_row<T>(s.lik, s.params, a, x, s.D, g, w, nonbinary);
 }
 
 // Some entry of p[0, n) fails ok (a vector predicate giving all-ones lanes where it holds; comparisons with NaN
@@ -57,20 +53,21 @@ bool has_nan(const at::Tensor& t) {
   return any_fails(t.data_ptr<T>(), t.numel(), [](const at::vec::Vectorized<T>& v) { return v == v; });
 }
 
-// x is as large as one decoder_out sample, so it gets at most one pass: for bernoulli none here (the row pass
-// flags non-binary values, check_binary below), for continuous_bernoulli the range check. The range checks also
-// fail on NaN, so x's NaN scan runs only then (for the message) or for the Gaussian.
+// x is as large as one decoder_out sample, so it gets at most one pass: for binary data none here (the row pass
+// flags non-binary values, check_binary below), for data in [0, 1] the range check. The range checks also fail on
+// NaN, so x's NaN scan runs only then (for the message) or for real-valued data.
 template <typename T>
 void check_x(const char* op, const HeadShape& s, const at::Tensor& x, bool bad) {
-  if (bad || s.lik == Lik::Gaussian)
+  const Data data = likelihood_data(s.lik);
+  if (bad || data == Data::Real)
     TORCH_CHECK_VALUE(!has_nan<T>(x), "fastvae: ", op, ": x contains NaN");
-  TORCH_CHECK_VALUE(!bad || s.lik != Lik::Bernoulli, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood "
-                    "bernoulli; use continuous_bernoulli for intensities in [0, 1]");
-  TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood continuous_bernoulli");
+  TORCH_CHECK_VALUE(!bad || data != Data::Binary, "fastvae: ", op, ": x must be binary (0 or 1) for likelihood ",
+                    likelihood_name(s.lik), "; use continuous_bernoulli for intensities in [0, 1]");
+  TORCH_CHECK_VALUE(!bad, "fastvae: ", op, ": x must lie in [0, 1] for likelihood ", likelihood_name(s.lik));
 }
 
 // The data checks of heads::check_data as one pass over each input (no temporaries): NaN anywhere, sigma <= 0
-// or infinite, x not binary (bernoulli) or outside [0, 1] (continuous_bernoulli). ValueError in Python.
+// or infinite, x not binary or outside [0, 1] as the likelihood's table entry says. ValueError in Python.
 template <typename T>
 void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
                 const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma) {
@@ -78,7 +75,7 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
   const int64_t n = x.numel();
   using Vec = at::vec::Vectorized<T>;
   const Vec zero(T(0)), one(T(1)), inf(std::numeric_limits<T>::infinity());
-  const bool bad = s.lik == Lik::ContinuousBernoulli &&
+  const bool bad = likelihood_data(s.lik) == Data::UnitInterval &&
                    any_fails(xp, n, [&](const Vec& v) { return (v >= zero) & (v <= one); });
   check_x<T>(op, s, x, bad);
   // decoder_out is not scanned: its rows' log-likelihoods are NaN if it holds one (check_rows).
@@ -156,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
     std::string estimator, bool decoder_grad) {
   const char* op = "elbo_terms";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
-  const auto est = heads::parse_kl(op, estimator);
+  const auto est = parse_estimator(estimator, op);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous();
   auto elbo = at::empty({s.B}, x.options()), rec = at::empty({s.B}, x.options()), kl = at::empty({s.B}, x.options());
@@ -183,7 +180,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
         if (std::isnan(r)) nan_seen = true;
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T k = 0;
-        if (est == heads::KlEst::Analytic) {
+        if (est == Estimator::Analytic) {
           k = analytic_kl<T>(m, sg, s.Z);
         } else {
           for (int64_t l = 0; l < s.L; ++l) {
@@ -213,7 +210,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
     std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_elbo_terms_backward";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
-  const auto est = heads::parse_kl(op, estimator);
+  const auto est = parse_estimator(estimator, op);
   heads::check_weights(op, "g_rec", g_rec_, x_, s.B);
   heads::check_weights(op, "g_kl", g_kl_, x_, s.B);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
@@ -237,7 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
         }
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
-        if (est == heads::KlEst::Analytic) {
+        if (est == Estimator::Analytic) {
           for (int64_t l = 0; l < s.L; ++l) std::fill_n(dzp + (l * s.B + b) * s.Z, s.Z, T(0));
           for (int64_t j = 0; j < s.Z; ++j) {
             dm[j] = gk[b] * m[j];
@@ -258,7 +255,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
             ds[j] += w * (e * e - T(1));
           }
         }
-        if (est == heads::KlEst::Mc) {
+        if (est == Estimator::MonteCarlo) {
           for (int64_t j = 0; j < s.Z; ++j) {
             dm[j] /= sg[j];
             ds[j] /= sg[j];
@@ -307,7 +304,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> iwae_bound_forward(
     std::string estimator, bool decoder_grad) {
   const char* op = "iwae_bound";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
-  heads::parse_iwae(op, estimator);
+  parse_iwae_estimator(estimator, op);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
        sigma = sigma_.contiguous();
   auto bound = at::empty({s.B}, x.options()), weights = at::empty({s.L, s.B}, x.options());
@@ -341,7 +338,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
     std::string likelihood, double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_iwae_bound_backward";
   const auto s = heads::check_heads(op, x_, out_, z_, mu_, sigma_, likelihood, gaussian_sigma, gaussian_scale);
-  const auto est = heads::parse_iwae(op, estimator);
+  const auto est = parse_iwae_estimator(estimator, op);
   heads::check_weights(op, "g", g_, x_, s.B);
   heads::check_importance_weights(op, weights_, x_, s.L, s.B);
   auto x = x_.contiguous(), out = out_.contiguous(), z = z_.contiguous(), mu = mu_.contiguous(),
@@ -372,7 +369,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
             scale_row<T>(dop + r * W, w[k], W);
             scale_row<T>(dop + r * W, gp[b], W);
           }
-          const T cz = est == heads::IwEst::Dreg ? c * w[k] : c;
+          const T cz = est == IwaeEstimator::DReG ? c * w[k] : c;
           const T* zz = zp + r * s.Z;
           T* dz = dzp + r * s.Z;
           for (int64_t j = 0; j < s.Z; ++j) {
@@ -383,7 +380,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
           }
         }
         for (int64_t j = 0; j < s.Z; ++j) {
-          if (est == heads::IwEst::Reparam) {
+          if (est == IwaeEstimator::Reparam) {
             dm[j] /= sg[j];
             ds[j] /= sg[j];
           } else {  // stl and dreg: no direct gradient to q's parameters

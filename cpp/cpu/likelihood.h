@@ -1,10 +1,13 @@
-// Per-row log-likelihoods of a decoder output and their gradients, shared by the fused VAE engine
-// (vae_engine.cpp) and the objective heads (heads_kernel.cpp). One definition of each formula.
+// The fused CPU rows of the likelihoods, shared by the VAE engine (vae_engine.cpp) and the objective heads
+// (heads_kernel.cpp): likelihood_row dispatches through the table (likelihoods/table.h) to a likelihood's FusedRow,
+// which is a scalar loop over its formula file's log_density unless it is specialised below with a hand-written row
+// (the Bernoulli and continuous Bernoulli rows, vectorized with at::vec; the Gaussian's scalar rows).
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
 
 #include "cpu/vec_math.h"
+#include "likelihoods/table.h"
 
 #include <algorithm>
 #include <cmath>
@@ -30,16 +33,12 @@ T vector_pass(int64_t D, int64_t& d, const Step& step) {
   return at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc0 + acc1);
 }
 
-// One Bernoulli pixel of a row's scalar tail: x a - softplus(a), and, if dlda, x - sigmoid(a) (unweighted).
-template <typename T>
-T bernoulli_pixel(T a, T x, T* dlda) {
-  const T e = std::exp(-std::abs(a));
-  if (dlda) {
-    const T inv = T(1) / (T(1) + e);
-    *dlda = x - (a >= 0 ? inv : e * inv);
-  }
-  return x * a - (std::max(a, T(0)) + std::log1p(e));
-}
+using likelihoods::Bernoulli;
+using likelihoods::ContinuousBernoulli;
+using likelihoods::Gaussian;
+
+// Each *_row returns log p(x | a) for one decoder output row a and data row x [D] and, if g != nullptr, writes
+// g = w * d log p / da (the gradient a decoder backward starts from).
 
 // log p(x | logits) = sum_d x_d a_d - softplus(a_d) and, if g != nullptr, g = w (x - sigmoid(a)),
 // both from one exp and one log1p of -|a| so that no logit overflows (the homeworks' sigmoid + BCE
@@ -71,60 +70,23 @@ T bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w, bool* nonbinary = 
   for (; d < D; ++d) {
     if (nonbinary && x[d] != T(0) && x[d] != T(1)) *nonbinary = true;
     T dl;
-    s += bernoulli_pixel<T>(a[d], x[d], g ? &dl : nullptr);
+    s += Bernoulli::log_density<T>(a[d], x[d], {}, g ? &dl : nullptr);
     if (g) g[d] = w * dl;
   }
   return s;
 }
 
-// log C and d log C / da of the continuous Bernoulli normaliser (Loaiza-Ganem & Cunningham 2019, eq. 7)
-// at lambda = sigmoid(a): C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = a / tanh(a / 2), so
-// log C = log(a / tanh(a / 2)) and d log C / da = 1/a - 1/sinh(a), both finite for every logit (the
-// ratio tends to |a|). Near a = 0 (0/0, and cancellation in the derivative) both come from their Taylor
-// series in u = a/2, on the region torch.distributions.ContinuousBernoulli uses (|lambda - 1/2| < 1e-3,
-// i.e. |a| < 2 artanh(0.002)): log C = log 2 + u^2/3 - 7u^4/90 + 62u^6/2835. Computed in double.
-inline void cb_log_norm(double a, double& logc, double& dlogc) {
-  constexpr double kCut = 4.0000053333e-3;  // 2 artanh(0.002)
-  if (std::abs(a) < kCut) {
-    const double u2 = 0.25 * a * a;
-    logc = 0.69314718055994530942 + u2 * (1.0 / 3 + u2 * (-7.0 / 90 + u2 * (62.0 / 2835)));
-    const double a2 = a * a;
-    dlogc = a * (1.0 / 6 + a2 * (-7.0 / 360 + a2 * (31.0 / 15120)));
-  } else {
-    logc = std::log(a / std::tanh(0.5 * a));
-    dlogc = 1.0 / a - 1.0 / std::sinh(a);
-  }
-}
-
-// Each *_row returns log p(x | a) for one decoder output row a and data row x [D] and, if g != nullptr,
-// writes g = w * d log p / da (the gradient a decoder backward starts from).
-// Gaussian with a decoder-predicted log-variance (Kingma & Welling 2014, C.2): the row a holds the means
-// a[0, D) and the log-variances lv = a[D, 2D); log p = sum_d -(x_d - mu_d)^2 / (2 exp(lv_d)) - lv_d / 2
-// - log(2 pi) / 2, d/dmu = (x - mu) exp(-lv), d/dlv = ((x - mu)^2 exp(-lv) - 1) / 2; g has 2D entries.
-// lv is unbounded: nothing is clamped, so an extreme lv gives inf / NaN, which the training loop reports.
-template <typename T>
-T gaussian_predicted_row(const T* a, const T* x, int64_t D, T* g, T w) {
-  T s = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    const T r = x[d] - a[d], lv = a[D + d], iv = std::exp(-lv), q = r * r * iv;
-    s -= T(0.5) * (q + lv);
-    if (g) {
-      g[d] = w * r * iv;
-      g[D + d] = w * T(0.5) * (q - T(1));
-    }
-  }
-  return s - T(D) * T(0.91893853320467274178);  // log(2 pi) / 2 per pixel
-}
-
-// sum_d log C(sigmoid(a_d)) over a row, and g_d += w * d log C / da_d if g != nullptr: cb_log_norm's formulas
-// and cut, four lanes at a time in double (Sleef's log, tanh, sinh through at::vec), so that the normaliser costs
-// about what the Bernoulli part does instead of three scalar libm calls per pixel.
+// sum_d log C(sigmoid(a_d)) over a row, and g_d += w * d log C / da_d if g != nullptr: the formulas and cut of
+// ContinuousBernoulli::log_norm, four lanes at a time in double (Sleef's log, tanh, sinh through at::vec), so that
+// the normaliser costs about what the Bernoulli part does instead of three scalar libm calls per pixel.
 template <typename T>
 double cb_log_norm_row(const T* a, int64_t D, T* g, T w) {
   using VD = at::vec::Vectorized<double>;
   constexpr int64_t W = VD::size();
-  const VD cut(4.0000053333e-3), one(1.0), half(0.5), quarter(0.25), ln2(0.69314718055994530942);
-  const VD c1(1.0 / 3), c2(-7.0 / 90), c3(62.0 / 2835), d1(1.0 / 6), d2(-7.0 / 360), d3(31.0 / 15120);
+  using CB = ContinuousBernoulli;
+  const VD cut(CB::kTaylorCut), one(1.0), half(0.5), quarter(0.25), ln2(CB::kLn2);
+  const VD c1(CB::kLogC[0]), c2(CB::kLogC[1]), c3(CB::kLogC[2]), d1(CB::kDLogC[0]), d2(CB::kDLogC[1]),
+      d3(CB::kDLogC[2]);
   VD acc(0.0);
   alignas(64) double buf[W];
   int64_t d = 0;
@@ -144,7 +106,7 @@ double cb_log_norm_row(const T* a, int64_t D, T* g, T w) {
   double s = at::vec::vec_reduce_all<double>([](VD& p, VD& q) { return p + q; }, acc);
   for (; d < D; ++d) {
     double lc, dlc;
-    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
+    ContinuousBernoulli::log_norm(static_cast<double>(a[d]), lc, dlc);
     s += lc;
     if (g) g[d] += w * static_cast<T>(dlc);
   }
@@ -162,16 +124,18 @@ double cb_log_norm_row(const T* a, int64_t D, T* g, T w) {
 // covers |a| < 1; beyond, the exact forms keep the gradient within a few float ulps.
 inline float continuous_bernoulli_row_f32(const float* a, const float* x, int64_t D, float* g, float w) {
   using Vec = at::vec::Vectorized<float>;
-  const Vec zero(0.f), one(1.f), two(2.f), cut(1.f), ln2(0.69314718f), wv(w);
-  // log C = ln 2 + a^2 P(a^2) and d log C / da = a Q(a^2) (series of log(a / tanh(a / 2)) and its derivative)
+  using CB = ContinuousBernoulli;
+  const Vec zero(0.f), one(1.f), two(2.f), cut(1.f), ln2(static_cast<float>(CB::kLn2)), wv(w);
+  // log C = ln 2 + a^2 P(a^2) and d log C / da = a Q(a^2) (series of log(a / tanh(a / 2)) and its derivative); the
+  // three lowest terms are the formula file's (kLogC is in u^2 = a^2 / 4: the divisions by 4^k are exact).
   static constexpr float kLogC[] = {
       float(-16931177.0 / 12194997534720000.0), float(8191.0 / 523069747200.0),
       float(-1414477.0 / 7846046208000.0), float(73.0 / 34214400.0), float(-127.0 / 4838400.0),
-      float(31.0 / 90720.0), float(-7.0 / 1440.0), float(1.0 / 12.0)};
+      float(CB::kLogC[2] / 64), float(CB::kLogC[1] / 16), float(CB::kLogC[0] / 4)};
   static constexpr float kDLogC[] = {
       float(-16931177.0 / 762187345920000.0), float(8191.0 / 37362124800.0), float(-1414477.0 / 653837184000.0),
-      float(73.0 / 3421440.0), float(-127.0 / 604800.0), float(31.0 / 15120.0), float(-7.0 / 360.0),
-      float(1.0 / 6.0)};
+      float(73.0 / 3421440.0), float(-127.0 / 604800.0), float(CB::kDLogC[2]), float(CB::kDLogC[1]),
+      float(CB::kDLogC[0])};
   auto step = [&](int64_t d, Vec& acc) {
     const Vec av = Vec::loadu(a + d), xv = Vec::loadu(x + d), t = av.abs();
     const Vec e = exp_nonpositive<float>(zero - t), small = t < cut, a2 = av * av;
@@ -192,11 +156,9 @@ inline float continuous_bernoulli_row_f32(const float* a, const float* x, int64_
   int64_t d;
   float s = vector_pass<float>(D, d, step);
   for (; d < D; ++d) {
-    double lc, dlc;
-    cb_log_norm(static_cast<double>(a[d]), lc, dlc);
     float dl;
-    s += bernoulli_pixel<float>(a[d], x[d], g ? &dl : nullptr) + static_cast<float>(lc);
-    if (g) g[d] = w * (dl + static_cast<float>(dlc));
+    s += ContinuousBernoulli::log_density<float>(a[d], x[d], {}, g ? &dl : nullptr);
+    if (g) g[d] = w * dl;
   }
   return s;
 }
@@ -208,19 +170,59 @@ T continuous_bernoulli_row(const T* a, const T* x, int64_t D, T* g, T w) {
 }
 
 
-// Gaussian with fixed sigma: log p = sum_d -(x_d - a_d)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2,
-// d/da = (x - a) / sigma^2.
-template <typename T>
-T gaussian_fixed_row(const T* a, const T* x, int64_t D, T* g, T w, double sigma) {
-  const T inv_var = T(1) / static_cast<T>(sigma * sigma);
-  const T norm = static_cast<T>(std::log(sigma) + 0.91893853320467274178);  // + log(2 pi) / 2
-  T s = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    const T r = x[d] - a[d];
-    s -= T(0.5) * r * r * inv_var;
-    if (g) g[d] = w * r * inv_var;
+
+// The fused row of likelihood L: log p(x | a) of one decoder output row and, if g, g = w * d log p / da. By default
+// a scalar loop over its formula file's log_density; with nonbinary (data Binary only) the pass also flags an x_d
+// that is neither 0 nor 1 (NaN included), as bernoulli_row does.
+template <class L>
+struct FusedRow {
+  static_assert(L::outputs == 1, "a likelihood with several decoder outputs per pixel needs a FusedRow of its own");
+  template <typename T>
+  static T run(const T* a, const T* x, int64_t D, T* g, T w, const likelihoods::Params& params, bool* nonbinary) {
+    const likelihoods::Params p = params;  // a local copy, so that loop-invariant terms (log of the scale) hoist
+    T s = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      if (L::data == likelihoods::Data::Binary && nonbinary && x[d] != T(0) && x[d] != T(1)) *nonbinary = true;
+      T dl;
+      s += L::template log_density<T>(a[d], x[d], p, g ? &dl : nullptr);
+      if (g) g[d] = w * dl;
+    }
+    return s;
   }
-  return s - T(D) * norm;
+};
+
+template <>
+struct FusedRow<Bernoulli> {
+  template <typename T>
+  static T run(const T* a, const T* x, int64_t D, T* g, T w, const likelihoods::Params&, bool* nonbinary) {
+    return bernoulli_row<T>(a, x, D, g, w, nonbinary);
+  }
+};
+
+template <>
+struct FusedRow<ContinuousBernoulli> {
+  template <typename T>
+  static T run(const T* a, const T* x, int64_t D, T* g, T w, const likelihoods::Params&, bool*) {
+    return continuous_bernoulli_row<T>(a, x, D, g, w);
+  }
+};
+
+template <>
+struct FusedRow<Gaussian> {
+  template <typename T>
+  static T run(const T* a, const T* x, int64_t D, T* g, T w, const likelihoods::Params& p, bool*) {
+    return p.predicted ? Gaussian::predicted_row<T>(a, x, D, g, w) : Gaussian::fixed_row<T>(a, x, D, g, w, p.scale);
+  }
+};
+
+// log p(x | a) of one row of likelihood lik and, if g, g = w * d log p / da; the row a has
+// likelihood_outputs(lik, p.predicted) * D entries. nonbinary: see FusedRow (likelihoods on binary data).
+template <typename T>
+T likelihood_row(Likelihood lik, const likelihoods::Params& p, const T* a, const T* x, int64_t D, T* g, T w,
+                 bool* nonbinary = nullptr) {
+  return visit_likelihood(lik, [&](auto l) {
+    return FusedRow<decltype(l)>::template run<T>(a, x, D, g, w, p, nonbinary);
+  });
 }
 
 }  // namespace cpu

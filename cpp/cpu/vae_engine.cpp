@@ -88,31 +88,14 @@ int64_t col_grain(int64_t R, int64_t H, int64_t K) {
   return std::max<int64_t>(16, (H + nt - 1) / nt);
 }
 
-// Gaussian with a learned per-pixel scale: log p = sum_d -(x_d - a_d)^2 inv_var_d / 2 - log_sigma_d
-// - log(2 pi) / 2, inv_var = exp(-2 log_sigma) (precomputed per call of the engine), d/da = (x - a) inv_var.
-// The gradient with respect to log sigma sums over rows, so it is a separate pass (learned_scale_grad).
-template <typename T>
-T gaussian_learned_row(const T* a, const T* x, int64_t D, T* g, T w, const T* log_sigma, const T* inv_var) {
-  T s = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    const T r = x[d] - a[d];
-    s -= T(0.5) * r * r * inv_var[d] + log_sigma[d];
-    if (g) g[d] = w * r * inv_var[d];
-  }
-  return s - T(D) * T(0.91893853320467274178);
-}
-
 // log_sigma / inv_var: the learned Gaussian scale's parameter and exp(-2 log_sigma), [D]; only read by
-// gaussian_scale "learned". The row a has spec.out_dim() entries (2D for a predicted scale).
+// gaussian_scale "learned" (the engine's own parameter, so its row is dispatched here, not by the table).
+// The row a has spec.out_dim() entries (2D for a predicted scale).
 template <typename T>
 T likelihood_row(const VaeSpec& spec, const T* a, const T* x, int64_t D, T* g, T w, const T* log_sigma = nullptr,
                  const T* inv_var = nullptr) {
-  const Likelihood lik = spec.lik;
-  if (spec.predicted_scale()) return gaussian_predicted_row<T>(a, x, D, g, w);
-  if (spec.learned_scale()) return gaussian_learned_row<T>(a, x, D, g, w, log_sigma, inv_var);
-  if (lik == Likelihood::Gaussian) return gaussian_fixed_row<T>(a, x, D, g, w, spec.gaussian_sigma);
-  if (lik == Likelihood::ContinuousBernoulli) return continuous_bernoulli_row<T>(a, x, D, g, w);
-  return bernoulli_row<T>(a, x, D, g, w);
+  if (spec.learned_scale()) return likelihoods::Gaussian::learned_row<T>(a, x, D, g, w, log_sigma, inv_var);
+  return cpu::likelihood_row<T>(spec.lik, spec.lik_params(), a, x, D, g, w);
 }
 
 // out[d] = sum_r rw[r] ((x_{r % B, d} - a_{r, d})^2 inv_var_d - 1): the gradient with respect to the learned

@@ -14,45 +14,11 @@ namespace fastvae {
 namespace heads {
 
 namespace {
-constexpr double kHalfLog2Pi = 0.91893853320467274178;
-
-// log p(x | out) per sample [L, B] and, if grad, d log p / d out [L, B, D or 2D]. Every formula is written
-// so that no logit overflows (softplus from exp(-|a|)); the continuous Bernoulli normaliser uses its Taylor
-// series near a = 0, on the region of torch.distributions.ContinuousBernoulli (as cb_log_norm in the engine).
+// log p(x | out) per sample [L, B] and, if grad, d log p / d out [L, B, D or 2D]: the likelihood's ATen expression
+// from its formula file (likelihoods/<name>.h), written so that no logit overflows.
 std::pair<at::Tensor, at::Tensor> log_lik(const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
                                           bool grad) {
-  if (s.lik == Lik::Gaussian) {
-    if (s.predicted) {
-      auto m = out.narrow(-1, 0, s.D), lv = out.narrow(-1, s.D, s.D);
-      auto r = x - m, iv = at::exp(-lv), q = r * r * iv;
-      auto ll = (q + lv).sum(-1).mul(-0.5).sub(s.D * kHalfLog2Pi);
-      return {ll, grad ? at::cat({r * iv, (q - 1) * 0.5}, -1) : at::Tensor()};
-    }
-    const double iv = 1.0 / (s.gaussian_sigma * s.gaussian_sigma);
-    auto r = x - out;
-    auto ll = (r * r).sum(-1).mul(-0.5 * iv).sub(s.D * (std::log(s.gaussian_sigma) + kHalfLog2Pi));
-    return {ll, grad ? r * iv : at::Tensor()};
-  }
-  const auto& a = out;
-  auto e = at::exp(-a.abs());
-  auto sp = a.clamp_min(0) + at::log1p(e);  // softplus(a)
-  auto lp = x * a - sp;
-  at::Tensor g;
-  if (grad) g = x - at::sigmoid(a);
-  if (s.lik == Lik::ContinuousBernoulli) {
-    constexpr double kCut = 4.0000053333e-3;  // 2 artanh(0.002)
-    auto small = a.abs() < kCut;
-    auto safe = at::where(small, at::ones_like(a), a);
-    auto u2 = a * a * 0.25;
-    auto taylor = ((u2 * (62.0 / 2835) - 7.0 / 90) * u2 + 1.0 / 3) * u2 + 0.69314718055994530942;
-    lp = lp + at::where(small, taylor, at::log(safe / at::tanh(safe * 0.5)));
-    if (grad) {
-      auto a2 = a * a;
-      auto dtaylor = a * ((a2 * (31.0 / 15120) - 7.0 / 360) * a2 + 1.0 / 6);
-      g = g + at::where(small, dtaylor, safe.reciprocal() - at::sinh(safe).reciprocal());
-    }
-  }
-  return {lp.sum(-1), g};
+  return visit_likelihood(s.lik, [&](auto l) { return decltype(l)::log_lik(x, out, s.params, grad); });
 }
 }  // namespace
 
@@ -60,19 +26,15 @@ HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out
                       const at::Tensor& mu, const at::Tensor& sigma, const std::string& likelihood,
                       double gaussian_sigma, const std::string& gaussian_scale) {
   HeadShape s{};
-  if (likelihood == "bernoulli") s.lik = Lik::Bernoulli;
-  else if (likelihood == "continuous_bernoulli") s.lik = Lik::ContinuousBernoulli;
-  else if (likelihood == "gaussian") s.lik = Lik::Gaussian;
-  else TORCH_CHECK(false, "fastvae: ", op, ": likelihood must be one of bernoulli, continuous_bernoulli, gaussian, got '",
-                   likelihood, "'");
-  TORCH_CHECK(gaussian_scale == "fixed" || gaussian_scale == "predicted", "fastvae: ", op,
-              ": gaussian_scale must be fixed or predicted, got '", gaussian_scale, "'");
-  TORCH_CHECK(gaussian_scale == "fixed" || s.lik == Lik::Gaussian, "fastvae: ", op,
+  s.lik = parse_likelihood(likelihood, op);
+  const GaussianScale scale = parse_gaussian_scale(gaussian_scale, op);
+  TORCH_CHECK(scale != GaussianScale::Learned, "fastvae: ", op, ": gaussian_scale 'learned' is a parameter of "
+              "fastvae.VAE; the heads take 'fixed' or 'predicted' (the log-variance as decoder output)");
+  TORCH_CHECK(scale == GaussianScale::Fixed || s.lik == Likelihood::Gaussian, "fastvae: ", op,
               ": gaussian_scale 'predicted' needs likelihood gaussian, got '", likelihood, "'");
-  s.predicted = gaussian_scale == "predicted";
   TORCH_CHECK(std::isfinite(gaussian_sigma) && gaussian_sigma > 0, "fastvae: ", op,
               ": gaussian_sigma must be a finite number > 0, got ", gaussian_sigma);
-  s.gaussian_sigma = gaussian_sigma;
+  s.params = {gaussian_sigma, scale == GaussianScale::Predicted};
   const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
   const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
   const int64_t dims[] = {2, 3, 3, 2, 2};
@@ -93,7 +55,7 @@ HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out
   s.Z = mu.size(1);
   TORCH_CHECK(s.B > 0 && s.D > 0 && s.L > 0 && s.Z > 0, "fastvae: ", op, ": empty inputs, got x ", x.sizes(),
               ", decoder_out ", out.sizes(), ", mu ", mu.sizes());
-  const int64_t width = s.predicted ? 2 * s.D : s.D;
+  const int64_t width = likelihood_outputs(s.lik, s.params.predicted) * s.D;
   TORCH_CHECK(out.size(1) == s.B && out.size(2) == width, "fastvae: ", op, ": decoder_out must have shape [L, ", s.B,
               ", ", width, "], got ", out.sizes());
   TORCH_CHECK(z.size(0) == s.L && z.size(1) == s.B && z.size(2) == s.Z, "fastvae: ", op, ": z must have shape [",
@@ -111,27 +73,14 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
     TORCH_CHECK_VALUE(!at::isnan(*ts[i]).any().item<bool>(), "fastvae: ", op, ": ", names[i], " contains NaN");
   TORCH_CHECK_VALUE(((sigma > 0) & (sigma < INFINITY)).all().item<bool>(), "fastvae: ", op,
                     ": sigma must be > 0 and finite everywhere");
-  if (s.lik == Lik::Bernoulli)
+  const auto data = likelihood_data(s.lik);
+  if (data == likelihoods::Data::Binary)
     TORCH_CHECK_VALUE(((x == 0) | (x == 1)).all().item<bool>(), "fastvae: ", op,
-                      ": x must be binary (0 or 1) for likelihood bernoulli; use continuous_bernoulli for "
-                      "intensities in [0, 1]");
-  if (s.lik == Lik::ContinuousBernoulli)
+                      ": x must be binary (0 or 1) for likelihood ", likelihood_name(s.lik),
+                      "; use continuous_bernoulli for intensities in [0, 1]");
+  if (data == likelihoods::Data::UnitInterval)
     TORCH_CHECK_VALUE(((x >= 0) & (x <= 1)).all().item<bool>(), "fastvae: ", op,
-                      ": x must lie in [0, 1] for likelihood continuous_bernoulli");
-}
-
-KlEst parse_kl(const char* op, const std::string& e) {
-  if (e == "analytic") return KlEst::Analytic;
-  if (e == "mc") return KlEst::Mc;
-  if (e == "stl") return KlEst::Stl;
-  TORCH_CHECK(false, "fastvae: ", op, ": estimator must be one of analytic, mc, stl, got '", e, "'");
-}
-
-IwEst parse_iwae(const char* op, const std::string& e) {
-  if (e == "reparam") return IwEst::Reparam;
-  if (e == "stl") return IwEst::Stl;
-  if (e == "dreg") return IwEst::Dreg;
-  TORCH_CHECK(false, "fastvae: ", op, ": estimator must be one of reparam, stl, dreg, got '", e, "'");
+                      ": x must lie in [0, 1] for likelihood ", likelihood_name(s.lik));
 }
 
 void check_weights(const char* op, const char* name, const at::Tensor& g, const at::Tensor& x, int64_t B) {
@@ -154,11 +103,11 @@ Terms generic_elbo_terms_forward(const at::Tensor& x, const at::Tensor& out, con
   const char* op = "elbo_terms";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   check_data(op, s, x, out, z, mu, sigma);
-  const auto est = parse_kl(op, estimator);
+  const auto est = parse_estimator(estimator, op);
   auto [ll, g] = log_lik(s, x, out, decoder_grad);
   auto rec = ll.mean(0);
   at::Tensor kl;
-  if (est == KlEst::Analytic) {
+  if (est == Estimator::Analytic) {
     kl = ((mu * mu + sigma * sigma - 1) * 0.5 - at::log(sigma)).sum(-1);
   } else {  // log q(z) - log p(z), the 2 pi terms cancel
     auto e = (z - mu) / sigma;
@@ -174,7 +123,7 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
                                   double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_elbo_terms_backward";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
-  const auto est = parse_kl(op, estimator);
+  const auto est = parse_estimator(estimator, op);
   check_weights(op, "g_rec", g_rec, x, s.B);
   check_weights(op, "g_kl", g_kl, x, s.B);
   // As the forward's decoder_grad, then scaled: the same bits as the autograd path that scales the saved one.
@@ -182,7 +131,7 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
                    ? (log_lik(s, x, out, true).second / static_cast<double>(s.L)) * g_rec.view({1, s.B, 1})
                    : at::empty({0}, x.options());
   at::Tensor d_z, d_mu, d_sigma;
-  if (est == KlEst::Analytic) {
+  if (est == Estimator::Analytic) {
     auto gk = g_kl.view({s.B, 1});
     d_z = at::zeros_like(z);
     d_mu = gk * mu;
@@ -191,7 +140,7 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
     auto gk = (g_kl / static_cast<double>(s.L)).view({1, s.B, 1});
     auto e = (z - mu) / sigma;
     d_z = gk * (z - e / sigma);
-    if (est == KlEst::Mc) {
+    if (est == Estimator::MonteCarlo) {
       d_mu = (gk * e).sum(0) / sigma;
       d_sigma = (gk * (e * e - 1)).sum(0) / sigma;
     } else {  // stl: q's parameters held fixed
@@ -210,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> generic_iwae_bound_forward(
   const char* op = "iwae_bound";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
   check_data(op, s, x, out, z, mu, sigma);
-  parse_iwae(op, estimator);
+  parse_iwae_estimator(estimator, op);
   auto [ll, g] = log_lik(s, x, out, decoder_grad);
   auto e = (z - mu) / sigma;
   auto lw = ll + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
@@ -225,7 +174,7 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights
                                   double gaussian_sigma, std::string gaussian_scale, std::string estimator) {
   const char* op = "_iwae_bound_backward";
   auto s = check_heads(op, x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale);
-  const auto est = parse_iwae(op, estimator);
+  const auto est = parse_iwae_estimator(estimator, op);
   check_weights(op, "g", g, x, s.B);
   check_importance_weights(op, weights, x, s.L, s.B);
   const auto& w = weights;
@@ -235,12 +184,12 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights
                                 : at::empty({0}, x.options());
   auto h = e / sigma - z;  // d/dz [log p(z) - log q(z)] with q's parameters fixed
   at::Tensor d_z, d_mu, d_sigma;
-  if (est == IwEst::Dreg) {
+  if (est == IwaeEstimator::DReG) {
     d_z = h * (c * w.unsqueeze(-1));
   } else {
     d_z = h * c;
   }
-  if (est == IwEst::Reparam) {
+  if (est == IwaeEstimator::Reparam) {
     d_mu = -(c * e).sum(0) / sigma;
     d_sigma = (c * (1 - e * e)).sum(0) / sigma;
   } else {

@@ -1,22 +1,21 @@
 // Shared by the objective heads' two implementations (generic ATen in heads.cpp, fused CPU in
-// cpp/cpu/heads_kernel.cpp): argument checks and the parsed names. docs/heads.md gives the formulas.
+// cpp/cpu/heads_kernel.cpp): argument checks and the parsed names. The names are the engine's (vae_spec.h: the
+// likelihood table, Estimator, IwaeEstimator, GaussianScale, parsed with the op's name in their messages).
+// docs/heads.md gives the formulas.
 #pragma once
 #include <ATen/ATen.h>
 
 #include <string>
 #include <tuple>
 
+#include "vae_spec.h"
+
 namespace fastvae {
 namespace heads {
 
-enum class Lik { Bernoulli, ContinuousBernoulli, Gaussian };
-enum class KlEst { Analytic, Mc, Stl };
-enum class IwEst { Reparam, Stl, Dreg };
-
 struct HeadShape {
-  Lik lik;
-  bool predicted;  // gaussian with decoder-predicted log-variance: decoder_out has 2D entries per row
-  double gaussian_sigma;
+  Likelihood lik;
+  likelihoods::Params params;  // gaussian_sigma; predicted: decoder_out holds 2D entries per row (mean | log-variance)
   int64_t L, B, D, Z;
 };
 
@@ -25,10 +24,8 @@ struct HeadShape {
 HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
                       const at::Tensor& mu, const at::Tensor& sigma, const std::string& likelihood,
                       double gaussian_sigma, const std::string& gaussian_scale);
-KlEst parse_kl(const char* op, const std::string& estimator);
-IwEst parse_iwae(const char* op, const std::string& estimator);
-// Data checks (ValueError in Python): no NaN in x, decoder_out, z, mu, sigma; sigma > 0; x binary for
-// bernoulli, in [0, 1] for continuous_bernoulli. ATen reductions (one host sync each on an accelerator).
+// Data checks (ValueError in Python): no NaN in x, decoder_out, z, mu, sigma; sigma > 0; x as the likelihood's
+// table entry says (binary, or in [0, 1]). ATen reductions (one host sync each on an accelerator).
 // Run by the forward ops only: the private backward ops trust the inputs their forward has checked.
 void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
                 const at::Tensor& mu, const at::Tensor& sigma);

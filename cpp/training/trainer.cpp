@@ -49,7 +49,7 @@ MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> e
   TORCH_INTERNAL_ASSERT(user_m_.size() == user_p_.size() && user_v_.size() == user_p_.size());
   TORCH_INTERNAL_ASSERT(world_ >= 1 && rank_ >= 0 && rank_ < world_ && (world_ == 1) == all_reduce_.is_none());
   TORCH_INTERNAL_ASSERT(world_ == 1 || o_.free_bits == 0);
-  TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || spec_.lik != Likelihood::Bernoulli);
+  TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || likelihood_data(spec_.lik) != likelihoods::Data::Binary);
   TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
   params_ = user_p_;
   exp_avg_ = user_m_;

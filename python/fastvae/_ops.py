@@ -149,25 +149,3 @@ def _categorical_backward(ctx, g_elbo, g_rec, g_kl):
 
 torch.library.register_autograd("fastvae::vae_categorical_elbo", _categorical_backward,
                                 setup_context=_elbo_setup_context)
-
-
-# Logits below this size use the Taylor series of the continuous Bernoulli mean: the region where
-# torch.distributions.ContinuousBernoulli switches to its expansion, |lambda - 1/2| < 1e-3.
-_CB_TAYLOR_CUT = 4.0000053333e-3  # 2 artanh(0.002)
-
-
-def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
-    """Mean of the continuous Bernoulli with logits a, lambda = sigmoid(a) (Loaiza-Ganem & Cunningham 2019):
-    ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1 / (1 - exp(-a)) - 1 / a``, written with
-    ``expm1`` so it keeps its digits for large |a| (where torch.distributions' float32 formula returns 1 for
-    a = 30 instead of 1 - 1/30), and ``1/2 + a/12 - a^3/720 + a^5/30240`` near a = 0. Computed in float64,
-    returned in the dtype of ``logits``; values in (0, 1)."""
-    a = logits.double()
-    small = a.abs() < _CB_TAYLOR_CUT
-    safe = torch.where(small, torch.ones_like(a), a)
-    direct = -1.0 / torch.expm1(-safe) - 1.0 / safe
-    a2 = a * a
-    taylor = 0.5 + a * (1.0 / 12 + a2 * (-1.0 / 720 + a2 / 30240))
-    return torch.where(small, taylor, direct).to(logits.dtype)
-
-

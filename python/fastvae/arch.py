@@ -20,9 +20,12 @@ GAUSSIAN_SCALES: Tuple[str, ...] = tuple(_C.GAUSSIAN_SCALES)  # fixed, learned, 
 LATENTS: Tuple[str, ...] = tuple(_C.LATENTS)  # latent families: gaussian, categorical
 
 
+LIKELIHOOD_DATA = dict(_C.LIKELIHOOD_DATA)  # what each likelihood takes: "binary", "unit_interval" or "real"
+
+
 def binary_likelihood(likelihood: str) -> bool:
-    """Whether the likelihood takes 0/1 data only (bernoulli) rather than intensities or real values."""
-    return likelihood == "bernoulli"
+    """Whether the likelihood takes 0/1 data only (bernoulli), from the C++ likelihood table."""
+    return LIKELIHOOD_DATA[likelihood] == "binary"
 
 
 @dataclass(frozen=True)

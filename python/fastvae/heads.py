@@ -155,6 +155,20 @@ def iwae_bound(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
 # -- fake (meta) kernels of the heads and their _generic_ twins (same schemas); their autograd is in C++
 # (cpp/autograd/heads_autograd.cpp): the public op runs the private forward, which also writes the gradient
 # with respect to decoder_out when one is needed, and the private backward scales it.
+def likelihood_mean(decoder_out: torch.Tensor, likelihood: str = "bernoulli", gaussian_sigma: float = 1.0,
+                    gaussian_scale: str = "fixed") -> torch.Tensor:
+    """Mean of p(x | decoder output) per pixel: [..., D] for decoder_out [..., D] ([..., 2D], mean then
+    log-variance, with ``gaussian_scale="predicted"``), in decoder_out's dtype, from the likelihood's formula file
+    (cpp/likelihoods/): sigmoid(a) for bernoulli; for continuous_bernoulli (Loaiza-Ganem & Cunningham 2019)
+    ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1 / (1 - exp(-a)) - 1 / a``, computed in float64 with
+    ``expm1`` for large |a| and ``1/2 + a/12 - a^3/720 + a^5/30240`` near a = 0, values in (0, 1); the decoder's
+    mean output for gaussian and laplace. Differentiable (a composite of ATen ops); any device.
+
+    Raises (the op's checks): RuntimeError for an unknown likelihood or gaussian_scale, "predicted" with another
+    likelihood, gaussian_sigma <= 0, a decoder_out that is not a float tensor or whose width does not fit."""
+    return ops.likelihood_mean(decoder_out, likelihood, gaussian_sigma, gaussian_scale)
+
+
 def _decoder_grad_fake(x, out, wanted):
     """decoder_out's gradient from a private forward or backward op: decoder_out's shape, or [0] if not wanted."""
     return torch.empty_like(out) if wanted else x.new_empty(0)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .. import _checks, _ops, checkpoint, pixels, presets
+from .. import _checks, _ops, checkpoint, heads, pixels, presets
 from .._lock import reading
 from ..arch import GAUSSIAN_SCALES, binary_likelihood
 from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
@@ -258,7 +258,7 @@ class VAE(Model):
         dtype and device; y: integer labels [N] for a conditional VAE. The mean is
         sigmoid(logits) for ``"bernoulli"`` and the continuous Bernoulli mean
         ``lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))`` for ``"continuous_bernoulli"``
-        (:func:`continuous_bernoulli_mean`); the decoder output itself for ``"gaussian"`` (its first D
+        (:func:`fastvae.heads.likelihood_mean`); the decoder output itself for ``"gaussian"`` (its first D
         columns with ``gaussian_scale="predicted"``, whose ``logits=True`` output is [N, 2D]: mean, then
         log-variance).
 
@@ -270,12 +270,8 @@ class VAE(Model):
         return out if logits else self._mean(out)
 
     def _mean(self, logits: torch.Tensor) -> torch.Tensor:
-        """The likelihood's mean from the decoder's logits."""
-        if self.likelihood == "continuous_bernoulli":
-            return _ops.continuous_bernoulli_mean(logits)
-        if self.likelihood == "gaussian":  # the decoder output is the Gaussian's mean (then its log-variance)
-            return logits[:, :self.data_dim] if self.gaussian_scale == "predicted" else logits
-        return torch.sigmoid(logits)
+        """The likelihood's mean from the decoder's logits (:func:`fastvae.heads.likelihood_mean`)."""
+        return heads.likelihood_mean(logits, self.likelihood, self.gaussian_sigma, self.gaussian_scale)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None):

@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .. import _checks, _ops, arch, checkpoint, heads, pixels
+from .. import _checks, arch, checkpoint, heads, pixels
 from ..arch import ESTIMATORS, IWAE_ESTIMATORS
 from ..types import ELBO
 from .base import Model
@@ -106,11 +106,7 @@ class NetworkVAE(Model):
         out = self.decoder(z)
         if _checks.flag("NetworkVAE.decode", "logits", logits):
             return out
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(out)
-        if self.likelihood == "continuous_bernoulli":
-            return _ops.continuous_bernoulli_mean(out)
-        return out[:, : out.shape[1] // 2] if self.gaussian_scale == "predicted" else out
+        return heads.likelihood_mean(out, **self._names())
 
     def sample(self, n: int, y=None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Decoder means for n codes z ~ N(0, I): [n, D]."""
