@@ -16,7 +16,7 @@ from .arch import ESTIMATORS, IWAE_ESTIMATORS
 
 OBJECTIVES = ("elbo", "iwae")
 # Options the training driver (fastvae.training) implements for every model kind; the others are the steppers'.
-DRIVER_OPTIONS = ("epochs",)  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
+DRIVER_OPTIONS = ("epochs", "shuffle")  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
 
 
 def _opt(default, check, doc):
@@ -61,7 +61,9 @@ class TrainOptions:
     <= temperature), anneal_rate (r >= 0) and anneal_every (int >= 1): the update that follows t completed
     optimizer steps uses ``tau = max(temperature_min, temperature * exp(-anneal_rate * t'))`` with t' = t rounded
     down to a multiple of anneal_every (so resumed fits continue the schedule); hard (bool: straight-through
-    one-hot samples).
+    one-hot samples). shuffle (bool, default True: a fresh ``torch.randperm`` order of the training images every
+    epoch, drawn from the run's generator; False: the images in their given order every epoch, as
+    ``DataLoader(shuffle=False)``, for debugging and curricula).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
@@ -93,6 +95,7 @@ class TrainOptions:
     anneal_rate: float = _opt(0.0, lambda w, n, v: c.real(w, n, v, min=0.0), "r of tau_0 exp(-r t) (0: constant)")
     anneal_every: int = _opt(1000, lambda w, n, v: c.integer(w, n, v, min=1), "updates between temperature changes")
     hard: bool = _opt(False, lambda w, n, v: c.flag(w, n, v), "straight-through one-hot categorical samples")
+    shuffle: bool = _opt(True, lambda w, n, v: c.flag(w, n, v), "a new order of the training images every epoch")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above.

@@ -264,7 +264,7 @@ def _loop(model, stepper, data: TrainData, opts: TrainOptions, state: AdamState,
                 if callback is not None:
                     callback("step", {"update": done + k, "epoch": epoch, "rec": rec, "kl": kl})
 
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen) if opts.shuffle else torch.arange(n)
             with lock:
                 out = stepper.epoch(order, gen, state.step, on_step)
             state.step = out.step
