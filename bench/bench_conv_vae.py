@@ -4,7 +4,7 @@ torch.compile of the plain model + loss, in one process on the same data, networ
 
 Sides (each an Adam step per minibatch on -mean ELBO, analytic KL, one sample):
 * fastvae heads: the networks in PyTorch, the ELBO by ``fastvae.heads.elbo_terms`` (fused C++ forward/backward);
-* fastvae fit: the same through ``model.fit`` (the Python loop of fastvae.network_training);
+* fastvae fit: the same through ``model.fit`` (the training driver with the networks' torch stepper, fastvae.models.network_stepper);
 * plain PyTorch: the continuous Bernoulli log-density written out (BCE with logits plus its log normaliser,
   Taylor branch near 1/2 as torch.distributions.ContinuousBernoulli) and the closed-form KL;
 * torch.compile of the plain forward + loss.

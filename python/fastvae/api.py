@@ -10,7 +10,8 @@ from .types import ELBO, History
 
 def fit(model, train_images, options=None, **kwargs) -> History:
     """Train ``model`` (a :class:`fastvae.VAE` or ``VAE.from_networks``) in place: ``model.fit(train_images,
-    options, train_labels=..., ...)``; arguments, returns and errors: :func:`fastvae.training.fit`."""
+    options, train_labels=..., ...)``; arguments, returns and errors: the one training driver,
+    :func:`fastvae.training.fit`."""
     return check_model("fastvae.fit", model).fit(train_images, options, **kwargs)
 
 

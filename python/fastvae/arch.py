@@ -62,7 +62,7 @@ class ArchSpec:
         return tuple(list(v) if isinstance(v, tuple) else v for v in astuple(self))
 
     def as_dict(self) -> dict:
-        """Field name -> value (what ``fastvae._C.train_vae`` reads by name)."""
+        """Field name -> value (what the C++ trainer, ``fastvae._C.MlpTrainer``, reads by name)."""
         return dict(zip(names(), self.as_args()))
 
 

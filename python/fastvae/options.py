@@ -3,20 +3,21 @@
 
 Each field carries its constraint (a ``_checks`` function) in its metadata, and :data:`RULES` holds every rule
 between options and between an option and the model it trains: the one place options are validated (the C++
-trainer only asserts what this module guarantees). A new option is one field here, its rules, and its use in the
-stepper that implements it (one line in ``kOptionFields``, cpp/train_loop.cpp, for the C++ trainer, which reads
-the options by name and fails loudly on a name missing on either side); docs/contributing.md walks through it.
+trainer only asserts what this module guarantees). A new option is one field here, its rules, and its use: in the driver
+(:data:`DRIVER_OPTIONS`, fastvae.training) or in the stepper that implements it (for the C++ trainer one line in
+``kOptionFields``, cpp/training/options.cpp, which reads the options by name and fails loudly on a name missing
+on either side); docs/contributing.md walks through it.
 """
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Optional, Tuple
 
-from ._extension import _C
 from . import _checks as c
+from ._extension import _C
 from .arch import ESTIMATORS, IWAE_ESTIMATORS
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae")  # the training objectives (the C++ trainer's parse_objective)
 # Options the training driver (fastvae.training) implements for every model kind; the others are the steppers'.
-DRIVER_OPTIONS = ("epochs", "shuffle")  # the training objectives the C++ loop knows (cpp/train_loop.cpp)
+DRIVER_OPTIONS = ("epochs", "shuffle")
 
 
 def _opt(default, check, doc):

@@ -33,7 +33,7 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     ELBO averaged over k Monte Carlo samples, Burda et al.'s "VAE" rows) and k (only for iwae_paper).
 
     Under torch.distributed (e.g. ``torchrun --nproc-per-node=2 -m fastvae reproduce ...``), every rank trains
-    data-parallel (:func:`fastvae.training.fit`); rank 0 alone prints and writes ``out``, the other ranks
+    data-parallel (:func:`fastvae.fit`); rank 0 alone prints and writes ``out``, the other ranks
     compute the same evaluations into a scratch folder that is removed at the end.
 
     Raises:
