@@ -93,20 +93,21 @@ def as_labels(labels, n: int, name: str, where: str) -> torch.Tensor:
 
 
 def from_dataset(dataset, where: str, name: str) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Images [N, ...] and labels [N] (or None) of a ``torch.utils.data.Dataset`` whose items are images or
-    (image, label) pairs, stacked in memory."""
+    """Images [N, ...] and labels [N] (or None) of a ``torch.utils.data.Dataset`` whose items are images, (image,)
+    or (image, label) pairs (tensors or numpy arrays; integer labels), stacked in memory."""
     n = len(dataset)
     if n == 0:
         raise ValueError(f"{where}: {name} is an empty dataset")
     images, labels = [], []
     for i in range(n):
         item = dataset[i]
-        if isinstance(item, (tuple, list)):
-            if len(item) != 2:
+        if isinstance(item, (tuple, list)):  # (image,) as TensorDataset gives it, or (image, label)
+            if len(item) not in (1, 2):
                 raise ValueError(f"{where}: {name} items must be images or (image, label) pairs, got {len(item)} "
                                  "entries")
-            item, label = item
-            labels.append(int(_checks.integer(where, f"{name} label {i}", label)))
+            if len(item) == 2:
+                labels.append(int(_checks.integer(where, f"{name} label {i}", item[1])))
+            item = item[0]
         images.append(_as_tensor(where, f"{name} item {i}", item))
     if labels and len(labels) != n:
         raise ValueError(f"{where}: {name} mixes images with and without labels")
