@@ -3,15 +3,16 @@ build reads too (pyproject.toml's dynamic version)."""
 import subprocess
 import sys
 
+import pytest
+
 import fastvae
 from fastvae import cli
 
 
 def test_version_flag_prints_the_package_version(capsys):
-    try:
+    with pytest.raises(SystemExit) as stop:
         cli.main(["--version"])
-    except SystemExit as e:
-        assert e.code == 0
+    assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"fastvae {fastvae.__version__}"
 
 
