@@ -36,6 +36,26 @@ void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1
   }
 }
 
+// adam_range out of place: the same operations in the same order (so the same bits), reading p, m, v and
+// writing po, mo, vo.
+template <typename T>
+void adam_range_into(const T* p, const T* g, const T* m, const T* v, T* po, T* mo, T* vo, int64_t n, double lr,
+                     double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt) {
+  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
+  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if (w != T(0)) gi += w * p[i];
+    T mi = m[i];
+    mi += (gi - mi) * omb1;
+    const T vi = v[i] * b2 + omb2 * gi * gi;
+    const T denom = std::sqrt(vi) * inv_bc2s + e;
+    mo[i] = mi;
+    vo[i] = vi;
+    po[i] = p[i] - step_size * (mi / denom);
+  }
+}
+
 // An entry is NaN or +-inf exactly when its exponent bits are all ones. Testing the bits with integer
 // ops (OR-reduced) lets the compiler vectorize the loop; a float sum cannot be reordered without
 // -ffast-math and would run one add per cycle.
@@ -136,6 +156,47 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
       b = offset[k + 1];
     }
   });
+}
+
+AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                             at::TensorList exp_avg_sq, at::TensorList out_params, at::TensorList out_exp_avg,
+                             at::TensorList out_exp_avg_sq, const std::vector<bool>& trainable, int64_t step,
+                             double lr, double beta1, double beta2, double eps, double weight_decay) {
+  const size_t n = params.size();
+  TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && out_params.size() == n &&
+                        out_exp_avg.size() == n && out_exp_avg_sq.size() == n && trainable.size() == n && step >= 1);
+  std::vector<int64_t> offset(n + 1, 0);
+  for (size_t k = 0; k < n; ++k) offset[k + 1] = offset[k] + (trainable[k] ? params[k].numel() : 0);
+  const double bc1 = 1 - std::pow(beta1, (double)step);
+  const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
+  std::atomic<bool> bad_gradient{false}, bad_result{false};
+  constexpr int64_t kChunk = 2048;  // the chunk's inputs and results stay in L1 for the finiteness checks
+  parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
+    for (size_t k = 0; k < n && b < e; ++k) {
+      if (offset[k + 1] <= b) continue;
+      const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
+      AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
+        using T = scalar_t;
+        for (int64_t c = lo; c < hi; c += kChunk) {
+          const int64_t len = std::min(kChunk, hi - c);
+          const T* g = grads[k].data_ptr<T>() + c;
+          T *po = out_params[k].data_ptr<T>() + c, *mo = out_exp_avg[k].data_ptr<T>() + c,
+            *vo = out_exp_avg_sq[k].data_ptr<T>() + c;
+          adam_range_into<T>(params[k].data_ptr<T>() + c, g, exp_avg[k].data_ptr<T>() + c,
+                             exp_avg_sq[k].data_ptr<T>() + c, po, mo, vo, len, lr, beta1, beta2, eps, weight_decay,
+                             bc1, bc2_sqrt);
+          if (!range_finite(g, len)) {
+            bad_gradient = true;
+          } else if (!(range_finite(po, len) && range_finite(mo, len) && range_finite(vo, len))) {
+            bad_result = true;
+          }
+        }
+      });
+      b = offset[k + 1];
+    }
+  });
+  // A non-finite gradient makes the results non-finite too: it is the cause to report.
+  return bad_gradient ? AdamVerdict::kGradient : bad_result ? AdamVerdict::kResult : AdamVerdict::kFinite;
 }
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) { m.impl("adam_step", &adam_update); }

@@ -33,53 +33,90 @@ void check_images(const at::Tensor& t, int64_t D) {
 }  // namespace
 
 MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg,
-                       std::vector<at::Tensor> exp_avg_sq, const py::dict& arch, const py::dict& options,
-                       py::object all_reduce, int64_t rank, int64_t world)
+                       std::vector<at::Tensor> exp_avg_sq, std::vector<bool> trainable, const py::dict& arch,
+                       const py::dict& options, py::object all_reduce, int64_t rank, int64_t world,
+                       c10::optional<at::Tensor> stop)
     : spec_(spec_from_dict(arch)),
       o_(options_from_dict(options)),
       all_reduce_(std::move(all_reduce)),
       rank_(rank),
       world_(world),
+      stop_(stop ? *stop : at::Tensor()),
+      trainable_(std::move(trainable)),
       user_p_(std::move(params)),
       user_m_(std::move(exp_avg)),
       user_v_(std::move(exp_avg_sq)),
       eng_(spec_),
       eval_eng_(spec_) {
   spec_.check_params(user_p_, at::kFloat, at::Device(at::kCPU));
-  TORCH_INTERNAL_ASSERT(user_m_.size() == user_p_.size() && user_v_.size() == user_p_.size());
+  const size_t n = user_p_.size();
+  TORCH_INTERNAL_ASSERT(user_m_.size() == n && user_v_.size() == n && trainable_.size() == n);
   TORCH_INTERNAL_ASSERT(world_ >= 1 && rank_ >= 0 && rank_ < world_ && (world_ == 1) == all_reduce_.is_none());
   TORCH_INTERNAL_ASSERT(world_ == 1 || o_.free_bits == 0);
   TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || likelihood_data(spec_.lik) != likelihoods::Data::Binary);
   TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
-  params_ = user_p_;
-  exp_avg_ = user_m_;
-  exp_avg_sq_ = user_v_;
-  params_[0] = transposed(user_p_[0]);
-  exp_avg_[0] = transposed(user_m_[0]);
-  exp_avg_sq_[0] = transposed(user_v_[0]);
+  TORCH_INTERNAL_ASSERT(!stop_.defined() || (stop_.scalar_type() == at::kInt && stop_.numel() == 1));
+  for (size_t k = 0; k < n; ++k) {
+    for (int b = 0; b < 2; ++b) {
+      if (b == 1 && !trainable_[k]) {  // a frozen tensor never changes: both boundaries share it
+        buf_[1].p.push_back(buf_[0].p[k]);
+        buf_[1].m.push_back(buf_[0].m[k]);
+        buf_[1].v.push_back(buf_[0].v[k]);
+        continue;
+      }
+      auto like = [&](const at::Tensor& t) { return k == 0 ? transposed(t) : t.clone(); };
+      buf_[b].p.push_back(like(user_p_[k]));
+      buf_[b].m.push_back(like(user_m_[k]));
+      buf_[b].v.push_back(like(user_v_[k]));
+    }
+  }
   // The gradients are views of one flat buffer (keeping the transposed strides) followed by the batch's rec and
   // kl sums, so that data-parallel training reduces everything an update needs with one all_reduce.
   int64_t n_grad = 0;
-  for (const auto& p : params_) n_grad += p.numel();
+  for (const auto& p : user_p_) n_grad += p.numel();
   flat_ = at::zeros({n_grad + 2}, at::kFloat);
-  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(params_.size()); off += params_[i].numel(), ++i)
-    grads_.push_back(flat_.narrow(0, off, params_[i].numel()).as_strided(params_[i].sizes(), params_[i].strides()));
+  const auto& ref = buf_[0].p;
+  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(n); off += ref[i].numel(), ++i)
+    grads_.push_back(flat_.narrow(0, off, ref[i].numel()).as_strided(ref[i].sizes(), ref[i].strides()));
   free_bits_mask_.assign(spec_.latent_dim, 1.f);
 }
 
 // The caller's tensors are the truth between epochs (a callback may have changed them).
 void MlpTrainer::sync_from_user() {
   at::AutoDispatchBelowADInplaceOrView guard;
-  params_[0].copy_(user_p_[0]);
-  exp_avg_[0].copy_(user_m_[0]);
-  exp_avg_sq_[0].copy_(user_v_[0]);
+  for (size_t k = 0; k < user_p_.size(); ++k) {
+    buf_[cur_].p[k].copy_(user_p_[k]);
+    buf_[cur_].m[k].copy_(user_m_[k]);
+    buf_[cur_].v[k].copy_(user_v_[k]);
+  }
 }
 
 void MlpTrainer::write_back() {
   at::AutoDispatchBelowADInplaceOrView guard;
-  user_p_[0].copy_(params_[0]);
-  user_m_[0].copy_(exp_avg_[0]);
-  user_v_[0].copy_(exp_avg_sq_[0]);
+  for (size_t k = 0; k < user_p_.size(); ++k) {
+    user_p_[k].copy_(buf_[cur_].p[k]);
+    user_m_[k].copy_(buf_[cur_].m[k]);
+    user_v_[k].copy_(buf_[cur_].v[k]);
+  }
+}
+
+// Adam from the current boundary into the other buffer, which becomes current if every gradient and result is
+// finite; otherwise the update is dropped and the reason returned ("gradient" or "parameters").
+const char* MlpTrainer::adam(int64_t step) {
+  State& next = buf_[1 - cur_];
+  const auto verdict =
+      cpu::adam_update_into(cur().p, grads_, cur().m, cur().v, next.p, next.m, next.v, trainable_, step, o_.lr,
+                            o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
+  if (verdict == cpu::AdamVerdict::kGradient) return "gradient";
+  if (verdict == cpu::AdamVerdict::kResult) return "parameters";
+  cur_ = 1 - cur_;
+  return nullptr;
+}
+
+// Runs the signal handlers (with the GIL) and reads the stop flag a SIGINT handler sets: the epoch stops at
+// this update boundary. A handler's exception stops it the same way (returned as the epoch's error).
+bool MlpTrainer::stop_requested() {
+  return stop_.defined() && stop_.data_ptr<int32_t>()[0] != 0;
 }
 
 // The pixels and noise of `n` rows of a batch, drawn as one process would, then this rank's share: rows
@@ -119,12 +156,12 @@ std::pair<double, double> MlpTrainer::forward(const Batch& b, int64_t step) {
     return {0, 0};
   }
   if (spec_.categorical()) {
-    eng_.categorical_forward(params_, b.x, b.labels(), b.eps, temperature_at(o_, step), o_.hard,
+    eng_.categorical_forward(cur().p, b.x, b.labels(), b.eps, temperature_at(o_, step), o_.hard,
                              w_rec_.data_ptr<float>());
   } else if (o_.iwae) {
-    return {sum_of(eng_.iwae_forward(params_, b.x, b.labels(), b.eps)) / b.m, 0.0};
+    return {sum_of(eng_.iwae_forward(cur().p, b.x, b.labels(), b.eps)) / b.m, 0.0};
   } else {
-    eng_.forward(params_, b.x, b.labels(), b.eps, o_.estimator, w_rec_.data_ptr<float>());
+    eng_.forward(cur().p, b.x, b.labels(), b.eps, o_.estimator, w_rec_.data_ptr<float>());
   }
   return {sum_of(eng_.rec()) / b.m, sum_of(eng_.kl()) / b.m};
 }
@@ -141,18 +178,19 @@ void MlpTrainer::apply_free_bits(int64_t n) {
 void MlpTrainer::backward(const Batch& b, int64_t step) {
   if (b.m == 0) return;
   if (spec_.categorical()) {
-    eng_.categorical_backward(params_, b.x, b.labels(), temperature_at(o_, step), o_.hard,
+    eng_.categorical_backward(cur().p, b.x, b.labels(), temperature_at(o_, step), o_.hard,
                               w_kl_.data_ptr<float>(), grads_);
   } else if (o_.iwae) {
-    eng_.iwae_backward(params_, b.x, b.labels(), b.eps, o_.iwae_estimator, w_rec_.data_ptr<float>(), grads_);
+    eng_.iwae_backward(cur().p, b.x, b.labels(), b.eps, o_.iwae_estimator, w_rec_.data_ptr<float>(), grads_);
   } else {
-    eng_.backward(params_, b.x, b.labels(), b.eps, o_.estimator, w_kl_.data_ptr<float>(), grads_);
+    eng_.backward(cur().p, b.x, b.labels(), b.eps, o_.estimator, w_kl_.data_ptr<float>(), grads_);
   }
 }
 
 py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Tensor>& train_y,
-                           const at::Tensor& order, at::Generator gen, int64_t step, py::object on_step,
-                           const c10::optional<at::Tensor>& val_x, const c10::optional<at::Tensor>& val_y) {
+                           const at::Tensor& order, at::Generator gen, int64_t step, py::object on_step, int64_t start,
+                           double elbo_sum, const c10::optional<at::Tensor>& val_x,
+                           const c10::optional<at::Tensor>& val_y) {
   const int64_t N = train_x.size(0), D = spec_.data_dim;
   check_images(train_x, D);
   if (val_x) check_images(*val_x, D);
@@ -161,6 +199,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
   // A batch larger than the data set is the whole data set (buffers never exceed N rows).
   const int64_t B = std::min(o_.batch_size, N), L = o_.iwae ? o_.k : o_.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
+  TORCH_INTERNAL_ASSERT(start >= 0 && start <= per_epoch);
   if (!xb_.defined() || xb_.size(0) != B) {
     xb_ = at::empty({B, D}, at::kFloat);
     yb_ = at::empty({B}, at::kLong);
@@ -169,14 +208,14 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
     w_kl_ = at::empty({B}, at::kFloat);
   }
   const at::Tensor labels = train_y ? *train_y : at::Tensor();
-  auto upd_rec = at::zeros({per_epoch}, at::kDouble), upd_kl = at::zeros({per_epoch}, at::kDouble);
+  auto upd_rec = at::zeros({per_epoch - start}, at::kDouble), upd_kl = at::zeros({per_epoch - start}, at::kDouble);
   std::vector<int64_t> val_done;
   std::vector<double> val_rec, val_kl;
   const int64_t* rows = order.data_ptr<int64_t>();
-  int64_t done = 0;
-  double elbo_sum = 0;
+  int64_t done = 0;  // updates of this call
+  bool interrupted = false;
   py::object error = py::none();
-  const char* diverged = nullptr;  // "loss" or "gradient": what was not finite at update step + 1
+  const char* diverged = nullptr;  // "loss", "gradient" or "parameters": what was not finite at update step + 1
   sync_from_user();
   {
     struct WriteBack {
@@ -185,29 +224,33 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
     } write_back_on_exit{*this};
     py::gil_scoped_release nogil;
     cpu::FlushDenormals flushed;  // this thread's share of the engine's arithmetic (cpu/flush_denormals.h)
-    auto report = [&](double r, double k) -> bool {
-      cpu::FlushDenormals::Paused caller_mode(flushed);  // the user's callback runs in the user's mode
+    // Python at an update boundary: the signal handlers (a SIGINT handler sets `stop`), then, if `report`, the
+    // caller's on_step. false stops the epoch.
+    auto at_boundary = [&](bool report, double r, double k) -> bool {
+      cpu::FlushDenormals::Paused caller_mode(flushed);  // Python runs in the caller's floating-point mode
       py::gil_scoped_acquire gil;
       try {
-        if (!on_step.is_none()) on_step(done, r, k);
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        if (report && !on_step.is_none()) on_step(start + done, r, k);
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
       } catch (py::error_already_set& e) {
         error = e.value();
         return false;
       }
-      return true;
+      interrupted = stop_requested();
+      return !interrupted;
     };
-    for (int64_t b = 0; b < per_epoch; ++b) {
+    // One visit to Python per update boundary: before the first update, then after each update.
+    bool go = at_boundary(false, 0, 0);
+    for (int64_t b = start; go && b < per_epoch; ++b) {
       const int64_t n = std::min(B, N - b * B);
+      const at::Generator before = gen.clone();  // the boundary's generator, put back if this update is dropped
       const Batch batch = load_batch(train_x, labels, rows + b * B, n, gen);
       auto [r, k] = forward(batch, step);
-      if (world_ == 1 && (!std::isfinite(r) || !std::isfinite(k))) {
-        diverged = "loss";
-        break;
-      }
-      if (batch.m > 0 && o_.free_bits > 0) apply_free_bits(n);
-      backward(batch, step);
-      if (world_ > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
+      if (world_ == 1 && (!std::isfinite(r) || !std::isfinite(k))) diverged = "loss";
+      if (!diverged && batch.m > 0 && o_.free_bits > 0) apply_free_bits(n);
+      if (!diverged) backward(batch, step);
+      if (!diverged && world_ > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
         float* terms = flat_.data_ptr<float>() + flat_.numel() - 2;
         terms[0] = static_cast<float>(r * batch.m);
         terms[1] = static_cast<float>(k * batch.m);
@@ -217,21 +260,19 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
           all_reduce_(flat_);
         } catch (py::error_already_set& err) {
           error = err.value();
+          gen.set_state(before.get_state());
           break;
         }
         r = terms[0] / n;
         k = terms[1] / n;
-        if (!std::isfinite(r) || !std::isfinite(k)) {
-          diverged = "loss";
-          break;
-        }
+        if (!std::isfinite(r) || !std::isfinite(k)) diverged = "loss";
       }
-      if (!cpu::all_finite(grads_)) {
-        diverged = "gradient";
+      if (!diverged) diverged = adam(step + 1);
+      if (diverged) {
+        gen.set_state(before.get_state());
         break;
       }
-      cpu::adam_update(params_, grads_, exp_avg_, exp_avg_sq_, ++step, o_.lr, o_.beta1, o_.beta2, o_.eps,
-                       o_.weight_decay);
+      ++step;
       upd_rec.data_ptr<double>()[done] = r;
       upd_kl.data_ptr<double>()[done] = k;
       elbo_sum += (r - k) * n;
@@ -239,18 +280,19 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
       if (val_x && o_.eval_every > 0 && step % o_.eval_every == 0) {
         // the schedule follows the optimizer's step, so resumed runs keep it
         const auto v = evaluate_flushed(*val_x, val_y ? *val_y : at::Tensor(), gen);
-        val_done.push_back(done);
+        val_done.push_back(start + done);
         val_rec.push_back(v.first);
         val_kl.push_back(v.second);
       }
-      if (o_.callback_every > 0 && (done % o_.callback_every == 0 || b + 1 == per_epoch) && !report(r, k)) break;
+      go = at_boundary(o_.callback_every > 0 && ((start + done) % o_.callback_every == 0 || b + 1 == per_epoch), r, k);
     }
   }
   py::dict out;
   out["step"] = step;
   out["updates"] = done;
-  out["completed"] = done == per_epoch;
-  out["train_elbo"] = done == per_epoch ? elbo_sum / N : std::numeric_limits<double>::quiet_NaN();
+  out["completed"] = start + done == per_epoch;
+  out["elbo_sum"] = elbo_sum;
+  out["interrupted"] = interrupted;
   out["update_rec"] = upd_rec.narrow(0, 0, done);
   out["update_kl"] = upd_kl.narrow(0, 0, done);
   out["val_done"] = val_done;
@@ -277,9 +319,9 @@ std::pair<double, double> MlpTrainer::evaluate_flushed(const at::Tensor& images,
     draw_noise(eps, spec_, gen);
     const int64_t* yp = cond ? y.data_ptr<int64_t>() : nullptr;
     if (spec_.categorical()) {  // hard samples: Gumbel-max draws of q, the discrete model's ELBO (any tau)
-      eval_eng_.categorical_forward(params_, x, yp, eps, 1.0, true, nullptr);
+      eval_eng_.categorical_forward(cur().p, x, yp, eps, 1.0, true, nullptr);
     } else {
-      eval_eng_.forward(params_, x, yp, eps, o_.estimator, nullptr);
+      eval_eng_.forward(cur().p, x, yp, eps, o_.estimator, nullptr);
     }
     rec += eval_eng_.rec().sum().item<double>();
     kl += eval_eng_.kl().sum().item<double>();
@@ -301,13 +343,14 @@ void bind_trainer(py::module_& m) {
   m.attr("TRAIN_OPTIONS") = py::tuple(py::cast(option_names()));
   m.attr("PIXELS") = py::tuple(py::cast(pixel_names()));
   py::class_<MlpTrainer>(m, "MlpTrainer", "The C++ stepper of fastvae.VAE (cpp/training/trainer.h).")
-      .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, py::dict, py::dict,
-                    py::object, int64_t, int64_t>(),
-           py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("arch"), py::arg("options"),
-           py::arg("all_reduce") = py::none(), py::arg("rank") = 0, py::arg("world") = 1)
+      .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<bool>,
+                    py::dict, py::dict, py::object, int64_t, int64_t, c10::optional<at::Tensor>>(),
+           py::arg("params"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("trainable"), py::arg("arch"),
+           py::arg("options"), py::arg("all_reduce") = py::none(), py::arg("rank") = 0, py::arg("world") = 1,
+           py::arg("stop") = py::none())
       .def("epoch", &MlpTrainer::epoch, py::arg("train_x"), py::arg("train_y"), py::arg("order"),
-           py::arg("generator"), py::arg("step"), py::arg("on_step"), py::arg("val_x") = py::none(),
-           py::arg("val_y") = py::none())
+           py::arg("generator"), py::arg("step"), py::arg("on_step"), py::arg("start") = 0, py::arg("elbo_sum") = 0.0,
+           py::arg("val_x") = py::none(), py::arg("val_y") = py::none())
       .def("evaluate", &MlpTrainer::evaluate, py::arg("images"), py::arg("labels"), py::arg("generator"));
   m.def(
       "gather_pixels",

@@ -17,22 +17,26 @@ namespace training {
 
 class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybind11 objects it holds
  public:
-  // params, exp_avg, exp_avg_sq: the model's parameters and Adam moments (engine order), updated in place.
+  // params, exp_avg, exp_avg_sq: the model's parameters and Adam moments (engine order); the trainer works on
+  // two buffers of its own and writes the current one back to these tensors at the end of every epoch, however
+  // it ends (so they only ever hold an update boundary). trainable: false for a frozen parameter (not updated).
   // arch: ArchSpec.as_dict(); options: TrainOptions.engine_dict(), validated by fastvae.options.
   // all_reduce: None, or a callable summing a flat float32 tensor over the `world` data-parallel ranks.
+  // stop: None, or an int32 [1] tensor that a SIGINT handler sets to ask for a stop at the next update boundary.
   MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avg, std::vector<at::Tensor> exp_avg_sq,
-             const pybind11::dict& arch, const pybind11::dict& options, pybind11::object all_reduce, int64_t rank,
-             int64_t world);
+             std::vector<bool> trainable, const pybind11::dict& arch, const pybind11::dict& options,
+             pybind11::object all_reduce, int64_t rank, int64_t world, c10::optional<at::Tensor> stop);
 
-  // One pass over `order` (int64 [N]: rows of train_x in the order to train on) in minibatches of batch_size,
-  // starting after `step` completed optimizer steps. on_step(updates done in this epoch, rec, kl) runs every
-  // callback_every updates and after the last one; an exception there, or Ctrl-C, stops the epoch between two
-  // updates. A non-finite loss or gradient stops it before the update it would have corrupted. Returns step,
-  // updates, update_rec, update_kl, completed, train_elbo (mean over the epoch's images if completed),
-  // val_done / val_rec / val_kl (validations, after that many of the epoch's updates), diverged ("loss",
-  // "gradient" or None) and error (the exception that stopped it, or None).
+  // The updates of an epoch over `order` (int64 [N]: rows of train_x in the order to train on) in minibatches of
+  // batch_size, from update `start` of the epoch on (a resumed epoch; elbo_sum carries the sum so far), after
+  // `step` completed optimizer steps. on_step(updates done in this epoch, rec, kl) runs every callback_every
+  // updates and after the last one. Between two updates the epoch stops on an exception in on_step or a signal
+  // handler, or when `stop` is set (interrupted). An update whose loss, gradient or result (parameters, moments)
+  // is not finite is dropped whole, the generator put back to where it was before it (divergence). Returns step,
+  // updates, update_rec, update_kl, completed, elbo_sum, interrupted, val_done / val_rec / val_kl (validations,
+  // after that many of the epoch's updates), diverged ("loss", "gradient", "parameters" or None) and error.
   pybind11::dict epoch(const at::Tensor& train_x, const c10::optional<at::Tensor>& train_y, const at::Tensor& order,
-                       at::Generator gen, int64_t step, pybind11::object on_step,
+                       at::Generator gen, int64_t step, pybind11::object on_step, int64_t start, double elbo_sum,
                        const c10::optional<at::Tensor>& val_x, const c10::optional<at::Tensor>& val_y);
 
   // Mean rec and kl over uint8 images [M, D] (eval_samples samples each, chunks of 500 images, pixels and noise
@@ -52,18 +56,31 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   std::pair<double, double> forward(const Batch& b, int64_t step);
   void apply_free_bits(int64_t n);
   void backward(const Batch& b, int64_t step);
+  const char* adam(int64_t step);
+  bool stop_requested();
   std::pair<double, double> evaluate_flushed(const at::Tensor& images, const at::Tensor& labels, at::Generator& gen);
   void sync_from_user();
   void write_back();
+
+  // The parameters and Adam moments of one update boundary.
+  struct State {
+    std::vector<at::Tensor> p, m, v;
+  };
+  const State& cur() const { return buf_[cur_]; }
 
   VaeSpec spec_;
   Options o_;
   pybind11::object all_reduce_;
   int64_t rank_, world_;
+  at::Tensor stop_;
+  std::vector<bool> trainable_;
   std::vector<at::Tensor> user_p_, user_m_, user_v_;  // the caller's tensors
-  // The same tensors, the input layer in transposed storage so that its forward product and weight gradient
-  // can skip the zero pixels of binarized images (cpu::VaeEngine::sparse_input_forward).
-  std::vector<at::Tensor> params_, exp_avg_, exp_avg_sq_;
+  // Two boundaries: Adam reads the current one and writes the other, which becomes current only if every result
+  // is finite. The input layer is in transposed storage so that its forward product and weight gradient can skip
+  // the zero pixels of binarized images (cpu::VaeEngine::sparse_input_forward). A frozen parameter is one tensor
+  // shared by both buffers.
+  State buf_[2];
+  int cur_ = 0;
   at::Tensor flat_;  // the gradients, then the batch's rec and kl sums: one all_reduce per update
   std::vector<at::Tensor> grads_;
   at::Tensor xb_, yb_, eps_, w_rec_, w_kl_;

@@ -11,6 +11,8 @@ on either side); docs/contributing.md walks through it.
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Optional, Tuple
 
+import torch
+
 from . import _checks as c
 from ._extension import _C
 from .arch import ESTIMATORS, IWAE_ESTIMATORS
@@ -138,13 +140,14 @@ class Traits:
     """What a model kind's training stepper offers, as the option rules need it: the latent family
     (``"gaussian"`` or ``"categorical"``), whether the likelihood takes binary data only, the options the
     stepper implements (any other option, :data:`DRIVER_OPTIONS` aside, must keep its default), and the number of
-    data-parallel processes."""
+    data-parallel processes, and the dtype the stepper computes in."""
 
     latent: str
     binary_likelihood: bool
     supported: frozenset
     kind: str = "model"
     world: int = 1
+    dtype: torch.dtype = torch.float32  # the arithmetic's: every real option must be finite, and > 0 if given > 0
 
 
 @dataclass(frozen=True)
@@ -203,10 +206,23 @@ def check_rules(opts: "TrainOptions", traits: Optional[Traits], where: str) -> N
         if (rule.always or value != getattr(default, rule.option)) and not rule.needs(opts, traits):
             raise ValueError(f"{where}: {rule.why}, got {rule.option}={value!r}")
     if traits is not None:
+        _check_in_dtype(opts, traits.dtype, where)
         unsupported = [n for n in names() if n not in traits.supported and n not in DRIVER_OPTIONS
                        and getattr(opts, n) != getattr(default, n)]
         if unsupported:
             raise ValueError(f"{where}: {', '.join(unsupported)} do not apply to {traits.kind}")
+
+
+def _check_in_dtype(opts: "TrainOptions", dtype: torch.dtype, where: str) -> None:
+    """A real option that is finite in Python can be inf (1e308) or 0 (1e-50) in the stepper's dtype: refused."""
+    info = torch.finfo(dtype)
+    for f in fields(opts):
+        values = getattr(opts, f.name)
+        for i, v in enumerate(values if isinstance(values, tuple) else (values,)):
+            if isinstance(v, float) and (abs(v) > info.max or 0 < abs(v) < info.tiny):
+                name = f"{f.name}[{i}]" if isinstance(values, tuple) else f.name
+                raise ValueError(f"{where}: {name}={v!r} is {'inf' if abs(v) > info.max else '0'} in the model's "
+                                 f"arithmetic ({dtype}: finite magnitudes from {info.tiny:.3g} to {info.max:.3g})")
 
 
 def resolve(options, overrides: dict, where: str) -> "TrainOptions":

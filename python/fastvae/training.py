@@ -24,7 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks, options as options_module, pixels
-from ._lock import model_lock
+from ._interrupts import deferred_sigint
+from ._lock import inside_epoch, model_lock, owning
 from .distributed import DataParallel, resolve_group
 from .options import TrainOptions
 from .types import AdamState, History, TrainingDivergedError
@@ -48,15 +49,18 @@ class TrainData:
 @dataclass
 class EpochResult:
     """What a stepper's epoch did: ``step`` (Adam's step count after it), per-update ``update_rec`` and
-    ``update_kl`` (float64 arrays), ``train_elbo`` (mean over the epoch's images; NaN unless ``completed``),
-    validations (``val_done``: after how many of the epoch's updates), and why it stopped early: ``diverged``
-    ("loss" or "gradient" at update step + 1) or ``error`` (an exception from a callback, or KeyboardInterrupt)."""
+    ``update_kl`` (float64 arrays) of the updates it did, ``completed``, validations (``val_done``: after how many of the epoch's updates, counted from its start), and why it stopped
+    early: ``interrupted`` (the SIGINT flag was set; also possible after a completed epoch's last update),
+    ``diverged`` ("loss", "gradient" or "parameters" at update step + 1, the update dropped whole) or ``error``
+    (an exception from a callback). ``elbo_sum``: sum over the epoch's images so far of the minibatch ELBO (the
+    epoch's train ELBO is elbo_sum / N once completed)."""
 
     step: int
     update_rec: np.ndarray
     update_kl: np.ndarray
     completed: bool
-    train_elbo: float = float("nan")
+    elbo_sum: float = 0.0
+    interrupted: bool = False
     val_done: tuple = ()
     val_rec: tuple = ()
     val_kl: tuple = ()
@@ -214,96 +218,166 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, train_la
     data = _data(model, train_images, train_labels, test_images, test_labels, val_images, val_labels)
     model._check_trainable(WHERE)
     parallel = DataParallel(resolve_group(WHERE, process_group))
-    params = model.flat_parameters()
-    state = model.optimizer_state_ if model.optimizer_state_ is not None else AdamState.zeros(params)
-    gen = _generator(model, seed)
     options_module.check_rules(opts, model._traits(parallel.world), WHERE)
-    with torch.no_grad():
-        stepper = model._stepper(opts, data, state, parallel)
-    if parallel.world > 1:  # every rank starts from rank 0's weights, Adam state and generator
-        gen_state = gen.get_state()
-        step = torch.tensor([float(state.step)], dtype=torch.float64)
-        parallel.broadcast_([*params, *state.exp_avg, *state.exp_avg_sq, gen_state, step])
-        gen.set_state(gen_state)
-        state.step = int(step.item())
-    model.optimizer_state_ = state
-    model.train_options_ = opts
-    return _loop(model, stepper, data, opts, state, gen, parallel, progress, callback, checkpoint, checkpoint_every)
+    with owning(model, WHERE), deferred_sigint(raise_at_exit=False) as sigint:
+        with model_lock(model), torch.no_grad():
+            params = model.flat_parameters()
+            state = model.optimizer_state_ if model.optimizer_state_ is not None else AdamState.zeros(params)
+            gen = _generator(model, seed)
+            pending = _resume_point(model, seed, data.x.shape[0])
+            stepper = model._stepper(opts, data, state, parallel, sigint.flag)
+            if parallel.world > 1:  # every rank starts from rank 0's weights, Adam state and generator
+                gen_state = gen.get_state()
+                step = torch.tensor([float(state.step)], dtype=torch.float64)
+                parallel.broadcast_([*params, *state.exp_avg, *state.exp_avg_sq, gen_state, step])
+                gen.set_state(gen_state)
+                state.step = int(step.item())
+            model.optimizer_state_ = state
+            model.train_options_ = opts
+        run = _Run(model, stepper, data, opts, state, gen, parallel, pending, sigint)
+        history = run.epochs(progress, callback, checkpoint, checkpoint_every)
+    if run.interrupted:  # the model is whole at its last update boundary
+        raise KeyboardInterrupt
+    return history
 
 
-def _loop(model, stepper, data: TrainData, opts: TrainOptions, state: AdamState, gen: torch.Generator,
-          parallel: DataParallel, progress, callback, checkpoint, checkpoint_every) -> History:
-    """The epochs: order, the stepper's updates, test evaluation, History, callbacks, checkpoints."""
-    n = data.x.shape[0]
-    per_epoch = -(-n // min(opts.batch_size, n))
-    record = _Recorder(model.history_)
-    first_update = record.updates
-    this_fit = _Recorder(None)
-    bar = tqdm(total=opts.epochs * per_epoch, unit="update", disable=not (progress and parallel.is_main),
-               leave=False)
-    lock = model_lock(model)
-    done = 0  # updates of this fit
+def _resume_point(model, seed, n):
+    """The epoch a previous fit stopped inside (Ctrl-C, divergence, a callback's exception), to be finished first:
+    its order, updates done, ELBO sum and seconds; None to start a new epoch. fit(seed=s) starts a new run stream
+    and drops it."""
+    pending = model.epoch_state_
+    if pending is None or seed is not None:
+        model.epoch_state_ = None
+        return None
+    if pending["order"].shape[0] != n:
+        raise ValueError(f"{WHERE}: this model's last fit stopped inside an epoch over {pending['order'].shape[0]} "
+                         f"images; fit continues that epoch, so pass the same training images (got {n}), or pass "
+                         "seed= to start a new run")
+    return pending
 
-    def commit(name, values):
-        record.add(name, values)
-        this_fit.add(name, values if name != "val_update" else np.asarray(values) - first_update)
 
-    try:
-        if data.val_x is not None and state.step == 0:  # the validation curve starts before the first update
-            with lock:
-                rec, kl = stepper.evaluate(data.val_x, data.val_y, gen)
-            commit("val_update", [record.updates])
-            commit("val_rec", [rec])
-            commit("val_kl", [kl])
-        for epoch in range(opts.epochs):
-            t0 = time.perf_counter()
+class _Run:
+    """The epochs of one fit: order, the stepper's updates, test evaluation, History, callbacks, checkpoints. What
+    the model shows (weights, Adam state, step, history, generator, the epoch in progress) changes under the model's
+    lock, at update boundaries only."""
 
-            def on_step(k, rec, kl, epoch=epoch):
-                bar.update(done + k - bar.n)
-                bar.set_postfix(epoch=epoch + 1, elbo=f"{rec - kl:.2f}", refresh=False)
+    def __init__(self, model, stepper, data, opts, state, gen, parallel, pending, sigint):
+        self.model, self.stepper, self.data, self.opts = model, stepper, data, opts
+        self.state, self.gen, self.parallel, self.pending, self.sigint = state, gen, parallel, pending, sigint
+        self.record = _Recorder(model.history_)
+        self.first_update = self.record.updates
+        self.this_fit = _Recorder(None)
+        self.lock = model_lock(model)
+        self.done = 0  # updates of this fit
+        self.interrupted = False
+
+    def commit(self, name, values):
+        self.record.add(name, values)
+        self.this_fit.add(name, values if name != "val_update" else np.asarray(values) - self.first_update)
+
+    def publish(self, epoch_state):
+        """The bookkeeping of the boundary the stepper stopped at (under the lock)."""
+        self.model.generator_state_ = self.gen.get_state()
+        self.model.epoch_state_ = epoch_state
+        self.model.history_ = self.record.history()
+
+    def epochs(self, progress, callback, checkpoint, checkpoint_every) -> History:
+        opts, data, state, parallel = self.opts, self.data, self.state, self.parallel
+        n = data.x.shape[0]
+        per_epoch = -(-n // min(opts.batch_size, n))
+        bar = tqdm(total=opts.epochs * per_epoch, unit="update", disable=not (progress and parallel.is_main),
+                   leave=False)
+        try:
+            if data.val_x is not None and state.step == 0:  # the validation curve starts before the first update
+                with self.lock:
+                    rec, kl = self.stepper.evaluate(data.val_x, data.val_y, self.gen)
+                    self.commit("val_update", [self.record.updates])
+                    self.commit("val_rec", [rec])
+                    self.commit("val_kl", [kl])
+                    self.publish(self.model.epoch_state_)
+            for epoch in range(opts.epochs):
+                if self.sigint.requested:
+                    self.interrupted = True
+                    break
+                if not self.epoch(epoch, bar, callback):
+                    break
+                if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == opts.epochs):
+                    if parallel.is_main:
+                        self.model.save(checkpoint)
+                    parallel.barrier()
                 if callback is not None:
-                    callback("step", {"update": done + k, "epoch": epoch, "rec": rec, "kl": kl})
+                    callback("epoch", self.epoch_info)
+        finally:
+            bar.close()
+        return self.this_fit.history()
 
-            order = torch.randperm(n, generator=gen) if opts.shuffle else torch.arange(n)
-            with lock:
-                out = stepper.epoch(order, gen, state.step, on_step)
+    def epoch(self, epoch, bar, callback) -> bool:
+        """One epoch (or the rest of the one in progress); False if it stopped at an update boundary (Ctrl-C).
+        Raises the stepper's divergence or a callback's exception once the model is whole."""
+        opts, data, state = self.opts, self.data, self.state
+        n = data.x.shape[0]
+        t0 = time.perf_counter()
+        if self.pending is not None:
+            order, start, elbo_sum, seconds = (self.pending[k] for k in ("order", "done", "elbo_sum", "seconds"))
+            self.pending = None
+        else:
+            order = torch.randperm(n, generator=self.gen) if opts.shuffle else torch.arange(n)
+            start, elbo_sum, seconds = 0, 0.0, 0.0
+        before = self.done
+
+        def on_step(k, rec, kl):
+            bar.update(before + k - start - bar.n)
+            bar.set_postfix(epoch=epoch + 1, elbo=f"{rec - kl:.2f}", refresh=False)
+            if callback is not None:
+                callback("step", {"update": before + k - start, "epoch": epoch, "rec": rec, "kl": kl})
+
+        with self.lock:
+            with inside_epoch(self.model):
+                out = self.stepper.epoch(order, self.gen, state.step, on_step, start, elbo_sum)
             state.step = out.step
-            commit("update_rec", out.update_rec)
-            commit("update_kl", out.update_kl)
-            commit("val_update", record.updates + np.asarray(out.val_done, dtype=np.int64))
-            commit("val_rec", out.val_rec)
-            commit("val_kl", out.val_kl)
-            record.updates += len(out.update_rec)
-            done += len(out.update_rec)
-            model.generator_state_ = gen.get_state()
-            model.history_ = record.history()
-            if out.error is not None:
-                raise out.error
-            if out.diverged is not None:
-                raise TrainingDivergedError(
-                    f"{WHERE}: non-finite {out.diverged} at update {state.step + 1} (epoch {epoch + 1} of this fit); "
-                    f"parameters are those after update {state.step}; try a smaller learning rate")
+            self.commit("update_rec", out.update_rec)
+            self.commit("update_kl", out.update_kl)
+            self.commit("val_update", self.record.updates - start + np.asarray(out.val_done, dtype=np.int64))
+            self.commit("val_rec", out.val_rec)
+            self.commit("val_kl", out.val_kl)
+            self.record.updates += len(out.update_rec)
+            self.done += len(out.update_rec)
+            seconds += time.perf_counter() - t0
+            self.publish(None if out.completed else
+                         {"order": order, "done": start + len(out.update_rec), "elbo_sum": out.elbo_sum,
+                          "seconds": seconds})
+        if out.error is not None:
+            raise out.error
+        if out.diverged is not None:
+            raise TrainingDivergedError(_diverged_message(out.diverged, state.step, epoch))
+        if not out.completed:
+            self.interrupted = True
+            return False
+        t1 = time.perf_counter()
+        with self.lock:
             test_elbo = float("nan")
             if data.test_x is not None:
-                with lock:
-                    rec, kl = stepper.evaluate(data.test_x, data.test_y, gen)
+                rec, kl = self.stepper.evaluate(data.test_x, data.test_y, self.gen)
                 test_elbo = rec - kl
-            seconds = time.perf_counter() - t0
-            commit("train_elbo", [out.train_elbo])
-            commit("test_elbo", [test_elbo])
-            commit("epoch_seconds", [seconds])
-            model.generator_state_ = gen.get_state()
-            model.history_ = record.history()
-            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == opts.epochs):
-                if parallel.is_main:
-                    model.save(checkpoint)
-                parallel.barrier()
-            if callback is not None:
-                callback("epoch", {"epoch": epoch, "train_elbo": out.train_elbo, "test_elbo": test_elbo,
-                                   "seconds": seconds})
-    finally:
-        bar.close()
-    return this_fit.history()
+            seconds += time.perf_counter() - t1
+            train_elbo = out.elbo_sum / n
+            self.commit("train_elbo", [train_elbo])
+            self.commit("test_elbo", [test_elbo])
+            self.commit("epoch_seconds", [seconds])
+            self.publish(None)
+        self.epoch_info = {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": test_elbo, "seconds": seconds}
+        if out.interrupted:  # Ctrl-C after the epoch's last update: the epoch is whole, stop here
+            self.interrupted = True
+            return False
+        return True
+
+
+def _diverged_message(what, step, epoch):
+    why = {"loss": "loss", "gradient": "gradient",
+           "parameters": "parameters or Adam moments after the update (a learning rate or weight decay that "
+                         "overflows, or eps=0 with a zero second moment)"}[what]
+    return (f"{WHERE}: non-finite {why} at update {step + 1} (epoch {epoch + 1} of this fit); the model keeps the "
+            f"parameters, Adam state and generator after update {step}; try a smaller learning rate")
 
 
 __all__ = ["fit", "TrainData", "EpochResult", "WHERE"]

@@ -6,7 +6,7 @@ networks around the objective heads)."""
 from torch import nn
 
 from .. import checkpoint, training
-from .._lock import reading
+from .._lock import mid_epoch_in_this_thread, reading
 
 
 class Model(nn.Module):
@@ -17,12 +17,13 @@ class Model(nn.Module):
     - ``flat_parameters()``: the parameters in the order of :class:`fastvae.AdamState`;
     - ``_check_trainable(where)``: raise if ``fit`` cannot train the model as it is;
     - ``_traits(world)``: what its stepper implements (:class:`fastvae.options.Traits`), and
-      ``_stepper(options, data, state, parallel)``: the object that runs one epoch's updates and evaluates data
+      ``_stepper(options, data, state, parallel, stop)``: the object that runs one epoch's updates and evaluates data
       (:mod:`fastvae.training`);
     - ``_checkpoint_kind`` and ``_checkpoint_config()``: its name and constructor arguments in checkpoints.
 
     Fitted state (None before the first fit): ``history_``, ``optimizer_state_``, ``generator_state_``,
-    ``train_options_``.
+    ``train_options_``, and ``epoch_state_``: the epoch a fit stopped inside (Ctrl-C, divergence, a callback's
+    exception), which the next ``fit`` finishes first (order, updates done, ELBO sum, seconds), or None.
     """
 
     _checkpoint_kind = ""
@@ -33,6 +34,7 @@ class Model(nn.Module):
         self.optimizer_state_ = None
         self.generator_state_ = None
         self.train_options_ = None
+        self.epoch_state_ = None
 
     fit = training.fit  # model.fit(train_images, options=None, *, train_labels=None, ...): see fastvae.fit
 
@@ -43,8 +45,13 @@ class Model(nn.Module):
 
         Raises: TypeError (path not a str / PathLike), ValueError (a folder), FileNotFoundError (its folder does
         not exist)."""
+        where = f"fastvae.{type(self).__name__}.save"
+        if mid_epoch_in_this_thread(self):
+            raise RuntimeError(f"{where}: called from a \"step\" callback of this model's fit, between two update "
+                               "boundaries; save from an \"epoch\" callback, after fit returns, or with "
+                               "fit(checkpoint=...)")
         with reading(self):
-            return checkpoint.save(self, path, f"fastvae.{type(self).__name__}.save")
+            return checkpoint.save(self, path, where)
 
 
 def check_model(where: str, model) -> Model:

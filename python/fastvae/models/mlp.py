@@ -377,8 +377,8 @@ class VAE(Model):
                 raise ValueError(f"{where}: parameter {name} contains NaN or inf; fit refuses a model that already "
                                  "diverged (load a checkpoint or re-initialize)")
 
-    def _stepper(self, options, data, state, parallel) -> MlpStepper:
-        return MlpStepper(self, options, data, state, parallel)
+    def _stepper(self, options, data, state, parallel, stop) -> MlpStepper:
+        return MlpStepper(self, options, data, state, parallel, stop)
 
     def _traits(self, world: int):
         return MlpStepper.traits(self, world)

@@ -10,25 +10,29 @@ from ..training import EpochResult
 
 
 class MlpStepper:
-    """Trains a VAE's parameters and the Adam state ``state`` in place; implements every training option."""
+    """Trains a VAE's parameters and the Adam state ``state`` (written back at every epoch's end, however it ends;
+    frozen parameters, ``requires_grad=False``, are left as they are); implements every training option."""
 
     @staticmethod
     def traits(model, world: int) -> Traits:
         return Traits(latent=model.latent, binary_likelihood=arch.binary_likelihood(model.likelihood),
-                      supported=frozenset(_C.TRAIN_OPTIONS), kind="this VAE", world=world)
+                      supported=frozenset(_C.TRAIN_OPTIONS), kind="this VAE", world=world,
+                      dtype=torch.float32)  # the trainer's arithmetic
 
-    def __init__(self, model, options, data, state, parallel):
+    def __init__(self, model, options, data, state, parallel, stop):
         self.data = data
-        self._trainer = _C.MlpTrainer(model.flat_parameters(), state.exp_avg, state.exp_avg_sq,
-                                      model.spec().as_dict(), options.engine_dict(), **parallel.loop_args())
+        params = model.flat_parameters()
+        self._trainer = _C.MlpTrainer(params, state.exp_avg, state.exp_avg_sq, [p.requires_grad for p in params],
+                                      model.spec().as_dict(), options.engine_dict(), stop=stop,
+                                      **parallel.loop_args())
 
-    def epoch(self, order, generator, step, on_step) -> EpochResult:
+    def epoch(self, order, generator, step, on_step, start=0, elbo_sum=0.0) -> EpochResult:
         d = self.data
         with torch.no_grad():
-            out = self._trainer.epoch(d.x, d.y, order, generator, step, on_step, d.val_x, d.val_y)
+            out = self._trainer.epoch(d.x, d.y, order, generator, step, on_step, start, elbo_sum, d.val_x, d.val_y)
         return EpochResult(out["step"], out["update_rec"].numpy(), out["update_kl"].numpy(), out["completed"],
-                           out["train_elbo"], tuple(out["val_done"]), tuple(out["val_rec"]), tuple(out["val_kl"]),
-                           out["diverged"], out["error"])
+                           out["elbo_sum"], out["interrupted"], tuple(out["val_done"]), tuple(out["val_rec"]),
+                           tuple(out["val_kl"]), out["diverged"], out["error"])
 
     def evaluate(self, images, labels, generator):
         """Mean (rec, kl) over uint8 images [M, D], as the test ELBO (eval_samples samples per image)."""

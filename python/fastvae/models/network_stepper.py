@@ -25,16 +25,19 @@ class NetworkStepper:
     @staticmethod
     def traits(model, world: int) -> Traits:
         return Traits(latent="gaussian", binary_likelihood=arch.binary_likelihood(model.likelihood),
-                      supported=SUPPORTED, kind="a model with custom networks", world=world)
+                      supported=SUPPORTED, kind="a model with custom networks", world=world, dtype=model._dtype())
 
-    def __init__(self, model, options, data, state, parallel):
-        self.model, self.o, self.data, self.state, self.parallel = model, options, data, state, parallel
+    def __init__(self, model, options, data, state, parallel, stop):
+        self.model, self.o, self.data, self.state, self.parallel, self.stop = model, options, data, state, parallel, stop
+        # frozen parameters (requires_grad=False) stay out of the optimizer, as with torch.optim
         self.params = [p for p in model.flat_parameters() if p.requires_grad]
         o = options
         self.opt = torch.optim.Adam(self.params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        self.moments = []
         for p, m, v in zip(model.flat_parameters(), state.exp_avg, state.exp_avg_sq):
             if p.requires_grad:  # the moments carry over from fit to fit and into checkpoints
                 self.opt.state[p] = {"step": torch.tensor(float(state.step)), "exp_avg": m, "exp_avg_sq": v}
+                self.moments += [m, v]
 
     def _pixels(self, images, rows, generator):
         x = _C.gather_pixels(images, rows, self.o.threshold, self.o.pixels, generator)
@@ -68,7 +71,17 @@ class NetworkStepper:
             return r, k, "loss"
         if not all(p.grad is None or torch.isfinite(p.grad).all() for p in self.params):
             return r, k, "gradient"
+        with torch.no_grad():  # the boundary, put back if the step's result is not finite
+            saved = [t.clone() for t in (*self.params, *self.moments)]
+            steps = [self.opt.state[p]["step"].clone() for p in self.params]
         self.opt.step()
+        if not all(torch.isfinite(t).all() for t in (*self.params, *self.moments)):
+            with torch.no_grad():
+                for t, old in zip((*self.params, *self.moments), saved):
+                    t.copy_(old)
+                for p, st in zip(self.params, steps):
+                    self.opt.state[p]["step"].copy_(st)
+            return r, k, "parameters"
         return r, k, None
 
     def _all_reduce(self, sums):
@@ -82,37 +95,42 @@ class NetworkStepper:
             off += g.numel()
         return flat[off:].cpu()
 
-    def epoch(self, order, generator, step, on_step) -> EpochResult:
+    def epoch(self, order, generator, step, on_step, start=0, elbo_sum=0.0) -> EpochResult:
         o, d = self.o, self.data
         n = order.shape[0]
         B = min(o.batch_size, n)
         per_epoch = -(-n // B)
         L = o.k if o.objective == "iwae" else o.n_samples
-        recs, kls, elbo_sum = [], [], 0.0
-        result = dict(diverged=None, error=None)
-        for b in range(per_epoch):
+        recs, kls = [], []
+        result = dict(diverged=None, error=None, interrupted=False)
+        for b in range(start, per_epoch):
+            if self.stop is not None and self.stop[0]:  # Ctrl-C (fastvae._interrupts): stop at this boundary
+                result["interrupted"] = True
+                break
+            before = generator.get_state()  # the boundary's generator, put back if this update is dropped
             x = self._pixels(d.x, order[b * B:(b + 1) * B], generator)
             eps = torch.randn(L, x.shape[0], self.model.latent_dim, generator=generator)
             eps = eps.to(self.model._device(), self.model._dtype())
             r, k, diverged = self._update(x, eps, step)
             if diverged is not None:
+                generator.set_state(before)
                 result["diverged"] = diverged
                 break
             step += 1
-            self.state.step = step
             recs.append(r)
             kls.append(k)
             elbo_sum += (r - k) * x.shape[0]
-            done = len(recs)
+            done = start + len(recs)
             if o.callback_every > 0 and (done % o.callback_every == 0 or b + 1 == per_epoch):
                 try:
                     on_step(done, r, k)
-                except BaseException as e:  # a callback's exception or Ctrl-C: stop at this update boundary
+                except BaseException as e:  # a callback's exception: stop at this update boundary
                     result["error"] = e
                     break
-        completed = len(recs) == per_epoch
-        return EpochResult(step, np.array(recs, dtype=np.float64), np.array(kls, dtype=np.float64), completed,
-                           elbo_sum / n if completed else float("nan"), **result)
+        if self.stop is not None and self.stop[0]:
+            result["interrupted"] = True
+        return EpochResult(step, np.array(recs, dtype=np.float64), np.array(kls, dtype=np.float64),
+                           start + len(recs) == per_epoch, elbo_sum, **result)
 
     @torch.no_grad()
     def evaluate(self, images, labels, generator):

@@ -190,8 +190,8 @@ class NetworkVAE(Model):
         if not all(torch.isfinite(p).all() for p in params):
             raise ValueError(f"{where}: parameters contain NaN or inf; fit refuses a model that already diverged")
 
-    def _stepper(self, options, data, state, parallel) -> NetworkStepper:
-        return NetworkStepper(self, options, data, state, parallel)
+    def _stepper(self, options, data, state, parallel, stop) -> NetworkStepper:
+        return NetworkStepper(self, options, data, state, parallel, stop)
 
     def _traits(self, world: int):
         return NetworkStepper.traits(self, world)
