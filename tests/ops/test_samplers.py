@@ -1,6 +1,6 @@
 """Gumbel-softmax, categorical and exponential samplers against references written from the definitions
-with torch.distributions, plus gradcheck and statistical tests (opcheck in tests/test_opcheck.py, torch.compile in
-tests/test_compile.py, double backward in tests/test_backward_ops.py, error cases in tests/test_bad_input.py)."""
+with torch.distributions, plus gradcheck and statistical tests (opcheck in tests/ops/test_opcheck.py, torch.compile in
+tests/ops/test_compile.py, double backward in tests/ops/test_backward_ops.py, error cases in tests/models/test_model_errors.py)."""
 import math
 
 import pytest
@@ -118,7 +118,7 @@ def test_exponential_scalar_rate_and_python_number():
     assert z.shape == (2, 3) and z.dtype == torch.float64
 
 
-# -- reproducibility (torch.compile: tests/test_compile.py, opcheck: tests/test_opcheck.py) ----------------
+# -- reproducibility (torch.compile: tests/ops/test_compile.py, opcheck: tests/ops/test_opcheck.py) ----------------
 def test_same_seed_same_draws_whatever_the_thread_count():
     logits = torch.randn(20000, 7, generator=gen(18))
     rate = torch.rand(50000, generator=gen(19)) + 0.5
@@ -203,7 +203,7 @@ def test_extreme_noise_stays_finite():
     assert torch.isfinite(z).all() and (z > 0).all()
 
 
-# -- edge cases (the error cases are rows of tests/test_bad_input.py) ----------------------------------
+# -- edge cases (the error cases are rows of tests/models/test_model_errors.py) ----------------------------------
 def test_empty_inputs():
     assert fastvae.exponential_rsample(torch.ones(0), (3,)).shape == (3, 0)
     assert fastvae.gumbel_softmax(torch.zeros(0, 4), 1.0).shape == (0, 4)

@@ -1,5 +1,5 @@
 """Every checkpoint format an earlier release wrote still loads: stored fixtures of format 1, format 2 and the
-unversioned "fastvae-network-vae-1" of models with custom networks (tests/fixtures/checkpoints, written by those
+unversioned "fastvae-network-vae-1" of models with custom networks (tests/checkpoint/fixtures/checkpoints, written by those
 releases with make_fixtures.py), each compared with what that release computed from the saved model."""
 import json
 import pathlib

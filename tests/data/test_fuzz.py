@@ -4,7 +4,7 @@ edits). Each reader must either return a result that matches an independent deco
 DataFileError / ValueError; any other exception, a hang or a wrong result fails.
 
 The CI run uses 1000 examples per reader (a few seconds). Run more offline with the environment variable
-FASTVAE_FUZZ_EXAMPLES, e.g. ``FASTVAE_FUZZ_EXAMPLES=200000 pytest tests/test_fuzz.py``.
+FASTVAE_FUZZ_EXAMPLES, e.g. ``FASTVAE_FUZZ_EXAMPLES=200000 pytest tests/data/test_fuzz.py``.
 """
 import gzip
 import os

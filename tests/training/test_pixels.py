@@ -8,7 +8,7 @@ import fastvae
 from fastvae import _C
 from fastvae.datasets import load_mnist
 from reference_training import assert_trained_alike, reference_fit
-from test_training import stop_at
+from test_fit import stop_at
 
 CB = "continuous_bernoulli"
 

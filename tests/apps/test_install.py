@@ -14,7 +14,7 @@ import torch
 
 from fastvae import _extension
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _load_backend():

@@ -13,7 +13,7 @@ from conftest import require, require_module  # skip locally, fail under CI  # n
 nbformat = require_module("nbformat")
 nbclient = require_module("nbclient")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

@@ -14,7 +14,7 @@ from fastvae import VAE, cli  # noqa: E402
 from fastvae.reproduce import NAMES  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FIGURES = {
     "stats305c": {"elbo_curves.png", "samples.png", "latent_scatter.png", "interpolations.png"},

@@ -9,7 +9,7 @@ import torch
 
 import fastvae
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
 bench = pytest.importorskip("bench_train_epoch")  # needs threadpoolctl, as the benchmark does
 
 
