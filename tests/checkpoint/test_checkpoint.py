@@ -203,3 +203,50 @@ def test_cli_resume_equals_an_uninterrupted_run(name, mnist_dir, tmp_path):
     same_state(fastvae.VAE.load(straight / "checkpoint.pt"), fastvae.VAE.load(resumed / "checkpoint.pt"))
     # A checkpoint from another run (here: another seed) is refused, exit code 1.
     assert run(resumed, 2, "--resume", "--seed", "3") == 1
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=6, latent_dim=2, encoder_hidden=(5,), decoder_hidden=(4,), **kw)
+
+
+def test_train_options_round_trip_through_a_checkpoint(tmp_path):
+    x = torch.randint(0, 256, (10, 6), dtype=torch.uint8)
+    model = tiny()
+    opts = fastvae.TrainOptions(epochs=1, batch_size=5, betas=(0.8, 0.99), eps=1e-7, estimator="stl", kl_weight=2.5,
+                        callback_every=3)
+    model.fit(x, options=opts, seed=0, progress=False)
+    back = fastvae.VAE.load(model.save(tmp_path / "m.pt"))
+    assert back.train_options_ == model.train_options_ == opts.validate()
+    assert back.spec() == model.spec()
+
+
+def gaussian_images(n=96, D=16, seed=0):
+    return torch.randint(0, 256, (n, D), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def gaussian_model(scale):
+    torch.manual_seed(1)
+    return fastvae.VAE(data_dim=16, latent_dim=3, encoder_hidden=(8,), decoder_hidden=(8,), likelihood="gaussian",
+                       gaussian_sigma=0.5, gaussian_scale=scale, activation="tanh")
+
+
+GAUSSIAN_FIT = dict(batch_size=32, n_samples=2, lr=1e-2, betas=(0.9, 0.99), eps=1e-3, pixels="intensity")
+
+
+def test_checkpoint_round_trip_keeps_the_learned_scale(tmp_path):
+    xs = gaussian_images()
+    a = gaussian_model("learned")
+    a.fit(xs, epochs=1, seed=2, progress=False, **GAUSSIAN_FIT)
+    a.save(tmp_path / "m.pt")
+    b = fastvae.VAE.load(tmp_path / "m.pt")
+    assert b.gaussian_scale == "learned" and torch.equal(a.log_sigma, b.log_sigma)
+    assert all(torch.equal(m, n) for m, n in zip(a.optimizer_state_.exp_avg_sq, b.optimizer_state_.exp_avg_sq))
+    a.fit(xs, epochs=1, progress=False)
+    b.fit(xs, epochs=1, progress=False)
+    for p, q in zip(a.flat_parameters(), b.flat_parameters()):
+        assert torch.equal(p, q)  # the resumed run is the same run
+    c = gaussian_model("predicted")
+    c.save(tmp_path / "p.pt")
+    d = fastvae.VAE.load(tmp_path / "p.pt")
+    assert d.gaussian_scale == "predicted" and d.decoder[-1].weight.shape == (32, 8)

@@ -1,6 +1,7 @@
 """Every checkpoint format an earlier release wrote still loads: stored fixtures of format 1, format 2 and the
 unversioned "fastvae-network-vae-1" of models with custom networks (tests/checkpoint/fixtures/checkpoints, written by those
 releases with make_fixtures.py), each compared with what that release computed from the saved model."""
+import dataclasses
 import json
 import pathlib
 import sys
@@ -68,3 +69,22 @@ def test_a_checkpoint_of_one_kind_is_refused_by_the_other():
         fastvae.VAE.load(FIXTURES / "network_v1.pt")
     with pytest.raises(fastvae.CheckpointError, match="kind 'mlp'.*fastvae.VAE.load"):
         fastvae.NetworkVAE.load(FIXTURES / "v2_vae.pt", *make_fixtures.networks())
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=6, latent_dim=2, encoder_hidden=(5,), decoder_hidden=(4,), **kw)
+
+
+def test_a_format_1_checkpoint_still_loads(tmp_path):
+    x = torch.randint(0, 256, (10, 6), dtype=torch.uint8)
+    model = tiny()
+    model.fit(x, epochs=1, batch_size=5, kl_weight=2.0, seed=0, progress=False)
+    data = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    old = {k: v for k, v in model.train_options_.to_dict().items() if k not in ("epochs", "callback_every")}
+    del data["train_options"]
+    data.update(format_version=1, fit_settings=old)
+    torch.save(data, tmp_path / "v1.pt")
+    back = fastvae.VAE.load(tmp_path / "v1.pt")
+    assert back.train_options_ == dataclasses.replace(model.train_options_, epochs=1, callback_every=20)
+    assert back.train_options_.kl_weight == 2.0

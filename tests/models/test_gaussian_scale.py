@@ -1,8 +1,8 @@
 """The Gaussian likelihood's learned per-pixel scale and decoder-predicted log-variance (issue 9 item 1;
 Kingma & Welling 2014, C.2) against a plain PyTorch reference written with torch.nn.functional and
 torch.distributions.Normal on clones of the model's parameters: ELBO (three KL estimators) and IWAE (three
-encoder gradients) values and every parameter gradient in float64 within 1e-9, gradcheck, torch.compile,
-fit against a plain PyTorch loop, and the checkpoint round trip of the extra parameter."""
+encoder gradients) values and every parameter gradient in float64 within 1e-9, gradcheck, torch.compile.
+Training: tests/training/test_gaussian_scale_fit.py; checkpoints: tests/checkpoint/test_checkpoint.py."""
 import math
 
 import pytest
@@ -233,71 +233,3 @@ def test_data_must_be_finite_and_predicted_log_variance_is_not_clamped():
         model.decoder[-1].weight[9:].zero_()
         model.decoder[-1].bias[9:].fill_(-800.0)
     assert torch.isinf(fastvae.elbo(model, x, eps=eps).rec).all()
-
-
-# -- training: fit against a plain PyTorch loop, checkpoints --------------------------------------------------
-def images(n=96, D=16, seed=0):
-    return torch.randint(0, 256, (n, D), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-
-
-def train_model(scale):
-    torch.manual_seed(1)
-    return fastvae.VAE(data_dim=16, latent_dim=3, encoder_hidden=(8,), decoder_hidden=(8,), likelihood="gaussian",
-                       gaussian_sigma=0.5, gaussian_scale=scale, activation="tanh")
-
-
-FIT = dict(batch_size=32, n_samples=2, lr=1e-2, betas=(0.9, 0.99), eps=1e-3, pixels="intensity")
-
-
-def reference_fit(model, xs, *, updates, seed, batch_size, n_samples, lr, betas, eps, pixels):
-    """cpp/train_loop.cpp in plain PyTorch: one randperm per epoch, intensities p / 255 (no draws), one
-    normal_ of [L, batch, Z] per batch, fastvae.elbo and torch.optim.Adam over model.parameters()."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps)
-    done = 0
-    while done < updates:
-        perm = torch.randperm(xs.shape[0], generator=g)
-        for s in range(0, xs.shape[0], batch_size):
-            idx = perm[s:s + batch_size]
-            xb = xs[idx].float() / 255
-            e = torch.empty(n_samples, len(idx), model.latent_dim).normal_(0, 1, generator=g)
-            loss = -fastvae.elbo(model, xb, eps=e).elbo.mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            done += 1
-            if done == updates:
-                return
-
-
-@pytest.mark.parametrize("scale", SCALES)
-def test_fit_matches_plain_pytorch_loop(scale):
-    xs = images()
-    model, ref = train_model(scale), train_model(scale)
-    model.fit(xs, epochs=3, seed=5, progress=False, **FIT)  # 9 updates
-    reference_fit(ref, xs, updates=9, seed=5, **FIT)
-    moved = False
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=2e-6, msg=lambda m: f"{name}: {m}")
-    if scale == "learned":
-        moved = not torch.allclose(model.log_sigma, torch.full((16,), math.log(0.5)))
-        assert moved  # the log sigma is trained
-        assert model.optimizer_state_.exp_avg[-1].shape == (16,)
-
-
-def test_checkpoint_round_trip_keeps_the_learned_scale(tmp_path):
-    xs = images()
-    a = train_model("learned")
-    a.fit(xs, epochs=1, seed=2, progress=False, **FIT)
-    a.save(tmp_path / "m.pt")
-    b = fastvae.VAE.load(tmp_path / "m.pt")
-    assert b.gaussian_scale == "learned" and torch.equal(a.log_sigma, b.log_sigma)
-    assert all(torch.equal(m, n) for m, n in zip(a.optimizer_state_.exp_avg_sq, b.optimizer_state_.exp_avg_sq))
-    a.fit(xs, epochs=1, progress=False)
-    b.fit(xs, epochs=1, progress=False)
-    for p, q in zip(a.flat_parameters(), b.flat_parameters()):
-        assert torch.equal(p, q)  # the resumed run is the same run
-    c = train_model("predicted")
-    c.save(tmp_path / "p.pt")
-    d = fastvae.VAE.load(tmp_path / "p.pt")
-    assert d.gaussian_scale == "predicted" and d.decoder[-1].weight.shape == (32, 8)

@@ -145,14 +145,6 @@ def test_a_failing_rank_makes_the_other_raise(tmp_path):
     assert not list(tmp_path.glob("rank*.pkl"))
 
 
-def test_process_group_argument_is_checked():
-    model = _model("elbo_mc")
-    with pytest.raises(ValueError, match="process_group must be 'auto', None or a torch.distributed"):
-        model.fit(_data(), epochs=1, process_group="world", progress=False)
-    with pytest.raises(TypeError, match="process_group must be 'auto', None or a torch.distributed"):
-        model.fit(_data(), epochs=1, process_group=2, progress=False)
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ import torch
 import fastvae
 from fastvae.datasets import load_mnist
 from fastvae.training import TrainingDivergedError
+from conftest import stop_at
 from reference_training import assert_trained_alike, reference_fit
 
 
@@ -42,13 +43,6 @@ def test_fit_matches_plain_pytorch_loop(name, mnist, two_threads):
     assert model.optimizer_state_.step == 10
     reference_fit(ref, x, labels, updates=10, **settings)
     assert_trained_alike(model, ref, max_diff=3 * settings["lr"])
-
-
-def stop_at(update):
-    def cb(event, info):
-        if event == "step" and info["update"] == update:
-            raise KeyboardInterrupt
-    return cb
 
 
 def test_fit_learns_and_records_history(mnist):
@@ -153,27 +147,6 @@ def test_ctrl_c_stops_cleanly(mnist):
     assert torch.isfinite(fastvae.elbo(model, xb).elbo).all()
 
 
-def test_fit_rejects_bad_input(mnist):
-    x, y = mnist
-    model = fastvae.VAE.from_preset("stats305c")
-    with pytest.raises(ValueError, match="784 pixels"):
-        model.fit(x[:, :700], progress=False)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        model.fit(x[:10].float(), progress=False)
-    with pytest.raises(ValueError, match="threshold"):
-        model.fit(x[:10], threshold=300, progress=False)
-    with pytest.raises(ValueError, match="kl_weight"):
-        model.fit(x[:10], kl_weight=-1.0, progress=False)
-    with pytest.raises(ValueError, match="batch_size"):
-        model.fit(x[:10], batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="needs train_labels"):
-        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], progress=False)
-    with pytest.raises(TypeError, match="float32"):
-        fastvae.VAE.from_preset("stats305c", dtype=torch.float64).fit(x[:10], progress=False)
-    with pytest.raises(ValueError, match=r"lie in \[0, 10\)"):
-        fastvae.VAE.from_preset("cvae_hw7").fit(x[:10], train_labels=torch.full((10,), 11), progress=False)
-
-
 def test_kl_weight_trades_kl_for_reconstruction(mnist):
     x, _ = mnist
     kls = []
@@ -256,3 +229,20 @@ def test_readers_in_another_thread_see_whole_epochs(mnist):
     assert not errors
     assert len(seen) > 0 and len(snapshots) == 7
     assert all(any(torch.equal(s, snap) for snap in snapshots) for s in seen)
+
+
+X16 = torch.randint(0, 256, (20, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def tiny16():
+    torch.manual_seed(0)
+    return fastvae.VAE(data_dim=16, latent_dim=2, encoder_hidden=(4,), decoder_hidden=(4,))
+
+
+def test_batch_larger_than_the_data_is_one_batch():
+    model = tiny16()
+    hist = model.fit(X16, epochs=3, batch_size=10**9, seed=0, progress=False)  # no 3 TB buffers: one batch of 20
+    assert hist.update_rec.shape == (3,) and model.optimizer_state_.step == 3
+    ref = tiny16()
+    ref.fit(X16, epochs=3, batch_size=20, seed=0, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), ref.parameters()))

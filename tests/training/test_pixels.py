@@ -6,9 +6,9 @@ import torch
 
 import fastvae
 from fastvae import _C
+from conftest import stop_at
 from fastvae.datasets import load_mnist
 from reference_training import assert_trained_alike, reference_fit
-from test_fit import stop_at
 
 CB = "continuous_bernoulli"
 
@@ -87,13 +87,6 @@ def test_dynamic_draws_of_the_cpp_loop_have_the_right_mean(mnist):
     again = count_model().fit(mnist[:64], epochs=1, batch_size=64, lr=1e-30, pixels="threshold", test_images=test,
                               seed=0, progress=False)
     assert abs(again.test_elbo[0] + const - static) < 1e-3 * static
-
-
-def test_intensity_needs_a_continuous_likelihood(mnist):
-    with pytest.raises(ValueError, match="pixels='intensity' feeds intensities in \\[0, 1\\], which a binary likelihood such as bernoulli"):
-        fastvae.VAE.from_preset("stats305c").fit(mnist[:64], pixels="intensity", progress=False)
-    with pytest.raises(ValueError, match="fit: pixels must be one of"):
-        fastvae.VAE.from_preset("stats305c").fit(mnist[:64], pixels="binary", progress=False)
 
 
 def test_cpp_trainer_asserts_the_pairing_too():
