@@ -1,5 +1,4 @@
 """Checkpoints of VAEs around users' own networks: a saved run resumes exactly; other files are refused."""
-
 import numpy as np
 import pytest
 import torch

@@ -23,6 +23,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from fastvae.cavi import load_catalog  # noqa: E402
 from fastvae.datasets import _IDX_DTYPES, DataFileError, read_idx  # noqa: E402
+from reference.idx import reference_idx  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FASTVAE_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -69,24 +70,6 @@ def idx_files(draw):
     if how == "mutate_then_gzip":
         return gzip.compress(draw(mutations(raw)))
     return draw(mutations(gzip.compress(raw)))
-
-
-def reference_idx(blob):
-    """Independent decoding (whole-buffer numpy), or None where the bytes are not a valid IDX file."""
-    if blob[:2] == b"\x1f\x8b":
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError, zlib.error):
-            return None
-    if len(blob) < 4 or blob[0] or blob[1] or blob[2] not in _IDX_DTYPES or blob[3] == 0:
-        return None
-    ndim, dtype = blob[3], _IDX_DTYPES[blob[2]]
-    if len(blob) < 4 + 4 * ndim:
-        return None
-    dims = struct.unpack(f">{ndim}I", blob[4:4 + 4 * ndim])
-    if len(blob) - 4 - 4 * ndim != int(np.prod(dims, dtype=object)) * dtype.itemsize:
-        return None
-    return np.frombuffer(blob, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Categorical latents (issue 9 item 3; Jang, Gu & Poole 2017): fastvae.elbo with latent="categorical" against
-the torch.distributions reference (tests/reference_categorical.py: RelaxedOneHotCategorical.rsample with the
-same uniforms, kl_divergence to Categorical(uniform)) in float64, values and every parameter gradient within
+the reference VAE (tests/reference/vae.py: the Gumbel-softmax of the paper on the same uniforms, kl_divergence to
+Categorical(uniform)) in float64, values and every parameter gradient within
 1e-9, soft and straight-through, each likelihood, conditional or not; gradcheck; torch.compile; the model API
 (encode, decode, sample, reconstruct, checkpoints)."""
 import math
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import fastvae
-from reference_categorical import RefCategoricalVAE, uniforms_like
+from reference.vae import MlpReference
 
 F64 = torch.float64
 TOL = dict(rtol=1e-9, atol=1e-9)
@@ -21,6 +21,12 @@ def make(likelihood="bernoulli", cond=0, activation="tanh", dtype=F64, seed=0, *
     return fastvae.VAE(data_dim=12, latent_dim=3, categories=4, latent="categorical", encoder_hidden=(9, 7),
                        decoder_hidden=(8,), activation=activation, cond_dim=cond, likelihood=likelihood,
                        gaussian_sigma=0.7, dtype=dtype, **kw)
+
+
+def uniforms_like(n_samples, batch, model, dtype, seed):
+    """Uniform noise [L, B, N * K] in (0, 1) for the Gumbel draws."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n_samples, batch, model.code_dim, generator=g, dtype=dtype).clamp(1e-12, 1 - 1e-12)
 
 
 def data(likelihood, n, seed):
@@ -42,8 +48,8 @@ def test_values_and_every_gradient_match_the_reference(likelihood, hard, cond, n
     y = torch.tensor([0, 2, 1, 1, 0]) if cond else None
     u = uniforms_like(n_samples, B, model, F64, seed=3)
     ours = fastvae.elbo(model, x, eps=u, y=y, temperature=tau, hard=hard)
-    ref = RefCategoricalVAE(model)
-    rec, kl = ref.elbo_terms(x, n_samples, tau, hard, seed=3, y=y)
+    ref = MlpReference(model)
+    rec, kl = ref.elbo_terms(x, u, y, temperature=tau, hard=hard)
     torch.testing.assert_close(ours.rec, rec.detach(), **TOL)
     torch.testing.assert_close(ours.kl, kl.detach(), **TOL)
     torch.testing.assert_close(ours.elbo, (rec - kl).detach(), **TOL)
@@ -51,15 +57,15 @@ def test_values_and_every_gradient_match_the_reference(likelihood, hard, cond, n
     w_rec = torch.linspace(-1.0, 0.5, B, dtype=F64)
     w_kl = torch.linspace(0.3, 1.7, B, dtype=F64)
     g_ours = torch.autograd.grad((w_rec * ours.rec + w_kl * ours.kl).sum(), model.flat_parameters())
-    g_ref = torch.autograd.grad((w_rec * rec + w_kl * kl).sum(), ref.params)
+    g_ref = ref.grads_in_fastvae_order((w_rec * rec + w_kl * kl).sum())
     for i, (a, b) in enumerate(zip(g_ours, g_ref)):
         torch.testing.assert_close(a, b, **TOL, msg=lambda m, i=i: f"parameter {i}: {m}")
 
 
-def test_relaxed_sample_is_the_gumbel_softmax_sampler():
-    """The engine's relaxation is fastvae.gumbel_softmax's (one kernel): a 1-layer identity decoder with
-    identity weights would be needed to read it directly, so compare the decoder's input through decode:
-    elbo with a linear Gaussian decoder equals the reference computed from fastvae.gumbel_softmax's sample."""
+def test_relaxed_sample_is_the_gumbel_softmax():
+    """The engine's decoder input is the Gumbel-softmax sample of Jang et al. (eq. 1-2; straight through if hard),
+    read directly: with a 1-layer decoder of identity weights and a Gaussian likelihood, rec = log N(0 | y, 1)
+    summed over the 6 code entries, y the reference's sample from the reference's logits."""
     model = fastvae.VAE(data_dim=6, latent_dim=2, categories=3, latent="categorical", encoder_hidden=(5,),
                         decoder_hidden=(), likelihood="gaussian", dtype=F64)
     with torch.no_grad():  # decoder = identity on the 6 code entries: the decoder output is the sample itself
@@ -67,9 +73,9 @@ def test_relaxed_sample_is_the_gumbel_softmax_sampler():
         model.decoder[0].bias.zero_()
     x = torch.zeros(4, 6, dtype=F64)
     u = uniforms_like(1, 4, model, F64, seed=5)
-    logits = model.encode(x)[0]  # log q [4, 2, 3]
+    ref = MlpReference(model)
     for hard in (False, True):
-        ys = fastvae.gumbel_softmax(logits, tau=0.4, hard=hard, noise=u[0].reshape(4, 2, 3)).reshape(4, 6)
+        ys = ref.relaxed_sample(ref.q_logits(x), u, 0.4, hard).detach().reshape(4, 6)
         expected = -0.5 * (ys ** 2).sum(-1) - 6 * (0.5 * torch.log(torch.tensor(2 * torch.pi, dtype=F64)))
         torch.testing.assert_close(fastvae.elbo(model, x, eps=u, temperature=0.4, hard=hard).rec, expected, **TOL)
 
@@ -115,10 +121,11 @@ def test_encode_decode_sample_reconstruct():
     x = data("bernoulli", 5, seed=13)
     log_q, q = model.encode(x)
     assert log_q.shape == q.shape == (5, 3, 4)
-    torch.testing.assert_close(q, RefCategoricalVAE(model).logits(x).softmax(-1).detach(), **TOL)
+    ref = MlpReference(model)
+    torch.testing.assert_close(q, ref.q_logits(x).softmax(-1).detach(), **TOL)
     torch.testing.assert_close(log_q.exp(), q, **TOL)
     codes = F.one_hot(q.argmax(-1), 4).to(F64).reshape(5, 12)
-    torch.testing.assert_close(model.reconstruct(x), model.decode(codes), **TOL)
+    torch.testing.assert_close(model.reconstruct(x), ref.mean(codes).detach(), **TOL)
     g = torch.Generator().manual_seed(0)
     s = model.sample(2000, generator=g)
     assert s.shape == (2000, 12) and bool(((s > 0) & (s < 1)).all())

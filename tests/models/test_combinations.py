@@ -1,43 +1,20 @@
-"""Every family the engine accepts, against one plain PyTorch reference (issue 9, "reference agreement"): each
-likelihood (and Gaussian scale mode) x latent family x each objective and encoder-gradient estimator the latent
-trains with, float64 values and every parameter gradient within 1e-9; the other combinations raise. The lists come from the C++ name tables, so a family added to the engine
-without a reference here fails the first tests.
+"""Every family the engine accepts, against the one plain PyTorch reference VAE (tests/reference/vae.py; issue 9,
+"reference agreement"): each likelihood (and Gaussian scale mode) x latent family x each objective and
+encoder-gradient estimator the latent trains with, float64 values and every parameter gradient within 1e-9; the
+other combinations raise. The lists come from the C++ name tables, so a family added to the engine without a
+reference fails the first test.
 
-The reference runs the model with torch.nn.functional on leaf clones of ``model.flat_parameters()`` (same
-order, so gradients compare entry by entry) and takes every density from torch.distributions."""
-import math
-
+The reference runs the model with torch.nn on copies of ``model.flat_parameters()`` (gradients in the same
+order, so they compare entry by entry) and takes every density from torch.distributions."""
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.distributions import Bernoulli, Categorical, ContinuousBernoulli, Normal, kl_divergence
 
 import fastvae
 from fastvae import _C
+from reference import vae as reference_vae
+from reference.vae import MlpReference
 
 F64 = torch.float64
-ACT = {"identity": lambda t, s: t, "relu": lambda t, s: F.relu(t), "tanh": lambda t, s: torch.tanh(t),
-       "sigmoid": lambda t, s: torch.sigmoid(t), "leaky_relu": lambda t, s: F.leaky_relu(t, s)}
-
-
-def bernoulli(model, out, ps):
-    return Bernoulli(logits=out)
-
-
-def continuous_bernoulli(model, out, ps):
-    return ContinuousBernoulli(logits=out)
-
-
-def gaussian(model, out, ps):
-    D = model.data_dim
-    scale = {"fixed": lambda: torch.full_like(out, model.gaussian_sigma),  # Kingma & Welling 2014, C.2
-             "learned": lambda: torch.exp(ps[-1]).expand_as(out),
-             "predicted": lambda: torch.exp(out[:, D:] / 2)}[model.gaussian_scale]()
-    return Normal(out[:, :D], scale)
-
-
-REFERENCE_LIKELIHOODS = {"bernoulli": bernoulli, "continuous_bernoulli": continuous_bernoulli, "gaussian": gaussian}
-GAUSSIAN_SCALES = ("fixed", "learned", "predicted")
 FAMILIES = [(lik, scale) for lik in _C.LIKELIHOODS for scale in (_C.GAUSSIAN_SCALES if lik == "gaussian" else ("fixed",))]
 OBJECTIVES = [("elbo", e) for e in _C.ESTIMATORS] + [("iwae", e) for e in _C.IWAE_ESTIMATORS]
 
@@ -48,9 +25,12 @@ TAU = 0.7
 
 
 def test_every_engine_family_has_a_reference():
-    assert set(REFERENCE_LIKELIHOODS) == set(_C.LIKELIHOODS)
-    assert set(GAUSSIAN_SCALES) == set(_C.GAUSSIAN_SCALES)
-    assert set(_C.LATENTS) == {"gaussian", "categorical"}
+    r = reference_vae
+    assert set(r.LIKELIHOODS) == set(_C.LIKELIHOODS)
+    assert set(r.GAUSSIAN_SCALES) == set(_C.GAUSSIAN_SCALES)
+    assert set(r.LATENTS) == set(_C.LATENTS) == {"gaussian", "categorical"}
+    assert set(r.ELBO_ESTIMATORS) == set(_C.ESTIMATORS) and set(r.IWAE_ESTIMATORS) == set(_C.IWAE_ESTIMATORS)
+    assert set(r.ACTIVATIONS) == set(_C.ACTIVATIONS) and set(r.POSTERIORS) == set(_C.POSTERIORS)
 
 
 def model_and_data(likelihood, scale, seed=0, B=5, K=3, latent="gaussian"):
@@ -71,90 +51,17 @@ def model_and_data(likelihood, scale, seed=0, B=5, K=3, latent="gaussian"):
     return model, x, eps
 
 
-class Reference:
-    def __init__(self, model):
-        self.m = model
-        self.ps = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
-        self.n_enc, self.n_dec = 2 * (len(model.encoder) + 1), 2 * len(model.decoder)
-
-    def _mlp(self, h, flat):
-        layers = list(zip(flat[0::2], flat[1::2]))
-        for k, (w, b) in enumerate(layers):
-            h = F.linear(h, w, b)
-            if k + 1 < len(layers):
-                h = ACT[self.m.activation](h, self.m.negative_slope)
-        return h
-
-    def q(self, x):
-        m, Z = self.m, self.m.latent_dim
-        head = self._mlp(x, self.ps[:self.n_enc])
-        mu = ACT[m.mean_activation](head[:, :Z], m.negative_slope)
-        s = ACT[m.scale_activation](head[:, Z:], m.negative_slope)
-        sigma = {"logvar": lambda: torch.exp(s / 2), "logstd": lambda: torch.exp(s), "std": lambda: s}[m.posterior]()
-        return Normal(mu, sigma)
-
-    def q_logits(self, x):
-        """Categorical posterior logits [B, N, K]."""
-        return self._mlp(x, self.ps[:self.n_enc]).reshape(x.shape[0], self.m.latent_dim, self.m.categories)
-
-    def px(self, z):
-        out = self._mlp(z, self.ps[self.n_enc:self.n_enc + self.n_dec])
-        return REFERENCE_LIKELIHOODS[self.m.likelihood](self.m, out, self.ps)
-
-    def terms(self, x, eps, detach_q=False):
-        """log p(x | z_l) and log p(z_l) - log q(z_l | x), [K, B], z_l = mu + sigma eps_l (q's parameters
-        held fixed inside log q if detach_q), and q, p(z)."""
-        K, B, Z = eps.shape
-        qz = self.q(x)
-        z = qz.loc + qz.scale * eps
-        log_px = self.px(z.reshape(K * B, Z)).log_prob(x.repeat(K, 1)).sum(-1).reshape(K, B)
-        prior = Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))
-        q_eval = Normal(qz.loc.detach(), qz.scale.detach()) if detach_q else qz
-        return log_px, prior.log_prob(z).sum(-1) - q_eval.log_prob(z).sum(-1), qz, prior
-
-    def grads(self, objective):
-        return list(torch.autograd.grad(objective, self.ps, allow_unused=True))
-
-
-def categorical_reference(model, x, u, hard, weights):
-    """ELBO of a categorical latent (Jang et al. 2017): decoder input y = softmax((logits + G) / tau) per
-    variable, G = -log(-log u) Gumbel noise, one_hot(argmax y) forward with y's gradient if hard (straight
-    through); rec = 1/L sum_l log p(x | y_l); KL(q || uniform) analytic."""
-    ref = Reference(model)
-    L, B, NK = u.shape
-    N, K = model.latent_dim, model.categories
-    logits = ref.q_logits(x)
-    y = torch.softmax((logits.unsqueeze(0) - torch.log(-torch.log(u.reshape(L, B, N, K)))) / TAU, -1)
-    if hard:
-        y = F.one_hot(y.argmax(-1), K).to(y.dtype) - y.detach() + y
-    log_px = ref.px(y.reshape(L * B, NK)).log_prob(x.repeat(L, 1)).sum(-1).reshape(L, B)
-    uniform = Categorical(logits=torch.zeros_like(logits))
-    value = log_px.mean(0) - kl_divergence(Categorical(logits=logits), uniform).sum(-1)
-    return value.detach(), ref.grads((weights * value).sum())
-
-
-def reference(model, x, eps, objective, estimator, weights):
-    """(per-image value, gradient of sum_i weights_i value_i in fastvae's parameter order), by definition:
-    the ELBO with an analytic, Monte Carlo or STL KL (Roeder et al. 2017); the IWAE bound (Burda et al. 2016)
-    with its reparameterization, STL or DReG (Tucker et al. 2018) encoder gradient."""
-    ref = Reference(model)
+def reference(model, x, eps, objective, estimator, weights, hard=False):
+    """(per-image value, gradient of sum_i weights_i value_i in fastvae's parameter order), by definition: the
+    ELBO with an analytic, Monte Carlo or STL KL (Roeder et al. 2017), relaxed or straight-through for a
+    categorical latent; the IWAE bound (Burda et al. 2016) with its reparameterization, STL or DReG (Tucker et al.
+    2018) encoder gradient."""
+    ref = MlpReference(model)
     if objective == "elbo":
-        log_px, log_ratio, qz, prior = ref.terms(x, eps, detach_q=estimator == "stl")
-        kl = kl_divergence(qz, prior).sum(-1) if estimator == "analytic" else -log_ratio.mean(0)
-        value = log_px.mean(0) - kl
-        return value.detach(), ref.grads((weights * value).sum())
-    bound = lambda lw: torch.logsumexp(lw, 0) - math.log(lw.shape[0])  # noqa: E731
-    log_w = lambda detach_q: sum(ref.terms(x, eps, detach_q)[:2])  # noqa: E731
-    value = bound(log_w(False))
-    if estimator == "reparam":
-        return value.detach(), ref.grads((weights * value).sum())
-    lw_fixed = log_w(True)
-    if estimator == "stl":
-        return value.detach(), ref.grads((weights * bound(lw_fixed)).sum())
-    wn = torch.softmax(lw_fixed, 0).detach()  # DReG: encoder from sum_l wn_l^2 log w_l, the rest from the bound
-    enc = ref.grads((weights * (wn ** 2 * lw_fixed).sum(0)).sum())
-    rest = ref.grads((weights * value).sum())
-    return value.detach(), enc[:ref.n_enc] + rest[ref.n_enc:]
+        value = ref.elbo(x, eps, None, estimator, temperature=TAU, hard=hard)
+        return value.detach(), ref.grads_in_fastvae_order((weights * value).sum())
+    value, surrogate = ref.iwae(x, eps, None, estimator)
+    return value, ref.grads_in_fastvae_order((weights * surrogate).sum())
 
 
 @pytest.mark.parametrize("objective, estimator", OBJECTIVES, ids=[f"{o}-{e}" for o, e in OBJECTIVES])
@@ -181,7 +88,7 @@ def test_categorical_value_and_every_gradient_match_the_reference(likelihood, sc
     weights = torch.linspace(0.5, 1.5, x.shape[0], dtype=F64)
     ours = fastvae.elbo(model, x, eps=u, estimator=estimator, temperature=TAU, hard=hard).elbo
     grads = torch.autograd.grad((weights * ours).sum(), model.flat_parameters())
-    value, ref_grads = categorical_reference(model, x, u, hard, weights)
+    value, ref_grads = reference(model, x, u, objective, estimator, weights, hard)
     assert (ours.detach() - value).abs().max().item() <= 1e-9
     assert len(grads) == len(ref_grads)
     for a, b in zip(grads, ref_grads):

@@ -3,19 +3,19 @@ unbiasedness. The encoder gradient of the IWAE bound log 1/k sum_i w_i is, by a 
 score term, E[sum_i wn_i^2 (d log w_i / d z_i) (d z_i / d phi)], wn = w / sum_j w_j, where d log w_i / d z_i is the
 total derivative through z (log q's parameters held fixed). Here that product is formed explicitly (autograd with
 respect to z, then a vector-Jacobian product through z = mu + sigma eps), not with the stop-gradient surrogate that
-fastvae and tests/reference_iwae.py use.
+fastvae and tests/reference/vae.py use.
 
 DReG and the plain reparameterization gradient estimate the same gradient, so their means over many draws agree
 within Monte Carlo error (STL's does not: it is biased for k > 1); the statistical test uses a fixed seed and a
 Bonferroni bound over the parameters."""
-import math
 
 import pytest
 import torch
-from torch.distributions import Bernoulli, Normal
+from torch.distributions import Normal
 
 import fastvae
 from fastvae import VAE
+from reference.vae import MlpReference
 
 F64 = torch.float64
 D, Z, H = 12, 3, 16
@@ -27,31 +27,23 @@ def small_model():
 
 
 def encoder_params(model):
-    return [p for lin in [*model.encoder, model.encoder_head] for p in (lin.weight, lin.bias)]
-
-
-def log_weights(model, x, z, mu, sigma):
-    """log w = log p(x | z) + log p(z) - log q(z | x), [k, B]; q's mu, sigma enter as given."""
-    h = z
-    for lin in model.decoder[:-1]:
-        h = torch.tanh(lin(h))
-    log_px = Bernoulli(logits=model.decoder[-1](h)).log_prob(x.expand(z.shape[0], -1, -1)).sum(-1)
-    return log_px + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, sigma).log_prob(z).sum(-1)
+    return model.flat_parameters()[:2 * (len(model.encoder) + 1)]
 
 
 def dreg_from_scratch(model, x, eps):
-    """Encoder gradient of sum_b iwae_b by DReG's formula, [number of encoder parameters]."""
-    h = x
-    for lin in model.encoder:
-        h = torch.tanh(lin(h))
-    head = model.encoder_head(h)
-    mu, sigma = head[:, :Z], torch.exp(head[:, Z:] / 2)  # posterior="logvar"
+    """Encoder gradient of sum_b iwae_b by DReG's formula, [number of encoder parameters], on the reference VAE
+    (tests/reference/vae.py) with the model's weights: log w = log p(x | z) + log p(z) - log q(z | x) with q's mu,
+    sigma held fixed, its derivative in z by autograd, then the vector-Jacobian product through z."""
+    ref = MlpReference(model)
+    qz = ref.q(x)
+    mu, sigma = qz.loc, qz.scale
     z = mu + sigma * eps
     zl = z.detach().requires_grad_(True)
-    lw = log_weights(model, x, zl, mu.detach(), sigma.detach())
+    lw = (ref.log_px(x, zl) + Normal(0.0, 1.0).log_prob(zl).sum(-1)
+          - Normal(mu.detach(), sigma.detach()).log_prob(zl).sum(-1))
     dlw_dz, = torch.autograd.grad(lw.sum(), zl)  # row i only depends on z_i
     wn = torch.softmax(lw.detach(), 0)
-    g = torch.autograd.grad(z, encoder_params(model), grad_outputs=wn.unsqueeze(-1) ** 2 * dlw_dz)
+    g = ref.grads_in_fastvae_order(z, grad_outputs=wn.unsqueeze(-1) ** 2 * dlw_dz)[:ref.n_encoder]
     return torch.cat([t.reshape(-1) for t in g])
 
 

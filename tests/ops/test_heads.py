@@ -1,13 +1,13 @@
 """fastvae.heads (issue 11): the fused CPU kernels, the device-generic ATen path (reached on the CPU through
 the private _generic_* ops, bound to the same C++ functions the CompositeExplicitAutograd key serves) and the
-pure-PyTorch reference (tests/reference_heads.py) agree in float64, values and gradients; gradcheck; meta
+pure-PyTorch reference (tests/reference/heads.py) agree in float64, values and gradients; gradcheck; meta
 shapes; the DReG hook recipe; bad input."""
 import math
 
 import pytest
 import torch
 
-import reference_heads as ref
+from reference import heads as ref
 from fastvae import heads
 
 ops = torch.ops.fastvae

@@ -10,7 +10,8 @@ import fastvae
 from fastvae.datasets import load_mnist
 from fastvae.training import TrainingDivergedError
 from conftest import stop_at
-from reference_training import assert_trained_alike, reference_fit
+from reference.training import assert_trained_alike, reference_fit
+from reference.vae import MlpReference
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,7 @@ def test_fit_matches_plain_pytorch_loop(name, mnist, two_threads):
         x = fastvae.datasets.subsample(x.reshape(-1, 28, 28)).reshape(200, -1)
     labels = y if name == "cvae_hw7" else None
     model = fastvae.VAE.from_preset(name)
-    ref = fastvae.VAE.from_preset(name)
-    ref.load_state_dict(model.state_dict())
+    ref = MlpReference(model, name)  # the pinned homework architecture with the model's starting weights
     # more than Adam's grain (32768 values) of parameters: with 2 threads, both get a chunk
     assert sum(p.numel() for p in model.parameters()) > 32768
     settings = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3, threshold=127,
@@ -110,8 +110,9 @@ def test_interrupt_from_callback_keeps_completed_steps(mnist, two_threads):
                 callback_every=1)
     assert_same_weights(model, ref, rtol=0, atol=0)
     # ... and the plain PyTorch loop's five updates.
-    plain = fastvae.VAE.from_preset("stats305c")
-    plain.load_state_dict(init)
+    start = fastvae.VAE.from_preset("stats305c")
+    start.load_state_dict(init)
+    plain = MlpReference(start, "stats305c")
     reference_fit(plain, x, updates=5, batch_size=64, eps=1e-3, seed=3)
     assert_trained_alike(model, plain, max_diff=3e-3)
 

@@ -1,13 +1,13 @@
 """fit(kl_warmup=n): the ELBO objective's KL weight rises linearly, kl_weight * min(1, t / n) at the update
-after t optimizer steps, checked against a plain PyTorch loop with the same generator calls as
-cpp/train_loop.cpp (one randperm per epoch, one normal_ of [L, batch, Z] per batch), fastvae.elbo and
-torch.optim.Adam; and resumed fits continue the schedule from the optimizer's step."""
+after t optimizer steps, checked against the plain PyTorch reference loop (tests/reference/training.py: the documented
+generator calls, the reference VAE and torch.optim.Adam); and resumed fits continue the schedule from the optimizer's step."""
 import pytest
 import torch
 
 import fastvae
 from fastvae.datasets import load_mnist
-from reference_training import reference_fit
+from reference.training import assert_same_weights, reference_fit
+from reference.vae import MlpReference
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,10 @@ SETTINGS = dict(batch_size=64, n_samples=2, lr=1e-3, betas=(0.9, 0.99), eps=1e-3
 
 def test_warmup_matches_plain_pytorch_loop(mnist):
     model = fastvae.VAE.from_preset("ese546")
-    ref = fastvae.VAE.from_preset("ese546")
-    ref.load_state_dict(model.state_dict())
+    ref = MlpReference(model, "ese546")
     model.fit(mnist, epochs=3, progress=False, **SETTINGS)  # 12 updates: 6 warming, 6 at full weight
     reference_fit(ref, mnist, updates=12, **SETTINGS)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=2e-6, msg=lambda m: f"{name}: {m}")
+    assert_same_weights(model, ref, rtol=1e-5, atol=2e-6)
 
 
 def test_warmup_changes_training_and_resumes_exactly(mnist):
