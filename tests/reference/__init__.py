@@ -9,5 +9,6 @@ architecture and parameters, nothing else.
 - :mod:`reference.training`: one training loop (:func:`reference.training.reference_fit`) with torch.optim.Adam
   and the documented data order, pixel rule and noise draws of fastvae.training and fastvae.pixels, so that it
   reproduces ``fit`` on the same seed up to floating point.
+- :mod:`reference.samplers`: the Gumbel-softmax sample from given uniforms (fastvae.gumbel_softmax).
 - :mod:`reference.idx`: an IDX file decoder (the MNIST file format) for the readers' tests.
 """
