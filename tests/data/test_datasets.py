@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import MNIST_DIR
+from reference.training import threshold_pixels
 from fastvae import datasets
 from fastvae.datasets import (
     DataFileError,
@@ -522,20 +523,25 @@ def fit_pixels(images, threshold=127):
 
 @real_mnist
 def test_binarize_and_fit_see_the_same_pixels_on_all_of_mnist():
+    # both against the rule's definition (tests/reference/training.py: p = round(255 x), p > threshold)
     for split in ("train", "test"):
         x, _ = load_mnist(split, root=DATA, download=False)
         for images in (x, x.float() / 255):
-            assert torch.equal(binarize(images).reshape(len(x), -1), fit_pixels(images)), split
-        assert torch.equal(binarize(x, 128).reshape(len(x), -1), fit_pixels(x, 128))
+            want = threshold_pixels(images).reshape(len(x), -1)
+            assert torch.equal(binarize(images).reshape(len(x), -1), want), split
+            assert torch.equal(fit_pixels(images), want), split
+        want = threshold_pixels(x, 128).reshape(len(x), -1)
+        assert torch.equal(binarize(x, 128).reshape(len(x), -1), want) and torch.equal(fit_pixels(x, 128), want)
 
 
 def test_binarize_and_fit_see_the_same_pixels_on_the_digits():
     from sklearn.datasets import load_digits  # in the test extra
     images = load_digits().images / 16.0  # float64 in [0, 1], 17 levels: 8/16 = 0.5 exactly
     assert (images == 0.5).any()
-    assert torch.equal(binarize(images).reshape(len(images), -1), fit_pixels(images))
-    assert torch.equal(binarize(images.astype(np.float32)).reshape(len(images), -1),
-                       fit_pixels(images.astype(np.float32)))
+    for imgs in (images, images.astype(np.float32)):
+        want = threshold_pixels(imgs).reshape(len(imgs), -1)
+        assert torch.equal(binarize(imgs).reshape(len(imgs), -1), want)
+        assert torch.equal(fit_pixels(imgs), want)
 
 
 @pytest.mark.parametrize(
