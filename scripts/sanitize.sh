@@ -40,8 +40,8 @@ export FASTVAE_DATA=${FASTVAE_DATA:-$REPO/../shared/data/mnist}
   'sanitize.sh: fastvae._C was loaded from ' + fastvae._C.__file__ + ', not the instrumented build')"
 
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(tests/test_vae.py tests/test_samplers.py tests/test_estimators.py
-                                 tests/test_cavi.py tests/test_training.py tests/test_heads.py)
+[ ${#tests[@]} -gt 0 ] || tests=(tests/models/test_vae.py tests/ops/test_samplers.py tests/models/test_estimators.py
+                                 tests/cavi/test_cavi.py tests/training/test_fit.py tests/ops/test_heads.py)
 status=0
 "$PY" -m pytest -x -q -p no:cacheprovider "${tests[@]}" || status=$?
 if compgen -G "$WORK/logs/*" >/dev/null; then

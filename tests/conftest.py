@@ -67,3 +67,11 @@ def two_threads():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def stop_at(update):
+    """A fit callback that raises KeyboardInterrupt at the given update (fit stops cleanly there)."""
+    def cb(event, info):
+        if event == "step" and info["update"] == update:
+            raise KeyboardInterrupt
+    return cb

@@ -17,7 +17,7 @@ A checkpoint is one ``torch.save``'d dict of tensors, numbers and strings only, 
 
 Files of earlier releases load too: format_version 1 (``fit_settings`` instead of train_options, fewer config
 keys), 2 (no ``kind``: an MLP VAE) and the unversioned ``"fastvae-network-vae-1"`` of models with custom networks
-(torch.optim.Adam's state_dict instead of an AdamState). tests/fixtures/checkpoints holds a file of each.
+(torch.optim.Adam's state_dict instead of an AdamState). tests/checkpoint/fixtures/checkpoints holds a file of each.
 
 Written with :func:`fastvae._atomic.atomic_write`: an interrupted save leaves the previous file intact.
 """
