@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ._interrupts import deferred_sigint
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -14,9 +16,16 @@ def _umask() -> int:
 
 def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(f)`` on a temp file in the destination folder, fsync it, give it the usual permissions
-    (mkstemp creates 0600) and ``os.replace`` it onto ``path``. On any error, KeyboardInterrupt included,
-    the temp file is removed and ``path`` is untouched. Returns ``path`` as a Path."""
-    path = Path(path)
+    (mkstemp creates 0600) and ``os.replace`` it onto ``path``. A symlink is written through: its target is
+    replaced, the link stays. On any error the temp file is removed and ``path`` is untouched; Ctrl-C during the
+    write is held until the write is complete (fastvae._interrupts), so it never leaves a ``.part`` file either.
+    Returns ``path`` as a Path."""
+    with deferred_sigint():
+        return _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    link, path = path, Path(os.path.realpath(path))  # a symlink's target is the file to replace
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -39,4 +48,4 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
             os.close(dfd)
     except OSError:
         pass
-    return path
+    return link

@@ -13,7 +13,8 @@ A checkpoint is one ``torch.save``'d dict of tensors, numbers and strings only, 
     generator        the training run's generator state, uint8
     history          History fields as tensors
     train_options    TrainOptions.to_dict() of the last fit
-(the last four None before any fit).
+    epoch_state      the epoch a fit stopped inside (order, done, elbo_sum, seconds), which the next fit finishes
+(those five None before any fit, epoch_state None between epochs).
 
 Files of earlier releases load too: format_version 1 (``fit_settings`` instead of train_options, fewer config
 keys), 2 (no ``kind``: an MLP VAE) and the unversioned ``"fastvae-network-vae-1"`` of models with custom networks
@@ -52,6 +53,7 @@ class Record:
     generator: Optional[torch.Tensor]
     history: Optional[dict]
     train_options: Optional[dict]
+    epoch_state: Optional[dict] = None
 
 
 def save(model, path, where: str) -> "Path":  # noqa: F821
@@ -68,6 +70,7 @@ def save(model, path, where: str) -> "Path":  # noqa: F821
         "generator": model.generator_state_,
         "history": None if hist is None else {k: torch.from_numpy(np.array(v)) for k, v in hist.__dict__.items()},
         "train_options": None if opts is None else opts.to_dict(),
+        "epoch_state": model.epoch_state_,
     }
     return atomic_write(p, lambda f: torch.save(data, f))
 
@@ -91,7 +94,8 @@ def _versioned(data: dict, version: int) -> Record:
     else:
         options = data["train_options"]
     return Record(data.get("kind", "mlp") if version >= 3 else "mlp", dict(data["config"]), data.get("preset"),
-                  data["state_dict"], data["optimizer"], data["generator"], data["history"], options)
+                  data["state_dict"], data["optimizer"], data["generator"], data["history"], options,
+                  data["epoch_state"] if version >= 3 else None)
 
 
 def read(path, kind: str, where: str) -> Record:
@@ -137,6 +141,7 @@ def restore(model, record: Record, path, where: str):
             model.history_ = History(**{k: v.numpy() for k, v in record.history.items()})
         if record.train_options is not None:
             model.train_options_ = TrainOptions.from_dict(record.train_options, where)
+        model.epoch_state_ = record.epoch_state
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(f"{where}: {str(path)!r} holds an invalid checkpoint: {type(e).__name__}: {e}") from e
     return model

@@ -372,6 +372,8 @@ class VAE(Model):
         w = self.encoder_head.weight
         if w.dtype != torch.float32 or w.device.type != "cpu":
             raise TypeError(f"{where}: fit trains float32 models on the CPU; convert with model.float()")
+        if not any(p.requires_grad for p in self.parameters()):
+            raise ValueError(f"{where}: every parameter is frozen (requires_grad=False); nothing to train")
         for name, p in self.named_parameters():
             if not torch.isfinite(p).all():
                 raise ValueError(f"{where}: parameter {name} contains NaN or inf; fit refuses a model that already "
