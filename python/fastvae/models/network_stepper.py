@@ -74,8 +74,12 @@ class NetworkStepper:
         with torch.no_grad():  # the boundary, put back if the step's result is not finite
             saved = [t.clone() for t in (*self.params, *self.moments)]
             steps = [self.opt.state[p]["step"].clone() for p in self.params]
-        self.opt.step()
-        if not all(torch.isfinite(t).all() for t in (*self.params, *self.moments)):
+        try:
+            self.opt.step()
+            finite = all(torch.isfinite(t).all() for t in (*self.params, *self.moments))
+        except RuntimeError:  # torch.optim refuses a step size that overflows the dtype, midway through the step
+            finite = False
+        if not finite:
             with torch.no_grad():
                 for t, old in zip((*self.params, *self.moments), saved):
                     t.copy_(old)
@@ -111,7 +115,13 @@ class NetworkStepper:
             x = self._pixels(d.x, order[b * B:(b + 1) * B], generator)
             eps = torch.randn(L, x.shape[0], self.model.latent_dim, generator=generator)
             eps = eps.to(self.model._device(), self.model._dtype())
-            r, k, diverged = self._update(x, eps, step)
+            try:
+                r, k, diverged = self._update(x, eps, step)
+            except BaseException as e:  # the networks or the heads refused this batch: stop at the boundary
+                self.opt.zero_grad(set_to_none=True)
+                generator.set_state(before)
+                result["error"] = e
+                break
             if diverged is not None:
                 generator.set_state(before)
                 result["diverged"] = diverged
