@@ -1,4 +1,4 @@
-"""Diagnostics of gradient estimators: the signal-to-noise ratio of the IWAE bound's gradient.
+"""Diagnostics: the signal-to-noise ratio of the IWAE bound's gradient, and the active units of a latent space.
 
 Rainforth et al. 2018 ("Tighter variational bounds are not necessarily better") measure an estimator by the
 SNR of each parameter's gradient, |E[g]| / std[g] over independent draws of the noise; the plain
@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import _checks
 from .api import iwae
 from .models import VAE
 
@@ -50,3 +51,32 @@ def gradient_snr(model: VAE, x: torch.Tensor, k: int, estimator: str, params: Se
     mean = s[live] / draws
     std = ((s2[live] - draws * mean ** 2).clamp_min(0) / (draws - 1)).sqrt()
     return (mean.abs() / std).mean().item(), int(live.sum())
+
+
+def active_units(model, x, *, threshold: float = 1e-2, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+    """Active latent units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders", Sec. 5.2):
+    unit u is active when ``A_u = Cov_x(E_q[z_u | x]) > threshold`` (1e-2 in the paper), the variance over the
+    data of the posterior mean, taken as a population variance (divisor N) in float64.
+
+    Args:
+        model: a Gaussian-latent fastvae model (``model.encode`` gives the posterior mean); x: images [N, ...] as
+            ``model.encode`` takes them (floats the likelihood takes, or uint8 intensities), N >= 2; threshold:
+            finite > 0; batch_size: images per encoder call.
+
+    Returns:
+        (number of active units, A [Z] float64, the statistic of every unit).
+
+    Raises:
+        ValueError: a categorical latent, fewer than two images, threshold <= 0, batch_size < 1.
+        TypeError: as ``model.encode`` for x.
+    """
+    where = "fastvae.diagnostics.active_units"
+    threshold = _checks.positive(where, "threshold", threshold)
+    batch_size = _checks.integer(where, "batch_size", batch_size, min=1)
+    if getattr(model, "latent", "gaussian") != "gaussian":
+        raise ValueError(f"{where}: active units are defined for Gaussian latents, got latent={model.latent!r}")
+    if len(x) < 2:
+        raise ValueError(f"{where}: need at least two images for a variance over the data, got {len(x)}")
+    means = torch.cat([model.encode(x[s:s + batch_size])[0].double() for s in range(0, len(x), batch_size)])
+    stat = means.var(0, unbiased=False)
+    return int((stat > threshold).sum()), stat

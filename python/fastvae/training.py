@@ -166,9 +166,10 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, train_la
     fit(epochs=1)`` gives bit-identical parameters to ``fit(epochs=2, seed=s)``, as does ``fit(epochs=1, seed=s);
     save(p); load(p).fit(epochs=1)`` (same thread count, same data, same settings).
 
-    Threads: the weights change only while ``fit`` holds the model's lock, one epoch at a time; the model's
-    objectives, ``encode`` and ``decode`` take the same lock, so a reader in another thread waits for the end of
-    the current epoch. A ``"step"`` callback runs inside an epoch: read the model from ``"epoch"`` callbacks.
+    State: the weights, Adam state, step, history and generator change together, at update boundaries only. A
+    parameter with ``requires_grad=False`` is not updated (as with torch.optim). Threads: a model has one owner; the
+    model's objectives, ``encode``, ``decode`` and ``save`` in another thread wait for the next epoch boundary. A
+    ``"step"`` callback runs inside an epoch: read or save the model from ``"epoch"`` callbacks.
 
     Args:
         train_images: uint8 [N, D] or [N, H, W] intensities, or floats in [0, 1] (p = round(255 x)); a tensor, a
@@ -203,12 +204,16 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, train_la
     Raises:
         TypeError: an argument of the wrong kind (``epochs=1.5``, a string, float labels, labels passed
             positionally), a model that is not a fastvae model. ValueError: a value out of range, options that do
-            not apply, empty image sets, labels missing or given to an unconditional model, parameters already
-            holding NaN or inf.
-        TrainingDivergedError (a FloatingPointError): a non-finite loss or gradient; the message names the update,
-            the model keeps the parameters after the previous update and ``model.history_`` the completed updates.
-        KeyboardInterrupt: re-raised after a clean stop between two updates; the model and ``model.history_`` keep
-            everything done so far.
+            not apply, a real option that is inf or 0 in the model's arithmetic (``lr=1e308`` in float32), empty
+            image sets, labels missing or given to an unconditional model, parameters already holding NaN or inf,
+            other training images than the epoch in progress has (pass ``seed=`` to start anew).
+        RuntimeError: the model is already being fitted (in another thread, or this is a fit's callback).
+        TrainingDivergedError (a FloatingPointError): a non-finite loss, gradient or result of the Adam step; the
+            update is dropped and the model is exactly a run stopped after the previous update (weights, Adam
+            state, history, generator); the message names the update and the cause.
+        KeyboardInterrupt: Ctrl-C (in the main thread) stops the fit at the next update boundary and is raised
+            once the model is whole; ``model.epoch_state_`` keeps the epoch in progress, which the next ``fit``
+            (without a seed) finishes first, so the run continues exactly.
     """
     opts = options_module.resolve(options, overrides, WHERE)
     seed, checkpoint_every = _run_args(seed, progress, callback, checkpoint, checkpoint_every)

@@ -50,3 +50,21 @@ def test_gradient_snr_bad_input(kwargs, fragment):
     args.update(kwargs)
     with pytest.raises(ValueError, match=fragment):
         gradient_snr(model, X, 2, "dreg", args.pop("params"), **args)
+
+
+def test_active_units_follow_burda_et_al_definition():
+    from reference.vae import MlpReference
+    from fastvae.diagnostics import active_units
+    model = small_model()
+    with torch.no_grad():  # unit 1's mean no longer depends on x: inactive whatever the data
+        model.encoder_head.weight[1].zero_()
+    x = (torch.rand(50, 12, generator=torch.Generator().manual_seed(3)) < 0.5).float()
+    count, stat = active_units(model, x, threshold=1e-4, batch_size=7)
+    mu = MlpReference(model).q(x).loc.detach().double()  # E_q[z | x] from the reference
+    want = ((mu - mu.mean(0)) ** 2).mean(0)  # Cov_x of each unit, divisor N
+    torch.testing.assert_close(stat, want, rtol=1e-5, atol=1e-9)
+    assert count == int((want > 1e-4).sum()) and stat[1] < 1e-12 and count < 3
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        active_units(model, x, threshold=0.0)
+    with pytest.raises(ValueError, match="at least two images"):
+        active_units(model, x[:1])
