@@ -68,18 +68,44 @@ class EpochResult:
     error: Optional[BaseException] = None
 
 
+class _Column:
+    """A growing float64 / int64 column: appends are amortised O(1) (the long runs record millions of updates), and
+    ``view()`` is the part written so far, which later appends never touch."""
+
+    def __init__(self, dtype, initial=()):
+        self.dtype = dtype
+        initial = np.asarray(initial, dtype=dtype)
+        self.buf = np.empty(max(16, 2 * len(initial)), dtype=dtype)
+        self.buf[:len(initial)] = initial
+        self.n = len(initial)
+
+    def add(self, values):
+        v = np.asarray(values, dtype=self.dtype).reshape(-1)
+        need = self.n + len(v)
+        if need > len(self.buf):
+            grown = np.empty(max(need, 2 * len(self.buf)), dtype=self.dtype)
+            grown[:self.n] = self.buf[:self.n]
+            self.buf = grown
+        self.buf[self.n:need] = v
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self.buf[:self.n]
+
+
 class _Recorder:
     """The model's History: what earlier fits recorded, then this fit's updates, validations and epochs."""
 
     def __init__(self, previous: Optional[History]):
-        self.parts = {n: [np.asarray(getattr(previous, n))] if previous is not None else [] for n in History.names()}
+        self.columns = {n: _Column(np.int64 if n == "val_update" else np.float64,
+                                   () if previous is None else getattr(previous, n)) for n in History.names()}
         self.updates = 0 if previous is None else len(previous.update_rec)
 
     def add(self, name, values):
-        self.parts[name].append(np.asarray(values, dtype=np.int64 if name == "val_update" else np.float64))
+        self.columns[name].add(values)
 
     def history(self) -> History:
-        return History(**{n: np.concatenate(p) if p else getattr(History(), n) for n, p in self.parts.items()})
+        return History(**{n: c.view() for n, c in self.columns.items()})
 
 
 def _run_args(seed, progress, callback, checkpoint, checkpoint_every):
