@@ -400,3 +400,14 @@ def test_reproduce_refuses_an_output_path_that_is_not_a_path():
     from fastvae.reproduce import reproduce
     with pytest.raises(TypeError, match="out must be a folder path"):
         reproduce("stats305c", 5)
+
+
+def test_resume_refuses_a_fifo_in_place_of_run_json_without_blocking(tmp_path, need_mnist):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"x")  # resume reads run.json first, to check the checkpoint is this run's
+    os.mkfifo(out / "run.json")
+    from fastvae.reproduce import reproduce
+    with deadline(), pytest.raises(ValueError, match="run.json is missing or unreadable"):
+        reproduce("stats305c", out, data=need_mnist, limit=10, resume=True, progress=False, log=lambda line: None)
+    assert stat.S_ISFIFO(os.stat(out / "run.json").st_mode) and (out / "checkpoint.pt").read_bytes() == b"x"
