@@ -27,6 +27,10 @@ CatInputs check_categorical(const at::Tensor& x, const c10::optional<at::Tensor>
               "fastvae: temperature must be finite and > 0, got ", temperature);
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "fastvae: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.scalar_type() != at::kFloat || std::isfinite(static_cast<float>(1.0 / temperature)),
+                    "fastvae: vae_categorical_elbo: temperature ", temperature, " underflows float32: 1 / temperature "
+                    "= ", 1.0 / temperature, " overflows float32 (the model computes in float32; use a temperature "
+                    ">= 3e-39 or a float64 model)");
   TORCH_CHECK(x.device().is_cpu(), "fastvae: x must be on the CPU for this kernel, got ", x.device());
   TORCH_CHECK(x.dim() == 2 && x.size(1) == spec.data_dim, "fastvae: expected x of shape [B, ", spec.data_dim,
               "], got ", x.sizes());
@@ -55,20 +59,23 @@ CatInputs check_categorical(const at::Tensor& x, const c10::optional<at::Tensor>
 }
 
 const int64_t* labels(const c10::optional<at::Tensor>& y) { return y ? y->data_ptr<int64_t>() : nullptr; }
+constexpr const char* kInputs = "x, u, the temperature and the parameters";
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> vae_categorical_elbo(
     const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor& u, at::TensorList params,
     FASTVAE_ARCH_PARAMS, double temperature, bool hard) {
   at::AutoDispatchBelowADInplaceOrView guard;
   auto in = check_categorical(x, y, u, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), temperature);
-  at::Tensor rec, kl;
+  at::Tensor rec, kl, elbo;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_categorical_elbo", [&] {
     VaeEngine<scalar_t> eng(in.spec);
     eng.categorical_forward(in.params, in.x, labels(in.y), in.u, temperature, hard, nullptr);
     rec = eng.rec();
     kl = eng.kl();
+    elbo = rec - kl;
+    check_result("vae_categorical_elbo", "the ELBO", eng, in.params, in.x, elbo, kInputs, temperature);
   });
-  return {rec - kl, rec, kl};
+  return {elbo, rec, kl};
 }
 
 std::vector<at::Tensor> vae_categorical_elbo_backward(const at::Tensor& w_rec, const at::Tensor& w_kl,
@@ -90,8 +97,13 @@ std::vector<at::Tensor> vae_categorical_elbo_backward(const at::Tensor& w_rec, c
   for (const auto& p : in.params) grads.push_back(at::empty_like(p));
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_categorical_elbo_backward", [&] {
     VaeEngine<scalar_t> eng(in.spec);
+    const char* op = "vae_categorical_elbo_backward";
     eng.categorical_forward(in.params, in.x, labels(in.y), in.u, temperature, hard, wr.data_ptr<scalar_t>());
+    check_result(op, "the ELBO", eng, in.params, in.x, eng.rec(), kInputs, temperature);
+    check_result(op, "the ELBO", eng, in.params, in.x, eng.kl(), kInputs, temperature);
     eng.categorical_backward(in.params, in.x, labels(in.y), temperature, hard, wk.data_ptr<scalar_t>(), grads);
+    check_grads(op, eng, in.params, grads, {wr, wk}, "x, u, the temperature, the parameters and the per-image "
+                "weights");
   });
   return grads;
 }

@@ -72,6 +72,7 @@ void VaeEngine<T>::categorical_forward(at::TensorList params, const at::Tensor& 
     }
   });
   const int st = status.load();
+  gumbel_status_ = st;
   TORCH_CHECK(!(st & kBadNoise), "fastvae: the categorical noise u must be uniform draws strictly inside (0, 1)");
   if (st) {  // NaN or infinite logits (a diverged model): report a non-finite ELBO, the loop stops on it
     rec_.fill_(NAN);

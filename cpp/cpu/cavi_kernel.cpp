@@ -283,17 +283,24 @@ at::Tensor cavi_elbo(const at::Tensor& stats_, const at::Tensor& entropy, double
   for (int64_t k = 0; k < K; ++k) {
     const double* r = st + kStats * k;
     const double Nk = r[0], m0 = mp[2 * k], m1 = mp[2 * k + 1], P = pp[k];
-    const double elog = calc_digamma(ap[k]) - std::log(bp[k]), elam = ap[k] / bp[k];
+    const double log_b = std::log(bp[k]), elam = ap[k] / bp[k];
     // sum_n r_nk E||x_n - mu_k||^2
     const double sq = r[3] - 2.0 * (m0 * r[1] + m1 * r[2]) + Nk * (m0 * m0 + m1 * m1) + 2.0 * Nk / P;
     elbo += Nk * (log_tau - kLog2Pi) - 0.5 * tau * sq;                          // E log p(X | Z, mu)
-    elbo += r[4] * elog - Nk * elam;                                             // E log p(S | Z, lambda) + log S!
     elbo += Nk * lpp[k];                                                         // E log p(Z)
     const double dm0 = m0 - nu[0], dm1 = m1 - nu[1];
     elbo += log_rho - kLog2Pi - 0.5 * rho * (dm0 * dm0 + dm1 * dm1 + 2.0 / P);  // E log p(mu_k)
-    elbo += prior_lambda_norm + (alpha - 1.0) * elog - beta * elam;              // E log p(lambda_k)
     elbo += 1.0 + kLog2Pi - std::log(P);                                         // H[q(mu_k)]
-    elbo += ap[k] - std::log(bp[k]) + std::lgamma(ap[k]) + (1.0 - ap[k]) * calc_digamma(ap[k]);
+    // The terms in E log lambda_k = digamma(a_k) - log b_k, from E log p(S | Z, lambda) (r4), E log p(lambda_k)
+    // (alpha - 1) and H[q(lambda_k)] (1 - a_k), with digamma's coefficient summed first:
+    //   (r4 + alpha - a_k) digamma(a_k) - (r4 + alpha - 1) log b_k.
+    // After the q(lambda) update a_k = alpha + r4 and the coefficient is exactly 0: for a small shape
+    // digamma(a_k) ~ -1 / a_k is huge, and adding its three multiples one by one cancelled every other term of
+    // the ELBO to 0 in float64 (a near-zero alpha with an empty or count-free component gave ELBO = 0).
+    const double psi_coef = (r[4] + alpha) - ap[k];
+    elbo += (psi_coef != 0.0 ? psi_coef * calc_digamma(ap[k]) : 0.0) - (r[4] + alpha - 1.0) * log_b;
+    elbo += -Nk * elam + prior_lambda_norm - beta * elam;                        // the E lambda_k terms
+    elbo += ap[k] - log_b + std::lgamma(ap[k]);                                  // the rest of H[q(lambda_k)]
   }
   return at::scalar_tensor(elbo, stats.options());
 }

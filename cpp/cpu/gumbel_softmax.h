@@ -60,17 +60,23 @@ inline int gumbel_block(const T* logits, const T* noise, T* out, int64_t rows, i
   return status;
 }
 
-// Softmax backward of the sample rows y: gx = y * (g - <g, y>) / tau.
+// Softmax backward of the sample rows y: gx = y * (g - <g, y>) / tau. Returns whether every gx written is finite
+// (v - v summed in the writing loop: 0 for finite values, NaN otherwise).
 template <typename T>
-inline void softmax_bwd_rows(const T* g, const T* y, T* gx, int64_t rows, int64_t k, T inv_tau) {
+inline bool softmax_bwd_rows(const T* g, const T* y, T* gx, int64_t rows, int64_t k, T inv_tau) {
+  T check = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const T* gr = g + r * k;
     const T* yr = y + r * k;
     T* o = gx + r * k;
     T dot = 0;
     for (int64_t j = 0; j < k; ++j) dot += gr[j] * yr[j];
-    for (int64_t j = 0; j < k; ++j) o[j] = yr[j] * (gr[j] - dot) * inv_tau;
+    for (int64_t j = 0; j < k; ++j) {
+      o[j] = yr[j] * (gr[j] - dot) * inv_tau;
+      check += o[j] - o[j];
+    }
   }
+  return check == T(0);
 }
 
 // Index of the largest entry of a row (ties: the first), the straight-through forward.

@@ -15,6 +15,7 @@
 
 #include "cpu/counter_rng.h"
 #include "cpu/gumbel_softmax.h"
+#include "finite.h"
 
 namespace fastvae {
 namespace cpu {
@@ -31,6 +32,12 @@ void check_dim(const at::Tensor& t, int64_t& dim, const char* name) {
   if (dim < 0) dim += d;
 }
 
+// No NaN, no +inf, no row all -inf: logits the sampler takes (rows x k; the rare path only).
+bool usable_logits(const at::Tensor& l) {
+  return !at::isnan(l).any().item<bool>() && !at::isposinf(l).any().item<bool>() &&
+         !at::isneginf(l).all(1).any().item<bool>();
+}
+
 at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<at::Tensor>& uniform,
                               double tau, int64_t dim, const c10::optional<at::Tensor>& seed) {
   check_dim(logits_in, dim, "gumbel_softmax");
@@ -39,6 +46,9 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   TORCH_CHECK(logits_in.device().is_cpu(), "fastvae.gumbel_softmax: CPU tensors only");
   TORCH_CHECK(tau > 0 && std::isfinite(1.0 / tau), "fastvae.gumbel_softmax: temperature tau must be > 0 "
               "(and 1/tau finite), got ", tau);
+  TORCH_CHECK_VALUE(logits_in.scalar_type() != at::kFloat || std::isfinite(static_cast<float>(1.0 / tau)),
+                    "fastvae.gumbel_softmax: temperature ", tau, " underflows float32: 1 / tau = ", 1.0 / tau,
+                    " overflows float32 (use tau >= 3e-39, or float64 logits)");
   const bool last = dim == logits_in.dim() - 1;
   const at::Tensor logits = last ? logits_in.contiguous() : logits_in.movedim(dim, -1).contiguous();
   at::Tensor noise;
@@ -72,6 +82,13 @@ at::Tensor gumbel_softmax_fwd(const at::Tensor& logits_in, const c10::optional<a
   });
   const int st = status.load();
   TORCH_CHECK(!(st & kBadNoise), "fastvae.gumbel_softmax: noise must be uniform draws strictly inside (0, 1)");
+  // NaN, +inf or an all -inf row although the logits hold none of these (-inf entries are zero-probability
+  // classes): (logits + G) / tau left the float range (the rare path).
+  TORCH_CHECK_VALUE(!(st & (kNaN | kPosInf | kAllNegInf)) || !usable_logits(logits.view({rows, k})),
+                    "fastvae.gumbel_softmax: the sample is not finite although the logits are: (logits + G) / tau "
+                    "overflows ",
+                    dtype_name(logits.scalar_type()), " (tau ", num(tau), ", |logits| up to ", num(max_abs(logits)),
+                    "); use a larger tau or float64 logits");
   TORCH_CHECK(!(st & kNaN), "fastvae.gumbel_softmax: logits contain NaN");
   TORCH_CHECK(!(st & kPosInf), "fastvae.gumbel_softmax: logits contain +inf (or (logits + G) / tau overflows)");
   TORCH_CHECK(!(st & kAllNegInf), "fastvae.gumbel_softmax: a row of logits is all -inf (every class has "
@@ -100,9 +117,15 @@ at::Tensor gumbel_softmax_backward(const at::Tensor& grad_in, const at::Tensor& 
     const scalar_t* yp = y.data_ptr<scalar_t>();
     scalar_t* op = gx.data_ptr<scalar_t>();
     const scalar_t inv_tau = scalar_t(1.0 / tau);
+    std::atomic<bool> bad{false};
     at::parallel_for(0, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(k, 1)), [&](int64_t r0, int64_t r1) {
-      softmax_bwd_rows<scalar_t>(gp + r0 * k, yp + r0 * k, op + r0 * k, r1 - r0, k, inv_tau);
+      if (!softmax_bwd_rows<scalar_t>(gp + r0 * k, yp + r0 * k, op + r0 * k, r1 - r0, k, inv_tau)) bad = true;
     });
+    // A gradient that is not finite from a finite upstream gradient and sample: 1 / tau times them overflowed.
+    TORCH_CHECK_VALUE(!bad || !is_finite(g) || !is_finite(y), "fastvae._gumbel_softmax_backward: the gradient "
+                      "with respect to the logits is not finite although the upstream gradient and the sample are: "
+                      "y * (grad - <grad, y>) / tau overflows ", dtype_name(y.scalar_type()), " (tau ", num(tau),
+                      ", |grad| up to ", num(max_abs(g)), ")");
   });
   return last ? gx : gx.movedim(-1, dim).contiguous();
 }

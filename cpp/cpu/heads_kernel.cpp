@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/likelihood.h"
+#include "finite.h"
 #include "generic/heads.h"
 
 namespace fastvae {
@@ -78,7 +79,8 @@ void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const a
   const bool bad = likelihood_data(s.lik) == Data::UnitInterval &&
                    any_fails(xp, n, [&](const Vec& v) { return (v >= zero) & (v <= one); });
   check_x<T>(op, s, x, bad);
-  // decoder_out is not scanned: its rows' log-likelihoods are NaN if it holds one (check_rows).
+  // decoder_out is not scanned: a NaN or +-inf there makes the result non-finite, and the one pass over the [B]
+  // result (heads::not_finite on the rare path) names it.
   TORCH_CHECK_VALUE(!has_nan<T>(z), "fastvae: ", op, ": z contains NaN");
   TORCH_CHECK_VALUE(!has_nan<T>(mu), "fastvae: ", op, ": mu contains NaN");
   // NaN fails too: the NaN scan runs only then, for the message
@@ -94,13 +96,6 @@ void check_binary(const char* op, const HeadShape& s, const at::Tensor& x, bool 
   if (nonbinary) check_x<T>(op, s, x, true);
 }
 
-// After the row pass: a NaN log-likelihood means a NaN in decoder_out (the other inputs are checked before) or
-// an overflow (inf logits); only the first is an input error, so decoder_out is scanned only then.
-template <typename T>
-void check_rows(const char* op, bool nan_seen, const at::Tensor& out) {
-  if (nan_seen) TORCH_CHECK_VALUE(!has_nan<T>(out), "fastvae: ", op, ": decoder_out contains NaN");
-}
-
 // x *= c over n entries (an IWAE sample's likelihood gradient weighted by its normalised importance weight).
 template <typename T>
 void scale_row(T* x, T c, int64_t n) {
@@ -109,6 +104,35 @@ void scale_row(T* x, T c, int64_t n) {
   int64_t d = 0;
   for (; d + Vec::size() <= n; d += Vec::size()) (cv * Vec::loadu(x + d)).store(x + d);
   for (; d < n; ++d) x[d] *= c;
+}
+
+// The same, also telling whether every scaled entry is finite (the backward's last pass over its decoder_out
+// gradient: the check rides on it, v - v is 0 for a finite v and NaN otherwise).
+template <typename T>
+bool scale_row_finite(T* x, T c, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec cv(c);
+  Vec acc(T(0));
+  int64_t d = 0;
+  for (; d + Vec::size() <= n; d += Vec::size()) {
+    const Vec v = cv * Vec::loadu(x + d);
+    v.store(x + d);
+    acc = acc + (v - v);
+  }
+  T r = at::vec::vec_reduce_all<T>([](Vec& p, Vec& q) { return p + q; }, acc);
+  for (; d < n; ++d) {
+    x[d] *= c;
+    r += x[d] - x[d];
+  }
+  return r == T(0);
+}
+
+// n entries all finite (a gradient row of Z latents, in cache: the loop that wrote it just ended). Vector lanes:
+// a scalar chain of v - v adds cost 3% of the ELBO's backward at the homework's sizes (bench_heads.py).
+template <typename T>
+bool row_finite(const T* x, int64_t n) {
+  using Vec = at::vec::Vectorized<T>;
+  return !any_fails(x, n, [](const Vec& v) { return (v - v) == Vec(T(0)); });
 }
 
 // sum_j log s_j over a posterior's Z scales (checked finite and > 0): inline vector logs (a scalar libm log per
@@ -167,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
             *sp = sigma.data_ptr<T>();
     T *ep = elbo.data_ptr<T>(), *rp = rec.data_ptr<T>(), *kp = kl.data_ptr<T>();
     T* gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
-    std::atomic<bool> nan_seen{false}, nonbinary{false};
+    std::atomic<bool> nonbinary{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       bool nb = false;
       for (int64_t b = b0; b < b1; ++b) {
@@ -177,7 +201,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
           r += row_log_lik<T>(s, ap + row, xp + b * s.D, gp ? gp + row : nullptr, T(1) / T(s.L), l ? nullptr : &nb);
         }
         rp[b] = r / T(s.L);
-        if (std::isnan(r)) nan_seen = true;
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T k = 0;
         if (est == Estimator::Analytic) {
@@ -199,8 +222,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_forward(
       if (nb) nonbinary = true;
     });
     check_binary<T>(op, s, x, nonbinary);
-    check_rows<T>(op, nan_seen, out);
   });
+  // One pass over the [B] result: a NaN or +-inf input or an overflow is diagnosed on the rare path.
+  if (!is_finite(elbo)) heads::not_finite(op, "the ELBO", s, x, out, z, mu, sigma, &est);
   return {elbo, rec, kl, dg};
 }
 
@@ -219,6 +243,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
   auto d_z = at::empty_like(z), d_mu = at::empty_like(mu),
        d_sigma = at::empty_like(sigma);
   const int64_t W = out.size(2);
+  std::atomic<bool> bad{false};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
@@ -226,11 +251,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
     T* dop = decoder_out_grad ? d_out.data_ptr<T>() : nullptr;
     T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s, decoder_out_grad), [&](int64_t b0, int64_t b1) {
+      bool ok = true;
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t l = 0; l < s.L && decoder_out_grad; ++l) {  // as the forward's decoder_grad, then scaled
           const int64_t r = (l * s.B + b) * W;
           row_log_lik<T>(s, ap + r, xp + b * s.D, dop + r, T(1) / T(s.L));
-          scale_row<T>(dop + r, gr[b], W);
+          ok &= scale_row_finite<T>(dop + r, gr[b], W);
         }
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
         T *dm = dmp + b * s.Z, *ds = dsp + b * s.Z;
@@ -240,6 +266,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
             dm[j] = gk[b] * m[j];
             ds[j] = gk[b] * (sg[j] - T(1) / sg[j]);
           }
+          ok &= row_finite<T>(dm, s.Z) && row_finite<T>(ds, s.Z);
           continue;
         }
         const T w = gk[b] / T(s.L);
@@ -254,6 +281,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
             dm[j] += w * e;
             ds[j] += w * (e * e - T(1));
           }
+          ok &= row_finite<T>(dz, s.Z);
         }
         if (est == Estimator::MonteCarlo) {
           for (int64_t j = 0; j < s.Z; ++j) {
@@ -264,9 +292,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> elbo_terms_backward(
           std::fill_n(dm, s.Z, T(0));
           std::fill_n(ds, s.Z, T(0));
         }
+        ok &= row_finite<T>(dm, s.Z) && row_finite<T>(ds, s.Z);
       }
+      if (!ok) bad = true;
     });
   });
+  if (bad) heads::grad_not_finite(op, x, out, z, mu, sigma, {g_rec, g_kl}, {d_out, d_z, d_mu, d_sigma});
   return {d_out, d_z, d_mu, d_sigma};
 }
 
@@ -314,7 +345,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> iwae_bound_forward(
     using T = scalar_t;
     check_data<T>(op, s, x, out, z, mu, sigma);
     T *bp = bound.data_ptr<T>(), *wp = weights.data_ptr<T>(), *gp = decoder_grad ? dg.data_ptr<T>() : nullptr;
-    std::atomic<bool> nan_seen{false}, nonbinary{false};
+    std::atomic<bool> nonbinary{false};
     at::parallel_for(0, s.B, grain(s), [&](int64_t b0, int64_t b1) {
       std::vector<T> lw(s.L), w(s.L);
       bool nb = false;
@@ -322,13 +353,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> iwae_bound_forward(
         bp[b] = image_log_weights<T>(s, W, x.data_ptr<T>(), out.data_ptr<T>(), z.data_ptr<T>(), mu.data_ptr<T>(),
                                      sigma.data_ptr<T>(), b, lw.data(), w.data(), gp, &nb);
         for (int64_t k = 0; k < s.L; ++k) wp[k * s.B + b] = w[k];
-        if (std::isnan(bp[b])) nan_seen = true;
       }
       if (nb) nonbinary = true;
     });
     check_binary<T>(op, s, x, nonbinary);
-    check_rows<T>(op, nan_seen, out);
   });
+  if (!is_finite(bound)) heads::not_finite(op, "the IWAE bound", s, x, out, z, mu, sigma, nullptr);
   return {bound, weights, dg};
 }
 
@@ -347,6 +377,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
   auto d_z = at::empty_like(z), d_mu = at::empty_like(mu),
        d_sigma = at::empty_like(sigma);
   const int64_t W = out.size(2);
+  std::atomic<bool> bad{false};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastvae_heads", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *ap = out.data_ptr<T>(), *zp = z.data_ptr<T>(), *mp = mu.data_ptr<T>(),
@@ -355,6 +386,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
     T *dzp = d_z.data_ptr<T>(), *dmp = d_mu.data_ptr<T>(), *dsp = d_sigma.data_ptr<T>();
     at::parallel_for(0, s.B, grain(s, decoder_out_grad), [&](int64_t b0, int64_t b1) {
       std::vector<T> w(s.L);
+      bool ok = true;
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t k = 0; k < s.L; ++k) w[k] = wp[k * s.B + b];  // the forward's softmax_k(log w)
         const T *m = mp + b * s.Z, *sg = sp + b * s.Z;
@@ -367,7 +399,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
           if (decoder_out_grad) {  // as the forward's decoder_grad, then scaled
             row_log_lik<T>(s, ap + r * W, xp + b * s.D, dop + r * W, T(1));
             scale_row<T>(dop + r * W, w[k], W);
-            scale_row<T>(dop + r * W, gp[b], W);
+            ok &= scale_row_finite<T>(dop + r * W, gp[b], W);
           }
           const T cz = est == IwaeEstimator::DReG ? c * w[k] : c;
           const T* zz = zp + r * s.Z;
@@ -378,6 +410,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
             dm[j] -= c * e;
             ds[j] += c * (T(1) - e * e);
           }
+          ok &= row_finite<T>(dz, s.Z);
         }
         for (int64_t j = 0; j < s.Z; ++j) {
           if (est == IwaeEstimator::Reparam) {
@@ -388,9 +421,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> iwae_bound_backward(
             ds[j] = T(0);
           }
         }
+        ok &= row_finite<T>(dm, s.Z) && row_finite<T>(ds, s.Z);
       }
+      if (!ok) bad = true;
     });
   });
+  if (bad) heads::grad_not_finite(op, x, out, z, mu, sigma, {g}, {d_out, d_z, d_mu, d_sigma});
   return {d_out, d_z, d_mu, d_sigma};
 }
 

@@ -10,6 +10,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "vae_spec.h"
@@ -67,6 +69,24 @@ class VaeEngine {
   // Encoder logits [B, head width] of the last encode() (for a categorical latent: [B, N*K]).
   const at::Tensor& head() const { return head_; }
 
+  // ---- non-finite results (cpp/cpu/vae_overflow.cpp; issue 20 item 6) ----
+  // After a pass whose results are not finite although x, the noise and the parameters are (the ops check that
+  // first), where the float range was left, as the end of a message: x too large for a Gaussian likelihood, the
+  // first layer whose output overflows (named as in Python: encoder.k, encoder_head, decoder.k, with its largest
+  // |weight|, |bias| and |input|), the posterior scale, z, a categorical latent's temperature (`tau`), the
+  // likelihood, the KL, or rec - kl. The rare path: it reads the activations the pass kept.
+  // `pass` says which buffers the last call filled: encode() only, decode() only (x is then its z), or a full
+  // forward (forward, iwae_forward, categorical_forward).
+  enum class Pass { Full, Encode, Decode };
+  std::string overflow_cause(at::TensorList params, const at::Tensor& x, double tau = 0, Pass pass = Pass::Full) const;
+  // The Python name of parameter i of the list ("encoder.0.weight", "encoder_head.bias", "decoder.1.weight",
+  // "log_sigma").
+  std::string param_name(int64_t i) const;
+  // The gradients the backward's own passes already wrote in full: the biases' (column sums of each layer's
+  // pre-activation gradient) and the learned log sigma's. The first that is not finite in the backward's order
+  // (output to input), by index, or -1.
+  int64_t first_nonfinite_small_grad(at::TensorList grads) const;
+
   const at::Tensor& mu() const { return mu_; }
   const at::Tensor& sigma() const { return sigma_; }
   const at::Tensor& logits() const { return logits_; }
@@ -110,6 +130,7 @@ class VaeEngine {
   // The learned log sigma's data (and inv_var_ from it), or nullptr without a learned Gaussian scale.
   const T* prepare_learned_scale(at::TensorList params);
   at::Tensor y_soft_;                     // [L*B, N*K] relaxed categorical samples (hard: the soft y)
+  int gumbel_status_ = 0;                 // the Gumbel-softmax status bits of the last categorical_forward()
   // log p(x | decoder output) of the last decode() for L samples per image into ll_ and rec_ and, if
   // w_rec, the logit gradient w_rec[i] / L * d log p / da into g_logits_.
   // With a learned Gaussian scale, also d/dlog sigma into g_log_sigma_ (backward passes copy it out).
@@ -117,6 +138,19 @@ class VaeEngine {
   void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
   void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };
+
+// The ops' checks of their results (cpp/cpu/vae_kernels.cpp; issue 20 item 6). check_result: one pass over a
+// result; if it is not finite although `inputs` (what the op checked before, e.g. "x, eps and the parameters")
+// are, a ValueError "fastvae: <op>: <what> is not finite although <inputs> are: <overflow_cause>". check_grads:
+// after a backward, the small gradients (first_nonfinite_small_grad) are finite, or, with finite per-image
+// `weights`, a ValueError naming the parameter.
+template <typename T>
+void check_result(const char* op, const char* what, const VaeEngine<T>& eng, at::TensorList params,
+                  const at::Tensor& x, const at::Tensor& result, const char* inputs, double tau,
+                  typename VaeEngine<T>::Pass pass = VaeEngine<T>::Pass::Full);
+template <typename T>
+void check_grads(const char* op, const VaeEngine<T>& eng, at::TensorList params, at::TensorList grads,
+                 std::initializer_list<at::Tensor> weights, const char* inputs);
 
 }  // namespace cpu
 }  // namespace fastvae

@@ -2,7 +2,10 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "cpu/vae_engine.h"
+#include "finite.h"
 #include "vae_spec.h"
 
 namespace fastvae {
@@ -62,21 +65,71 @@ const int64_t* label_ptr(const c10::optional<at::Tensor>& y) {
   return y ? y->data_ptr<int64_t>() : nullptr;
 }
 
+}  // namespace
+
+// One pass over an op's result (a [B] vector, or the encoder's [B, Z] / the decoder's [N, D] outputs): if it is
+// not finite although the inputs are (check_inputs refused NaN and inf before), a ValueError saying where the
+// pass left the float range (VaeEngine::overflow_cause, the rare path). `inputs` names what was checked.
+template <typename T>
+void check_result(const char* op, const char* what, const VaeEngine<T>& eng, at::TensorList params,
+                  const at::Tensor& x, const at::Tensor& result, const char* inputs, double tau,
+                  typename VaeEngine<T>::Pass pass) {
+  if (is_finite(result)) return;
+  TORCH_CHECK_VALUE(false, "fastvae: ", op, ": ", what, " is not finite although ", inputs, " are: ",
+                    eng.overflow_cause(params, x, tau, pass));
+}
+
+// After a backward: the gradients its passes already wrote in full (the biases', the learned log sigma's; a
+// layer's bias gradient is the column sum of the pre-activation gradient its weight gradient is made of) are
+// finite, or, if the per-image weights are finite too, a ValueError naming the parameter.
+template <typename T>
+void check_grads(const char* op, const VaeEngine<T>& eng, at::TensorList params, at::TensorList grads,
+                 std::initializer_list<at::Tensor> weights, const char* inputs) {
+  const int64_t bad = eng.first_nonfinite_small_grad(grads);
+  if (bad < 0) return;
+  for (const auto& w : weights)
+    if (!is_finite(w)) return;  // non-finite per-image weights: the caller's garbage, passed on
+  double largest = 0;
+  for (const auto& p : params) largest = std::max(largest, max_abs(p));
+  TORCH_CHECK_VALUE(false, "fastvae: ", op, ": the gradient of ", eng.param_name(bad), " is not finite although ",
+                    inputs, " are: the backward pass overflows ", dtype_name(params[0].scalar_type()),
+                    " (largest |", eng.param_name(bad), "| ", num(max_abs(params[bad])), ", largest |parameter| ",
+                    num(largest), ")");
+}
+
+template void check_result<float>(const char*, const char*, const VaeEngine<float>&, at::TensorList,
+                                  const at::Tensor&, const at::Tensor&, const char*, double, VaeEngine<float>::Pass);
+template void check_result<double>(const char*, const char*, const VaeEngine<double>&, at::TensorList,
+                                   const at::Tensor&, const at::Tensor&, const char*, double,
+                                   VaeEngine<double>::Pass);
+template void check_grads<float>(const char*, const VaeEngine<float>&, at::TensorList, at::TensorList,
+                                 std::initializer_list<at::Tensor>, const char*);
+template void check_grads<double>(const char*, const VaeEngine<double>&, at::TensorList, at::TensorList,
+                                  std::initializer_list<at::Tensor>, const char*);
+
+namespace {
+
+constexpr const char* kInputs = "x, eps and the parameters";
+constexpr const char* kBackwardInputs = "x, eps, the parameters and the per-image weights";
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> vae_elbo(const at::Tensor& x,
                                                         const c10::optional<at::Tensor>& y,
                                                         const at::Tensor& eps, at::TensorList params,
                                                         FASTVAE_ARCH_PARAMS, c10::string_view estimator) {
   NoAutograd guard;
+  const char* op = "vae_elbo";
   auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
   auto est = parse_estimator(estimator);
-  at::Tensor rec, kl;
+  at::Tensor rec, kl, elbo;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_elbo", [&] {
     VaeEngine<scalar_t> eng(in.spec);
     eng.forward(in.params, in.x, label_ptr(in.y), in.eps, est, nullptr);
     rec = eng.rec();
     kl = eng.kl();
+    elbo = rec - kl;
+    check_result(op, "the ELBO", eng, in.params, in.x, elbo, kInputs, 0);
   });
-  return {rec - kl, rec, kl};
+  return {elbo, rec, kl};
 }
 
 std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Tensor& w_kl,
@@ -99,9 +152,13 @@ std::vector<at::Tensor> vae_elbo_backward(const at::Tensor& w_rec, const at::Ten
   std::vector<at::Tensor> grads;
   for (const auto& p : in.params) grads.push_back(at::empty_like(p));
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_elbo_backward", [&] {
+    const char* op = "vae_elbo_backward";
     VaeEngine<scalar_t> eng(in.spec);
     eng.forward(in.params, in.x, label_ptr(in.y), in.eps, est, wr.data_ptr<scalar_t>());
+    check_result(op, "the ELBO", eng, in.params, in.x, eng.rec(), kInputs, 0);
+    check_result(op, "the ELBO", eng, in.params, in.x, eng.kl(), kInputs, 0);
     eng.backward(in.params, in.x, label_ptr(in.y), in.eps, est, wk.data_ptr<scalar_t>(), grads);
+    check_grads(op, eng, in.params, grads, {wr, wk}, kBackwardInputs);
   });
   return grads;
 }
@@ -116,12 +173,19 @@ std::tuple<at::Tensor, at::Tensor> vae_encode(const at::Tensor& x, const c10::op
     eng.encode(in.params, in.x, label_ptr(in.y));
     if (in.spec.categorical()) {  // log q and q, [B, N*K] (softmax over each variable's K logits)
       const auto& h = eng.head();
+      check_result("vae_encode", "the encoder's output", eng, in.params, in.x, h, "x and the parameters", 0,
+                   VaeEngine<scalar_t>::Pass::Encode);
       mu = h.view({h.size(0), in.spec.latent_dim, in.spec.categories}).log_softmax(-1).reshape(h.sizes());
       sigma = mu.exp();
       return;
     }
     mu = eng.mu();
     sigma = eng.sigma();
+    using Pass = typename VaeEngine<scalar_t>::Pass;
+    check_result("vae_encode", "the posterior mean", eng, in.params, in.x, mu, "x and the parameters", 0,
+                 Pass::Encode);
+    check_result("vae_encode", "the posterior scale", eng, in.params, in.x, sigma, "x and the parameters", 0,
+                 Pass::Encode);
   });
   return {mu, sigma};
 }
@@ -135,6 +199,8 @@ at::Tensor vae_decode(const at::Tensor& z, const c10::optional<at::Tensor>& y, a
     VaeEngine<scalar_t> eng(in.spec);
     eng.decode(in.params, in.x, label_ptr(in.y), in.x.size(0));
     logits = eng.logits();
+    check_result("vae_decode", "the decoder's output", eng, in.params, in.x, logits, "z and the parameters", 0,
+                 VaeEngine<scalar_t>::Pass::Decode);
   });
   return logits;
 }
@@ -149,6 +215,7 @@ at::Tensor vae_iwae(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
     eng.forward(in.params, in.x, label_ptr(in.y), in.eps, Estimator::MonteCarlo, nullptr);
     auto lw = eng.log_weights(in.eps);  // [K, B]
     out = at::logsumexp(lw, {0}) - std::log(static_cast<double>(eps.size(0)));
+    check_result("vae_iwae", "the IWAE bound", eng, in.params, in.x, out, kInputs, 0);
   });
   return out;
 }
@@ -163,6 +230,7 @@ at::Tensor vae_iwae_bound(const at::Tensor& x, const c10::optional<at::Tensor>& 
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae_bound", [&] {
     VaeEngine<scalar_t> eng(in.spec);
     out = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps);
+    check_result("vae_iwae_bound", "the IWAE bound", eng, in.params, in.x, out, kInputs, 0);
   });
   return out;
 }
@@ -184,8 +252,11 @@ std::vector<at::Tensor> vae_iwae_bound_backward(const at::Tensor& g, const at::T
   for (const auto& p : in.params) grads.push_back(at::empty_like(p));
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae_bound_backward", [&] {
     VaeEngine<scalar_t> eng(in.spec);
-    eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps);
+    const char* op = "vae_iwae_bound_backward";
+    auto bound = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps);
+    check_result(op, "the IWAE bound", eng, in.params, in.x, bound, kInputs, 0);
     eng.iwae_backward(in.params, in.x, label_ptr(in.y), in.eps, est, u.data_ptr<scalar_t>(), grads);
+    check_grads(op, eng, in.params, grads, {u}, kBackwardInputs);
   });
   return grads;
 }

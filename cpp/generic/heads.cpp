@@ -10,6 +10,8 @@
 #include <cmath>
 #include <string>
 
+#include "finite.h"
+
 namespace fastvae {
 namespace heads {
 
@@ -19,6 +21,13 @@ namespace {
 std::pair<at::Tensor, at::Tensor> log_lik(const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
                                           bool grad) {
   return visit_likelihood(s.lik, [&](auto l) { return decltype(l)::log_lik(x, out, s.params, grad); });
+}
+
+// The four gradients of a backward op are finite: one reduction, one host sync.
+bool grads_finite(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, const at::Tensor& d) {
+  auto ok = at::isfinite(b).all() & at::isfinite(c).all() & at::isfinite(d).all();
+  if (a.numel()) ok = ok & at::isfinite(a).all();
+  return ok.item<bool>();
 }
 }  // namespace
 
@@ -97,6 +106,66 @@ void check_importance_weights(const char* op, const at::Tensor& w, const at::Ten
               ": weights must have x's dtype and device, got ", w.scalar_type(), " on ", w.device());
 }
 
+void not_finite(const char* op, const char* what, const HeadShape& s, const at::Tensor& x, const at::Tensor& out,
+                const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma, const Estimator* kl_estimator) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const at::Tensor* ts[] = {&x, &out, &z, &mu, &sigma};
+  const char* names[] = {"x", "decoder_out", "z", "mu", "sigma"};
+  for (int i = 0; i < 5; ++i) {
+    TORCH_CHECK_VALUE(!at::isnan(*ts[i]).any().item<bool>(), "fastvae: ", op, ": ", names[i], " contains NaN");
+    TORCH_CHECK_VALUE(!at::isinf(*ts[i]).any().item<bool>(), "fastvae: ", op, ": ", names[i],
+                      " contains inf (+-inf is no more a finite input than NaN: the heads take finite values)");
+  }
+  const std::string dt = dtype_name(x.scalar_type());
+  const std::string head = c10::str("fastvae: ", op, ": ", what, " is not finite although x, decoder_out, z, mu and "
+                                    "sigma are: ");
+  const auto ll = log_lik(s, x, out, false).first;  // [L, B]
+  TORCH_CHECK_VALUE(is_finite(ll), head, "the log-likelihood is not: ", likelihood_overflow(s.lik, s.params, x, out));
+  const auto magnitudes = c10::str("|mu| up to ", num(max_abs(mu)), ", sigma from ", num(min_value(sigma)), " to ",
+                                   num(max_value(sigma)), ", |z| up to ", num(max_abs(z)));
+  at::Tensor latent;  // the KL per image, or the latent part of the log weights
+  if (kl_estimator != nullptr && *kl_estimator == Estimator::Analytic) {
+    latent = ((mu * mu + sigma * sigma - 1) * 0.5 - at::log(sigma)).sum(-1);
+  } else {
+    auto e = (z - mu) / sigma;
+    latent = ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
+  }
+  TORCH_CHECK_VALUE(is_finite(latent), head, kl_estimator ? "the KL" : "the latent part of the log weights",
+                    " overflows ", dt, " (", magnitudes, ")");
+  TORCH_CHECK_VALUE(false, head, kl_estimator ? "rec - kl overflows " : "the log-sum-exp of the log weights overflows ",
+                    dt, " (|log-likelihood| up to ", num(max_abs(ll)), ", ", magnitudes, ")");
+  abort();  // unreachable
+}
+
+void grad_not_finite(const char* op, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
+                     const at::Tensor& mu, const at::Tensor& sigma, std::initializer_list<at::Tensor> upstream,
+                     std::initializer_list<at::Tensor> grads) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  double up = 0;
+  for (const auto& g : upstream) {
+    if (!is_finite(g.contiguous())) return;  // a non-finite upstream gradient: not the op's doing
+    up = std::max(up, max_abs(g));
+  }
+  for (const auto* t : {&x, &out, &z, &mu, &sigma})
+    if (!is_finite(t->contiguous())) return;  // the forward refused these; a direct call gets what it gave
+  const char* names[] = {"decoder_out", "z", "mu", "sigma"};
+  int i = 0;
+  for (const auto& g : grads) {
+    if (g.numel() && !is_finite(g.contiguous())) {
+      const std::string dt = dtype_name(x.scalar_type());
+      const std::string from =
+          i == 0 ? c10::str("|x| up to ", num(max_abs(x)), ", |decoder_out| up to ", num(max_abs(out)))
+                 : c10::str("|mu| up to ", num(max_abs(mu)), ", sigma from ", num(min_value(sigma)), " to ",
+                            num(max_value(sigma)), ", |z| up to ", num(max_abs(z)));
+      TORCH_CHECK_VALUE(false, "fastvae: ", op, ": the gradient with respect to ", names[i], " is not finite "
+                        "although the inputs and the upstream gradient are: it overflows ", dt, " (", from,
+                        ", |upstream gradient| up to ", num(up), ")",
+                        i == 3 ? "; 1 / sigma overflows for sigma near 0" : "");
+    }
+    ++i;
+  }
+}
+
 Terms generic_elbo_terms_forward(const at::Tensor& x, const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu,
                                  const at::Tensor& sigma, std::string likelihood, double gaussian_sigma,
                                  std::string gaussian_scale, std::string estimator, bool decoder_grad) {
@@ -114,7 +183,9 @@ Terms generic_elbo_terms_forward(const at::Tensor& x, const at::Tensor& out, con
     kl = ((z * z - e * e) * 0.5 - at::log(sigma)).sum(-1).mean(0);
   }
   auto dg = decoder_grad ? g / static_cast<double>(s.L) : at::empty({0}, x.options());
-  return {rec - kl, rec, kl, dg};
+  auto elbo = rec - kl;
+  if (!is_finite(elbo)) not_finite(op, "the ELBO", s, x, out, z, mu, sigma, &est);
+  return {elbo, rec, kl, dg};
 }
 
 Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_kl, const at::Tensor& x,
@@ -148,6 +219,8 @@ Grads generic_elbo_terms_backward(const at::Tensor& g_rec, const at::Tensor& g_k
       d_sigma = at::zeros_like(sigma);
     }
   }
+  if (!grads_finite(d_out, d_z, d_mu, d_sigma))
+    grad_not_finite(op, x, out, z, mu, sigma, {g_rec, g_kl}, {d_out, d_z, d_mu, d_sigma});
   return {d_out, d_z, d_mu, d_sigma};
 }
 
@@ -165,7 +238,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> generic_iwae_bound_forward(
   auto lw = ll + ((e * e - z * z) * 0.5 + at::log(sigma)).sum(-1);
   auto w = at::softmax(lw, 0);
   auto dg = decoder_grad ? g * w.unsqueeze(-1) : at::empty({0}, x.options());
-  return {at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L)), w, dg};
+  auto bound = at::logsumexp(lw, {0}) - std::log(static_cast<double>(s.L));
+  if (!is_finite(bound)) not_finite(op, "the IWAE bound", s, x, out, z, mu, sigma, nullptr);
+  return {bound, w, dg};
 }
 
 Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights, const at::Tensor& x,
@@ -196,6 +271,8 @@ Grads generic_iwae_bound_backward(const at::Tensor& g, const at::Tensor& weights
     d_mu = at::zeros_like(mu);
     d_sigma = at::zeros_like(sigma);
   }
+  if (!grads_finite(d_out, d_z, d_mu, d_sigma))
+    grad_not_finite(op, x, out, z, mu, sigma, {g}, {d_out, d_z, d_mu, d_sigma});
   return {d_out, d_z, d_mu, d_sigma};
 }
 

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <initializer_list>
 #include <tuple>
 
 #include "vae_spec.h"
@@ -30,6 +31,21 @@ HeadShape check_heads(const char* op, const at::Tensor& x, const at::Tensor& out
 void check_data(const char* op, const HeadShape& s, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
                 const at::Tensor& mu, const at::Tensor& sigma);
 void check_weights(const char* op, const char* name, const at::Tensor& g, const at::Tensor& x, int64_t B);
+
+// The rare path after a forward whose result `what` ("the ELBO", "the IWAE bound") is not finite: a ValueError
+// naming the input that holds NaN or +-inf ("decoder_out contains inf": a non-finite decoder output is refused
+// like NaN), else the term that overflowed and why (the likelihood: x or the means too large, a log-variance too
+// small; the KL or the log weights: mu, sigma, z; rec - kl). `kl_estimator` is the ELBO's (nullptr for the IWAE
+// bound). Never returns.
+[[noreturn]] void not_finite(const char* op, const char* what, const HeadShape& s, const at::Tensor& x,
+                             const at::Tensor& out, const at::Tensor& z, const at::Tensor& mu, const at::Tensor& sigma,
+                             const Estimator* kl_estimator);
+// After a backward op found a gradient that is not finite: nothing if an upstream gradient (g_rec, g_kl or g) is
+// not finite (garbage in), else a ValueError naming the gradient (d_decoder_out, d_z, d_mu or d_sigma) and the
+// magnitudes of the inputs it comes from. `grads` are the op's four outputs (d_decoder_out may be empty).
+void grad_not_finite(const char* op, const at::Tensor& x, const at::Tensor& out, const at::Tensor& z,
+                     const at::Tensor& mu, const at::Tensor& sigma, std::initializer_list<at::Tensor> upstream,
+                     std::initializer_list<at::Tensor> grads);
 // The importance weights given to the IWAE backward: [K, B], x's dtype and device.
 void check_importance_weights(const char* op, const at::Tensor& w, const at::Tensor& x, int64_t K, int64_t B);
 

@@ -1,10 +1,12 @@
 """Atomic file writes: results, figures, checkpoints and downloads never leave a partial file, and a file
 the user already had is replaced only by a complete new one."""
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from . import _checks
 from ._interrupts import deferred_sigint
 
 
@@ -17,7 +19,7 @@ def _umask() -> int:
 def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(f)`` on a temp file in the destination folder, fsync it, give it the usual permissions
     (mkstemp creates 0600) and ``os.replace`` it onto ``path``. A symlink is written through: its target is
-    replaced, the link stays. On any error the temp file is removed and ``path`` is untouched; Ctrl-C during the
+    replaced, the link stays; a destination that is not a regular file (a FIFO, a device) is refused (ValueError). On any error the temp file is removed and ``path`` is untouched; Ctrl-C during the
     write is held until the write is complete (fastvae._interrupts), so it never leaves a ``.part`` file either.
     Returns ``path`` as a Path."""
     with deferred_sigint():
@@ -26,6 +28,10 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     link, path = path, Path(os.path.realpath(path))  # a symlink's target is the file to replace
+    if os.path.lexists(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO, a device, a folder ...
+        through = "" if path == Path(os.path.abspath(link)) else f" (a link to {str(path)!r})"
+        raise ValueError(f"path must name a regular file or a new one, got {str(link)!r}{through}, "
+                         f"{_checks._file_kind(os.stat(path).st_mode)}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:

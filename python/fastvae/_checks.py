@@ -9,6 +9,7 @@ import math
 import numbers
 import operator
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -125,3 +126,48 @@ def file_path(where: str, path, *, must_exist: bool):
     if not must_exist and not p.parent.is_dir():
         raise FileNotFoundError(f"{where}: the folder of {str(p)!r} does not exist")
     return p
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _require_regular(where: str, path: str, mode: int, error) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = _file_kind(mode)
+    cls = IsADirectoryError if stat.S_ISDIR(mode) else error
+    raise cls(f"{where}: {path!r} must be a regular file, got {kind}")
+
+
+def open_regular(where: str, path, *, error=ValueError):
+    """``path`` (str or os.PathLike) opened for binary reading, if it is an existing regular file (symlinks
+    followed). Anything else is refused before a byte is read and without blocking: a missing path raises
+    FileNotFoundError, a folder IsADirectoryError, a FIFO, a device or a socket ``error`` (a ValueError
+    class), each naming the path and what it is. The file is opened with O_NONBLOCK and checked again with
+    fstat, so a path swapped for a FIFO between the two checks cannot block either."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike, got {_show(path)}")
+    p = os.fspath(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: no such file {p!r}") from None
+    except (NotADirectoryError, ValueError) as e:  # a component that is a file, an embedded NUL byte
+        raise error(f"{where}: cannot read {p!r}: {getattr(e, 'strerror', None) or e}") from None
+    _require_regular(where, p, mode, error)
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(p, os.O_RDONLY | nonblock | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        _require_regular(where, p, os.fstat(fd).st_mode, error)
+        if nonblock:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -119,7 +119,8 @@ def _read_disk(path: Path, limit: int) -> bytes:
     """The file's bytes as stored (maybe gzip), refusing a file far larger than ``limit`` uncompressed
     bytes could need (gzip adds < 1% plus a header on incompressible data)."""
     cap = limit + limit // 64 + (1 << 16)
-    with open(path, "rb") as f:
+    # a FIFO, a device or a folder is refused before a byte is read (open() of a FIFO would block)
+    with _checks.open_regular(str(path), path, error=DataFileError) as f:
         size = os.fstat(f.fileno()).st_size
         if size > cap:
             raise DataFileError(f"{path}: {size} bytes on disk, more than an IDX file of at most {limit} "
@@ -233,7 +234,8 @@ def read_idx(path: PathLike) -> np.ndarray:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        DataFileError: bad magic, unknown type code, zero dims, truncated header, payload size not
+        IsADirectoryError: ``path`` is a folder.
+        DataFileError: ``path`` is a FIFO, a device or a socket (refused before reading: never blocks), bad magic, unknown type code, zero dims, truncated header, payload size not
             exactly the product of the dims (truncated or trailing bytes), corrupt/truncated gzip,
             a declared or stored size over the cap. The message names ``path``.
         TypeError: ``path`` is not a str or os.PathLike.
@@ -254,9 +256,10 @@ def _check_root(where: str, root) -> None:
 
 
 def _find_file(folder: Path, name: str) -> Optional[Path]:
-    """``folder/name`` if present, else ``folder/name.gz``, else None."""
+    """``folder/name`` if present, else ``folder/name.gz``, else None. Present means anything at that name: a
+    FIFO, a device or a folder there is refused when read (naming it), not taken for a missing file."""
     for candidate in (folder / name, folder / (name + ".gz")):
-        if candidate.is_file():
+        if candidate.exists():
             return candidate
     return None
 
@@ -508,9 +511,10 @@ def load_mnist(
         ValueError: ``split`` is not "train" or "test".
         FileNotFoundError: files missing and ``download=False`` or the download failed; the
             message names the files, the folder and how to point at a local copy.
-        DataFileError: a file is corrupt, has the wrong dtype/shape, image and label counts differ,
-            the count is not the split's, a label is outside 0..9, or a standard file's size or md5
-            differs from MNIST_FILES (the message names the file and how to fetch a verified copy).
+        DataFileError: a file is not a regular file (a FIFO or a device: refused without blocking), is
+            corrupt, has the wrong dtype/shape, image and label counts differ, the count is not the split's,
+            a label is outside 0..9, or a standard file's size or md5 differs from MNIST_FILES (the message
+            names the file and how to fetch a verified copy).
     """
     _checks.choice("load_mnist", "split", split, _SPLITS)
     _checks.flag("load_mnist", "download", download)

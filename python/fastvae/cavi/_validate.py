@@ -4,6 +4,7 @@ import math
 import numbers
 
 import numpy as np
+from scipy.special import digamma, gammaln
 
 from .. import _checks
 
@@ -99,3 +100,31 @@ def check_scale_of(where, max_abs, n, centres, precision):
         raise ValueError(f"{where}: coordinates up to {c:.3g} with {n} events and precision "
                          f"{precision:g} overflow float64 squared distances; rescale X (and nu, tau, rho) "
                          "to smaller units")
+
+
+_TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64, 2.2e-308
+_SUBNORMAL = {
+    "tau": "tau / 2 rounds or loses its digits and the locations stop counting",
+    "rho": "2 / rho, the prior variance term of a component with no events, overflows",
+    "alpha": "digamma(alpha) ~ -1 / alpha overflows",
+    "beta": "E[lambda] = shape / rate of a component with no events overflows",
+}
+
+
+def check_priors(where, tau, rho, alpha, beta):
+    """Refuse priors the float64 arithmetic of CAVI cannot carry (each already a finite number > 0), with the
+    reason: a subnormal value (below 2.2e-308), or a Gamma prior whose normaliser or moments overflow:
+    digamma(alpha), lgamma(alpha), alpha * log(beta) and the prior mean rate alpha / beta must be finite.
+    (pi needs no such check: log pi_k of any positive float64, subnormal included, is finite; precisions so
+    large that squared distances overflow are refused by check_scale with the data.)"""
+    for name, value in (("tau", tau), ("rho", rho), ("alpha", alpha), ("beta", beta)):
+        if value < _TINY:
+            raise ValueError(f"{where}: {name} must be a normal float64 number >= {_TINY:.3g}, got {value!r}: "
+                             f"subnormal, {_SUBNORMAL[name]}")
+    with np.errstate(all="ignore"):
+        terms = (("digamma(alpha)", digamma(alpha)), ("lgamma(alpha)", gammaln(alpha)),
+                 ("alpha * log(beta)", alpha * math.log(beta)), ("alpha / beta, the prior mean rate", alpha / beta))
+    for name, value in terms:
+        if not np.isfinite(value):
+            raise ValueError(f"{where}: alpha and beta must give a Gamma prior whose terms are finite in float64, got "
+                             f"alpha={alpha!r}, beta={beta!r}: {name} overflows")

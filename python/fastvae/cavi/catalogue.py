@@ -19,17 +19,15 @@ _DTYPE = np.dtype("<f8")
 class Catalogue:
     """A catalogue file opened for chunked reading: ``len(cat)`` events, ``cat.read(a, b)`` -> (X, S).
 
-    Raises ValueError (naming the file) for a missing file, a file that is not a .npy array, the wrong
-    dtype, order or shape, or a file shorter than its header says.
+    Raises ValueError (naming the file) for a missing file, a path that is not a regular file (a FIFO, a
+    device, a folder: refused without blocking), a file that is not a .npy array, the wrong dtype, order or
+    shape, or a file shorter than its header says.
     """
 
     def __init__(self, path, where="Catalogue"):
         self.path = os.fspath(path)
-        try:
-            f = open(self.path, "rb")
-        except OSError as e:
-            raise ValueError(f"{where}: cannot open catalogue file {self.path!r}: {e.strerror}") from e
-        with f:
+        self.where = where
+        with self._open() as f:
             try:
                 version = np.lib.format.read_magic(f)
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -46,7 +44,18 @@ class Catalogue:
         if size < self._offset + self.n * 3 * _DTYPE.itemsize:
             raise ValueError(f"{where}: {self.path!r} is truncated: its header promises {self.n} events "
                              f"({self._offset + self.n * 24} bytes), the file has {size} bytes")
-        self.where = where
+
+    def _open(self):
+        """The file opened for reading if it is a regular file; a FIFO, a device or a folder is refused without
+        blocking (ValueError naming it), at every read: the path may have been replaced since."""
+        try:
+            return _checks.open_regular(self.where, self.path)
+        except FileNotFoundError:
+            raise ValueError(f"{self.where}: cannot open catalogue file {self.path!r}: no such file") from None
+        except IsADirectoryError as e:
+            raise ValueError(str(e)) from None
+        except OSError as e:
+            raise ValueError(f"{self.where}: cannot open catalogue file {self.path!r}: {e.strerror or e}") from e
 
     def __len__(self):
         return self.n
@@ -54,8 +63,9 @@ class Catalogue:
     def read(self, start, stop, check=True):
         """Rows [start, stop) as (X (n, 2) float64, S (n,) float64), validated like in-memory events
         (``check=False``: as stored, for a file already validated)."""
-        rows = np.fromfile(self.path, dtype=_DTYPE, count=(stop - start) * 3,
-                           offset=self._offset + start * 3 * _DTYPE.itemsize).reshape(-1, 3)
+        with self._open() as f:
+            f.seek(self._offset + start * 3 * _DTYPE.itemsize)
+            rows = np.fromfile(f, dtype=_DTYPE, count=(stop - start) * 3).reshape(-1, 3)
         if len(rows) != stop - start:
             raise ValueError(f"{self.where}: {self.path!r} ended before row {stop}")
         if not check:

@@ -77,8 +77,8 @@ def load_catalog(path, count_column="nst", *, event_type="earthquake"):
 
     Raises:
         TypeError: ``path`` is not a path, ``count_column`` or ``event_type`` not a string.
-        FileNotFoundError: no such file.
-        ValueError: naming the file (and the line, for a bad row): bytes that are not UTF-8, a missing
+        FileNotFoundError: no such file. IsADirectoryError: a folder.
+        ValueError: a FIFO, a device or a socket (refused without reading); naming the file (and the line, for a bad row): bytes that are not UTF-8, a missing
             column, a row with more or fewer fields than the header, a value that is not a finite number,
             a latitude outside [-90, 90] or a longitude outside [-180, 180] degrees, a count that is
             negative, not an integer or above 2^53 (not exact in float64), or no usable row.
@@ -89,7 +89,7 @@ def load_catalog(path, count_column="nst", *, event_type="earthquake"):
     for name, value in (("count_column", count_column), ("event_type", event_type)):
         if not isinstance(value, str):
             raise TypeError(f"{where}: {name} must be a string, got {_checks._show(value)}")
-    with open(path, "rb") as f:
+    with _checks.open_regular(where, path) as f:  # a FIFO or a device: ValueError, never a blocked read
         data = f.read()
     try:
         text = data.decode("utf-8-sig")

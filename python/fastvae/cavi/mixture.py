@@ -16,7 +16,7 @@ from scipy.special import gammaln
 from . import _ops
 from .. import _checks
 from ._reduce import Reducer, resolve_group
-from ._validate import (check_count, check_events, check_nu, check_pi, check_positive, check_scale,
+from ._validate import (check_count, check_events, check_nu, check_pi, check_positive, check_priors, check_scale,
                         check_scale_of)
 from .catalogue import open_events
 
@@ -87,7 +87,9 @@ class EarthquakeMixture:
     n_iter_, converged_, n_features_in_ = 2.
     Bad arguments or data raise TypeError (wrong kind: a float for an integer, a string for a number) or
     ValueError (wrong range, NaN, shapes, coordinates so large that squared distances overflow float64 --
-    rescale them, the priors are fixed); predict/score before fit raise NotFittedError. Responsibilities,
+    rescale them, the priors are fixed --, priors that float64 cannot carry: subnormal tau, rho, alpha or beta, a
+    Gamma prior whose digamma(alpha), lgamma(alpha), alpha log(beta) or alpha / beta overflows, and an ELBO that
+    is not finite during the fit, which is never reported as converged); predict/score before fit raise NotFittedError. Responsibilities,
     predictions and scores are never NaN: such input is refused instead.
     """
 
@@ -131,6 +133,7 @@ class EarthquakeMixture:
         k = check_count(_WHERE, "n_components", self.n_components)
         for name in ("tau", "rho", "alpha", "beta"):
             check_positive(_WHERE, name, getattr(self, name))
+        check_priors(_WHERE, float(self.tau), float(self.rho), float(self.alpha), float(self.beta))
         for name in ("max_iter", "n_init"):
             check_count(_WHERE, name, getattr(self, name))
         if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real):
@@ -246,6 +249,11 @@ class EarthquakeMixture:
             shape, rate = _ops.update_lambda(stats, self.alpha, self.beta)
             after_lambda = elbo(stats, ent)
             trace.append((after_z, after_mu, after_lambda))
+            if not np.isfinite(after_lambda):  # never "converged" on a NaN or an infinite bound
+                raise ValueError(f"{_WHERE}.fit: the ELBO is not finite ({after_lambda}) at iteration {len(trace)} "
+                                 f"although the events and the priors are (tau={self.tau!r}, rho={self.rho!r}, "
+                                 f"alpha={self.alpha!r}, beta={self.beta!r}): float64 cannot carry these priors "
+                                 "with this data; rescale the data or use less extreme priors")
             if prev is not None and abs(after_lambda - prev) <= self.tol * abs(after_lambda):
                 converged = True
                 break

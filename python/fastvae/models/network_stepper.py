@@ -52,17 +52,26 @@ class NetworkStepper:
         m -= a
         self.opt.zero_grad(set_to_none=True)
         dtype, device = model._dtype(), model._device()
-        if m == 0:
-            rec = kl = torch.zeros((), dtype=dtype, device=device)
-        elif o.objective == "iwae":
-            rec = model.iwae(x[a:a + m], o.k, eps=eps[:, a:a + m], estimator=o.iwae_estimator).sum()
-            kl = torch.zeros((), dtype=dtype, device=device)
-            (-rec / n).backward()
-        else:
-            terms = model.elbo(x[a:a + m], eps.shape[0], eps=eps[:, a:a + m], estimator=o.estimator)
-            rec, kl = terms.rec.sum(), terms.kl.sum()
-            warm = min(1.0, step / o.kl_warmup) if o.kl_warmup > 0 else 1.0
-            (-(rec - o.kl_weight * warm * kl) / n).backward()
+        xs, es = x[a:a + m], eps[:, a:a + m]
+        try:
+            if m == 0:
+                rec = kl = torch.zeros((), dtype=dtype, device=device)
+            elif o.objective == "iwae":
+                rec = model.iwae(xs, o.k, eps=es, estimator=o.iwae_estimator).sum()
+                kl = torch.zeros((), dtype=dtype, device=device)
+                (-rec / n).backward()
+            else:
+                terms = model.elbo(xs, eps.shape[0], eps=es, estimator=o.estimator)
+                rec, kl = terms.rec.sum(), terms.kl.sum()
+                warm = min(1.0, step / o.kl_warmup) if o.kl_warmup > 0 else 1.0
+                (-(rec - o.kl_weight * warm * kl) / n).backward()
+        except ValueError:
+            # The heads refuse non-finite inputs: if the networks' own outputs on this batch overflowed, the run
+            # diverged (a NaN loss, so that every rank agrees after the all_reduce); anything else is the error.
+            if not self._overflows(xs, es):
+                raise
+            self.opt.zero_grad(set_to_none=True)
+            rec = kl = torch.full((), float("nan"), dtype=dtype, device=device)
         sums = torch.stack([rec.detach(), kl.detach()]).to(torch.float64).cpu()
         if parallel.world > 1:
             sums = self._all_reduce(sums)
@@ -87,6 +96,14 @@ class NetworkStepper:
                     self.opt.state[p]["step"].copy_(st)
             return r, k, "parameters"
         return r, k, None
+
+    @torch.no_grad()
+    def _overflows(self, x, eps) -> bool:
+        """Whether the networks' posterior or decoder output on this batch is not finite."""
+        mu, sigma = self.model._posterior(x)
+        z = mu + sigma * eps
+        out = self.model._decode_rows(z)
+        return not all(bool(torch.isfinite(t).all()) for t in (mu, sigma, out))
 
     def _all_reduce(self, sums):
         """Sum every gradient and the batch's (rec, kl) sums over the ranks with one all_reduce of one buffer."""

@@ -5,6 +5,7 @@ figures the homework asks for under ``ctx.out`` and returns the metrics that :fu
 writes to ``metrics.json``. See docs/reproductions.md.
 """
 import importlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -17,6 +18,33 @@ from .common import Context, Timer, write_json
 NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434", "iwae_paper", "jang_categorical")
 KL_WEIGHT_NAMES = ("cvae_hw7",)  # the reproductions whose training objective takes a KL weight
 OBJECTIVE_NAMES = ("iwae_paper",)  # the reproductions that train either bound with k samples
+
+
+def _out_folder(where: str, out) -> Path:
+    """``out`` as a Path if it can name an output folder: a str or os.PathLike, not empty or blank (``Path("")``
+    is the working directory), no NUL byte, not an existing file."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"{where}: out must be a folder path (str or os.PathLike), got {_checks._show(out)}")
+    text = os.fspath(out)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: out must name a folder, got {text!r} (for the working directory say '.')")
+    if "\0" in text:
+        raise ValueError(f"{where}: out must be a folder path, got {text!r} with a NUL byte")
+    path = Path(text)
+    if os.path.lexists(path) and not path.is_dir():
+        raise ValueError(f"{where}: out must be a folder, got the existing file {text!r}")
+    return path
+
+
+def _make_folder(where: str, out: Path) -> None:
+    """Create ``out`` (and its parents) and check that files can be created in it, before any training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, a read-only file system ...
+        raise ValueError(f"{where}: out must be a folder that can be created, got {str(out)!r} "
+                         f"({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"{where}: out must be a folder this process can write to, got {str(out)!r}")
 
 
 def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: int = 0, progress: bool = True,
@@ -37,10 +65,12 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     compute the same evaluations into a scratch folder that is removed at the end.
 
     Raises:
-        TypeError: a float or string where an integer is meant (epochs, seed, limit).
-        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1, limit < 1, seed outside [0, 2**63), kl_weight negative, resume under torch.distributed,
-        not finite or given for a homework trained on the plain ELBO, ``out`` naming a file, a checkpoint
-        from another run. FileNotFoundError: ``data`` is not a folder or lacks the MNIST files.
+        TypeError: a float or string where an integer is meant (epochs, seed, limit); ``out`` not a path.
+        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1,
+        limit < 1, seed outside [0, 2**63), kl_weight negative, not finite or given for a homework trained on the
+        plain ELBO, resume under torch.distributed, ``out`` empty or blank, naming a file, or a folder that cannot
+        be created or written to (checked before training), a checkpoint from another run.
+        FileNotFoundError: ``data`` is not a folder or lacks the MNIST files.
     """
     where = "fastvae.reproduce"
     if not isinstance(name, str) or name not in NAMES:
@@ -65,9 +95,7 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
         data = Path(data)
         if not data.is_dir():
             raise FileNotFoundError(f"data folder {data} does not exist")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{where}: out must be a folder, got the existing file {str(out)!r}")
+    out = _out_folder(where, out)
     from ..distributed import resolve_group
     group = resolve_group(where, "auto")
     if group is not None and resume:
@@ -77,7 +105,7 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
         scratch = tempfile.TemporaryDirectory(prefix="fastvae-rank-")
         out, progress, log = Path(scratch.name), False, (lambda line: None)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        _make_folder(where, out)
         ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume,
                       objective=objective, k=k)
         timer = Timer()

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .. import datasets, presets
+from .. import _checks, datasets, presets
 from ..models import VAE
 from .._atomic import atomic_write
 from ..plotting import save_figure
@@ -127,7 +127,7 @@ def resume_point(ctx: Context, n_train: int):
     ident = _run_identity(ctx, n_train)
     if ctx.resume and ctx.checkpoint.exists():
         try:
-            old = json.loads((ctx.out / RUN).read_text())
+            old = read_json(ctx.out / RUN)
         except (OSError, ValueError):
             raise ValueError(f"{ctx.out / RUN} is missing or unreadable; cannot check that "
                              f"{ctx.checkpoint} belongs to this run") from None
@@ -172,6 +172,13 @@ def _plain(v):
     if isinstance(v, np.integer):
         return int(v)
     return v
+
+
+def read_json(path: Path):
+    """The JSON document at ``path``, a regular file: a FIFO, a device or a folder there is refused (ValueError,
+    IsADirectoryError) before anything reads it, never blocking."""
+    with _checks.open_regular("fastvae.reproduce", path) as f:
+        return json.loads(f.read().decode("utf-8"))
 
 
 def write_json(path: Path, obj: dict) -> None:

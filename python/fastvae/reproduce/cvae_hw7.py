@@ -7,15 +7,14 @@ classifier measures how often a sample is classified as the digit it was conditi
 The homework's loss is BCE plus a KL "regularization" term whose weight it does not give; the preset's
 ``kl_weight`` (beta, Higgins et al. 2017) is the weight chosen by the sweep in docs/reproductions.md.
 """
-import json
-
 import torch
 
 from .. import plotting
 from ..api import elbo
 from ..models import VAE
 from .classifier import accuracy, train_classifier
-from .common import Context, Timer, base_metrics, binary, epoch_printer, load, resume_point, save_model, write_json
+from .common import (Context, Timer, base_metrics, binary, epoch_printer, load, read_json, resume_point, save_model,
+                     write_json)
 
 GRID_EPOCHS = (1, 6, 11)
 SAMPLES_PER_CLASS = 100  # for the conditional accuracy (the grids show 10 per class)
@@ -82,7 +81,7 @@ def run(ctx: Context) -> dict:
     saved, progress, start = resume_point(ctx, len(x_train)), {}, 1
     if saved is not None:
         model, start = saved, len(saved.history_.train_elbo) + 1
-        progress = json.loads((ctx.out / PROGRESS).read_text())
+        progress = read_json(ctx.out / PROGRESS)
         p_done = progress[str(start - 1)]
         cond_acc = {int(k): v for k, v in p_done["cond_acc"].items()}
         ctx.figures.extend(p_done["figures"])
