@@ -429,6 +429,8 @@ class VAE(Model):
                 "analytic" (categorical); temperature or hard given to a Gaussian latent.
             RuntimeError: non-binary (bernoulli) or outside-[0, 1] (continuous_bernoulli) or NaN x, NaN/inf eps or
                 parameters, categorical noise outside (0, 1) (checked in C++).
+            ValueError: a result that is not finite from finite inputs (weights, data or the temperature overflowing
+                the model's dtype), the message naming the cause (docs/engine.md, "Non-finite results").
         """
         where = "elbo"
         _checks.choice(where, "estimator", estimator, _ops.ESTIMATORS)
@@ -460,8 +462,8 @@ class VAE(Model):
         Returns: tensor [B] of the model's dtype (nats).
 
         Raises: TypeError (non-integer k or batch_size, wrong dtypes), ValueError (k or batch_size < 1,
-            k * batch_size too large, wrong shapes or devices, a categorical latent), RuntimeError (x the likelihood
-            cannot take, NaN parameters).
+            k * batch_size too large, wrong shapes or devices, a categorical latent, a result that is not finite from
+            finite inputs, naming the cause), RuntimeError (x the likelihood cannot take, NaN parameters).
         """
         where = "log_likelihood"
         self._gaussian_only(where)
@@ -514,6 +516,8 @@ class VAE(Model):
             ValueError: wrong shapes or devices, k < 1 or too large (over ``_ops.MAX_ELEMENTS``), labels missing or
                 out of range, unknown estimator, a categorical latent.
             RuntimeError: non-binary or NaN x, NaN/inf eps or parameters (checked in C++).
+            ValueError: a result that is not finite from finite inputs (weights, data or the temperature overflowing
+                the model's dtype), the message naming the cause (docs/engine.md, "Non-finite results").
         """
         where = "iwae"
         self._gaussian_only(where)
