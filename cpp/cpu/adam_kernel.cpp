@@ -37,36 +37,25 @@ void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1
 }
 
 // adam_range out of place: the same operations in the same order (so the same bits), reading p, m, v and
-// writing po, mo, vo. The finiteness of the gradient and of the results rides along: x * 0 is 0 for a finite x and
-// NaN for an inf or NaN one (IEEE arithmetic, which this file keeps), so the sums *bad_g and *bad_r stay 0 exactly
-// when every g, respectively every result, is finite: one multiply-add per array, next to Adam's divide and square
-// root, instead of passes of their own.
+// writing po, mo, vo. The seven arrays never overlap (two buffers of the trainer and the gradients): __restrict__
+// lets the compiler vectorize without run-time alias checks, which it gives up on for this many pointers.
 template <typename T>
 void adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const T* __restrict__ m,
                      const T* __restrict__ v, T* __restrict__ po, T* __restrict__ mo, T* __restrict__ vo, int64_t n,
-                     double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt,
-                     T* bad_g, T* bad_r) {
+                     double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt) {
   const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
-  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd), zero = T(0);
-  T sg = 0, sr = 0;
-  // The sums are 0 or NaN whatever their order: the reduction may be vectorized.
-#pragma omp simd reduction(+ : sg, sr)
+  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
   for (int64_t i = 0; i < n; ++i) {
     T gi = g[i];
-    sg += gi * zero;
     if (w != T(0)) gi += w * p[i];
     T mi = m[i];
     mi += (gi - mi) * omb1;
     const T vi = v[i] * b2 + omb2 * gi * gi;
     const T denom = std::sqrt(vi) * inv_bc2s + e;
-    const T pi = p[i] - step_size * (mi / denom);
     mo[i] = mi;
     vo[i] = vi;
-    po[i] = pi;
-    sr += (mi * zero + vi * zero) + pi * zero;
+    po[i] = p[i] - step_size * (mi / denom);
   }
-  *bad_g += sg;
-  *bad_r += sr;
 }
 
 // An entry is NaN or +-inf exactly when its exponent bits are all ones. Testing the bits with integer
@@ -95,6 +84,22 @@ bool range_finite(const T* x, int64_t n) {
     U b;
     std::memcpy(&b, x + i, sizeof b);
     bad |= static_cast<U>((b & mask) == mask);
+  }
+  return bad == 0;
+}
+
+// range_finite of a and b together, in one loop.
+template <typename T>
+bool range_finite2(const T* a, const T* b, int64_t n) {
+  using U = typename Exponent<T>::U;
+  constexpr U mask = Exponent<T>::mask;
+  U bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    U x, y;
+    std::memcpy(&x, a + i, sizeof x);
+    std::memcpy(&y, b + i, sizeof y);
+    bad |= static_cast<U>((x & mask) == mask) | static_cast<U>((y & mask) == mask);
   }
   return bad == 0;
 }
@@ -183,19 +188,28 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
   const double bc1 = 1 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
   std::atomic<bool> bad_gradient{false}, bad_result{false};
+  constexpr int64_t kChunk = 2048;  // the chunk's gradient and results are still in L1 for the checks
   parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
     for (size_t k = 0; k < n && b < e; ++k) {
       if (offset[k + 1] <= b) continue;
       const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
       AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
         using T = scalar_t;
-        T bad_g = 0, bad_r = 0;
-        adam_range_into<T>(params[k].data_ptr<T>() + lo, grads[k].data_ptr<T>() + lo, exp_avg[k].data_ptr<T>() + lo,
-                           exp_avg_sq[k].data_ptr<T>() + lo, out_params[k].data_ptr<T>() + lo,
-                           out_exp_avg[k].data_ptr<T>() + lo, out_exp_avg_sq[k].data_ptr<T>() + lo, hi - lo, lr,
-                           beta1, beta2, eps, weight_decay, bc1, bc2_sqrt, &bad_g, &bad_r);
-        if (bad_g != T(0)) bad_gradient = true;  // NaN: some gradient was not finite
-        if (bad_r != T(0)) bad_result = true;
+        for (int64_t c = lo; c < hi; c += kChunk) {
+          const int64_t len = std::min(kChunk, hi - c);
+          const T* g = grads[k].data_ptr<T>() + c;
+          T *po = out_params[k].data_ptr<T>() + c, *vo = out_exp_avg_sq[k].data_ptr<T>() + c;
+          adam_range_into<T>(params[k].data_ptr<T>() + c, g, exp_avg[k].data_ptr<T>() + c,
+                             exp_avg_sq[k].data_ptr<T>() + c, po, out_exp_avg[k].data_ptr<T>() + c, vo, len, lr, beta1,
+                             beta2, eps, weight_decay, bc1, bc2_sqrt);
+          // The first moment needs no check of its own: it is not finite only if the decayed gradient g + wd p is
+          // not, and then neither is the second moment.
+          if (!range_finite(g, len)) {
+            bad_gradient = true;
+          } else if (!range_finite2(po, vo, len)) {
+            bad_result = true;
+          }
+        }
       });
       b = offset[k + 1];
     }
