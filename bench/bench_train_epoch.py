@@ -30,7 +30,14 @@ Every side first runs ``--warmup`` updates that are not timed (thread pools, all
 each repeat times one (partial) epoch of every side in turn; the best of the repeats is kept.
 
     python bench/bench_train_epoch.py [--model stats305c] [--data DIR] [--threads 2] [--repeats 2]
-                                      [--fraction 1.0] [--warmup 20] [--no-compile] [--write-docs]
+                                      [--fraction 1.0] [--warmup 20] [--no-compile] [--busy N]
+                                      [--busy-sweep 0,1,2,4] [--write-docs]
+
+``--busy N`` keeps N processes spinning on the cores while every side is timed (a machine shared with other
+work). ``--busy-sweep`` times, for each count of spinning processes in the list, fastvae at its default
+settings (the thread count chosen by timing, ``TrainOptions.threads=None``), at one thread and at ``--threads``,
+and the tuned eager loop and torch.compile at ``--threads`` (torch's default on this machine) and at one
+thread; it writes the block ``bench_train_epoch_<model>_shared`` with ``--write-docs``.
 
 Prints each side's epoch time, its ratio to fastvae, the achieved GFLOP/s and the machine's SGEMM rate;
 ``--write-docs`` also writes that table into docs/benchmarks.md (one block per model,
@@ -268,6 +275,91 @@ def sgemm_gflops(n=1024, reps=10):
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
+class spinning:
+    """``n`` processes spinning (``while True: pass``) for the duration of a with block."""
+
+    def __init__(self, n):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        time.sleep(0.2 if self.n else 0)  # let the scheduler spread them
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+class at_threads:
+    """torch's and the BLAS pools' thread count set to ``n`` for a with block (None: left as it is)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+            self.limits = threadpool_limits(limits=self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            self.limits.restore_original_limits()
+            torch.set_num_threads(self.before)
+
+
+def sweep(args, cfg, sides, n_batches, n_images):
+    """The shared-machine table: every side at its default threads and at one thread, under each load."""
+    counts = [int(v) for v in args.busy_sweep.split(",")]
+    fit = sides["fastvae C++ loop"]
+    peers = [(n, f) for n, f in sides.items() if n.startswith("PyTorch") and "homework" not in n]
+    variants = {"fastvae, default (threads chosen by timing)": (None, fit),
+                "fastvae, 1 thread": (None, lambda nb: fit(nb, 1)),
+                f"fastvae, {args.threads} threads": (None, lambda nb: fit(nb, args.threads))}
+    for name, f in peers:
+        short = name.replace("PyTorch, ", "")
+        variants[f"{short}, default ({args.threads} threads)"] = (None, f)
+        variants[f"{short}, 1 thread"] = (1, f)
+    for name, (threads, f) in variants.items():  # warm-up, not timed
+        with at_threads(threads):
+            f(max(1, args.warmup))
+    table = {}
+    for busy in counts:
+        times = {name: [] for name in variants}
+        with spinning(busy):
+            for _ in range(args.repeats):
+                for name, (threads, f) in variants.items():
+                    with at_threads(threads):
+                        t = time.perf_counter()
+                        f(n_batches)
+                        times[name].append(time.perf_counter() - t)
+        table[busy] = {name: min(ts) for name, ts in times.items()}
+        print(f"busy {busy}: " + ", ".join(f"{n} {t:.3f} s" for n, t in table[busy].items()), flush=True)
+    names = list(variants)
+    rows = [f"| {b} | " + " | ".join(f"{table[b][n]:.3f}" for n in names) + " |" for b in counts]
+    default = names[0]
+    fixed = [n for n in names if n.startswith("fastvae,") and n != default]
+    peer_defaults = [n for n in names if not n.startswith("fastvae") and "default" in n]
+    notes = []
+    for b in counts:
+        t = table[b][default]
+        best_peer = min(table[b][n] for n in peer_defaults) if peer_defaults else float("nan")
+        notes.append(f"- {b} busy: fastvae default {t:.3f} s; best peer at its default / fastvae default "
+                     f"{best_peer / t:.2f}x; fastvae default / its idle time {t / table[counts[0]][default]:.2f}x; "
+                     f"fastvae default / its best fixed thread count {t / min(table[b][n] for n in fixed):.2f}x")
+    print("\n".join(notes))
+    if args.write_docs:
+        write_block(f"bench_train_epoch_{args.model}_shared", [
+            f"Model: {cfg['title']}, batch {cfg['batch']}, pixels `{cfg['pixels']}`. Epoch of {n_images:,} images "
+            f"({n_batches} updates), best of {args.repeats} repeats per load, seconds; 'busy' counts the processes "
+            f"spinning (`while True: pass`) while every side is timed (the first count is the idle machine).", "",
+            "| busy | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|", *rows, "", *notes],
+            args.threads, script="bench_train_epoch")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(MODELS), default="stats305c")
@@ -277,8 +369,10 @@ def main():
     ap.add_argument("--fraction", type=float, default=1.0, help="fraction of the epoch to time")
     ap.add_argument("--warmup", type=int, default=20, help="untimed updates per side before timing")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile peer")
-    ap.add_argument("--busy", action="store_true",
-                    help="keep one core busy with a spinning process while timing (a loaded machine)")
+    ap.add_argument("--busy", type=int, nargs="?", const=1, default=0,
+                    help="processes kept spinning while timing (a loaded machine); bare --busy: 1")
+    ap.add_argument("--busy-sweep", default=None,
+                    help="comma-separated counts of spinning processes: the shared-machine table")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -329,9 +423,13 @@ def run(args):
         sides["PyTorch, torch.compile of the tuned loop"] = (
             lambda nb: tuned_epoch(images01[:nb * B], None if xb is None else xb[:nb * B], compiled_loss,
                                    compiled_opt, nb, B, pixels))
-    sides["fastvae C++ loop"] = lambda nb: model.fit(images[:nb * B], epochs=1, batch_size=B, lr=1e-3,
-                                                     threshold=127, pixels=pixels, progress=False,
-                                                     **fit_extra)
+    def fastvae_epoch(nb, threads=None):
+        model.fit(images[:nb * B], epochs=1, batch_size=B, lr=1e-3, threshold=127, pixels=pixels, progress=False,
+                  threads=threads, **fit_extra)
+
+    sides["fastvae C++ loop"] = fastvae_epoch
+    if args.busy_sweep is not None:
+        return sweep(args, cfg, sides, n_batches, n_images)
 
     warm = {}
     for name, epoch in sides.items():  # not timed: thread pools, allocator, torch.compile's compilation
@@ -339,24 +437,19 @@ def run(args):
         epoch(max(1, args.warmup))
         warm[name] = time.perf_counter() - t
     times = {name: [] for name in sides}
-    # the spinning process runs through every timed repeat of every side, so they share the same load
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
-    try:
+    # the spinning processes run through every timed repeat of every side, so they share the same load
+    with spinning(args.busy):
         for _ in range(args.repeats):
             for name, epoch in sides.items():
                 t = time.perf_counter()
                 epoch(n_batches)
                 times[name].append(time.perf_counter() - t)
-    finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
     best = {name: min(ts) for name, ts in times.items()}
     gflop = flops_per_image(model) * n_images / 1e9
     t_fast = best["fastvae C++ loop"]
     sgemm = sgemm_gflops()
 
-    load = ", one core kept busy by another process" if args.busy else ""
+    load = f", {args.busy} busy-loop process{'es' if args.busy > 1 else ''} spinning" if args.busy else ""
     print(f"model: {args.model} ({cfg['title']}), batch {B}, pixels {pixels}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"threads {args.threads}{load}")

@@ -581,12 +581,32 @@ at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
 
 // ---- IWAE bound and its gradient estimators (docs/engine.md, "IWAE and its gradient estimators") ----
 
+namespace {
+// log sum_l exp(v[l * stride]) in a plain loop: at::logsumexp and at::softmax over a [K, B] tensor split B by
+// threads, and elements that fall in a vector tail round differently, so the bound and its gradient would
+// depend on the thread count.
+template <typename T>
+T column_logsumexp(const T* v, int64_t K, int64_t stride) {
+  T m = v[0];
+  for (int64_t l = 1; l < K; ++l) m = std::max(m, v[l * stride]);
+  if (!std::isfinite(m)) return m;
+  T sum = 0;
+  for (int64_t l = 0; l < K; ++l) sum += std::exp(v[l * stride] - m);
+  return m + std::log(sum);
+}
+}  // namespace
+
 template <typename T>
 at::Tensor VaeEngine<T>::iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y,
                                       const at::Tensor& eps) {
   forward(params, x, y, eps, Estimator::MonteCarlo, nullptr);
   log_w_ = log_weights(eps);  // [K, B]
-  return at::logsumexp(log_w_, {0}) - std::log(static_cast<double>(eps.size(0)));
+  const int64_t K = log_w_.size(0), B = log_w_.size(1);
+  auto out = at::empty({B}, log_w_.options());
+  const T* lw = log_w_.data_ptr<T>();
+  T* o = out.data_ptr<T>();
+  for (int64_t i = 0; i < B; ++i) o[i] = column_logsumexp(lw + i, K, B) - std::log(static_cast<T>(K));
+  return out;
 }
 
 template <typename T>
@@ -629,8 +649,16 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
                                  const at::Tensor& eps, IwaeEstimator est, const T* u, at::TensorList grads) {
   const auto& s = spec_;
   const int64_t B = x.size(0), K = eps.size(0), Z = s.latent_dim, D = s.data_dim;
-  auto wn_t = at::softmax(log_w_, 0).contiguous();  // [K, B] normalized importance weights
+  auto wn_t = at::empty_like(log_w_);  // [K, B] normalized importance weights, softmax over l
   const T* wn = wn_t.data_ptr<T>();
+  {
+    const T* lw = log_w_.data_ptr<T>();
+    T* w = wn_t.data_ptr<T>();
+    for (int64_t i = 0; i < B; ++i) {
+      const T lse = column_logsumexp(lw + i, K, B);
+      for (int64_t l = 0; l < K; ++l) w[l * B + i] = std::exp(lw[l * B + i] - lse);
+    }
+  }
   {  // likelihood gradient of each sample, weighted by u_i wn_il, from the per-row likelihood function
     const T* a = logits_.data_ptr<T>();
     const T* xp = x.data_ptr<T>();

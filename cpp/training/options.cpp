@@ -64,6 +64,7 @@ const OptionField kOptionFields[] = {
     {"anneal_rate", [](Options& o, py::handle v) { o.anneal_rate = v.cast<double>(); }},
     {"anneal_every", [](Options& o, py::handle v) { o.anneal_every = v.cast<int64_t>(); }},
     {"hard", [](Options& o, py::handle v) { o.hard = v.cast<bool>(); }},
+    {"threads", [](Options& o, py::handle v) { o.threads = v.is_none() ? 0 : v.cast<int64_t>(); }},
 };
 
 }  // namespace
@@ -94,7 +95,8 @@ Options options_from_dict(const py::dict& d) {
   }
   // fastvae.options validated these; a violation here is a bug in the Python layer, not a user error.
   TORCH_INTERNAL_ASSERT(o.batch_size >= 1 && o.n_samples >= 1 && o.k >= 1 && o.eval_samples >= 1);
-  TORCH_INTERNAL_ASSERT(o.threshold >= 0 && o.threshold <= 255 && o.anneal_every >= 1 && o.kl_warmup >= 0);
+  TORCH_INTERNAL_ASSERT(o.threshold >= 0 && o.threshold <= 255 && o.anneal_every >= 1 && o.kl_warmup >= 0 &&
+                        o.threads >= 0);
   TORCH_INTERNAL_ASSERT(std::isfinite(o.kl_weight) && o.kl_weight >= 0 && std::isfinite(o.free_bits) &&
                         o.free_bits >= 0);
   TORCH_INTERNAL_ASSERT(!o.iwae || (o.kl_weight == 1.0 && o.kl_warmup == 0 && o.free_bits == 0));

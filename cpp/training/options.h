@@ -35,6 +35,7 @@ struct Options {
   double temperature = 1, temperature_min = 0.5, anneal_rate = 0;
   int64_t anneal_every = 1000;
   bool hard = false;
+  int64_t threads = 0;  // threads of the updates; 0: chosen by timing them (training/threads.h)
 };
 
 // Reads every field of the options dict by name; an option missing on either side is an error.

@@ -1,7 +1,10 @@
 #include "training/trainer.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "cpu/adam.h"
@@ -23,6 +26,16 @@ double sum_of(const at::Tensor& t) {
   double s = 0;
   for (int64_t i = 0, n = t.numel(); i < n; ++i) s += p[i];
   return s;
+}
+
+// The thread chooser of a fit: `threads` > 0 (TrainOptions.threads) is used throughout; 0 adapts between one
+// thread and torch's count, unless the user chose that count (torch.set_num_threads away from torch's default,
+// or OMP_NUM_THREADS), which then stays.
+ThreadChooser make_chooser(int64_t threads) {
+  if (threads > 0) return ThreadChooser(static_cast<int>(threads), false);
+  const int n = at::get_num_threads();
+  const bool user_chose = n != at::intraop_default_num_threads() || std::getenv("OMP_NUM_THREADS") != nullptr;
+  return ThreadChooser(n, !user_chose);
 }
 
 void check_images(const at::Tensor& t, int64_t D) {
@@ -47,7 +60,8 @@ MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> e
       user_m_(std::move(exp_avg)),
       user_v_(std::move(exp_avg_sq)),
       eng_(spec_),
-      eval_eng_(spec_) {
+      eval_eng_(spec_),
+      threads_(make_chooser(o_.threads)) {
   spec_.check_params(user_p_, at::kFloat, at::Device(at::kCPU));
   const size_t n = user_p_.size();
   TORCH_INTERNAL_ASSERT(user_m_.size() == n && user_v_.size() == n && trainable_.size() == n);
@@ -224,10 +238,12 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
     } write_back_on_exit{*this};
     py::gil_scoped_release nogil;
     cpu::FlushDenormals flushed;  // this thread's share of the engine's arithmetic (cpu/flush_denormals.h)
+    LocalThreads local;           // the chooser's count, on this thread only (training/threads.h)
     // Python at an update boundary: the signal handlers (a SIGINT handler sets `stop`), then, if `report`, the
     // caller's on_step. false stops the epoch.
     auto at_boundary = [&](bool report, double r, double k) -> bool {
       cpu::FlushDenormals::Paused caller_mode(flushed);  // Python runs in the caller's floating-point mode
+      LocalThreads::Paused caller_threads(local);         // and with the caller's thread count
       py::gil_scoped_acquire gil;
       try {
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
@@ -245,6 +261,8 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
     for (int64_t b = start; go && b < per_epoch; ++b) {
       const int64_t n = std::min(B, N - b * B);
       const at::Generator before = gen.clone();  // the boundary's generator, put back if this update is dropped
+      local.set(threads_.before_update());
+      const auto t0 = std::chrono::steady_clock::now();
       const Batch batch = load_batch(train_x, labels, rows + b * B, n, gen);
       auto [r, k] = forward(batch, step);
       if (world_ == 1 && (!std::isfinite(r) || !std::isfinite(k))) diverged = "loss";
@@ -255,6 +273,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
         terms[0] = static_cast<float>(r * batch.m);
         terms[1] = static_cast<float>(k * batch.m);
         cpu::FlushDenormals::Paused caller_mode(flushed);
+        LocalThreads::Paused caller_threads(local);
         py::gil_scoped_acquire gil;
         try {
           all_reduce_(flat_);
@@ -272,6 +291,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
         gen.set_state(before.get_state());
         break;
       }
+      threads_.after_update(seconds_since(t0));
       ++step;
       upd_rec.data_ptr<double>()[done] = r;
       upd_kl.data_ptr<double>()[done] = k;
@@ -300,6 +320,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
   out["val_kl"] = val_kl;
   out["error"] = error;
   out["diverged"] = diverged ? py::object(py::str(diverged)) : py::object(py::none());
+  out["threads"] = threads_.chosen();
   return out;
 }
 
@@ -336,6 +357,8 @@ std::pair<double, double> MlpTrainer::evaluate(const at::Tensor& images, const c
   sync_from_user();
   py::gil_scoped_release nogil;
   cpu::FlushDenormals flushed;
+  LocalThreads local;
+  local.set(threads_.chosen());
   return evaluate_flushed(images, labels ? *labels : at::Tensor(), gen);
 }
 

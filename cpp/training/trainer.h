@@ -10,6 +10,7 @@
 
 #include "cpu/vae_engine.h"
 #include "training/options.h"
+#include "training/threads.h"
 #include "vae_spec.h"
 
 namespace fastvae {
@@ -34,7 +35,8 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   // handler, or when `stop` is set (interrupted). An update whose loss, gradient or result (parameters, moments)
   // is not finite is dropped whole, the generator put back to where it was before it (divergence). Returns step,
   // updates, update_rec, update_kl, completed, elbo_sum, interrupted, val_done / val_rec / val_kl (validations,
-  // after that many of the epoch's updates), diverged ("loss", "gradient", "parameters" or None) and error.
+  // after that many of the epoch's updates), diverged ("loss", "gradient", "parameters" or None), error and
+  // threads (the count the chooser keeps now, see training/threads.h).
   pybind11::dict epoch(const at::Tensor& train_x, const c10::optional<at::Tensor>& train_y, const at::Tensor& order,
                        at::Generator gen, int64_t step, pybind11::object on_step, int64_t start, double elbo_sum,
                        const c10::optional<at::Tensor>& val_x, const c10::optional<at::Tensor>& val_y);
@@ -86,6 +88,7 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   at::Tensor xb_, yb_, eps_, w_rec_, w_kl_;
   std::vector<float> free_bits_mask_;
   Engine eng_, eval_eng_;
+  ThreadChooser threads_;  // the thread count of each update (training/threads.h)
 };
 
 void bind_trainer(pybind11::module_& m);

@@ -65,8 +65,7 @@ CONFIG_TYPES = {
 REQUIRED_CONFIG = {"mlp": ("data_dim", "latent_dim", "encoder_hidden", "decoder_hidden", "dtype"),
                    "networks": ("latent_dim",)}
 # History's fields by group: each group has one length.
-HISTORY_INT = ("val_update",)
-HISTORY_GROUPS = (("update_rec", "update_kl"), ("train_elbo", "test_elbo", "epoch_seconds"),
+HISTORY_GROUPS = (("update_rec", "update_kl"), ("train_elbo", "test_elbo", "epoch_seconds", "epoch_threads"),
                   ("val_update", "val_rec", "val_kl"))
 
 
@@ -188,7 +187,7 @@ def _check_history(w, h, step: Optional[int]) -> None:
     if unknown:
         raise ValueError(f"{w}: history must hold only the fields {list(names)}, got unknown {unknown}")
     for n in names:
-        _tensor(w, f"history.{n}", h[n], dtype=torch.int64 if n in HISTORY_INT else torch.float64, dim=1)
+        _tensor(w, f"history.{n}", h[n], dtype=torch.from_numpy(np.zeros(0, History.dtype(n))).dtype, dim=1)
     for group in HISTORY_GROUPS:
         lengths = {n: len(h[n]) for n in group}
         if len(set(lengths.values())) != 1:
@@ -314,14 +313,22 @@ def _network_format_1(w, data: dict) -> Record:
             raise ValueError(f"{w}: optimizer must be a torch.optim.Adam state_dict, got one that fails with "
                              f"{type(e).__name__}: {e}") from None
     return Record("networks", _dict(w, "config", _field(w, data, "config")), None, _field(w, data, "state_dict"),
-                  optimizer, _field(w, data, "generator_state"), _field(w, data, "history"), None)
+                  optimizer, _field(w, data, "generator_state"), _older_history(_field(w, data, "history")), None)
+
+
+def _older_history(h):
+    """History of a file from before epoch_threads was recorded: 0 (unknown) for each of its epochs."""
+    if isinstance(h, dict) and "epoch_threads" not in h and isinstance(h.get("train_elbo"), torch.Tensor):
+        h = dict(h, epoch_threads=torch.zeros(len(h["train_elbo"]), dtype=torch.int64))
+    return h
 
 
 def _versioned(w, data: dict, version: int) -> Record:
     options = _field(w, data, "fit_settings" if version == 1 else "train_options")  # 1: TrainOptions less a few
     return Record(data.get("kind", "mlp") if version >= 3 else "mlp", _dict(w, "config", _field(w, data, "config")),
                   data.get("preset"), _field(w, data, "state_dict"), _field(w, data, "optimizer"),
-                  _field(w, data, "generator"), _field(w, data, "history"), options,
+                  _field(w, data, "generator"),
+                  _field(w, data, "history") if version >= 3 else _older_history(_field(w, data, "history")), options,
                   _field(w, data, "epoch_state") if version >= 3 else None)
 
 

@@ -66,7 +66,11 @@ class TrainOptions:
     down to a multiple of anneal_every (so resumed fits continue the schedule); hard (bool: straight-through
     one-hot samples). shuffle (bool, default True: a fresh ``torch.randperm`` order of the training images every
     epoch, drawn from the run's generator; False: the images in their given order every epoch, as
-    ``DataLoader(shuffle=False)``, for debugging and curricula).
+    ``DataLoader(shuffle=False)``, for debugging and curricula). threads (int >= 1, or None, the default: the
+    model's updates time themselves at one thread and at ``torch.get_num_threads()`` and keep the faster,
+    measured again every 2 s, so that a machine busy with other work does not stall every parallel region;
+    a count set with ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` is kept as it is. The results do not
+    depend on the count; ``History.epoch_threads`` records it. VAE only).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
@@ -99,6 +103,8 @@ class TrainOptions:
     anneal_every: int = _opt(1000, lambda w, n, v: c.integer(w, n, v, min=1), "updates between temperature changes")
     hard: bool = _opt(False, lambda w, n, v: c.flag(w, n, v), "straight-through one-hot categorical samples")
     shuffle: bool = _opt(True, lambda w, n, v: c.flag(w, n, v), "a new order of the training images every epoch")
+    threads: Optional[int] = _opt(None, lambda w, n, v: None if v is None else c.integer(w, n, v, min=1),
+                                  "threads of the updates (None: the faster of 1 and torch's count, re-timed)")
 
     def validate(self, where: str = "TrainOptions") -> "TrainOptions":
         """A checked copy with plain Python values (ints, floats, a tuple of two floats); raises as above.

@@ -53,7 +53,7 @@ class EpochResult:
     early: ``interrupted`` (the SIGINT flag was set; also possible after a completed epoch's last update),
     ``diverged`` ("loss", "gradient" or "parameters" at update step + 1, the update dropped whole) or ``error``
     (an exception from a callback). ``elbo_sum``: sum over the epoch's images so far of the minibatch ELBO (the
-    epoch's train ELBO is elbo_sum / N once completed)."""
+    epoch's train ELBO is elbo_sum / N once completed). ``threads``: the thread count the updates ended with."""
 
     step: int
     update_rec: np.ndarray
@@ -66,6 +66,7 @@ class EpochResult:
     val_kl: tuple = ()
     diverged: Optional[str] = None
     error: Optional[BaseException] = None
+    threads: int = 0
 
 
 class _Column:
@@ -97,7 +98,7 @@ class _Recorder:
     """The model's History: what earlier fits recorded, then this fit's updates, validations and epochs."""
 
     def __init__(self, previous: Optional[History]):
-        self.columns = {n: _Column(np.int64 if n == "val_update" else np.float64,
+        self.columns = {n: _Column(History.dtype(n),
                                    () if previous is None else getattr(previous, n)) for n in History.names()}
         self.updates = 0 if previous is None else len(previous.update_rec)
 
@@ -213,7 +214,7 @@ def fit(model, train_images, options: Optional[TrainOptions] = None, *, train_la
         progress: show a tqdm bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
         callback: ``callback(event, info)``, called with ``"step"`` every ``callback_every`` updates (info:
             update and epoch counted in this fit, rec, kl) and ``"epoch"`` after each epoch (epoch, train_elbo,
-            test_elbo, seconds); raising stops training at the last update boundary.
+            test_elbo, seconds, threads); raising stops training at the last update boundary.
         checkpoint, checkpoint_every: save the model (``model.save``, atomic) to ``checkpoint`` after every
             ``checkpoint_every``-th epoch (default 1) and after the last one; an interruption leaves the last
             checkpoint intact.
@@ -301,6 +302,7 @@ class _Run:
         self.lock = model_lock(model)
         self.done = 0  # updates of this fit
         self.interrupted = False
+        self.threads = torch.get_num_threads()  # shown in the progress bar; each epoch reports its own
 
     def commit(self, name, values):
         self.record.add(name, values)
@@ -358,7 +360,7 @@ class _Run:
 
         def on_step(k, rec, kl):
             bar.update(before + k - start - bar.n)
-            bar.set_postfix(epoch=epoch + 1, elbo=f"{rec - kl:.2f}", refresh=False)
+            bar.set_postfix(epoch=epoch + 1, elbo=f"{rec - kl:.2f}", threads=self.threads, refresh=False)
             if callback is not None:
                 callback("step", {"update": before + k - start, "epoch": epoch, "rec": rec, "kl": kl})
 
@@ -366,6 +368,7 @@ class _Run:
             with inside_epoch(self.model):
                 out = self.stepper.epoch(order, self.gen, state.step, on_step, start, elbo_sum)
             state.step = out.step
+            self.threads = out.threads
             self.commit("update_rec", out.update_rec)
             self.commit("update_kl", out.update_kl)
             self.commit("val_update", self.record.updates - start + np.asarray(out.val_done, dtype=np.int64))
@@ -395,8 +398,10 @@ class _Run:
             self.commit("train_elbo", [train_elbo])
             self.commit("test_elbo", [test_elbo])
             self.commit("epoch_seconds", [seconds])
+            self.commit("epoch_threads", [out.threads])
             self.publish(None)
-        self.epoch_info = {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": test_elbo, "seconds": seconds}
+        self.epoch_info = {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": test_elbo, "seconds": seconds,
+                           "threads": out.threads}
         if out.interrupted:  # Ctrl-C after the epoch's last update: the epoch is whole, stop here
             self.interrupted = True
             return False

@@ -75,6 +75,9 @@ class History:
         (nats per image, before the update). train_elbo: mean minibatch ELBO over each epoch.
     test_elbo: ELBO on the test images after each epoch (NaN without test images).
     epoch_seconds: wall time of each epoch (training plus test evaluation).
+    epoch_threads: the thread count the epoch's updates ended with (``TrainOptions.threads``: by default fastvae
+        times its updates at one thread and at torch's count and keeps the faster, docs/engine.md); 0 in
+        histories loaded from files written before it was recorded.
     val_update, val_rec, val_kl: validation log-likelihood and KL, taken after ``val_update`` updates (counted
         over all the model's fits, as ``update_rec`` is indexed).
 
@@ -88,6 +91,7 @@ class History:
     train_elbo: np.ndarray = _empty()
     test_elbo: np.ndarray = _empty()
     epoch_seconds: np.ndarray = _empty()
+    epoch_threads: np.ndarray = _empty(np.int64)
     val_update: np.ndarray = _empty(np.int64)
     val_rec: np.ndarray = _empty()
     val_kl: np.ndarray = _empty()
@@ -102,6 +106,11 @@ class History:
     @classmethod
     def names(cls):
         return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def dtype(cls, name: str) -> np.dtype:
+        """The NumPy dtype of field ``name`` (int64 for counts, float64 for the rest)."""
+        return getattr(cls(), name).dtype
 
 
 __all__ = ["ELBO", "AdamState", "History", "TrainingDivergedError", "CheckpointError"]

@@ -149,7 +149,7 @@ LOAD_ROWS = [
     ("history-update-lengths", _set("history", "update_kl", value=lambda t: t[:3].clone()),
      "history.update_rec, history.update_kl must have one length, got update_rec: 4, update_kl: 3"),
     ("history-epoch-lengths", _set("history", "epoch_seconds", value=torch.zeros(2, dtype=torch.float64)),
-     "history.train_elbo, history.test_elbo, history.epoch_seconds must have one length"),
+     "history.train_elbo, history.test_elbo, history.epoch_seconds, history.epoch_threads must have one length"),
     ("history-val-lengths", _set("history", "val_rec", value=lambda t: t[:1].clone()),
      "history.val_update, history.val_rec, history.val_kl must have one length"),
     ("history-step", lambda d: d["history"].update(update_rec=d["history"]["update_rec"][:3].clone(),

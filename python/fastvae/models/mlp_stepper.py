@@ -32,7 +32,7 @@ class MlpStepper:
             out = self._trainer.epoch(d.x, d.y, order, generator, step, on_step, start, elbo_sum, d.val_x, d.val_y)
         return EpochResult(out["step"], out["update_rec"].numpy(), out["update_kl"].numpy(), out["completed"],
                            out["elbo_sum"], out["interrupted"], tuple(out["val_done"]), tuple(out["val_rec"]),
-                           tuple(out["val_kl"]), out["diverged"], out["error"])
+                           tuple(out["val_kl"]), out["diverged"], out["error"], out["threads"])
 
     def evaluate(self, images, labels, generator):
         """Mean (rec, kl) over uint8 images [M, D], as the test ELBO (eval_samples samples per image)."""

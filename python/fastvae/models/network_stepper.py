@@ -157,7 +157,7 @@ class NetworkStepper:
         if self.stop is not None and self.stop[0]:
             result["interrupted"] = True
         return EpochResult(step, np.array(recs, dtype=np.float64), np.array(kls, dtype=np.float64),
-                           start + len(recs) == per_epoch, elbo_sum, **result)
+                           start + len(recs) == per_epoch, elbo_sum, threads=torch.get_num_threads(), **result)
 
     @torch.no_grad()
     def evaluate(self, images, labels, generator):

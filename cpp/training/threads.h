@@ -1,0 +1,70 @@
+// The thread count of the trainer's updates, chosen from how long they take (docs/engine.md, "Threads on a busy
+// machine"). On a machine whose cores also run other work, every parallel region of an update waits for a thread
+// that the scheduler has put aside, and one thread can be several times faster than two; on an idle machine
+// the configured count usually wins. The engine's results do not depend on the thread count
+// (tests/training/test_threads.py), so the choice changes the time of a run, never its numbers.
+#pragma once
+#include <chrono>
+#include <cstdint>
+
+namespace fastvae {
+namespace training {
+
+// Sets a thread count for OpenMP and MKL on the calling thread only (both keep it per thread) and puts the
+// caller's back when destroyed; Paused puts the caller's back for a while (Python callbacks run with it).
+class LocalThreads {
+ public:
+  LocalThreads();
+  ~LocalThreads();
+  LocalThreads(const LocalThreads&) = delete;
+  LocalThreads& operator=(const LocalThreads&) = delete;
+  void set(int n);
+  int caller() const { return caller_omp_; }
+  class Paused {
+   public:
+    explicit Paused(LocalThreads& t);
+    ~Paused();
+
+   private:
+    LocalThreads& t_;
+  };
+
+ private:
+  int caller_omp_, caller_mkl_, current_;
+};
+
+// With `adapt`, alternates between measuring and keeping: times kProbeUpdates updates (at least kProbeSeconds)
+// at the configured count and at one thread, keeps the faster for kHoldSeconds, then measures both again.
+// Without it, the configured count throughout.
+class ThreadChooser {
+ public:
+  ThreadChooser(int configured, bool adapt);
+  // The count for the next update; time it, then report the seconds it took with after_update.
+  int before_update();
+  void after_update(double seconds);
+  // The count of the updates since the last measurement, or the configured one before any.
+  int chosen() const { return chosen_; }
+  int configured() const { return configured_; }
+  bool adapts() const { return adapt_; }
+
+  static constexpr int kProbeUpdates = 3;
+  static constexpr double kProbeSeconds = 0.02, kHoldSeconds = 2.0;
+
+ private:
+  enum class Phase { ProbeConfigured, ProbeOne, Hold };
+  void start(Phase p);
+  int configured_, chosen_;
+  bool adapt_;
+  bool warm_ = false;  // the first update (caches, page faults) is never timed
+  Phase phase_ = Phase::ProbeConfigured;
+  int64_t updates_ = 0;
+  double seconds_ = 0, per_update_configured_ = 0;
+};
+
+// Seconds since `t0` on a monotonic clock.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace training
+}  // namespace fastvae
