@@ -1,6 +1,9 @@
 // Python extension module fastvae._C: loading it registers the torch.ops.fastvae operators
 // (cpp/ops.cpp) and exposes the long-running calls that need the GIL released and Python callbacks.
-#include <torch/extension.h>
+// ATen and pybind11 with torch's casters (at::Tensor, at::Generator): what <torch/extension.h> gives
+// these sources, without the C++ frontend (torch/nn, torch/optim) that doubles their compile time.
+#include <ATen/ATen.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include "training/trainer.h"
 #include "vae_spec.h"

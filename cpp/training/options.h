@@ -1,7 +1,10 @@
 // The training options the C++ trainer reads, by the field names of fastvae.TrainOptions
 // (python/fastvae/options.py validates them: here they are asserted, not re-checked).
 #pragma once
-#include <torch/extension.h>
+// ATen and pybind11 with torch's casters (at::Tensor, at::Generator): what <torch/extension.h> gives
+// these sources, without the C++ frontend (torch/nn, torch/optim) that doubles their compile time.
+#include <ATen/ATen.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <cstdint>
 #include <string>

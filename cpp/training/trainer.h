@@ -3,7 +3,10 @@
 // epoch's updates with the GIL released (pixels, noise, the fused forward and backward, the data-parallel
 // reduction and Adam) and evaluates data sets. Every buffer of the update loop is allocated once, here.
 #pragma once
-#include <torch/extension.h>
+// ATen and pybind11 with torch's casters (at::Tensor, at::Generator): what <torch/extension.h> gives
+// these sources, without the C++ frontend (torch/nn, torch/optim) that doubles their compile time.
+#include <ATen/ATen.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <utility>
 #include <vector>
