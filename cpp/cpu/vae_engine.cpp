@@ -3,6 +3,7 @@
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/likelihood.h"
+#include "cpu/split_threads.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -76,16 +77,33 @@ inline void bias_act_row(T* row, const T* bias, int64_t n, T slope) {
   for (; j < n; ++j) row[j] = act_value<T>(A, bias ? row[j] + bias[j] : row[j], slope);
 }
 
-// Output columns per task of a layer product with R rows, H output columns and K inner dimension: the
-// whole product on the calling thread while it is too small to pay for waking the others, else an even
-// split over the threads (each task then calls the BLAS on its column block, sequential inside the
-// parallel region). One parallel region per product, with the bias and activation pass inside it.
-// The split depends only on the sizes and the thread count, so results are reproducible for a given count.
-int64_t col_grain(int64_t R, int64_t H, int64_t K) {
+// Width of the column blocks of a layer product with R rows, H output columns and K inner dimension: the whole
+// product in one block while it is too small to pay for waking the other threads, else an even split over the
+// split count (cpu/split_threads.h). Each block is one BLAS call (sequential inside the parallel region), so
+// the blocks, and with them the results, depend only on the sizes and the split count, never on how many
+// threads run the blocks now: one thread runs them in turn and gives the same bits.
+int64_t col_block(int64_t R, int64_t H, int64_t K) {
   constexpr int64_t kMinParallelMacs = 1 << 17;
-  const int64_t nt = at::get_num_threads();
+  const int64_t nt = split_threads();
   if (nt <= 1 || R * H * K < kMinParallelMacs || H < 32) return std::max<int64_t>(H, 1);
   return std::max<int64_t>(16, (H + nt - 1) / nt);
+}
+
+// Width of the column blocks of the sparse input layer (H output columns), fixed by the split count as
+// col_block's: the vector loops' tails fall on the same columns at any thread count.
+int64_t sparse_block(int64_t H) {
+  const int64_t nt = split_threads();
+  return nt <= 1 || H <= 128 ? std::max<int64_t>(H, 1) : (H + nt - 1) / nt;
+}
+
+// f(j0, j1) for the blocks [b * width, min(n, (b + 1) * width)) of [0, n), spread over the threads: one
+// parallel region (none when there is one block or one thread).
+template <typename F>
+void for_blocks(int64_t n, int64_t width, const F& f) {
+  const int64_t blocks = (n + width - 1) / width;
+  parallel_for_flushed(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b * width, std::min(n, (b + 1) * width));
+  });
 }
 
 // log_sigma / inv_var: the learned Gaussian scale's parameter and exp(-2 log_sigma), [D]; only read by
@@ -182,7 +200,7 @@ void VaeEngine<T>::layer_forward(const at::Tensor& in, const at::Tensor& w, cons
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto a) {
     constexpr Act A = decltype(a)::value;
-    parallel_for_flushed(0, H, col_grain(R, H, in_dim), [&](int64_t j0, int64_t j1) {
+    for_blocks(H, col_block(R, H, in_dim), [&](int64_t j0, int64_t j1) {
       gemm<T>(false, true, R, j1 - j0, in_dim, T(1), ip, in_dim, wp + j0 * ld, ld, T(0), o + j0, H);
       for (int64_t r = 0; r < R; ++r) {
         T* row = o + r * H;
@@ -214,10 +232,10 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     T* gwp = gw.data_ptr<T>();
     const T* ip = in.data_ptr<T>();
     const T slope = static_cast<T>(spec_.slope);
-    const int64_t grain = sparse ? H : col_grain(R, H, in_dim);
+    const int64_t width = sparse ? H : col_block(R, H, in_dim);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
-      parallel_for_flushed(0, H, grain, [&](int64_t j0, int64_t j1) {
+      for_blocks(H, width, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
         for (int64_t r = 0; r < R; ++r) {
           T* dr = d + r * H;
@@ -249,7 +267,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
   }
   if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
     T* di = d_in->data_ptr<T>();
-    parallel_for_flushed(0, in_dim, col_grain(R, in_dim, H), [&](int64_t c0, int64_t c1) {
+    for_blocks(in_dim, col_block(R, in_dim, H), [&](int64_t c0, int64_t c1) {
       gemm<T>(false, false, R, c1 - c0, H, T(1), d, H, wp + c0, ld, T(0), di + c0, in_dim);
     });
   }
@@ -288,7 +306,7 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto tag) {
     constexpr Act A = decltype(tag)::value;
-    parallel_for_flushed(0, H, 128, [&](int64_t j0, int64_t j1) {
+    for_blocks(H, sparse_block(H), [&](int64_t j0, int64_t j1) {
       // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by.
       for (int64_t jb = j0; jb < j1; jb += 64) {
         const int64_t je = std::min(j1, jb + 64);
@@ -325,7 +343,7 @@ void VaeEngine<T>::sparse_input_weight_grad(const at::Tensor& dA, const at::Tens
   const T* xp = x.data_ptr<T>();
   const T* dp = dA.data_ptr<T>();
   T* gt = gw.data_ptr<T>();  // [in_total, H] rows
-  parallel_for_flushed(0, H, 128, [&](int64_t j0, int64_t j1) {
+  for_blocks(H, sparse_block(H), [&](int64_t j0, int64_t j1) {
     for (int64_t d = 0; d < D; ++d) {
       T* g = gt + d * H;
       for (int64_t j = j0; j < j1; ++j) g[j] = T(0);

@@ -48,8 +48,7 @@ LocalThreads::~LocalThreads() {
 void LocalThreads::set(int n) {
   if (n == current_ && caller_mkl_ >= 0) return;
   omp_set_threads(n);
-  const int before = mkl_local_threads(n);
-  if (caller_mkl_ < 0) caller_mkl_ = before;
+  if (caller_mkl_ < 0) caller_mkl_ = mkl_local_threads(1);
   current_ = n;
 }
 
@@ -62,7 +61,7 @@ LocalThreads::Paused::Paused(LocalThreads& t) : t_(t) {
 LocalThreads::Paused::~Paused() {
   if (t_.caller_mkl_ < 0) return;
   omp_set_threads(t_.current_);
-  mkl_local_threads(t_.current_);
+  mkl_local_threads(1);
 }
 
 ThreadChooser::ThreadChooser(int configured, bool adapt)
@@ -75,6 +74,7 @@ void ThreadChooser::start(Phase p) {
 }
 
 int ThreadChooser::before_update() {
+  if (pinned_ > 0) return chosen_ = pinned_;
   if (!adapt_) return configured_;
   switch (phase_) {
     case Phase::ProbeConfigured: return configured_;
@@ -85,7 +85,7 @@ int ThreadChooser::before_update() {
 }
 
 void ThreadChooser::after_update(double seconds) {
-  if (!adapt_) return;
+  if (!adapt_ || pinned_ > 0) return;
   if (!warm_) {
     warm_ = true;
     return;

@@ -10,8 +10,9 @@
 namespace fastvae {
 namespace training {
 
-// Sets a thread count for OpenMP and MKL on the calling thread only (both keep it per thread) and puts the
-// caller's back when destroyed; Paused puts the caller's back for a while (Python callbacks run with it).
+// Sets the OpenMP thread count of the calling thread, and MKL's to one (the engine splits its products itself,
+// cpu/split_threads.h; a BLAS call that threaded on its own would round by its own split), both per thread,
+// and puts the caller's back when destroyed; Paused puts the caller's back for a while (Python callbacks).
 class LocalThreads {
  public:
   LocalThreads();
@@ -46,6 +47,9 @@ class ThreadChooser {
   int chosen() const { return chosen_; }
   int configured() const { return configured_; }
   bool adapts() const { return adapt_; }
+  // Every later update at `n` threads, the split count staying the configured one (tests: the bits of an update
+  // do not depend on the threads that run it); 0 gives the choice back.
+  void pin(int n) { pinned_ = n; }
 
   static constexpr int kProbeUpdates = 3;
   static constexpr double kProbeSeconds = 0.02, kHoldSeconds = 2.0;
@@ -55,6 +59,7 @@ class ThreadChooser {
   void start(Phase p);
   int configured_, chosen_;
   bool adapt_;
+  int pinned_ = 0;
   bool warm_ = false;  // the first update (caches, page faults) is never timed
   Phase phase_ = Phase::ProbeConfigured;
   int64_t updates_ = 0;

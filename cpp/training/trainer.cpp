@@ -9,6 +9,7 @@
 
 #include "cpu/adam.h"
 #include "cpu/flush_denormals.h"
+#include "cpu/split_threads.h"
 #include "training/pixels.h"
 
 namespace py = pybind11;
@@ -239,6 +240,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
     py::gil_scoped_release nogil;
     cpu::FlushDenormals flushed;  // this thread's share of the engine's arithmetic (cpu/flush_denormals.h)
     LocalThreads local;           // the chooser's count, on this thread only (training/threads.h)
+    cpu::SplitThreads split(threads_.configured());  // the products' blocks do not follow the chooser
     // Python at an update boundary: the signal handlers (a SIGINT handler sets `stop`), then, if `report`, the
     // caller's on_step. false stops the epoch.
     auto at_boundary = [&](bool report, double r, double k) -> bool {
@@ -358,6 +360,7 @@ std::pair<double, double> MlpTrainer::evaluate(const at::Tensor& images, const c
   py::gil_scoped_release nogil;
   cpu::FlushDenormals flushed;
   LocalThreads local;
+  cpu::SplitThreads split(threads_.configured());
   local.set(threads_.chosen());
   return evaluate_flushed(images, labels ? *labels : at::Tensor(), gen);
 }
@@ -374,7 +377,8 @@ void bind_trainer(py::module_& m) {
       .def("epoch", &MlpTrainer::epoch, py::arg("train_x"), py::arg("train_y"), py::arg("order"),
            py::arg("generator"), py::arg("step"), py::arg("on_step"), py::arg("start") = 0, py::arg("elbo_sum") = 0.0,
            py::arg("val_x") = py::none(), py::arg("val_y") = py::none())
-      .def("evaluate", &MlpTrainer::evaluate, py::arg("images"), py::arg("labels"), py::arg("generator"));
+      .def("evaluate", &MlpTrainer::evaluate, py::arg("images"), py::arg("labels"), py::arg("generator"))
+      .def("_pin_threads", &MlpTrainer::pin_threads, py::arg("n"));
   m.def(
       "gather_pixels",
       [](const at::Tensor& images, const at::Tensor& rows, int64_t threshold, const std::string& pixels,

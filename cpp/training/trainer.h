@@ -48,6 +48,8 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   // from gen); a categorical latent is evaluated with hard samples: the discrete model's ELBO.
   std::pair<double, double> evaluate(const at::Tensor& images, const c10::optional<at::Tensor>& labels,
                                      at::Generator gen);
+  // Tests: run the updates at n threads from now on (ThreadChooser::pin).
+  void pin_threads(int64_t n) { threads_.pin(static_cast<int>(n)); }
 
  private:
   using Engine = cpu::VaeEngine<float>;

@@ -1,0 +1,125 @@
+"""Milliseconds per update of the IWAE paper's model at batch 20 (Burda et al. 2016: 784-200-200-(50+50),
+50-200-200-784 tanh, Bernoulli, dynamic binarization, ELBO with one sample), for one or more builds of
+fastvae timed in one run, at 1 thread, at 2 threads and at fastvae's default (the thread count chosen by
+timing, where the build has it), beside the FLOP floor of the same run: the update's dense-equivalent work
+divided by the machine's SGEMM rate at that thread count (``torch.mm``, 1024 x 1024), a bound no update
+reaches (its products are 20 rows tall).
+
+    python bench/bench_update.py [--build LABEL=PYTHON ...] [--updates 300] [--repeats 3] [--data DIR]
+                                 [--write-docs]
+
+Each build is a Python interpreter whose environment imports that build of fastvae (another venv, or an
+installed older commit); the default is this interpreter. Every (build, threads) pair runs in its own process,
+in turn, ``--repeats`` times; the best time of each is kept, after 30 untimed warm-up updates.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH = 20
+ENC, DEC, LATENT, D = (200, 200), (200, 200), 50, 784
+
+
+def flops_per_update():
+    """2 x multiply-adds of forward and backward (weight and input gradients; no input gradient of the first
+    layer), as bench_train_epoch.flops_per_image, times the batch."""
+    sizes = [D, *ENC, 2 * LATENT], [LATENT, *DEC, D]
+    macs = sum(a * b for s in sizes for a, b in zip(s[:-1], s[1:]))
+    return 2 * (3 * macs - D * ENC[0]) * BATCH
+
+
+def child(threads, updates, data):
+    """One timing in this process: prints a JSON line with seconds per update and the SGEMM rate."""
+    import torch
+
+    import fastvae
+    from fastvae.datasets import load_mnist
+
+    has_option = "threads" in fastvae.TrainOptions.__dataclass_fields__
+    extra = {}
+    if threads != "default":
+        n = int(threads)
+        torch.set_num_threads(n)
+        if has_option:
+            extra["threads"] = n  # a count equal to torch's default is kept only when it is named
+    images, _ = load_mnist("train", root=data)
+    images = images.reshape(len(images), -1)
+    torch.manual_seed(0)
+    model = fastvae.VAE(latent_dim=LATENT, encoder_hidden=ENC, decoder_hidden=DEC, activation="tanh",
+                        posterior="logstd")
+    run = dict(epochs=1, batch_size=BATCH, pixels="dynamic", progress=False, **extra)
+    model.fit(images[:30 * BATCH], **run)  # warm-up
+    t = time.perf_counter()
+    model.fit(images[:updates * BATCH], **run)
+    seconds = (time.perf_counter() - t) / updates
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    sgemm = 2 * 1024**3 * 10 / (time.perf_counter() - t)
+    chosen = [int(v) for v in getattr(model.history_, "epoch_threads", [])]
+    print(json.dumps({"seconds": seconds, "sgemm": sgemm, "torch_threads": torch.get_num_threads(),
+                      "chosen": chosen[-1:] or None, "fastvae": fastvae.__version__}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", action="append", default=None, help="LABEL=PYTHON (repeatable)")
+    ap.add_argument("--threads", default="1,2,default")
+    ap.add_argument("--updates", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", default=os.environ.get("FASTVAE_DATA"))
+    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        return child(args.child, args.updates, args.data)
+    builds = [b.split("=", 1) for b in (args.build or [f"this build={sys.executable}"])]
+    settings = args.threads.split(",")
+    best, info = {}, {}
+    for _ in range(args.repeats):
+        for label, python in builds:
+            for threads in settings:
+                cmd = [python, os.path.abspath(__file__), "--child", threads, "--updates", str(args.updates)]
+                if args.data:
+                    cmd += ["--data", args.data]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                key = (label, threads)
+                if key not in best or r["seconds"] < best[key]["seconds"]:
+                    best[key] = r
+                info[label] = r["fastvae"]
+    floor = {t: flops_per_update() / max(r["sgemm"] for (_, tt), r in best.items() if tt == t) for t in settings}
+    rows = []
+    print(f"IWAE paper model, batch {BATCH}: {flops_per_update() / 1e6:.1f} MFLOP per update, best of "
+          f"{args.repeats} runs of {args.updates} updates")
+    first = builds[0][0]
+    for label, _ in builds:
+        for t in settings:
+            r = best[(label, t)]
+            ms, fl = 1e3 * r["seconds"], 1e3 * floor[t]
+            speed = best[(first, t)]["seconds"] / r["seconds"] if label != first else 1.0
+            chosen = f" (chose {r['chosen'][0]})" if t == "default" and r["chosen"] else ""
+            line = (f"| {label} ({info[label]}) | {t}{chosen} | {ms:.3f} | {fl:.3f} | {ms / fl:.1f}x | "
+                    f"{speed:.2f}x |")
+            print(line)
+            rows.append(line)
+    if args.write_docs:
+        sys.path.insert(0, HERE)
+        from doc_tables import write_block
+        write_block("bench_update", [
+            f"IWAE paper model, batch {BATCH}, dynamic binarization: {flops_per_update() / 1e6:.1f} MFLOP per "
+            f"update. Best of {args.repeats} runs of {args.updates} updates after 30 untimed ones, each build and "
+            "thread setting in its own process, in turn. Floor: that work at the machine's SGEMM rate in the same "
+            f"run and thread count. Last column: the first build's time / this build's (> 1: this one is faster).",
+            "", "| build | threads | ms per update | FLOP floor (ms) | time / floor | speed-up over the first |",
+            "|---|---|---|---|---|---|", *rows], "1 and 2", script="bench_update")
+
+
+if __name__ == "__main__":
+    main()
