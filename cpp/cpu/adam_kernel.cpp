@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/adam.h"
@@ -33,28 +34,6 @@ void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1
     v[i] = v[i] * b2 + omb2 * gi * gi;
     T denom = std::sqrt(v[i]) * inv_bc2s + e;
     p[i] -= step_size * (m[i] / denom);
-  }
-}
-
-// adam_range out of place: the same operations in the same order (so the same bits), reading p, m, v and
-// writing po, mo, vo. The seven arrays never overlap (two buffers of the trainer and the gradients): __restrict__
-// lets the compiler vectorize without run-time alias checks, which it gives up on for this many pointers.
-template <typename T>
-void adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const T* __restrict__ m,
-                     const T* __restrict__ v, T* __restrict__ po, T* __restrict__ mo, T* __restrict__ vo, int64_t n,
-                     double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt) {
-  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
-  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = g[i];
-    if (w != T(0)) gi += w * p[i];
-    T mi = m[i];
-    mi += (gi - mi) * omb1;
-    const T vi = v[i] * b2 + omb2 * gi * gi;
-    const T denom = std::sqrt(vi) * inv_bc2s + e;
-    mo[i] = mi;
-    vo[i] = vi;
-    po[i] = p[i] - step_size * (mi / denom);
   }
 }
 
@@ -88,20 +67,47 @@ bool range_finite(const T* x, int64_t n) {
   return bad == 0;
 }
 
-// range_finite of a and b together, in one loop.
+// The bits of x as an unsigned integer of its width (a register move once vectorized).
 template <typename T>
-bool range_finite2(const T* a, const T* b, int64_t n) {
-  using U = typename Exponent<T>::U;
+inline auto bits_of(T x) {
+  typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+// adam_range out of place: the same operations in the same order (so the same bits), reading p, m, v and
+// writing po, mo, vo. The seven arrays never overlap (two buffers of the trainer and the gradients): __restrict__
+// lets the compiler vectorize without run-time alias checks, which it gives up on for this many pointers.
+// Returns the finiteness verdict bits: 1 if a gradient entry is NaN or +-inf, 2 if a result (new parameter or
+// second moment) is. They are tested on the values in registers, exponent bits all ones, OR-reduced in integer
+// lanes, so the loop stays vectorized and the checks cost a few instructions per vector. The first moment needs
+// no test: it is not finite only if the decayed gradient g + wd p is not, and then neither is the second moment.
+template <typename T>
+unsigned adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const T* __restrict__ m,
+                         const T* __restrict__ v, T* __restrict__ po, T* __restrict__ mo, T* __restrict__ vo,
+                         int64_t n, double lr, double beta1, double beta2, double eps, double wd, double bc1,
+                         double bc2_sqrt) {
+  using U = decltype(bits_of(T(0)));
   constexpr U mask = Exponent<T>::mask;
-  U bad = 0;
-#pragma omp simd reduction(| : bad)
+  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
+  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
+  U bad_g = 0, bad_r = 0;
+#pragma omp simd reduction(| : bad_g, bad_r)
   for (int64_t i = 0; i < n; ++i) {
-    U x, y;
-    std::memcpy(&x, a + i, sizeof x);
-    std::memcpy(&y, b + i, sizeof y);
-    bad |= static_cast<U>((x & mask) == mask) | static_cast<U>((y & mask) == mask);
+    T gi = g[i];
+    bad_g |= static_cast<U>((bits_of(gi) & mask) == mask);
+    if (w != T(0)) gi += w * p[i];
+    T mi = m[i];
+    mi += (gi - mi) * omb1;
+    const T vi = v[i] * b2 + omb2 * gi * gi;
+    const T denom = std::sqrt(vi) * inv_bc2s + e;
+    const T pi = p[i] - step_size * (mi / denom);
+    mo[i] = mi;
+    vo[i] = vi;
+    po[i] = pi;
+    bad_r |= static_cast<U>((bits_of(vi) & mask) == mask) | static_cast<U>((bits_of(pi) & mask) == mask);
   }
-  return bad == 0;
+  return (bad_g ? 1u : 0u) | (bad_r ? 2u : 0u);
 }
 
 }  // namespace
@@ -188,28 +194,18 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
   const double bc1 = 1 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
   std::atomic<bool> bad_gradient{false}, bad_result{false};
-  constexpr int64_t kChunk = 2048;  // the chunk's gradient and results are still in L1 for the checks
   parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
     for (size_t k = 0; k < n && b < e; ++k) {
       if (offset[k + 1] <= b) continue;
       const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
       AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
         using T = scalar_t;
-        for (int64_t c = lo; c < hi; c += kChunk) {
-          const int64_t len = std::min(kChunk, hi - c);
-          const T* g = grads[k].data_ptr<T>() + c;
-          T *po = out_params[k].data_ptr<T>() + c, *vo = out_exp_avg_sq[k].data_ptr<T>() + c;
-          adam_range_into<T>(params[k].data_ptr<T>() + c, g, exp_avg[k].data_ptr<T>() + c,
-                             exp_avg_sq[k].data_ptr<T>() + c, po, out_exp_avg[k].data_ptr<T>() + c, vo, len, lr, beta1,
-                             beta2, eps, weight_decay, bc1, bc2_sqrt);
-          // The first moment needs no check of its own: it is not finite only if the decayed gradient g + wd p is
-          // not, and then neither is the second moment.
-          if (!range_finite(g, len)) {
-            bad_gradient = true;
-          } else if (!range_finite2(po, vo, len)) {
-            bad_result = true;
-          }
-        }
+        const unsigned verdict = adam_range_into<T>(
+            params[k].data_ptr<T>() + lo, grads[k].data_ptr<T>() + lo, exp_avg[k].data_ptr<T>() + lo,
+            exp_avg_sq[k].data_ptr<T>() + lo, out_params[k].data_ptr<T>() + lo, out_exp_avg[k].data_ptr<T>() + lo,
+            out_exp_avg_sq[k].data_ptr<T>() + lo, hi - lo, lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt);
+        if (verdict & 1u) bad_gradient = true;
+        if (verdict & 2u) bad_result = true;
       });
       b = offset[k + 1];
     }
