@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <mutex>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -35,6 +37,17 @@ void omp_set_threads(int n) {
 #endif
 }
 
+// The last choice of any fit in this process: configured count, chosen count, when.
+struct LastChoice {
+  std::mutex mu;
+  int configured = 0, chosen = 0;
+  std::chrono::steady_clock::time_point at;
+};
+LastChoice& last_choice() {
+  static LastChoice c;
+  return c;
+}
+
 }  // namespace
 
 LocalThreads::LocalThreads() : caller_omp_(omp_threads()), caller_mkl_(-1), current_(caller_omp_) {}
@@ -65,20 +78,41 @@ LocalThreads::Paused::~Paused() {
 }
 
 ThreadChooser::ThreadChooser(int configured, bool adapt)
-    : configured_(configured), chosen_(configured), adapt_(adapt && configured > 1) {}
+    : configured_(configured), chosen_(configured), adapt_(adapt && configured > 1) {
+  if (!adapt_) return;
+  auto& last = last_choice();
+  std::lock_guard<std::mutex> lock(last.mu);
+  const double age = seconds_since(last.at);
+  if (last.configured == configured_ && age < kHoldSeconds) {  // the rest of that hold
+    chosen_ = last.chosen;
+    start(Phase::Hold);
+    hold_ = kHoldSeconds - age;
+  }
+}
 
 void ThreadChooser::start(Phase p) {
   phase_ = p;
   updates_ = 0;
   seconds_ = 0;
+  hold_ = kHoldSeconds;
+}
+
+void ThreadChooser::decide(int n) {
+  chosen_ = n;
+  start(Phase::Hold);
+  auto& last = last_choice();
+  std::lock_guard<std::mutex> lock(last.mu);
+  last.configured = configured_;
+  last.chosen = n;
+  last.at = std::chrono::steady_clock::now();
 }
 
 int ThreadChooser::before_update() {
   if (pinned_ > 0) return chosen_ = pinned_;
   if (!adapt_) return configured_;
   switch (phase_) {
-    case Phase::ProbeConfigured: return configured_;
     case Phase::ProbeOne: return 1;
+    case Phase::ProbeConfigured: return configured_;
     case Phase::Hold: return chosen_;
   }
   return configured_;
@@ -86,28 +120,30 @@ int ThreadChooser::before_update() {
 
 void ThreadChooser::after_update(double seconds) {
   if (!adapt_ || pinned_ > 0) return;
-  if (!warm_) {
-    warm_ = true;
+  if (!warm_ && phase_ != Phase::Hold) {  // the fit's first update, or the first after a change of count (the
+    warm_ = true;                        // pool's wake-up): not timed
     return;
   }
   ++updates_;
   seconds_ += seconds;
   const bool measured = updates_ >= kProbeUpdates && seconds_ >= kProbeSeconds;
   switch (phase_) {
-    case Phase::ProbeConfigured:
-      if (measured) {
-        per_update_configured_ = seconds_ / updates_;
-        start(Phase::ProbeOne);
-      }
-      break;
     case Phase::ProbeOne:
       if (measured) {
-        chosen_ = seconds_ / updates_ < per_update_configured_ ? 1 : configured_;
-        start(Phase::Hold);
+        per_update_one_ = seconds_ / updates_;
+        start(Phase::ProbeConfigured);
+        warm_ = false;
+      }
+      break;
+    case Phase::ProbeConfigured:
+      if (seconds_ / updates_ > per_update_one_ * 1.5) {
+        decide(1);  // clearly slower than one thread already: stop paying for its measurement
+      } else if (measured) {
+        decide(seconds_ / updates_ < per_update_one_ ? configured_ : 1);
       }
       break;
     case Phase::Hold:
-      if (seconds_ >= kHoldSeconds) start(Phase::ProbeConfigured);
+      if (seconds_ >= hold_) start(Phase::ProbeOne);
       break;
   }
 }

@@ -35,8 +35,12 @@ class LocalThreads {
 };
 
 // With `adapt`, alternates between measuring and keeping: times kProbeUpdates updates (at least kProbeSeconds)
-// at the configured count and at one thread, keeps the faster for kHoldSeconds, then measures both again.
-// Without it, the configured count throughout.
+// at one thread, then at the configured count, and keeps the faster for kHoldSeconds of updates before it
+// measures both again. The first update after a change of count is not timed (the pool wakes up), and the
+// configured count's measurement stops as soon as its mean is 1.5x one thread's (on a busy machine its updates
+// can be many times slower: each one measured costs). A fit that starts
+// within kHoldSeconds of another's choice for the same configured count keeps that choice for the rest of its
+// hold (a notebook's fits one after the other). Without `adapt`, the configured count throughout.
 class ThreadChooser {
  public:
   ThreadChooser(int configured, bool adapt);
@@ -55,15 +59,16 @@ class ThreadChooser {
   static constexpr double kProbeSeconds = 0.02, kHoldSeconds = 2.0;
 
  private:
-  enum class Phase { ProbeConfigured, ProbeOne, Hold };
+  enum class Phase { ProbeOne, ProbeConfigured, Hold };
   void start(Phase p);
+  void decide(int n);
   int configured_, chosen_;
   bool adapt_;
   int pinned_ = 0;
-  bool warm_ = false;  // the first update (caches, page faults) is never timed
-  Phase phase_ = Phase::ProbeConfigured;
+  bool warm_ = false;  // false: the next update is not timed (the fit's first, or the pool waking up)
+  Phase phase_ = Phase::ProbeOne;
   int64_t updates_ = 0;
-  double seconds_ = 0, per_update_configured_ = 0;
+  double seconds_ = 0, per_update_one_ = 0, hold_ = kHoldSeconds;
 };
 
 // Seconds since `t0` on a monotonic clock.
