@@ -69,8 +69,9 @@ class TrainOptions:
     ``DataLoader(shuffle=False)``, for debugging and curricula). threads (int >= 1, or None, the default: the
     model's updates time themselves at one thread and at ``torch.get_num_threads()`` and keep the faster,
     measured again every 2 s, so that a machine busy with other work does not stall every parallel region;
-    a count set with ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` is kept as it is. The results do not
-    depend on the count; ``History.epoch_threads`` records it. VAE only).
+    a count set with ``torch.set_num_threads`` or ``OMP_NUM_THREADS`` is kept as it is. The choice changes the
+    time only: the results are those of torch's count whichever count runs the updates (threads=N gives N's,
+    which may differ from another count's in the last bits); ``History.epoch_threads`` records it. VAE only).
     Build with keywords; :meth:`validate` checks and normalizes (TypeError for the wrong kind,
     ValueError for the wrong range, messages ``"<where>: <name> must be ..."``).
     """
