@@ -4,31 +4,16 @@ cannot carry are refused with the reason, a near-zero Gamma shape fits correctly
 device, a folder) are refused without blocking wherever the package opens a file for reading: CAVI catalogues
 (Catalogue, EarthquakeMixture.fit/score, load_catalog) and the MNIST files (read_idx, load_mnist). Each row asserts
 the exception and a message fragment, or the exact state afterwards; every file row runs under a deadline."""
-import contextlib
 import os
-import signal
 import warnings
 
 import numpy as np
 import pytest
+from blocking import deadline
 
 from fastvae.cavi import Catalogue, ConvergenceWarning, EarthquakeMixture, load_catalog, sample_earthquakes
 from fastvae.cavi import write_catalogue
 from fastvae.datasets import DataFileError, load_mnist, read_idx
-
-
-@contextlib.contextmanager
-def deadline(seconds=10):
-    """Fail instead of hanging: open() of a FIFO without a writer blocks forever."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s")
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 X, S = sample_earthquakes(300, 2, random_state=0)[:2]

@@ -5,33 +5,18 @@ that are not regular files are refused without blocking, and the reproductions r
 
 Loading rows: write a good checkpoint, load the raw dict, tamper one field, torch.save it, and assert the error
 and a fragment naming the field (the file's name is asserted for every row)."""
-import contextlib
 import errno
 import os
-import signal
 import stat
 
 import numpy as np
 import pytest
+from blocking import deadline
 import torch
 
 import fastvae
 from fastvae import checkpoint, cli
 from fastvae.checkpoint import CheckpointError
-
-
-@contextlib.contextmanager
-def deadline(seconds=10):
-    """Fail instead of hanging: a blocking open() of a FIFO would wait forever for a writer."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s")
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def small_model():
