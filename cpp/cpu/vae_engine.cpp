@@ -602,15 +602,16 @@ at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
 namespace {
 // log sum_l exp(v[l * stride]) in a plain loop: at::logsumexp and at::softmax over a [K, B] tensor split B by
 // threads, and elements that fall in a vector tail round differently, so the bound and its gradient would
-// depend on the thread count.
+// depend on the thread count. The sum is kept in double: the evaluation's K = 5000 terms in float32 would
+// lose digits one by one.
 template <typename T>
 T column_logsumexp(const T* v, int64_t K, int64_t stride) {
   T m = v[0];
   for (int64_t l = 1; l < K; ++l) m = std::max(m, v[l * stride]);
   if (!std::isfinite(m)) return m;
-  T sum = 0;
-  for (int64_t l = 0; l < K; ++l) sum += std::exp(v[l * stride] - m);
-  return m + std::log(sum);
+  double sum = 0;
+  for (int64_t l = 0; l < K; ++l) sum += std::exp(static_cast<double>(v[l * stride] - m));
+  return m + static_cast<T>(std::log(sum));
 }
 }  // namespace
 
