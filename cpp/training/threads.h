@@ -21,7 +21,6 @@ class LocalThreads {
   LocalThreads(const LocalThreads&) = delete;
   LocalThreads& operator=(const LocalThreads&) = delete;
   void set(int n);
-  int caller() const { return caller_omp_; }
   class Paused {
    public:
     explicit Paused(LocalThreads& t);
@@ -51,7 +50,6 @@ class ThreadChooser {
   // The count of the updates since the last measurement, or the configured one before any.
   int chosen() const { return chosen_; }
   int configured() const { return configured_; }
-  bool adapts() const { return adapt_; }
   // Every later update at `n` threads, the split count staying the configured one (tests: the bits of an update
   // do not depend on the threads that run it); 0 gives the choice back.
   void pin(int n) { pinned_ = n; }

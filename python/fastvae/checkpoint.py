@@ -26,8 +26,9 @@ arguments), state_dict (every key of the model, shapes, dtypes, finite values), 
 one pair of moments per parameter, of its shape and dtype, finite, exp_avg_sq >= 0), generator (a uint8 state
 ``torch.Generator().set_state`` accepts), history (every field of :class:`fastvae.History`, 1-D, float64 or
 int64 as History has them; update_rec and update_kl of equal length, the optimizer's step when there is one;
-train_elbo, test_elbo and epoch_seconds of equal length; val_update, val_rec and val_kl of equal length,
-val_update sorted within [0, updates]) and train_options (:meth:`TrainOptions.from_dict`).
+train_elbo, test_elbo, epoch_seconds and epoch_threads of equal length (epoch_threads 0 in files written before
+it was recorded); val_update, val_rec and val_kl of equal length, val_update sorted within [0, updates]) and
+train_options (:meth:`TrainOptions.from_dict`).
 
 Saving runs the same checks on the model's state before the destination is touched (a model on the meta device,
 with NaN or inf weights or with inconsistent training state is refused with a ValueError), then writes with
