@@ -22,6 +22,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("ESTIMATORS") = names(fastvae::estimator_names());
   m.attr("LIKELIHOODS") = names(fastvae::likelihood_names());
   m.attr("IWAE_ESTIMATORS") = names(fastvae::iwae_estimator_names());
+  m.attr("OBJECTIVES") = names(fastvae::objective_names());
   m.attr("GAUSSIAN_SCALES") = names(fastvae::gaussian_scale_names());
   m.attr("LATENTS") = names(fastvae::latent_names());
   // What data each likelihood takes ("binary", "unit_interval", "real"), from the likelihood table.

@@ -32,12 +32,14 @@ TORCH_LIBRARY(fastvae, m) {
   def(m, "vae_iwae(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA ") -> Tensor",
       Grad::kNone);
   // The same bound as a training objective, differentiable with respect to params; `estimator` (one of
-  // fastvae._C.IWAE_ESTIMATORS: reparam, stl, dreg) picks the encoder gradient (docs/engine.md).
+  // fastvae._C.IWAE_ESTIMATORS: reparam, stl, dreg) picks the encoder gradient (docs/engine.md). `objective` (one
+  // of fastvae._C.OBJECTIVES but 'elbo') with `groups` and `beta` (cpp/vae_spec.h, IwBound) turns it into MIWAE,
+  // CIWAE or PIWAE (Rainforth et al. 2018), eps holding groups * K samples per image.
   def(m, "vae_iwae_bound(Tensor x, Tensor? y, Tensor eps, Tensor[] params, " FASTVAE_ARCH_SCHEMA
-      ", str estimator) -> Tensor", Grad::kFormula);
+      ", str estimator, str objective, int groups, float beta) -> Tensor", Grad::kFormula);
   // Gradient of sum_i g[i] * bound[i] with respect to every parameter.
   def(m, "vae_iwae_bound_backward(Tensor g, Tensor x, Tensor? y, Tensor eps, Tensor[] params, "
-      FASTVAE_ARCH_SCHEMA ", str estimator) -> Tensor[]", Grad::kBackward);
+      FASTVAE_ARCH_SCHEMA ", str estimator, str objective, int groups, float beta) -> Tensor[]", Grad::kBackward);
   // One Adam step (Kingma & Ba 2015, as torch.optim.Adam), in place over a list of tensors.
   def(m, "adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, "
       "int step, float lr, float beta1, float beta2, float eps, float weight_decay) -> ()", Grad::kNone);

@@ -55,6 +55,29 @@ const std::vector<std::string>& iwae_estimator_names() {
 IwaeEstimator parse_iwae_estimator(c10::string_view name, const char* op) {
   return parse_name<IwaeEstimator>(iwae_estimator_names(), name, "IWAE estimator", op);
 }
+const std::vector<std::string>& objective_names() {
+  static const std::vector<std::string> names{"elbo", "iwae", "miwae", "ciwae", "piwae"};
+  return names;
+}
+Objective parse_objective(c10::string_view name, const char* op) {
+  return parse_name<Objective>(objective_names(), name, "objective", op);
+}
+IwBound check_iw_bound(const char* op, c10::string_view objective, int64_t groups, double beta, int64_t samples) {
+  IwBound b{parse_objective(objective, op), groups, beta};
+  const std::string name(objective);
+  TORCH_CHECK(b.kind != Objective::Elbo, "fastvae: ", op, ": objective 'elbo' is not an importance-weighted bound; "
+              "use the ELBO op");
+  const bool grouped = b.kind == Objective::Miwae || b.kind == Objective::Piwae;
+  TORCH_CHECK(groups >= 1, "fastvae: ", op, ": groups must be >= 1, got ", groups);
+  TORCH_CHECK(grouped || groups == 1, "fastvae: ", op, ": groups applies to objectives 'miwae' and 'piwae', got ",
+              groups, " with '", name, "'");
+  TORCH_CHECK(samples % groups == 0, "fastvae: ", op, ": the ", samples, " samples per image do not split into ",
+              groups, " groups of equal size");
+  TORCH_CHECK(beta >= 0 && beta <= 1, "fastvae: ", op, ": beta must be in [0, 1], got ", beta);
+  TORCH_CHECK(b.kind == Objective::Ciwae || beta == 0, "fastvae: ", op, ": beta applies to objective 'ciwae', got ",
+              beta, " with '", name, "'");
+  return b;
+}
 
 const std::vector<std::string>& gaussian_scale_names() {
   static const std::vector<std::string> names{"fixed", "learned", "predicted"};

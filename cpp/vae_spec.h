@@ -21,6 +21,18 @@ enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLandin
 // Encoder gradient of the IWAE bound (Burda et al. 2016): plain reparameterization, sticking the landing
 // (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
 enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
+// Training objective: the ELBO, or a bound over the samples of each image built from the log weights
+// log w = log p(x, z) - log q(z | x) (Burda et al. 2016; Rainforth et al. 2018, Sec. 4): IWAE(K); MIWAE(M, K), the
+// mean of M independent IWAE(K) bounds; CIWAE(beta) = beta ELBO_K + (1 - beta) IWAE(K); PIWAE(M, K), the encoder
+// trained on MIWAE(M, K) and the decoder on IWAE(M K).
+enum class Objective : int64_t { Elbo = 0, Iwae = 1, Miwae = 2, Ciwae = 3, Piwae = 4 };
+// An importance-weighted objective (not Elbo) over the samples of each image, sample l = m * K + k of group m
+// (eps [M K, B, Z], i.e. eps.view(M, K, B, Z)). check_iw_bound validates it against the sample count.
+struct IwBound {
+  Objective kind = Objective::Iwae;
+  int64_t groups = 1;  // M of MIWAE and PIWAE; 1 for the others
+  double beta = 0;     // CIWAE's weight of the ELBO, in [0, 1]; 0 for the others
+};
 // Scale of the Gaussian likelihood (issue 9 item 1; Kingma & Welling 2014, C.2): fixed (gaussian_sigma),
 // learned (a per-pixel log sigma vector [D], the last entry of the parameter list) or predicted (the
 // decoder's last layer outputs 2D: the mean, then the log-variance).
@@ -60,6 +72,11 @@ Estimator parse_estimator(c10::string_view name, const char* op = nullptr);
 Likelihood parse_likelihood(c10::string_view name, const char* op = nullptr);
 const std::vector<std::string>& iwae_estimator_names();
 IwaeEstimator parse_iwae_estimator(c10::string_view name, const char* op = nullptr);
+const std::vector<std::string>& objective_names();
+Objective parse_objective(c10::string_view name, const char* op = nullptr);
+// "fastvae: <op>: ..." unless kind is an importance-weighted objective, groups >= 1 divides the sample count
+// (and is 1 for IWAE and CIWAE) and beta is in [0, 1] (and 0 except for CIWAE).
+IwBound check_iw_bound(const char* op, c10::string_view objective, int64_t groups, double beta, int64_t samples);
 const std::vector<std::string>& gaussian_scale_names();
 GaussianScale parse_gaussian_scale(c10::string_view name, const char* op = nullptr);
 const std::vector<std::string>& latent_names();

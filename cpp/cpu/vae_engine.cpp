@@ -218,7 +218,7 @@ template <typename T>
 void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in,
                                   const at::Tensor& w, Act act, const at::Tensor& gw,
                                   const at::Tensor& gb, at::Tensor* d_in, const int64_t* y,
-                                  int64_t period, int64_t cond_offset) {
+                                  int64_t period, int64_t cond_offset, bool param_grads) {
   const int64_t R = dA.size(0), H = dA.size(1), in_dim = in.size(1), ld = w.size(1);
   const bool sparse = stored_transposed(w);
   TORCH_CHECK(!sparse || (stored_transposed(gw) && d_in == nullptr), "fastvae: internal layout mismatch");
@@ -228,14 +228,20 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
      // gradient as its column sums (each entry summed in row order, whatever the thread count) and the
      // weight rows gw[j0:j1, :in_dim] = dPre[:, j0:j1]^T in.
     const T* a = A.data_ptr<T>();
-    T* g = gb.data_ptr<T>();
-    T* gwp = gw.data_ptr<T>();
+    T* g = param_grads ? gb.data_ptr<T>() : nullptr;
+    T* gwp = param_grads ? gw.data_ptr<T>() : nullptr;
     const T* ip = in.data_ptr<T>();
     const T slope = static_cast<T>(spec_.slope);
     const int64_t width = sparse ? H : col_block(R, H, in_dim);
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
       for_blocks(H, width, [&](int64_t j0, int64_t j1) {
+        if (!param_grads) {  // the input gradient only
+          if (AC != Act::Identity)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t j = j0; j < j1; ++j) d[r * H + j] *= act_grad<T>(AC, a[r * H + j], slope);
+          return;
+        }
         for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
         for (int64_t r = 0; r < R; ++r) {
           T* dr = d + r * H;
@@ -254,7 +260,7 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
     sparse_input_weight_grad(dA, in, gw, y, period, cond_offset);
     return;
   }
-  if (in_dim != ld) {
+  if (in_dim != ld && param_grads) {
     // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
     auto gc = gw.narrow(1, in_dim, ld - in_dim);
     gc.zero_();
@@ -613,33 +619,98 @@ T column_logsumexp(const T* v, int64_t K, int64_t stride) {
   for (int64_t l = 0; l < K; ++l) sum += std::exp(static_cast<double>(v[l * stride] - m));
   return m + static_cast<T>(std::log(sum));
 }
+
+
+// The objective's value for image i from its log weights lw[l * B] (sample l = m * Kg + k of group m).
+template <typename T>
+T iw_value(const T* lw, int64_t K, int64_t B, const IwBound& ob) {
+  const int64_t M = ob.groups, Kg = K / M;
+  switch (ob.kind) {
+    case Objective::Miwae: {  // 1/M sum_m [logsumexp_k log w_mk - log Kg]
+      double sum = 0;
+      for (int64_t m = 0; m < M; ++m) sum += static_cast<double>(column_logsumexp(lw + m * Kg * B, Kg, B));
+      return static_cast<T>(sum / M) - std::log(static_cast<T>(Kg));
+    }
+    case Objective::Ciwae: {  // beta 1/K sum_l log w_l + (1 - beta) [logsumexp_l log w_l - log K]
+      double mean = 0;
+      for (int64_t l = 0; l < K; ++l) mean += static_cast<double>(lw[l * B]);
+      const T iwae = column_logsumexp(lw, K, B) - std::log(static_cast<T>(K));
+      return static_cast<T>(ob.beta * mean / K) + static_cast<T>(1 - ob.beta) * iwae;
+    }
+    default:  // IWAE(K); PIWAE reports the decoder's objective IWAE(M Kg)
+      return column_logsumexp(lw, K, B) - std::log(static_cast<T>(K));
+  }
+}
+
+// The weights of the objective's gradient for image i, from its log weights lw[l * B] into c_dec, c_enc and r
+// (each written at [l * B]): d objective / d log w_l for the decoder (c_dec) and the encoder (c_enc; different
+// for PIWAE only), and the factor r of DReG's decoder path (its encoder weight is r c_enc; docs/engine.md).
+// With wt the softmax of the log weights over the image's K samples and wg the softmax within the group:
+//   IWAE  c = wt,                         r = wt
+//   MIWAE c = wg / M,                     r = wg
+//   CIWAE c = beta / K + (1 - beta) wt,   r = (beta / K + (1 - beta) wt^2) / c
+//   PIWAE c_dec = wt, c_enc = wg / M,     r = wg
+template <typename T>
+void iw_weights(const T* lw, int64_t K, int64_t B, const IwBound& ob, T* c_dec, T* c_enc, T* r) {
+  const int64_t M = ob.groups, Kg = K / M;
+  const bool grouped = ob.kind == Objective::Miwae || ob.kind == Objective::Piwae;
+  if (ob.kind != Objective::Miwae) {  // the softmax over all K samples
+    const T lse = column_logsumexp(lw, K, B);
+    for (int64_t l = 0; l < K; ++l) {
+      const T wt = std::exp(lw[l * B] - lse);
+      if (ob.kind == Objective::Ciwae) {
+        const T a = static_cast<T>(ob.beta / K), b = static_cast<T>(1 - ob.beta);
+        c_dec[l * B] = c_enc[l * B] = a + b * wt;
+        r[l * B] = ob.beta > 0 ? (a + b * wt * wt) / (a + b * wt) : wt;
+      } else {
+        c_dec[l * B] = wt;
+        if (!grouped) c_enc[l * B] = r[l * B] = wt;
+      }
+    }
+  }
+  if (grouped) {
+    for (int64_t m = 0; m < M; ++m) {
+      const T* g = lw + m * Kg * B;
+      const T lse = column_logsumexp(g, Kg, B);
+      for (int64_t k = 0; k < Kg; ++k) {
+        const int64_t l = (m * Kg + k) * B;
+        const T wg = std::exp(lw[l] - lse);
+        c_enc[l] = wg / static_cast<T>(M);
+        r[l] = wg;
+        if (ob.kind == Objective::Miwae) c_dec[l] = c_enc[l];
+      }
+    }
+  }
+}
 }  // namespace
 
 template <typename T>
 at::Tensor VaeEngine<T>::iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y,
-                                      const at::Tensor& eps) {
+                                      const at::Tensor& eps, const IwBound& ob) {
   forward(params, x, y, eps, Estimator::MonteCarlo, nullptr);
   log_w_ = log_weights(eps);  // [K, B]
   const int64_t K = log_w_.size(0), B = log_w_.size(1);
+  TORCH_INTERNAL_ASSERT(ob.kind != Objective::Elbo && ob.groups >= 1 && K % ob.groups == 0);
   auto out = at::empty({B}, log_w_.options());
   const T* lw = log_w_.data_ptr<T>();
   T* o = out.data_ptr<T>();
-  for (int64_t i = 0; i < B; ++i) o[i] = column_logsumexp(lw + i, K, B) - std::log(static_cast<T>(K));
+  for (int64_t i = 0; i < B; ++i) o[i] = iw_value(lw + i, K, B, ob);
   return out;
 }
 
 template <typename T>
-void VaeEngine<T>::decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads) {
+void VaeEngine<T>::decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads,
+                                    bool param_grads, bool z_grad) {
   const auto& s = spec_;
   const int64_t ne = s.n_enc_layers(), nd = s.n_dec_layers();
   for (int64_t k = nd - 1; k >= 0; --k) {
     const at::Tensor& in = k == 0 ? z_ : dec_[k - 1];
     at::Tensor& dA = k + 1 == nd ? g_logits_ : g_dec_[k];
     const at::Tensor& A = k + 1 == nd ? logits_ : dec_[k];
-    at::Tensor* d_in = k == 0 ? &g_z_ : &g_dec_[k - 1];
+    at::Tensor* d_in = k == 0 ? (z_grad ? &g_z_ : nullptr) : &g_dec_[k - 1];
     layer_backward(dA, A, in, params[2 * (ne + k)], k + 1 == nd ? Act::Identity : s.act,
                    grads[2 * (ne + k)], grads[2 * (ne + k) + 1], d_in, k == 0 ? y : nullptr, B,
-                   s.code_dim());
+                   s.code_dim(), param_grads);
   }
 }
 
@@ -658,46 +729,55 @@ void VaeEngine<T>::encoder_backward(at::TensorList params, const at::Tensor& x, 
   }
 }
 
-// d/dtheta of sum_i u_i log 1/K sum_l w_il = sum_i u_i sum_l wn_il d log w_il / dtheta, wn = softmax_l log w.
-// Decoder: wn_il d log p(x | z_il) / dtheta. Encoder, with z = mu + sigma eps and G_l = d log p(x|z_l)/dz:
-//   reparam  sum_l wn_l [(G_l - z_l) dz_l/dphi] + d log sigma/dphi     (total derivative of log w_l)
-//   stl      sum_l wn_l [(G_l - z_l + eps_l / sigma) dz_l/dphi]        (q's parameters fixed in log q)
-//   dreg     sum_l wn_l^2 [(G_l - z_l + eps_l / sigma) dz_l/dphi]      (Tucker et al. 2018, eq. for IWAE)
+// d/dtheta of sum_i u_i bound_i = sum_i u_i sum_l c_il d log w_il / dtheta with c_il = d bound_i / d log w_il
+// (iw_weights; for IWAE c = wn = softmax_l log w). Decoder: c_il d log p(x | z_il) / dtheta. Encoder, with
+// z = mu + sigma eps and G_l = d log p(x|z_l)/dz:
+//   reparam  sum_l c_l [(G_l - z_l) dz_l/dphi] + d log sigma/dphi          (total derivative of log w_l)
+//   stl      sum_l c_l [(G_l - z_l + eps_l / sigma) dz_l/dphi]             (q's parameters fixed in log q)
+//   dreg     sum_l r_l c_l [(G_l - z_l + eps_l / sigma) dz_l/dphi]         (Tucker et al. 2018: r c = wn^2 for IWAE)
+// PIWAE's encoder weights differ from its decoder's: the decoder is run back a second time, for z's gradient only.
 template <typename T>
 void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y,
-                                 const at::Tensor& eps, IwaeEstimator est, const T* u, at::TensorList grads) {
+                                 const at::Tensor& eps, IwaeEstimator est, const T* u, at::TensorList grads,
+                                 const IwBound& ob) {
   const auto& s = spec_;
   const int64_t B = x.size(0), K = eps.size(0), Z = s.latent_dim, D = s.data_dim;
-  auto wn_t = at::empty_like(log_w_);  // [K, B] normalized importance weights, softmax over l
-  const T* wn = wn_t.data_ptr<T>();
+  if (!iw_w_.defined() || iw_w_.numel() != 3 * K * B) iw_w_ = at::empty({3, K, B}, log_w_.options());
+  T* c_dec = iw_w_.data_ptr<T>();  // c_dec, c_enc, r, each [K, B]
+  T* c_enc = c_dec + K * B;
+  T* rr = c_enc + K * B;
   {
     const T* lw = log_w_.data_ptr<T>();
-    T* w = wn_t.data_ptr<T>();
-    for (int64_t i = 0; i < B; ++i) {
-      const T lse = column_logsumexp(lw + i, K, B);
-      for (int64_t l = 0; l < K; ++l) w[l * B + i] = std::exp(lw[l * B + i] - lse);
-    }
+    for (int64_t i = 0; i < B; ++i) iw_weights(lw + i, K, B, ob, c_dec + i, c_enc + i, rr + i);
   }
-  {  // likelihood gradient of each sample, weighted by u_i wn_il, from the per-row likelihood function
+  const T* ls = s.learned_scale() ? params[s.n_params() - 1].data_ptr<T>() : nullptr;
+  // The likelihood gradient of each sample, weighted by u_i c_il, from the per-row likelihood function.
+  auto likelihood_grad = [&](const T* c) {
     const T* a = logits_.data_ptr<T>();
     const T* xp = x.data_ptr<T>();
     T* g = g_logits_.data_ptr<T>();
     const int64_t Do = s.out_dim();
-    const T* ls = s.learned_scale() ? params[s.n_params() - 1].data_ptr<T>() : nullptr;
     const T* iv = ls ? inv_var_.data_ptr<T>() : nullptr;  // set by iwae_forward()
     parallel_for_flushed(0, K * B, grain_rows(D) / 4 + 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t i = r % B;
-        likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g + r * Do, u[i] * wn[r], ls, iv);
+        likelihood_row<T>(spec_, a + r * Do, xp + i * D, D, g + r * Do, u[i] * c[r], ls, iv);
       }
     });
-    if (ls) {  // log sigma gradient sum_r u_i wn_r d log p / d log sigma, in its own column pass
-      std::vector<T> rw(K * B);
-      for (int64_t r = 0; r < K * B; ++r) rw[r] = u[r % B] * wn[r];
-      learned_scale_grad<T>(a, xp, iv, rw.data(), K * B, B, D, grads[s.n_params() - 1].data_ptr<T>());
-    }
+  };
+  likelihood_grad(c_dec);
+  if (ls) {  // log sigma gradient sum_r u_i c_r d log p / d log sigma, in its own column pass
+    std::vector<T> rw(K * B);
+    for (int64_t r = 0; r < K * B; ++r) rw[r] = u[r % B] * c_dec[r];
+    learned_scale_grad<T>(logits_.data_ptr<T>(), x.data_ptr<T>(), inv_var_.data_ptr<T>(), rw.data(), K * B, B, D,
+                          grads[s.n_params() - 1].data_ptr<T>());
   }
-  decoder_backward(params, y, B, grads);  // g_z_ = u wn G
+  const bool partitioned = ob.kind == Objective::Piwae;
+  decoder_backward(params, y, B, grads, true, !partitioned);  // g_z_ = u c G
+  if (partitioned) {
+    likelihood_grad(c_enc);
+    decoder_backward(params, y, B, grads, false, true);
+  }
   {
     const T* gz = g_z_.data_ptr<T>();
     const T* ep = eps.data_ptr<T>();
@@ -716,15 +796,15 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
           T g_mu = 0, g_sd = 0, g_log = 0;  // d/dmu, d/dsigma (path), d/dlog sigma (direct)
           for (int64_t l = 0; l < K; ++l) {
             const int64_t r = (l * B + i) * Z + j;
-            const T w = wn[l * B + i], e = ep[r], zz = m + sd * e;
+            const T w = c_enc[l * B + i], e = ep[r], zz = m + sd * e;
             T dz;  // d(weighted log w_l)/dz_l
             if (est == IwaeEstimator::Reparam) {
               dz = gz[r] - u[i] * w * zz;
               g_log += u[i] * w;
             } else if (est == IwaeEstimator::StickingTheLanding) {
               dz = gz[r] + u[i] * w * (e / sd - zz);
-            } else {  // DReG: every path term weighted by wn^2
-              dz = w * (gz[r] + u[i] * w * (e / sd - zz));
+            } else {  // DReG: every path term weighted by r
+              dz = rr[l * B + i] * (gz[r] + u[i] * w * (e / sd - zz));
             }
             g_mu += dz;
             g_sd += dz * e;

@@ -43,13 +43,16 @@ class VaeEngine {
   // log p(x, z_l) - log q(z_l | x) for each sample of the last forward(): [L, B] (IWAE weights).
   at::Tensor log_weights(const at::Tensor& eps);
 
-  // IWAE bound (Burda et al. 2016) per image [B] for eps [K, B, Z]: log 1/K sum_l exp(log w_l); keeps the
-  // log weights for iwae_backward().
-  at::Tensor iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps);
+  // An importance-weighted bound per image [B] for eps [K, B, Z]: by default IWAE (Burda et al. 2016),
+  // log 1/K sum_l exp(log w_l); MIWAE, CIWAE or PIWAE by `ob` (vae_spec.h; PIWAE's value is the decoder's
+  // IWAE(K)). Keeps the log weights for iwae_backward(). `ob` must have passed check_iw_bound.
+  at::Tensor iwae_forward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
+                          const IwBound& ob = IwBound{});
   // Gradient of sum_i u[i] bound_i with respect to every parameter into `grads`, the encoder part by the
-  // estimator `est` (docs/engine.md, "IWAE and its gradient estimators"). Must follow iwae_forward().
+  // estimator `est` (docs/engine.md, "IWAE and its gradient estimators"); for PIWAE the decoder's gradient is
+  // IWAE(K)'s and the encoder's MIWAE(M, K/M)'s. Must follow iwae_forward() with the same `ob`.
   void iwae_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, const at::Tensor& eps,
-                     IwaeEstimator est, const T* u, at::TensorList grads);
+                     IwaeEstimator est, const T* u, at::TensorList grads, const IwBound& ob = IwBound{});
 
   // Free bits (Kingma et al. 2016): per-latent-dimension multipliers [Z] of the KL gradient in backward()
   // (nullptr: all 1). The pointer must stay valid until backward() has run.
@@ -109,7 +112,7 @@ class VaeEngine {
   // if d_in is defined, grad of the layer input.
   void layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in, const at::Tensor& w,
                       Act act, const at::Tensor& gw, const at::Tensor& gb, at::Tensor* d_in,
-                      const int64_t* y, int64_t label_period, int64_t cond_offset);
+                      const int64_t* y, int64_t label_period, int64_t cond_offset, bool param_grads = true);
 
   VaeSpec spec_;
   int64_t B_ = -1, N_ = -1;
@@ -125,6 +128,7 @@ class VaeEngine {
   std::vector<at::Tensor> g_enc_, g_dec_;
   std::vector<int32_t> nz_ptr_, nz_row_;  // nonzero pixels of the batch by pixel, for the sparse input layer
   at::Tensor log_w_;                      // [K, B] IWAE log weights of the last iwae_forward()
+  at::Tensor iw_w_;                       // [3, K, B] iwae_backward's weights (kept: no allocation per update)
   at::Tensor inv_var_, g_log_sigma_;      // learned Gaussian scale: exp(-2 log sigma), d/dlog sigma [D]
   const T* kl_dim_w_ = nullptr;           // free bits mask of the KL gradient (set_kl_dim_weights)
   // The learned log sigma's data (and inv_var_ from it), or nullptr without a learned Gaussian scale.
@@ -135,7 +139,10 @@ class VaeEngine {
   // w_rec, the logit gradient w_rec[i] / L * d log p / da into g_logits_.
   // With a learned Gaussian scale, also d/dlog sigma into g_log_sigma_ (backward passes copy it out).
   void likelihood_pass(at::TensorList params, const at::Tensor& x, int64_t L, const T* w_rec);
-  void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads);
+  // The decoder's parameter gradients into `grads` (unless !param_grads) and z's into g_z_ (unless !z_grad), from
+  // the logit gradient in g_logits_.
+  void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads,
+                        bool param_grads = true, bool z_grad = true);
   void encoder_backward(at::TensorList params, const at::Tensor& x, const int64_t* y, at::TensorList grads);
 };
 

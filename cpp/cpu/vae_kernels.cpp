@@ -218,16 +218,19 @@ at::Tensor vae_iwae(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   return out;
 }
 
-// IWAE bound with a hand-written gradient: value as vae_iwae, the estimator only changes the backward.
+// An importance-weighted bound with a hand-written gradient: IWAE (value as vae_iwae), MIWAE, CIWAE or PIWAE by
+// `objective`; the estimator only changes the backward.
 at::Tensor vae_iwae_bound(const at::Tensor& x, const c10::optional<at::Tensor>& y, const at::Tensor& eps,
-                          at::TensorList params, FASTVAE_ARCH_PARAMS, c10::string_view estimator) {
+                          at::TensorList params, FASTVAE_ARCH_PARAMS, c10::string_view estimator,
+                          c10::string_view objective, int64_t groups, double beta) {
   NoAutograd guard;
   auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
   parse_iwae_estimator(estimator);
+  const IwBound ob = check_iw_bound("vae_iwae_bound", objective, groups, beta, in.eps.size(0));
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae_bound", [&] {
     VaeEngine<scalar_t> eng(in.spec);
-    out = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps);
+    out = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps, ob);
     check_result("vae_iwae_bound", "the IWAE bound", eng, in.params, in.x, out, kInputs, 0);
   });
   return out;
@@ -236,10 +239,12 @@ at::Tensor vae_iwae_bound(const at::Tensor& x, const c10::optional<at::Tensor>& 
 std::vector<at::Tensor> vae_iwae_bound_backward(const at::Tensor& g, const at::Tensor& x,
                                                 const c10::optional<at::Tensor>& y, const at::Tensor& eps,
                                                 at::TensorList params, FASTVAE_ARCH_PARAMS,
-                                                c10::string_view estimator) {
+                                                c10::string_view estimator, c10::string_view objective,
+                                                int64_t groups, double beta) {
   NoAutograd guard;
   auto in = check_inputs(x, y, &eps, params, VaeSpec::from_args(FASTVAE_ARCH_ARGS), true);
   auto est = parse_iwae_estimator(estimator);
+  const IwBound ob = check_iw_bound("vae_iwae_bound_backward", objective, groups, beta, in.eps.size(0));
   const int64_t B = x.size(0);
   TORCH_CHECK(g.dim() == 1 && g.size(0) == B, "fastvae: per-image weights must have shape [", B, "], got ",
               g.sizes());
@@ -251,9 +256,9 @@ std::vector<at::Tensor> vae_iwae_bound_backward(const at::Tensor& g, const at::T
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "vae_iwae_bound_backward", [&] {
     VaeEngine<scalar_t> eng(in.spec);
     const char* op = "vae_iwae_bound_backward";
-    auto bound = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps);
+    auto bound = eng.iwae_forward(in.params, in.x, label_ptr(in.y), in.eps, ob);
     check_result(op, "the IWAE bound", eng, in.params, in.x, bound, kInputs, 0);
-    eng.iwae_backward(in.params, in.x, label_ptr(in.y), in.eps, est, u.data_ptr<scalar_t>(), grads);
+    eng.iwae_backward(in.params, in.x, label_ptr(in.y), in.eps, est, u.data_ptr<scalar_t>(), grads, ob);
     check_grads(op, eng, in.params, grads, {u}, kBackwardInputs);
   });
   return grads;

@@ -25,12 +25,6 @@ Pixels parse_pixels(const std::string& name) {
 
 namespace {
 
-bool parse_objective(const std::string& name) {
-  TORCH_CHECK(name == "elbo" || name == "iwae", "fastvae: unknown objective '", name,
-              "'; choose one of ['elbo', 'iwae']");
-  return name == "iwae";
-}
-
 // The one table of training options the trainer reads, by the field names of fastvae.TrainOptions (all but
 // fastvae.options.DRIVER_OPTIONS, which the Python driver implements for every model kind). A new option of the
 // trainer is one line here and one field there; a name on one side only is an error on every call.
@@ -53,8 +47,10 @@ const OptionField kOptionFields[] = {
     {"eval_samples", [](Options& o, py::handle v) { o.eval_samples = v.cast<int64_t>(); }},
     {"callback_every", [](Options& o, py::handle v) { o.callback_every = v.cast<int64_t>(); }},
     {"pixels", [](Options& o, py::handle v) { o.pixels = parse_pixels(v.cast<std::string>()); }},
-    {"objective", [](Options& o, py::handle v) { o.iwae = parse_objective(v.cast<std::string>()); }},
+    {"objective", [](Options& o, py::handle v) { o.objective = parse_objective(v.cast<std::string>()); }},
     {"k", [](Options& o, py::handle v) { o.k = v.cast<int64_t>(); }},
+    {"groups", [](Options& o, py::handle v) { o.groups = v.cast<int64_t>(); }},
+    {"ciwae_beta", [](Options& o, py::handle v) { o.ciwae_beta = v.cast<double>(); }},
     {"iwae_estimator",
      [](Options& o, py::handle v) { o.iwae_estimator = parse_iwae_estimator(v.cast<std::string>()); }},
     {"kl_warmup", [](Options& o, py::handle v) { o.kl_warmup = v.cast<int64_t>(); }},
@@ -99,7 +95,8 @@ Options options_from_dict(const py::dict& d) {
                         o.threads >= 0);
   TORCH_INTERNAL_ASSERT(std::isfinite(o.kl_weight) && o.kl_weight >= 0 && std::isfinite(o.free_bits) &&
                         o.free_bits >= 0);
-  TORCH_INTERNAL_ASSERT(!o.iwae || (o.kl_weight == 1.0 && o.kl_warmup == 0 && o.free_bits == 0));
+  TORCH_INTERNAL_ASSERT(!o.iwae() || (o.kl_weight == 1.0 && o.kl_warmup == 0 && o.free_bits == 0));
+  TORCH_INTERNAL_ASSERT(o.groups >= 1 && o.ciwae_beta >= 0 && o.ciwae_beta <= 1);
   TORCH_INTERNAL_ASSERT(o.temperature > 0 && o.temperature_min > 0 && o.temperature_min <= o.temperature &&
                         std::isfinite(o.temperature) && std::isfinite(o.anneal_rate) && o.anneal_rate >= 0);
   return o;

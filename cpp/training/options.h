@@ -28,8 +28,16 @@ struct Options {
   Estimator estimator = Estimator::Analytic;
   Pixels pixels = Pixels::Threshold;
   double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, kl_weight = 0;
-  bool iwae = false;  // objective "iwae": the IWAE bound with k samples instead of the ELBO
+  Objective objective = Objective::Elbo;
   int64_t k = 1;
+  int64_t groups = 1;     // M of MIWAE and PIWAE: groups * k samples per image
+  double ciwae_beta = 0;  // CIWAE's weight of the ELBO
+  bool iwae() const { return objective != Objective::Elbo; }  // an importance-weighted bound, not the ELBO
+  int64_t iw_samples() const { return k * groups; }
+  IwBound iw_bound() const {
+    const bool grouped = objective == Objective::Miwae || objective == Objective::Piwae;
+    return {objective, grouped ? groups : 1, objective == Objective::Ciwae ? ciwae_beta : 0.0};
+  }
   IwaeEstimator iwae_estimator = IwaeEstimator::Reparam;
   int64_t kl_warmup = 0;  // updates of the linear KL warm-up (0: off)
   double free_bits = 0;   // free bits lambda, nats per latent dimension (0: off)

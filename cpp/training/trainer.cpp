@@ -69,7 +69,7 @@ MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> e
   TORCH_INTERNAL_ASSERT(world_ >= 1 && rank_ >= 0 && rank_ < world_ && (world_ == 1) == all_reduce_.is_none());
   TORCH_INTERNAL_ASSERT(world_ == 1 || o_.free_bits == 0);
   TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || likelihood_data(spec_.lik) != likelihoods::Data::Binary);
-  TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
+  TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae() && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
   TORCH_INTERNAL_ASSERT(!stop_.defined() || (stop_.scalar_type() == at::kInt && stop_.numel() == 1));
   for (size_t k = 0; k < n; ++k) {
     for (int b = 0; b < 2; ++b) {
@@ -160,7 +160,7 @@ MlpTrainer::Batch MlpTrainer::load_batch(const at::Tensor& images, const at::Ten
 
 // The objective's forward pass on this rank's rows; returns the means of rec and kl over them. Minimises
 // -mean(rec - kl_weight * warm-up * kl) (kl_weight = 1: the ELBO; > 1: a beta-VAE), the warm-up rising linearly
-// from 0 over kl_warmup optimizer steps; or -mean(IWAE bound), recorded as rec with kl 0. Weights use the global
+// from 0 over kl_warmup optimizer steps; or -mean(importance-weighted bound), recorded as rec with kl 0. Weights use the global
 // batch size n. Plain loops here, no tensor ops: at batch 20 each ATen call costs a few percent of an update.
 std::pair<double, double> MlpTrainer::forward(const Batch& b, int64_t step) {
   const double warm = o_.kl_warmup > 0 ? std::min(1.0, double(step) / double(o_.kl_warmup)) : 1.0;
@@ -173,8 +173,8 @@ std::pair<double, double> MlpTrainer::forward(const Batch& b, int64_t step) {
   if (spec_.categorical()) {
     eng_.categorical_forward(cur().p, b.x, b.labels(), b.eps, temperature_at(o_, step), o_.hard,
                              w_rec_.data_ptr<float>());
-  } else if (o_.iwae) {
-    return {sum_of(eng_.iwae_forward(cur().p, b.x, b.labels(), b.eps)) / b.m, 0.0};
+  } else if (o_.iwae()) {
+    return {sum_of(eng_.iwae_forward(cur().p, b.x, b.labels(), b.eps, o_.iw_bound())) / b.m, 0.0};
   } else {
     eng_.forward(cur().p, b.x, b.labels(), b.eps, o_.estimator, w_rec_.data_ptr<float>());
   }
@@ -195,8 +195,9 @@ void MlpTrainer::backward(const Batch& b, int64_t step) {
   if (spec_.categorical()) {
     eng_.categorical_backward(cur().p, b.x, b.labels(), temperature_at(o_, step), o_.hard,
                               w_kl_.data_ptr<float>(), grads_);
-  } else if (o_.iwae) {
-    eng_.iwae_backward(cur().p, b.x, b.labels(), b.eps, o_.iwae_estimator, w_rec_.data_ptr<float>(), grads_);
+  } else if (o_.iwae()) {
+    eng_.iwae_backward(cur().p, b.x, b.labels(), b.eps, o_.iwae_estimator, w_rec_.data_ptr<float>(), grads_,
+                       o_.iw_bound());
   } else {
     eng_.backward(cur().p, b.x, b.labels(), b.eps, o_.estimator, w_kl_.data_ptr<float>(), grads_);
   }
@@ -212,7 +213,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
   TORCH_INTERNAL_ASSERT(order.scalar_type() == at::kLong && order.dim() == 1 && order.size(0) == N && N >= 1);
   TORCH_INTERNAL_ASSERT((spec_.cond_dim > 0) == train_y.has_value());
   // A batch larger than the data set is the whole data set (buffers never exceed N rows).
-  const int64_t B = std::min(o_.batch_size, N), L = o_.iwae ? o_.k : o_.n_samples;
+  const int64_t B = std::min(o_.batch_size, N), L = o_.iwae() ? o_.iw_samples() : o_.n_samples;
   const int64_t per_epoch = (N + B - 1) / B;
   TORCH_INTERNAL_ASSERT(start >= 0 && start <= per_epoch);
   if (!xb_.defined() || xb_.size(0) != B) {

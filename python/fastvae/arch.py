@@ -18,6 +18,8 @@ LIKELIHOODS: Tuple[str, ...] = tuple(_C.LIKELIHOODS)
 IWAE_ESTIMATORS: Tuple[str, ...] = tuple(_C.IWAE_ESTIMATORS)  # encoder gradients of the IWAE bound
 GAUSSIAN_SCALES: Tuple[str, ...] = tuple(_C.GAUSSIAN_SCALES)  # fixed, learned, predicted
 LATENTS: Tuple[str, ...] = tuple(_C.LATENTS)  # latent families: gaussian, categorical
+OBJECTIVES: Tuple[str, ...] = tuple(_C.OBJECTIVES)  # training objectives: elbo, iwae, miwae, ciwae, piwae
+IW_OBJECTIVES: Tuple[str, ...] = tuple(o for o in OBJECTIVES if o != "elbo")  # the importance-weighted ones
 
 
 LIKELIHOOD_DATA = dict(_C.LIKELIHOOD_DATA)  # what each likelihood takes: "binary", "unit_interval" or "real"

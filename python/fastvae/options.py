@@ -15,9 +15,7 @@ import torch
 
 from . import _checks as c
 from ._extension import _C
-from .arch import ESTIMATORS, IWAE_ESTIMATORS
-
-OBJECTIVES = ("elbo", "iwae")  # the training objectives (the C++ trainer's parse_objective)
+from .arch import ESTIMATORS, IWAE_ESTIMATORS, OBJECTIVES
 # Options the training driver (fastvae.training) implements for every model kind; the others are the steppers'.
 DRIVER_OPTIONS = ("epochs", "shuffle")
 
@@ -47,10 +45,14 @@ class TrainOptions:
     p > threshold as 0/1, today's static binarization; ``"dynamic"`` a fresh x ~ Bernoulli(p / 255) each time
     an image is used, Burda et al. 2016; ``"intensity"`` p / 255, for the continuous likelihoods only; the
     test and validation evaluations use the same rule, with fresh draws from the loop's generator each
-    evaluation for ``"dynamic"``), objective (``"elbo"`` or ``"iwae"``: the IWAE bound of Burda et al. 2016 with ``k`` >= 1
-    samples per image, its encoder gradient by ``iwae_estimator``, one of ``fastvae._C.IWAE_ESTIMATORS``:
+    evaluation for ``"dynamic"``), objective (``"elbo"``; ``"iwae"``: the IWAE bound of Burda et al. 2016 with
+    ``k`` >= 1 samples per image; or one of Rainforth et al. 2018's (ICML, Sec. 4): ``"miwae"``, MIWAE(M, k), the
+    mean of M = ``groups`` IWAE bounds of k samples each; ``"ciwae"``, CIWAE(beta) = beta ELBO_k + (1 - beta)
+    IWAE(k) with beta = ``ciwae_beta`` in [0, 1]; ``"piwae"``, the encoder trained on MIWAE(M, k) and the decoder
+    on IWAE(M k); the encoder gradient by ``iwae_estimator``, one of ``fastvae._C.IWAE_ESTIMATORS``:
     ``"reparam"``, ``"stl"``, ``"dreg"``; ``n_samples`` and ``estimator`` then serve the ELBO evaluations
-    only, and ``kl_weight`` must be 1), kl_warmup (int >= 0: the KL weight of the ELBO objective is
+    only, and ``kl_weight`` must be 1), groups (int >= 1, M of ``"miwae"`` and ``"piwae"``: each image gets
+    M k samples), ciwae_beta (CIWAE's weight of the ELBO, default 0.5), kl_warmup (int >= 0: the KL weight of the ELBO objective is
     ``kl_weight * min(1, t / kl_warmup)`` at the update that follows t completed optimizer steps, a linear
     warm-up from 0 (Bowman et al. 2016, Sonderby et al. 2016); 0: off; ELBO objective only), free_bits
     (float lambda >= 0, nats per latent dimension; 0: off; Kingma et al. 2016, "Improved variational
@@ -92,6 +94,9 @@ class TrainOptions:
     pixels: str = _opt("threshold", lambda w, n, v: c.choice(w, n, v, tuple(_C.PIXELS)), "pixels in the loop")
     objective: str = _opt("elbo", lambda w, n, v: c.choice(w, n, v, OBJECTIVES), "training objective")
     k: int = _opt(5, lambda w, n, v: c.integer(w, n, v, min=1), "importance samples of the IWAE bound")
+    groups: int = _opt(1, lambda w, n, v: c.integer(w, n, v, min=1), "M of MIWAE(M, k) and PIWAE(M, k)")
+    ciwae_beta: float = _opt(0.5, lambda w, n, v: c.real(w, n, v, min=0.0, max=1.0),
+                             "beta of CIWAE = beta ELBO + (1 - beta) IWAE")
     iwae_estimator: str = _opt("reparam", lambda w, n, v: c.choice(w, n, v, IWAE_ESTIMATORS),
                                "encoder gradient of the IWAE bound")
     kl_warmup: int = _opt(0, lambda w, n, v: c.integer(w, n, v, min=0),
@@ -180,7 +185,10 @@ _CATEGORICAL_ONLY = "applies to categorical latents only (the Gumbel-softmax sch
 # _parameter_constraints play this part for estimators). The first rule broken gives the error.
 RULES = (
     Rule("kl_weight", lambda o, t: o.objective == "elbo",
-         "kl_weight must be 1 with objective='iwae' (the bound has no separate KL term)"),
+         "kl_weight must be 1 with an importance-weighted objective (the bound has no separate KL term)"),
+    Rule("groups", lambda o, t: o.objective in ("miwae", "piwae"), "groups applies to objectives 'miwae' and "
+         "'piwae' only"),
+    Rule("ciwae_beta", lambda o, t: o.objective == "ciwae", "ciwae_beta applies to objective='ciwae' only"),
     Rule("kl_warmup", lambda o, t: o.objective == "elbo", "kl_warmup applies to objective='elbo' only"),
     Rule("free_bits", lambda o, t: o.objective == "elbo" and o.estimator == "analytic",
          "free_bits needs objective='elbo' with estimator='analytic'"),

@@ -108,7 +108,7 @@ def test_gradcheck_float64(scale):
     args = model.spec().as_args()
     assert torch.autograd.gradcheck(lambda *ps: ops.vae_elbo(x, y, eps, list(ps), *args, "mc"), params,
                                     eps=1e-6, atol=1e-6)
-    assert torch.autograd.gradcheck(lambda *ps: ops.vae_iwae_bound(x, y, eps, list(ps), *args, "reparam"),
+    assert torch.autograd.gradcheck(lambda *ps: ops.vae_iwae_bound(x, y, eps, list(ps), *args, "reparam", "iwae", 1, 0.0),
                                     params, eps=1e-6, atol=1e-6)
 
 

@@ -99,7 +99,7 @@ def test_gradcheck_reparam_float64(name):
     params = [p.detach().clone().requires_grad_() for p in model.flat_parameters()]
 
     def f(*ps):
-        return torch.ops.fastvae.vae_iwae_bound(x, y, eps, list(ps), *model.spec().as_args(), "reparam")
+        return torch.ops.fastvae.vae_iwae_bound(x, y, eps, list(ps), *model.spec().as_args(), "reparam", "iwae", 1, 0.0)
 
     assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
 

@@ -54,7 +54,8 @@ def vae_elbo_backward():
 def vae_iwae_bound_backward():
     model = vae()
     eps = torch.randn(2, 3, 2, dtype=F64, generator=gen(3))
-    return (torch.ones(3, dtype=F64), binary(3, 6, 4), None, eps, grad_params(model), *model.spec().as_args(), "dreg")
+    return (torch.ones(3, dtype=F64), binary(3, 6, 4), None, eps, grad_params(model), *model.spec().as_args(), "dreg", "miwae",
+            2, 0.0)
 
 
 def vae_categorical_elbo_backward():

@@ -315,11 +315,12 @@ row("op-likelihood_mean-0d", lambda: ops.likelihood_mean(XS[0, 0], "gaussian", 1
 # -- fastvae.iwae ------------------------------------------------------------------------------------------
 I = fastvae.iwae
 row("op-vae_iwae_bound-estimator", lambda: ops.vae_iwae_bound(X, None, torch.zeros(1, 4, 2),
-                                                              VAE.flat_parameters(), *VAE.spec().as_args(), "mc"),
+                                                              VAE.flat_parameters(), *VAE.spec().as_args(), "mc",
+                                                              "iwae", 1, 0.0),
     RuntimeError, "unknown IWAE estimator 'mc'; choose one of \\['reparam', 'stl', 'dreg'\\]")
 row("op-vae_iwae_bound_backward-weights", lambda: ops.vae_iwae_bound_backward(
     torch.ones(3), X, None, torch.zeros(1, 4, 2), [p.detach() for p in VAE.flat_parameters()],
-    *VAE.spec().as_args(), "dreg"),
+    *VAE.spec().as_args(), "dreg", "iwae", 1, 0.0),
     RuntimeError, r"per-image weights must have shape \[4\]")
 
 # Gaussian scale modes (issue 9 item 1): the names, the likelihood they need, the learned log sigma parameter.

@@ -103,17 +103,26 @@ def sampler_cases():
                                                     rate.detach()))]
 
 
+# The importance-weighted objectives with their groups and beta, on eps of 2 samples per image.
+IW_OBJECTIVES = [("iwae", 1, 0.0), ("miwae", 2, 0.0), ("ciwae", 1, 0.3), ("piwae", 2, 0.0)]
+assert {o for o, _, _ in IW_OBJECTIVES} == set(fastvae.arch.IW_OBJECTIVES)
+
+
 def iwae_cases():
     cases = []
     for cond in (0, 3):
         tag = "conditional" if cond else "unconditional"
         x, y, eps, params, arch = vae_inputs(cond, requires_grad=True)
         for name in fastvae._ops.IWAE_ESTIMATORS:
-            cases.append(("vae_iwae_bound", f"{tag}-{name}", (x, y, eps, params, *arch, name)))
+            for objective, groups, beta in IW_OBJECTIVES:
+                cases.append(("vae_iwae_bound", f"{tag}-{name}-{objective}",
+                              (x, y, eps, params, *arch, name, objective, groups, beta)))
         x, y, eps, params, arch = vae_inputs(cond, requires_grad=False)
         g = torch.linspace(0.5, 1.5, 4, dtype=F64)
         for name in fastvae._ops.IWAE_ESTIMATORS:
-            cases.append(("vae_iwae_bound_backward", f"{tag}-{name}", (g, x, y, eps, params, *arch, name)))
+            for objective, groups, beta in IW_OBJECTIVES:
+                cases.append(("vae_iwae_bound_backward", f"{tag}-{name}-{objective}",
+                              (g, x, y, eps, params, *arch, name, objective, groups, beta)))
     return cases
 
 
@@ -163,9 +172,10 @@ def gaussian_scale_cases():
         cases += [("vae_elbo_backward", f"{scale}-analytic", (w, -w, x, None, eps, plain, *arch, "analytic")),
                   ("vae_encode", scale, (x, None, plain, *arch)), ("vae_decode", scale, (eps[0], None, plain, *arch)),
                   ("vae_iwae", scale, (x, None, eps, plain, *arch))]
-        cases += [("vae_iwae_bound", f"{scale}-{n}", (x, None, eps, params, *arch, n))
+        cases += [("vae_iwae_bound", f"{scale}-{n}", (x, None, eps, params, *arch, n, "iwae", 1, 0.0))
                   for n in fastvae._ops.IWAE_ESTIMATORS]
-        cases.append(("vae_iwae_bound_backward", f"{scale}-dreg", (w, x, None, eps, plain, *arch, "dreg")))
+        cases.append(("vae_iwae_bound_backward", f"{scale}-dreg", (w, x, None, eps, plain, *arch, "dreg", "piwae", 2,
+                                                                  0.0)))
     return cases
 
 

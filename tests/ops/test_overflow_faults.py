@@ -109,7 +109,8 @@ row("elbo-backward-weights", elbo_gradient_overflow, ValueError,
 def iwae_gradient_overflow():
     m = vae()
     ps = [p.detach() for p in m.flat_parameters()]
-    return ops.vae_iwae_bound_backward(torch.full((4,), BIG), X, None, eps(L=2), ps, *m.spec().as_args(), "reparam")
+    return ops.vae_iwae_bound_backward(torch.full((4,), BIG), X, None, eps(L=2), ps, *m.spec().as_args(), "reparam",
+                                       "iwae", 1, 0.0)
 
 
 row("iwae-backward-weights", iwae_gradient_overflow, ValueError,

@@ -238,6 +238,51 @@ class ReferenceVAE(nn.Module):
         decoder = bound(self.log_px(x, z, y) + rest)
         return value.detach(), encoder + decoder
 
+    def iw_objective(self, x, eps, objective, groups=1, beta=0.0, y=None, estimator="reparam"):
+        """(value [B], encoder surrogate [B], decoder surrogate [B]) of an importance-weighted objective of
+        Rainforth et al. 2018 (ICML, Sec. 4) on the samples eps [M K, B, Z], sample m * K + k in group m:
+        iwae IWAE(M K); miwae MIWAE(M, K) = 1/M sum_m [logsumexp_k log w_mk - log K]; ciwae
+        beta 1/K sum_k log w_k + (1 - beta) IWAE(K); piwae the encoder's MIWAE(M, K) with the decoder's IWAE(M K)
+        (the value). The surrogates' autograd gradients are the estimator's for the encoder's parameters and the
+        decoder's: reparam the objective itself; stl the objective with q's parameters held fixed inside log q;
+        dreg (Tucker et al. 2019) the weights w~ of each log-sum-exp squared and held fixed, q's parameters and the
+        decoder held fixed (the ELBO part of CIWAE is its STL form), the decoder's gradient from the objective with
+        the codes held fixed."""
+        M = groups
+
+        def miwae(lw):
+            K = lw.shape[0] // M
+            return (torch.logsumexp(lw.view(M, K, -1), 1) - math.log(K)).mean(0)
+
+        def value_of(lw, kind):
+            if kind == "miwae":
+                return miwae(lw)
+            if kind == "ciwae":
+                return beta * lw.mean(0) + (1 - beta) * bound(lw)
+            return bound(lw)  # iwae; piwae's value and decoder objective
+
+        enc_kind = "miwae" if objective == "piwae" else objective
+        lw = self.log_weights(x, eps, y)
+        value = value_of(lw, objective).detach()
+        if estimator in ("reparam", "stl"):
+            lw_enc = lw if estimator == "reparam" else self.log_weights(x, eps, y, detach_q=True)
+            return value, value_of(lw_enc, enc_kind), value_of(lw, objective)
+        lw_path = self.log_weights(x, eps, y, detach_q=True, detach_decoder=True)
+        w = lw_path.detach()
+        if enc_kind == "miwae":  # 1/M sum_m sum_k w~_mk^2 log w_mk, w~ the softmax within the group
+            wn = torch.softmax(w.view(M, -1, w.shape[1]), 1).reshape_as(w)
+            encoder = (wn ** 2 * lw_path).sum(0) / M
+        elif enc_kind == "ciwae":
+            wn = torch.softmax(w, 0)
+            encoder = beta * lw_path.mean(0) + (1 - beta) * (wn ** 2 * lw_path).sum(0)
+        else:
+            encoder = (torch.softmax(w, 0) ** 2 * lw_path).sum(0)
+        qz = self.q(x, y)
+        z = (qz.loc + qz.scale * eps).detach()
+        prior = Normal(torch.zeros_like(z), torch.ones_like(z))
+        rest = prior.log_prob(z).sum(-1) - Normal(qz.loc.detach(), qz.scale.detach()).log_prob(z).sum(-1)
+        return value, encoder, value_of(self.log_px(x, z, y) + rest, objective)
+
     # -- parameters in fastvae's order -------------------------------------------------------------------------
     def flat_parameters(self):
         """The parameters in the order of the fastvae model's flat_parameters()."""

@@ -5,15 +5,23 @@ model kinds are :class:`fastvae.VAE` (the fused C++ engine) and :class:`fastvae.
 networks around the objective heads)."""
 from torch import nn
 
-from .. import checkpoint, training
+from .. import _checks, checkpoint, training
 from .._lock import mid_epoch_in_this_thread, reading
+
+
+def group_samples(where: str, groups: int, k, eps) -> int:
+    """Samples per image of MIWAE / PIWAE(groups, k): groups * k (k checked), or, with eps given, eps's count."""
+    return eps.shape[0] if eps is not None and hasattr(eps, "shape") else groups * _checks.integer(where, "k", k,
+                                                                                                     min=1)
 
 
 class Model(nn.Module):
     """Base of the model kinds. A kind implements:
 
     - the objectives ``elbo(x, n_samples, *, eps, y, estimator, generator, ...)`` -> :class:`fastvae.ELBO`,
-      ``iwae(x, k, *, eps, y, estimator, generator)`` and ``log_likelihood(x, k, *, y, batch_size, generator)``;
+      ``iwae(x, k, *, eps, y, estimator, generator)``, Rainforth et al.'s ``miwae(x, groups, k, ...)``,
+      ``ciwae(x, k, beta, ...)`` and ``piwae(x, groups, k, ...)`` (keywords as ``iwae``'s), and
+      ``log_likelihood(x, k, *, y, batch_size, generator)``;
     - ``flat_parameters()``: the parameters in the order of :class:`fastvae.AdamState`;
     - ``_check_trainable(where)``: raise if ``fit`` cannot train the model as it is;
     - ``_traits(world)``: what its stepper implements (:class:`fastvae.options.Traits`), and

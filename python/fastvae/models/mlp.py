@@ -17,7 +17,7 @@ from .._lock import reading
 from ..arch import GAUSSIAN_SCALES, binary_likelihood
 from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 from ..types import ELBO
-from .base import Model
+from .base import Model, group_samples
 from .networks import NetworkVAE
 from .mlp_stepper import MlpStepper
 
@@ -519,13 +519,55 @@ class VAE(Model):
             ValueError: a result that is not finite from finite inputs (weights, data or the temperature overflowing
                 the model's dtype), the message naming the cause (docs/engine.md, "Non-finite results").
         """
-        where = "iwae"
+        return self._iw_bound("iwae", x, "iwae", k, 1, 0.0, eps, y, estimator, generator)
+
+    def miwae(self, x, groups: int = 2, k: int = 5, *, eps: Optional[torch.Tensor] = None, y=None,
+              estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Per-image MIWAE(M, K) bound (Rainforth et al. 2018, ICML, Sec. 4), M = ``groups``, K = ``k``: the mean of
+        M independent IWAE(K) bounds, ``1/M sum_m log 1/K sum_k w_mk``, a looser bound than IWAE(M K) whose
+        encoder gradient has a better signal-to-noise ratio. eps, when given, is [M K, B, Z] with sample
+        ``m * K + k`` in group m (``eps.view(M, K, B, Z)``). Gradients as :meth:`iwae`, each group's normalised
+        weights in place of wn (DReG: ``1/M sum_mk wn_mk^2 ...``). Other arguments, returns and errors as
+        :meth:`iwae`; also ValueError for groups < 1 or an eps whose sample count ``groups`` does not divide.
+        """
+        groups = _checks.integer("miwae", "groups", groups, min=1)
+        return self._iw_bound("miwae", x, "miwae", group_samples("miwae", groups, k, eps), groups, 0.0, eps, y,
+                              estimator, generator)
+
+    def ciwae(self, x, k: int = 5, beta: float = 0.5, *, eps: Optional[torch.Tensor] = None, y=None,
+              estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Per-image CIWAE(beta) bound (Rainforth et al. 2018, Sec. 4): ``beta ELBO_K + (1 - beta) IWAE(K)`` on the
+        same K = ``k`` samples, ELBO_K = ``1/K sum_k log w_k``; beta in [0, 1] (1: the Monte Carlo ELBO, 0: IWAE).
+        The gradient weights are ``beta / K + (1 - beta) wn_k``; DReG treats the ELBO part as STL (its DReG form)
+        and the IWAE part as :meth:`iwae` does. Arguments, returns and errors as :meth:`iwae`; also TypeError /
+        ValueError for a beta that is not a real number in [0, 1].
+        """
+        beta = _checks.real("ciwae", "beta", beta, min=0.0, max=1.0)
+        return self._iw_bound("ciwae", x, "ciwae", k, 1, beta, eps, y, estimator, generator)
+
+    def piwae(self, x, groups: int = 2, k: int = 5, *, eps: Optional[torch.Tensor] = None, y=None,
+              estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """PIWAE(M, K) (Rainforth et al. 2018, Sec. 4): the value is IWAE(M K) per image [B], the decoder's objective;
+        its gradient is IWAE(M K)'s for the decoder's parameters and MIWAE(M, K)'s (:meth:`miwae`, with the
+        estimator) for the encoder's, so one backward pass trains both networks on their own targets. Sample layout,
+        arguments, returns and errors as :meth:`miwae`.
+        """
+        groups = _checks.integer("piwae", "groups", groups, min=1)
+        return self._iw_bound("piwae", x, "piwae", group_samples("piwae", groups, k, eps), groups, 0.0, eps, y,
+                              estimator, generator)
+
+    def _iw_bound(self, where, x, objective, samples, groups, beta, eps, y, estimator, generator):
+        """An importance-weighted bound (op vae_iwae_bound) with ``samples`` draws per image when eps is None."""
         self._gaussian_only(where)
         _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
         x, y = self._prepare(x, y, where)
-        eps = self._sample_noise(where, x, eps, "k", k, generator)
+        eps = self._sample_noise(where, x, eps, "k", samples, generator)
+        if eps.shape[0] % groups:
+            raise ValueError(f"{where}: eps holds {eps.shape[0]} samples per image, which do not split into "
+                             f"groups={groups} groups of equal size")
         with reading(self):
-            return _ops.ops.vae_iwae_bound(x, y, eps, self.flat_parameters(), *self.spec().as_args(), estimator)
+            return _ops.ops.vae_iwae_bound(x, y, eps, self.flat_parameters(), *self.spec().as_args(), estimator,
+                                           objective, groups, beta)
 
     def _gaussian_only(self, where: str) -> None:
         if self.latent != "gaussian":
