@@ -10,10 +10,10 @@ from .arch import ArchSpec  # noqa: E402
 from .models import VAE, NetworkVAE  # noqa: E402
 from .options import TrainOptions  # noqa: E402
 from .samplers import categorical_rsample, exponential_rsample, gumbel_softmax  # noqa: E402
-from .types import ELBO, AdamState, CheckpointError, History, TrainingDivergedError  # noqa: E402
+from .types import ELBO, AdamState, CheckpointError, History, PIWAEBounds, TrainingDivergedError  # noqa: E402
 from . import heads  # noqa: F401,E402  (objective heads for any encoder/decoder, docs/heads.md)
 from . import diagnostics  # noqa: F401,E402  (gradient SNR of the IWAE bound, docs/iwae_dreg.md)
 
-__all__ = ["VAE", "NetworkVAE", "ELBO", "fit", "elbo", "iwae", "log_likelihood", "datasets", "presets",
+__all__ = ["VAE", "NetworkVAE", "ELBO", "PIWAEBounds", "fit", "elbo", "iwae", "log_likelihood", "datasets", "presets",
            "gumbel_softmax", "exponential_rsample", "categorical_rsample", "AdamState", "History",
            "TrainingDivergedError", "CheckpointError", "TrainOptions", "ArchSpec", "heads", "diagnostics"]

@@ -6,6 +6,9 @@ the encoder gets the reparameterization gradient through ``z``), ``decoder_out =
 give the objective and, in backward, the gradients with respect to ``decoder_out``, ``z``, ``mu`` and
 ``sigma``. On the CPU fused C++ kernels run (``cpp/cpu/heads_kernel.cpp``); every other device gets the
 device-generic ATen implementation (``cpp/generic/heads.cpp``). Formulas and conventions: docs/heads.md.
+
+Composed from those two heads: the objectives of Rainforth et al. 2018 beside the IWAE bound, MIWAE
+(:func:`miwae_bound`), CIWAE (:func:`ciwae_bound`) and PIWAE (:func:`piwae_bounds`).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 from ._extension import _C  # noqa: F401  (registers the ops)
 from . import _checks, arch
 from ._ops import check_devices
-from .types import ELBO
+from .types import ELBO, PIWAEBounds
 
 ops = torch.ops.fastvae
 
@@ -27,6 +30,8 @@ GAUSSIAN_SCALES = tuple(s for s in arch.GAUSSIAN_SCALES if s != "learned")  # a 
 ELBO_ESTIMATORS = arch.ESTIMATORS
 IWAE_ESTIMATORS = arch.IWAE_ESTIMATORS
 _FLOATS = (torch.float32, torch.float64)
+# The ELBO part of CIWAE per IWAE estimator: the DReG form of the ELBO's gradient is STL's (Tucker et al. 2019).
+_CIWAE_ELBO_ESTIMATOR = {"reparam": "mc", "stl": "stl", "dreg": "stl"}
 
 
 def _well_formed(x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator, estimators):
@@ -150,6 +155,175 @@ def iwae_bound(x, decoder_out, z, mu, sigma, *, likelihood="bernoulli", gaussian
         raise ValueError(f"{where}: x must not require a gradient (the heads give none for the data); detach it")
     bound, weights = ops.iwae_bound(x, decoder_out, z, mu, sigma, likelihood, gs, gaussian_scale, estimator)
     return bound, weights.detach()
+
+
+def _no_data_gradient(where, x):
+    if x.requires_grad:
+        raise ValueError(f"{where}: x must not require a gradient (the heads give none for the data); detach it")
+
+
+def _group_size(where, groups, samples):
+    """K = samples / groups, else ValueError (the samples are split into ``groups`` groups of K)."""
+    if samples % groups:
+        raise ValueError(f"{where}: z holds {samples} samples per image, which groups = {groups} does not divide "
+                         f"(the samples are M groups of K: M*K of them)")
+    return samples // groups
+
+
+def _miwae(x, decoder_out, z, mu, sigma, M, K, kw):
+    """MIWAE(M, K) through the IWAE head: the M groups moved into the batch axis ([K, M*B, .], batch row
+    m*B + b), x, mu and sigma tiled M times (autograd sums their gradients over the groups), the M bounds of an
+    image averaged. Checked inputs only."""
+    B = x.shape[0]
+
+    def regroup(t):  # [M*K, B, n] -> [K, M*B, n]
+        return t.reshape(M, K, B, t.shape[-1]).transpose(0, 1).reshape(K, M * B, t.shape[-1])
+
+    def tile(t):  # [B, n] -> [M*B, n]
+        return t.expand(M, B, t.shape[-1]).reshape(M * B, t.shape[-1])
+
+    bound, weights = iwae_bound(tile(x), regroup(decoder_out), regroup(z), tile(mu), tile(sigma), **kw)
+    return bound.view(M, B).mean(0), weights.reshape(K, M, B).transpose(0, 1).reshape(M * K, B)
+
+
+def miwae_bound(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli", gaussian_sigma=1.0,
+                gaussian_scale="fixed", estimator="reparam") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Multiply importance-weighted bound MIWAE(M, K) per image (Rainforth et al. 2018, sec. 5), M = ``groups``:
+    the mean of M independent IWAE bounds (Burda et al. 2016) of K samples each,
+
+    MIWAE_b = (1/M) sum_m [logsumexp_k log w_mkb - log K],
+    log w_mkb = log p(x_b | decoder_out_lb) + log p(z_lb) - log q(z_lb | x_b),  l = m*K + k.
+
+    The samples are group-major: ``z`` [M*K, B, Z] is ``z.view(M, K, B, Z)`` (and decoder_out likewise), so
+    sample l = m*K + k is sample k of group m. groups=1 is :func:`iwae_bound` (same bits); groups = M*K is the
+    ELBO with M*K samples. Computed by the IWAE head with the groups moved into the batch axis (one copy of
+    decoder_out and z); x, mu and sigma are tiled with autograd, so their gradients sum over the groups.
+
+    Args:
+        groups: M, an integer >= 1 that divides the sample count M*K of ``z`` and ``decoder_out``.
+        x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale: as :func:`elbo_terms`, with
+            L = M*K samples.
+        estimator: as :func:`iwae_bound`, per group: ``"reparam"``, ``"stl"`` or ``"dreg"``. With ``"dreg"``
+            the head gives decoder_out the gradient w~/M d log p(x|out)/d out and z the prior-minus-posterior
+            part with w~^2/M; the decoder path of z needs w~^2/M too, so register the hook of docs/heads.md on
+            the decoder's input with the returned ``weights``: the multiplier is w~ within the group.
+
+    Returns:
+        (bound [B], weights [M*K, B]) in x's dtype: bound in nats; weights[m*K + k, b] = softmax over k of
+        log w_mkb (the normalised importance weights within each group, each group's K weights summing to 1),
+        detached.
+
+    Raises:
+        TypeError: groups not an integer (bools and floats such as 2.0 included), and :func:`elbo_terms`'s.
+        ValueError: groups < 1 or not dividing the sample count, and :func:`elbo_terms`'s; an estimator that
+            is not an IWAE estimator.
+    """
+    where = "fastvae.heads.miwae_bound"
+    M = _checks.integer(where, "groups", groups, min=1)
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                IWAE_ESTIMATORS)
+    _no_data_gradient(where, x)
+    K = _group_size(where, M, decoder_out.shape[0])
+    kw = dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale, estimator=estimator)
+    return _miwae(x, decoder_out, z, mu, sigma, M, K, kw)
+
+
+def ciwae_bound(x, decoder_out, z, mu, sigma, *, beta, likelihood="bernoulli", gaussian_sigma=1.0,
+                gaussian_scale="fixed", estimator="reparam") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Combination importance-weighted bound CIWAE(beta) per image (Rainforth et al. 2018, sec. 5): a convex
+    combination of the ELBO and the IWAE bound (Burda et al. 2016) on the same K samples,
+
+    CIWAE_b = beta ELBO_b + (1 - beta) IWAE_b,  ELBO_b = (1/K) sum_k log w_kb,
+    IWAE_b = logsumexp_k log w_kb - log K,  log w_kb = log p(x_b | decoder_out_kb) + log p(z_kb) - log q(z_kb | x_b).
+
+    beta = 1 is ``elbo_terms(..., estimator="mc").elbo`` (same bits), beta = 0 :func:`iwae_bound` (same bits).
+    Composed of the two heads: :func:`elbo_terms` (estimator ``"mc"`` for ``"reparam"``, ``"stl"`` for
+    ``"stl"`` and ``"dreg"``: the DReG form of the ELBO's gradient is STL's) and :func:`iwae_bound`.
+
+    Args:
+        beta: the ELBO's share, a real number in [0, 1] (ints 0 and 1 included).
+        x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale: as :func:`elbo_terms`, K = L.
+        estimator: ``"reparam"`` (the gradient of CIWAE), ``"stl"`` (q's parameters held fixed inside log q in
+            both parts) or ``"dreg"`` (beta/K times STL's gradient plus (1 - beta) times DReG's, Tucker et al.
+            2019), which needs the hook of docs/heads.md with the returned ``weights``.
+
+    Returns:
+        (bound [B] in nats, weights [K, B]), in x's dtype, weights detached. For ``"reparam"`` and ``"stl"``
+        the weights are the IWAE part's normalised importance weights w~_k = softmax_k(log w_k). For ``"dreg"``
+        they are the multipliers r_k of the DReG hook: the head gives decoder_out the coefficient
+        c_k = beta/K + (1 - beta) w~_k, the DReG encoder gradient wants p_k = beta/K + (1 - beta) w~_k^2 on the
+        decoder path, so r_k = p_k / c_k (r_k = w~_k for beta = 0; 1 for beta = 1).
+
+    Raises:
+        TypeError: beta not a real number (a bool, a string, None), and :func:`elbo_terms`'s.
+        ValueError: beta NaN, infinite or outside [0, 1], and :func:`elbo_terms`'s; an estimator that is not an
+            IWAE estimator.
+    """
+    where = "fastvae.heads.ciwae_bound"
+    beta = _checks.real(where, "beta", beta, min=0.0, max=1.0)
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                IWAE_ESTIMATORS)
+    _no_data_gradient(where, x)
+    kw = dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale)
+    args = (x, decoder_out, z, mu, sigma)
+    if beta == 1.0:
+        bound = elbo_terms(*args, estimator=_CIWAE_ELBO_ESTIMATOR[estimator], **kw).elbo
+        with torch.no_grad():  # the IWAE part has weight 0: only its normalised weights are returned
+            weights = iwae_bound(*args, estimator=estimator, **kw)[1]
+    else:
+        iwae, weights = iwae_bound(*args, estimator=estimator, **kw)
+        bound = iwae if beta == 0.0 else (
+            beta * elbo_terms(*args, estimator=_CIWAE_ELBO_ESTIMATOR[estimator], **kw).elbo + (1.0 - beta) * iwae)
+    if estimator == "dreg" and beta > 0.0:
+        share = beta / decoder_out.shape[0]
+        c = share + (1.0 - beta) * weights
+        p = share + (1.0 - beta) * weights * weights
+        weights = torch.where(c > 0, p / c, weights)  # c = 0 only if beta/K underflows: no decoder gradient then
+    return bound, weights
+
+
+def piwae_bounds(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli", gaussian_sigma=1.0,
+                 gaussian_scale="fixed", estimator="reparam") -> PIWAEBounds:
+    """The two objectives of the partially importance-weighted autoencoder PIWAE(M, K) (Rainforth et al. 2018,
+    sec. 5) per image, on one set of M*K samples laid out as :func:`miwae_bound`'s (sample l = m*K + k):
+    the inference network (encoder) ascends MIWAE(M, K), the generative network (decoder) IWAE(M*K).
+
+    Each bound must reach only its own network's parameters, e.g.::
+
+        b = fastvae.heads.piwae_bounds(x, out, z, mu, sigma, groups=M)
+        g_enc = torch.autograd.grad(-b.encoder_bound.mean(), list(encoder.parameters()), retain_graph=True)
+        g_dec = torch.autograd.grad(-b.decoder_bound.mean(), list(decoder.parameters()))
+
+    then set each parameter's ``.grad`` and step (or ``backward(inputs=...)`` with two optimizers). Summing the
+    two bounds into one loss is not PIWAE: the encoder would get IWAE(M*K)'s gradient too.
+
+    Args:
+        groups, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale: as
+            :func:`miwae_bound`.
+        estimator: the encoder bound's (``"reparam"``, ``"stl"``, ``"dreg"``), as :func:`miwae_bound`; with
+            ``"dreg"`` register the hook of docs/heads.md with the returned ``weights``. The decoder bound
+            carries the plain gradient of IWAE(M*K): to the decoder's parameters the three estimators give the
+            same gradient.
+
+    Returns:
+        :class:`fastvae.PIWAEBounds` (encoder_bound [B] = MIWAE(M, K), decoder_bound [B] = IWAE(M*K), in nats;
+        weights [M*K, B], the normalised importance weights within each group, detached), in x's dtype.
+        encoder_bound is ``miwae_bound(...)[0]`` and decoder_bound ``iwae_bound(..., estimator="reparam")[0]``
+        bit for bit.
+
+    Raises:
+        as :func:`miwae_bound`.
+    """
+    where = "fastvae.heads.piwae_bounds"
+    M = _checks.integer(where, "groups", groups, min=1)
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                IWAE_ESTIMATORS)
+    _no_data_gradient(where, x)
+    K = _group_size(where, M, decoder_out.shape[0])
+    kw = dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale)
+    encoder_bound, weights = _miwae(x, decoder_out, z, mu, sigma, M, K, dict(kw, estimator=estimator))
+    decoder_bound = iwae_bound(x, decoder_out, z, mu, sigma, estimator="reparam", **kw)[0]
+    return PIWAEBounds(encoder_bound, decoder_bound, weights)
 
 
 # -- fake (meta) kernels of the heads and their _generic_ twins (same schemas); their autograd is in C++

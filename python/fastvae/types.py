@@ -17,6 +17,17 @@ class ELBO(NamedTuple):
     kl: torch.Tensor
 
 
+class PIWAEBounds(NamedTuple):
+    """The two objectives of PIWAE (Rainforth et al. 2018, sec. 5) per image, on one set of M*K samples
+    (:func:`fastvae.heads.piwae_bounds`): ``encoder_bound`` [B] = MIWAE(M, K), for the inference network's
+    parameters; ``decoder_bound`` [B] = IWAE(M*K), for the generative network's (nats); ``weights`` [M*K, B], the
+    normalised importance weights within each group of K, detached (the DReG hook's multipliers)."""
+
+    encoder_bound: torch.Tensor
+    decoder_bound: torch.Tensor
+    weights: torch.Tensor
+
+
 class TrainingDivergedError(FloatingPointError):
     """``fit`` met a non-finite loss or gradient; the model keeps the parameters of the last finite update."""
 
@@ -113,4 +124,4 @@ class History:
         return getattr(cls(), name).dtype
 
 
-__all__ = ["ELBO", "AdamState", "History", "TrainingDivergedError", "CheckpointError"]
+__all__ = ["ELBO", "PIWAEBounds", "AdamState", "History", "TrainingDivergedError", "CheckpointError"]

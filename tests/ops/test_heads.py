@@ -2,6 +2,7 @@
 the private _generic_* ops, bound to the same C++ functions the CompositeExplicitAutograd key serves) and the
 pure-PyTorch reference (tests/reference/heads.py) agree in float64, values and gradients; gradcheck; meta
 shapes; the DReG hook recipe; bad input."""
+import functools
 import math
 
 import pytest
@@ -277,16 +278,24 @@ BAD = [
 ]
 
 
+# The heads with the IWAE head's estimators and checks: iwae_bound and the objectives composed from the heads
+# (Rainforth et al. 2018; their own arguments: tests/ops/test_iw_objectives.py). make_inputs has L = 3 samples.
+IWAE_HEADS = [heads.iwae_bound, functools.partial(heads.miwae_bound, groups=1),
+              functools.partial(heads.miwae_bound, groups=3), functools.partial(heads.ciwae_bound, beta=0.5),
+              functools.partial(heads.piwae_bounds, groups=3)]
+
+
 @pytest.mark.parametrize("case,exc,fragment", BAD, ids=[f[2][:30] + str(i) for i, f in enumerate(BAD)])
 def test_bad_input(case, exc, fragment):
     args, kw = case
     with pytest.raises(exc, match=None) as info:
         heads.elbo_terms(**args, **kw)
     assert fragment in str(info.value)
-    if kw.get("estimator") is None:  # the IWAE head shares the checks
-        with pytest.raises(exc) as info:
-            heads.iwae_bound(**args, **kw)
-        assert fragment in str(info.value)
+    if kw.get("estimator") is None:  # the IWAE heads share the checks
+        for head in IWAE_HEADS:
+            with pytest.raises(exc) as info:
+                head(**args, **kw)
+            assert fragment in str(info.value)
 
 
 CPP_BAD = [  # the ops themselves (no Python checks): TORCH_CHECK errors, never a crash

@@ -104,3 +104,51 @@ def iwae_bound(x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale,
     else:
         surrogate = (weights * ll + weights ** 2 * _prior_minus_posterior(z, mu, sigma, stop=True)).sum(0)
     return bound, weights, surrogate
+
+
+# -- the objectives of Rainforth et al. 2018 ("Tighter variational bounds are not necessarily better", ICML, sec. 5)
+# beside the IWAE bound, from their equations, on log weights log w [L, B] with the samples group-major
+# (l = m*K + k: sample k of group m). The DReG surrogates are Tucker et al. 2019's: their gradient with respect
+# to the encoder's parameters is the DReG estimator when log w is computed with q's parameters held fixed.
+
+def log_weights(x, out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, stop=False):
+    """log w = log p(x | out) + log p(z) - log q(z | x) per sample, [L, B], by torch.distributions; with ``stop``
+    q's parameters are held fixed inside log q (its value is the same)."""
+    return log_lik(x, out, likelihood, gaussian_sigma, gaussian_scale) + _prior_minus_posterior(z, mu, sigma, stop)
+
+
+def iwae(lw):
+    """IWAE_K (Burda et al. 2016): logsumexp_k log w_k - log K, [B]."""
+    return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
+
+
+def miwae(lw, groups):
+    """MIWAE(M, K) = (1/M) sum_m IWAE_K of group m (Rainforth et al. 2018), [B]."""
+    return torch.stack([iwae(g) for g in lw.chunk(groups, 0)]).mean(0)
+
+
+def group_weights(lw, groups):
+    """softmax_k of log w within each group, [M*K, B], detached."""
+    return torch.cat([torch.softmax(g, 0) for g in lw.chunk(groups, 0)]).detach()
+
+
+def ciwae(lw, beta):
+    """CIWAE(beta) = beta ELBO_K + (1 - beta) IWAE_K on the same K samples, ELBO_K = (1/K) sum_k log w_k, [B]."""
+    return beta * lw.mean(0) + (1 - beta) * iwae(lw)
+
+
+def dreg_iwae(lw_stop):
+    """Tucker et al. 2019, eq. 6: sum_k stop(w~_k^2) log w_k (log w with q's parameters held fixed), [B]."""
+    w = torch.softmax(lw_stop.detach(), 0)
+    return (w ** 2 * lw_stop).sum(0)
+
+
+def dreg_miwae(lw_stop, groups):
+    """DReG surrogate of MIWAE: the mean over the groups of each group's dreg_iwae, [B]."""
+    return torch.stack([dreg_iwae(g) for g in lw_stop.chunk(groups, 0)]).mean(0)
+
+
+def dreg_ciwae(lw_stop, beta):
+    """DReG surrogate of CIWAE: beta times the ELBO's STL surrogate (1/K) sum_k log w_k plus (1 - beta) times
+    dreg_iwae, [B]."""
+    return beta * lw_stop.mean(0) + (1 - beta) * dreg_iwae(lw_stop)
