@@ -12,14 +12,24 @@ from ..training import EpochResult
 # so an option added later is refused here until this stepper implements it.
 SUPPORTED = frozenset(("batch_size", "n_samples", "lr", "betas", "eps", "weight_decay", "threshold",
                        "estimator", "kl_weight", "eval_samples", "callback_every", "pixels", "objective", "k",
-                       "iwae_estimator", "kl_warmup"))
+                       "groups", "ciwae_beta", "iwae_estimator", "kl_warmup"))
+
+
+def iw_bound(model, o, x, eps):
+    """The per-image importance-weighted training objective of options ``o`` on x with the noise eps."""
+    if o.objective == "ciwae":
+        return model.ciwae(x, beta=o.ciwae_beta, eps=eps, estimator=o.iwae_estimator)
+    if o.objective in ("miwae", "piwae"):
+        return getattr(model, o.objective)(x, o.groups, eps=eps, estimator=o.iwae_estimator)
+    return model.iwae(x, eps=eps, estimator=o.iwae_estimator)
 
 
 class NetworkStepper:
     """Each update: the batch's pixels from ``fastvae._C.gather_pixels`` and its noise [L, B, Z] from the run's
     CPU generator (so a run is the same on every device), one Adam step (torch.optim.Adam on the trainable
     parameters, its moments the tensors of the model's AdamState) on ``-mean(rec - kl_weight * warm-up * kl)``
-    (objective "elbo") or ``-mean(bound)`` (objective "iwae"). Data parallel: one all_reduce per update sums the
+    (objective "elbo") or ``-mean(bound)`` (the importance-weighted objectives, the model's ``iwae``, ``miwae``,
+    ``ciwae`` or ``piwae``). Data parallel: one all_reduce per update sums the
     gradients and the batch's rec and kl sums over the ranks."""
 
     @staticmethod
@@ -56,8 +66,8 @@ class NetworkStepper:
         try:
             if m == 0:
                 rec = kl = torch.zeros((), dtype=dtype, device=device)
-            elif o.objective == "iwae":
-                rec = model.iwae(xs, o.k, eps=es, estimator=o.iwae_estimator).sum()
+            elif o.objective != "elbo":
+                rec = iw_bound(model, o, xs, es).sum()
                 kl = torch.zeros((), dtype=dtype, device=device)
                 (-rec / n).backward()
             else:
@@ -121,7 +131,7 @@ class NetworkStepper:
         n = order.shape[0]
         B = min(o.batch_size, n)
         per_epoch = -(-n // B)
-        L = o.k if o.objective == "iwae" else o.n_samples
+        L = o.n_samples if o.objective == "elbo" else o.k * o.groups
         recs, kls = [], []
         result = dict(diverged=None, error=None, interrupted=False)
         for b in range(start, per_epoch):

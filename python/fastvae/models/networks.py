@@ -8,7 +8,7 @@ from torch import nn
 from .. import _checks, arch, checkpoint, heads, pixels
 from ..arch import ESTIMATORS, IWAE_ESTIMATORS
 from ..types import ELBO
-from .base import Model
+from .base import Model, group_samples
 from .network_stepper import NetworkStepper
 
 WHERE = "NetworkVAE"
@@ -152,15 +152,64 @@ class NetworkVAE(Model):
     def iwae(self, x, k: int = 5, *, eps=None, y=None, estimator: str = "reparam", generator=None) -> torch.Tensor:
         """The IWAE bound per image [B] with k samples; ``estimator`` reparam, stl or dreg (for dreg the decoder's
         path from z gets the squared weights through a hook, docs/heads.md). Differentiable."""
-        where = "NetworkVAE.iwae"
+        k = _checks.integer("NetworkVAE.iwae", "k", k, min=1)
+        return self._iw_bound("NetworkVAE.iwae", x, k, eps, y, estimator, generator,
+                              lambda *a: heads.iwae_bound(*a, estimator=estimator, **self._names()))
+
+    def miwae(self, x, groups: int = 2, k: int = 5, *, eps=None, y=None, estimator: str = "reparam",
+              generator=None) -> torch.Tensor:
+        """MIWAE(M, K) per image [B] (Rainforth et al. 2018; :func:`fastvae.heads.miwae_bound`), M = ``groups``,
+        K = ``k``, eps [M K, B, Z] with sample m * K + k in group m. As :meth:`fastvae.VAE.miwae`."""
+        where = "NetworkVAE.miwae"
+        groups = _checks.integer(where, "groups", groups, min=1)
+        return self._iw_bound(where, x, group_samples(where, groups, k, eps), eps, y, estimator, generator,
+                              lambda *a: heads.miwae_bound(*a, groups=groups, estimator=estimator, **self._names()))
+
+    def ciwae(self, x, k: int = 5, beta: float = 0.5, *, eps=None, y=None, estimator: str = "reparam",
+              generator=None) -> torch.Tensor:
+        """CIWAE(beta) = beta ELBO_K + (1 - beta) IWAE(K) per image [B] (Rainforth et al. 2018;
+        :func:`fastvae.heads.ciwae_bound`). As :meth:`fastvae.VAE.ciwae`."""
+        where = "NetworkVAE.ciwae"
         k = _checks.integer(where, "k", k, min=1)
+        beta = _checks.real(where, "beta", beta, min=0.0, max=1.0)
+        return self._iw_bound(where, x, k, eps, y, estimator, generator,
+                              lambda *a: heads.ciwae_bound(*a, beta=beta, estimator=estimator, **self._names()))
+
+    def piwae(self, x, groups: int = 2, k: int = 5, *, eps=None, y=None, estimator: str = "reparam",
+              generator=None) -> torch.Tensor:
+        """PIWAE(M, K) per image [B] (Rainforth et al. 2018): the value IWAE(M K), its gradient IWAE(M K)'s for the
+        decoder's parameters and MIWAE(M, K)'s (with the estimator) for the encoder's, as :meth:`fastvae.VAE.piwae`:
+        the decoder runs twice, once on codes held fixed (the decoder's objective) and once with its parameters
+        held fixed (the encoder's)."""
+        where = "NetworkVAE.piwae"
+        groups = _checks.integer(where, "groups", groups, min=1)
+        L = group_samples(where, groups, k, eps)
         _checks.choice(where, "estimator", estimator, IWAE_ESTIMATORS)
         x = self._x(where, x, y)
         mu, sigma = self._posterior(x)
-        z = mu + sigma * self._noise(where, k, x.shape[0], eps, generator)
+        z = mu + sigma * self._noise(where, L, x.shape[0], eps, generator)
+        if z.shape[0] % groups:
+            raise ValueError(f"{where}: eps holds {z.shape[0]} samples per image, which do not split into "
+                             f"groups={groups} groups of equal size")
+        fixed_codes = [t.detach() for t in (z, mu, sigma)]
+        decoder_bound, _ = heads.iwae_bound(x, self._decode_rows(fixed_codes[0]), *fixed_codes, **self._names())
+        frozen = {n: p.detach() for n, p in self.decoder.named_parameters()}
+        z_dec = z.view_as(z)
+        out = torch.func.functional_call(self.decoder, frozen, (z_dec.reshape(-1, z.shape[-1]),))
+        encoder_bound, weights = heads.miwae_bound(x, out.reshape(z.shape[0], z.shape[1], -1), z, mu, sigma,
+                                                   groups=groups, estimator=estimator, **self._names())
+        if estimator == "dreg" and z_dec.requires_grad:
+            z_dec.register_hook(lambda g: g * weights.unsqueeze(-1))
+        return decoder_bound + (encoder_bound - encoder_bound.detach())
+
+    def _iw_bound(self, where, x, samples, eps, y, estimator, generator, head):
+        """An importance-weighted head on ``samples`` draws per image (or eps's); DReG's decoder-path hook."""
+        _checks.choice(where, "estimator", estimator, IWAE_ESTIMATORS)
+        x = self._x(where, x, y)
+        mu, sigma = self._posterior(x)
+        z = mu + sigma * self._noise(where, samples, x.shape[0], eps, generator)
         z_dec = z.view_as(z)  # its own node: the DReG hook must scale the decoder's path only
-        bound, weights = heads.iwae_bound(x, self._decode_rows(z_dec), z, mu, sigma, estimator=estimator,
-                                          **self._names())
+        bound, weights = head(x, self._decode_rows(z_dec), z, mu, sigma)
         if estimator == "dreg" and z_dec.requires_grad:
             z_dec.register_hook(lambda g: g * weights.unsqueeze(-1))
         return bound
