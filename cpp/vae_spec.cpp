@@ -136,6 +136,19 @@ VaeSpec VaeSpec::from_args(FASTVAE_ARCH_PARAMS) {
                 "for latent='gaussian', got ", categories);
   }
   s.categories = categories;
+  TORCH_CHECK(upper_latents.size() < 64 && upper_hidden.size() < 64, "fastvae: bad number of upper layers");
+  s.up_latents.assign(upper_latents.begin(), upper_latents.end());
+  s.up_hidden.assign(upper_hidden.begin(), upper_hidden.end());
+  for (auto d : s.up_latents) TORCH_CHECK(d > 0, "fastvae: upper_latents sizes must be positive, got ", d);
+  for (auto h : s.up_hidden) TORCH_CHECK(h > 0, "fastvae: upper_hidden sizes must be positive, got ", h);
+  if (s.hierarchical()) {
+    TORCH_CHECK(!s.categorical(), "fastvae: upper stochastic layers need latent='gaussian'");
+    TORCH_CHECK(s.scale != Scale::Std, "fastvae: upper stochastic layers need posterior 'logvar' or 'logstd' (their "
+                "spread heads have no activation)");
+  } else {
+    TORCH_CHECK(s.up_hidden.empty(), "fastvae: upper_hidden describes the MLPs between upper stochastic layers; "
+                "it needs upper_latents");
+  }
   return s;
 }
 
@@ -162,6 +175,12 @@ void VaeSpec::check_params(at::TensorList params, at::ScalarType dtype, at::Devi
     check_layer(idx, enc_out(k), enc_in(k), "encoder layer " + std::to_string(k));
   for (int64_t k = 0; k < n_dec_layers(); ++k, idx += 2)
     check_layer(idx, dec_out(k), dec_in(k), "decoder layer " + std::to_string(k));
+  for (int64_t u = 0; u < n_upper(); ++u)
+    for (bool p : {false, true})
+      for (int64_t k = 0; k < n_up_mlp_layers(); ++k, idx += 2)
+        check_layer(idx, up_out(u, p, k), up_in(u, p, k),
+                    std::string(p ? "upper decoder " : "upper encoder ") + std::to_string(u) + " layer " +
+                        std::to_string(k));
   if (learned_scale()) {  // the learned per-pixel log sigma of the Gaussian likelihood, last
     const auto& t = params[idx];
     TORCH_CHECK(t.dim() == 1 && t.size(0) == data_dim, "fastvae: the learned Gaussian log sigma must have shape [",

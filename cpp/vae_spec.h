@@ -48,16 +48,18 @@ enum class Latent : int64_t { Gaussian = 0, Categorical = 1 };
 #define FASTVAE_ARCH_SCHEMA                                                                  \
   "int data_dim, int cond_dim, int latent_dim, int[] encoder_hidden, int[] decoder_hidden, " \
   "str activation, float negative_slope, str posterior, str mean_activation, str scale_activation, " \
-  "str likelihood, float gaussian_sigma, str gaussian_scale, str latent, int categories"
+  "str likelihood, float gaussian_sigma, str gaussian_scale, str latent, int categories, int[] upper_latents, " \
+  "int[] upper_hidden"
 #define FASTVAE_ARCH_PARAMS                                                                  \
   int64_t data_dim, int64_t cond_dim, int64_t latent_dim, at::IntArrayRef encoder_hidden,    \
       at::IntArrayRef decoder_hidden, c10::string_view activation, double negative_slope,    \
       c10::string_view posterior, c10::string_view mean_activation, c10::string_view scale_activation, \
       c10::string_view likelihood, double gaussian_sigma, c10::string_view gaussian_scale, c10::string_view latent, \
-      int64_t categories
+      int64_t categories, at::IntArrayRef upper_latents, at::IntArrayRef upper_hidden
 #define FASTVAE_ARCH_ARGS                                                                          \
   data_dim, cond_dim, latent_dim, encoder_hidden, decoder_hidden, activation, negative_slope, \
-      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma, gaussian_scale, latent, categories
+      posterior, mean_activation, scale_activation, likelihood, gaussian_sigma, gaussian_scale, latent, categories, \
+      upper_latents, upper_hidden
 
 // Names of the enum values, in code order (the only list; see vae_spec.cpp).
 const std::vector<std::string>& activation_names();
@@ -100,6 +102,36 @@ struct VaeSpec {
   int64_t categories = 0;  // K of a categorical latent (>= 2); 0 for Gaussian latents
 
   bool categorical() const { return latent == Latent::Categorical; }
+  // Stochastic layers above z1 (Burda et al. 2016, Sec. 5): z2, z3, ... of these sizes, each with a Gaussian
+  // q(z_j | z_{j-1}) and p(z_{j-1} | z_j) from an MLP of `upper_hidden` layers (activation `act`, heads of mean and
+  // spread as `scale` says, no head activation); p(z_top) = N(0, I). Empty: one stochastic layer.
+  std::vector<int64_t> up_latents, up_hidden;
+  bool hierarchical() const { return !up_latents.empty(); }
+  int64_t n_upper() const { return (int64_t)up_latents.size(); }
+  // Size of stochastic layer u + 2 (u = 0: z2) and of the one below it (z1 for u = 0).
+  int64_t up_dim(int64_t u) const { return up_latents[u]; }
+  int64_t up_below(int64_t u) const { return u == 0 ? latent_dim : up_latents[u - 1]; }
+  int64_t n_up_mlp_layers() const { return (int64_t)up_hidden.size() + 1; }  // hidden layers + head
+  // Index in the parameter list of the weight of layer k of upper layer u's q (p = false) or p (p = true) MLP.
+  int64_t up_param(int64_t u, bool p, int64_t k) const {
+    return 2 * (n_enc_layers() + n_dec_layers()) + 4 * n_up_mlp_layers() * u + (p ? 2 * n_up_mlp_layers() : 0) +
+           2 * k;
+  }
+  // Sizes of layer k of that MLP: q maps z_below -> 2 z_u, p maps z_u -> 2 z_below.
+  int64_t up_in(int64_t u, bool p, int64_t k) const {
+    return k == 0 ? (p ? up_dim(u) : up_below(u)) : up_hidden[k - 1];
+  }
+  int64_t up_out(int64_t u, bool p, int64_t k) const {
+    return k + 1 == n_up_mlp_layers() ? 2 * (p ? up_below(u) : up_dim(u)) : up_hidden[k];
+  }
+  // Noise per sample and image: the categorical latent's uniforms (code_dim()), or z1's normals, then each upper
+  // layer's (eps [L, B, noise_dim()]).
+  int64_t noise_dim() const {
+    if (categorical()) return code_dim();
+    int64_t n = latent_dim;
+    for (auto d : up_latents) n += d;
+    return n;
+  }
   // Width of the decoder's latent input: Z (Gaussian) or N*K one-hot / relaxed codes (categorical).
   int64_t code_dim() const { return categorical() ? latent_dim * categories : latent_dim; }
   // Width of the encoder head: [mu | s] (2Z) or the N*K logits.
@@ -111,7 +143,9 @@ struct VaeSpec {
   int64_t n_enc_layers() const { return (int64_t)enc_hidden.size() + 1; }  // hidden layers + head
   int64_t n_dec_layers() const { return (int64_t)dec_hidden.size() + 1; }  // hidden layers + logits
   // Linear weights and biases, then the learned log sigma [D] of a Gaussian likelihood if any.
-  int64_t n_params() const { return 2 * (n_enc_layers() + n_dec_layers()) + (learned_scale() ? 1 : 0); }
+  int64_t n_params() const {
+    return 2 * (n_enc_layers() + n_dec_layers()) + 4 * n_upper() * n_up_mlp_layers() + (learned_scale() ? 1 : 0);
+  }
   // In and out sizes of encoder layer k (the last one is the head, out = 2Z).
   int64_t enc_in(int64_t k) const { return k == 0 ? data_dim + cond_dim : enc_hidden[k - 1]; }
   int64_t enc_out(int64_t k) const {

@@ -465,19 +465,33 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
   const int64_t B = x.size(0), L = eps.size(0), Z = spec_.latent_dim;
   TORCH_CHECK(!spec_.categorical(), "fastvae: a categorical latent takes uniform noise and a temperature "
               "(op vae_categorical_elbo, fastvae.elbo); this op is for Gaussian latents");
+  TORCH_CHECK(!spec_.hierarchical() || est != Estimator::Analytic, "fastvae: a VAE with upper stochastic layers "
+              "has no analytic KL; use estimator 'mc' or 'stl'");
+  w_rec_ = w_rec;
+  split_noise(eps);
   encode(params, x, y);
   reserve_decoder(L * B, x.options());
   {  // reparameterization: z_l = mu + sigma * eps_l
     const T* mu = mu_.data_ptr<T>();
     const T* sg = sigma_.data_ptr<T>();
-    const T* ep = eps.data_ptr<T>();
+    const T* ep = z1_noise(eps).template data_ptr<T>();
     T* z = z_.data_ptr<T>();
     for (int64_t l = 0; l < L; ++l)
       for (int64_t k = 0; k < B * Z; ++k) z[l * B * Z + k] = mu[k] + sg[k] * ep[l * B * Z + k];
   }
   decode(params, z_, y, B);
   likelihood_pass(params, x, L, w_rec);
-  kl_forward(eps, est);
+  kl_forward(z1_noise(eps), est);
+  if (spec_.hierarchical()) {  // the Monte Carlo KL against the upper layers' prior: minus the mean of delta
+    upper_forward(params);
+    const T* d = delta_.data_ptr<T>();
+    T* kl = kl_.data_ptr<T>();
+    for (int64_t i = 0; i < B; ++i) {
+      T m = 0;
+      for (int64_t l = 0; l < L; ++l) m += d[l * B + i];
+      kl[i] -= m / T(L);
+    }
+  }
 }
 
 template <typename T>
@@ -518,6 +532,18 @@ void VaeEngine<T>::backward(at::TensorList params, const at::Tensor& x, const in
                             at::TensorList grads) {
   const auto& s = spec_;
   const int64_t B = x.size(0), L = eps.size(0), Z = s.latent_dim;
+  if (s.hierarchical()) {
+    // The ELBO is the mean of the log weights (CIWAE with beta = 1); its rec and kl parts share the upper layers,
+    // so it is differentiated as a whole: w_kl = -w_rec.
+    for (int64_t i = 0; i < B; ++i)
+      TORCH_CHECK(w_kl[i] == -w_rec_[i], "fastvae: a VAE with upper stochastic layers differentiates the ELBO as a "
+                  "whole (rec - kl): rec or kl alone, or a KL weight other than 1, is not supported");
+    log_w_ = log_weights(eps);
+    iwae_backward(params, x, y, eps, est == Estimator::StickingTheLanding ? IwaeEstimator::StickingTheLanding
+                                                                         : IwaeEstimator::Reparam,
+                  w_rec_, grads, IwBound{Objective::Ciwae, 1, 1.0});
+    return;
+  }
   decoder_backward(params, y, B, grads);  // from the logits down to z: g_z_
   // Posterior heads: path gradient through z = mu + sigma * eps plus the KL term.
   {
@@ -585,8 +611,9 @@ at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
   const T* mu = mu_.data_ptr<T>();
   const T* sg = sigma_.data_ptr<T>();
   const T* hs = head_.data_ptr<T>();
-  const T* ep = eps.data_ptr<T>();
+  const T* ep = z1_noise(eps).template data_ptr<T>();
   const T* ll = ll_.data_ptr<T>();
+  const T* delta = spec_.hierarchical() ? delta_.data_ptr<T>() : nullptr;
   T* o = out.data_ptr<T>();
   const Scale sc = spec_.scale;
   for (int64_t l = 0; l < L; ++l)
@@ -598,7 +625,7 @@ at::Tensor VaeEngine<T>::log_weights(const at::Tensor& eps) {
         const T log_sd = sc == Scale::LogVar ? T(0.5) * s : sc == Scale::LogStd ? s : std::log(s);
         acc -= T(0.5) * (zz * zz - e * e) - log_sd;  // log p(z) - log q(z|x)
       }
-      o[l * B + i] = acc;
+      o[l * B + i] = delta ? acc + delta[l * B + i] : acc;
     }
   return out;
 }
@@ -778,9 +805,19 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
     likelihood_grad(c_enc);
     decoder_backward(params, y, B, grads, false, true);
   }
+  const T* dreg = est == IwaeEstimator::DReG ? rr : nullptr;
+  if (s.hierarchical()) {  // the upper layers: their parameters' gradients and g_up1_, their share of dz1
+    if (partitioned) {
+      upper_backward(params, u, c_dec, nullptr, est, B, grads, true, false);
+      upper_backward(params, u, c_enc, dreg, est, B, grads, false, true);
+    } else {
+      upper_backward(params, u, c_enc, dreg, est, B, grads, true, true);
+    }
+  }
   {
     const T* gz = g_z_.data_ptr<T>();
-    const T* ep = eps.data_ptr<T>();
+    const T* gup = s.hierarchical() ? g_up1_.data_ptr<T>() : nullptr;
+    const T* ep = z1_noise(eps).template data_ptr<T>();
     const T* mu = mu_.data_ptr<T>();
     const T* sg = sigma_.data_ptr<T>();
     const T* h = head_.data_ptr<T>();
@@ -806,6 +843,7 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
             } else {  // DReG: every path term weighted by r
               dz = rr[l * B + i] * (gz[r] + u[i] * w * (e / sd - zz));
             }
+            if (gup) dz += gup[r];  // already weighted by r for DReG
             g_mu += dz;
             g_sd += dz * e;
           }

@@ -72,6 +72,13 @@ class VaeEngine {
   // Encoder logits [B, head width] of the last encode() (for a categorical latent: [B, N*K]).
   const at::Tensor& head() const { return head_; }
 
+  // ---- upper stochastic layers (spec().hierarchical(); cpp/cpu/upper_latents.cpp, docs/engine.md) ----
+  // With layers z2, z3, ... above z1, eps is [L, B, noise_dim()]: z1's noise, then each upper layer's. The engine
+  // treats the layers above z1 as z1's prior: log p(z1) in the log weights becomes
+  //   log p(z1 | z2) + ... + log p(z_top) - log q(z2 | z1) - ... (Burda et al. 2016, Sec. 5),
+  // each q(z_j | z_{j-1}) reparameterized as z_j = mu_j + sigma_j eps_j. The ELBO is then the mean of the log
+  // weights, differentiable as a whole only (backward() needs w_kl = -w_rec) and without an analytic KL.
+
   // ---- non-finite results (cpp/cpu/vae_overflow.cpp; issue 20 item 6) ----
   // After a pass whose results are not finite although x, the noise and the parameters are (the ops check that
   // first), where the float range was left, as the end of a message: x too large for a Gaussian likelihood, the
@@ -139,6 +146,33 @@ class VaeEngine {
   // w_rec, the logit gradient w_rec[i] / L * d log p / da into g_logits_.
   // With a learned Gaussian scale, also d/dlog sigma into g_log_sigma_ (backward passes copy it out).
   void likelihood_pass(at::TensorList params, const at::Tensor& x, int64_t L, const T* w_rec);
+  // -- upper stochastic layers (cpp/cpu/upper_latents.cpp) --
+  struct UpperLayer {
+    std::vector<at::Tensor> qa, gqa, pa, gpa;  // the q and p MLPs' layer outputs (the last: the head) and gradients
+    at::Tensor z, sig_q, sig_p, gz, gin_q, gin_p;
+  };
+  std::vector<UpperLayer> up_;
+  int64_t N_up_ = -1;
+  at::Tensor eps1_, eps_up_;  // z1's noise [L, B, Z] and the upper layers' [L, B, noise_dim - Z], split by forward()
+  at::Tensor delta_;          // [N] log p_upper(z1) - log N(z1; 0, I): what the upper layers change in log w
+  at::Tensor g_up1_;          // [N, Z] the upper layers' gradient with respect to z1 (upper_backward)
+  at::Tensor row_w_;          // [2, N] row weights a = u c and a rho of upper_backward
+  const T* w_rec_ = nullptr;  // forward()'s w_rec, for the hierarchical ELBO's backward
+  void reserve_upper(int64_t N, const at::TensorOptions& opt);
+  void split_noise(const at::Tensor& eps);
+  const at::Tensor& z1_noise(const at::Tensor& eps) const { return spec_.hierarchical() ? eps1_ : eps; }
+  // After z_ holds z1 [N, Z]: the upper layers' samples and delta_.
+  void upper_forward(at::TensorList params);
+  // The upper layers' share of d/dtheta sum_r a_r log w_r, a_r = u[r % B] c[r]: the p MLPs' parameter gradients
+  // (weights a) if `theta`; if `phi`, the q MLPs' (weights a rho, rho = 1 if null: DReG's factor) and g_up1_, the
+  // gradient with respect to z1 of a rho (log p_upper(z1) + |z1|^2 / 2) (so that the engine's N(0, I) prior
+  // term completes it). est: reparam differentiates log q(z_j | z_{j-1}) totally; stl and dreg hold q's
+  // parameters fixed in it.
+  void upper_backward(at::TensorList params, const T* u, const T* c, const T* rho, IwaeEstimator est, int64_t B,
+                      at::TensorList grads, bool theta, bool phi);
+  void up_mlp_forward(at::TensorList params, int64_t u, bool p, const at::Tensor& in, std::vector<at::Tensor>& acts);
+  void up_mlp_backward(at::TensorList params, int64_t u, bool p, const at::Tensor& in, std::vector<at::Tensor>& acts,
+                       std::vector<at::Tensor>& gacts, at::TensorList grads, at::Tensor* d_in, bool param_grads);
   // The decoder's parameter gradients into `grads` (unless !param_grads) and z's into g_z_ (unless !z_grad), from
   // the logit gradient in g_logits_.
   void decoder_backward(at::TensorList params, const int64_t* y, int64_t B, at::TensorList grads,

@@ -48,8 +48,8 @@ Inputs check_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& y, con
   if (eps) {
     TORCH_CHECK(!s.categorical(), "fastvae: a categorical latent takes uniform noise and a temperature (op "
                 "vae_categorical_elbo, fastvae.elbo); this op is for Gaussian latents");
-    TORCH_CHECK(eps->dim() == 3 && eps->size(1) == x.size(0) && eps->size(2) == s.latent_dim,
-                "fastvae: eps must have shape [n_samples, ", x.size(0), ", ", s.latent_dim, "], got ",
+    TORCH_CHECK(eps->dim() == 3 && eps->size(1) == x.size(0) && eps->size(2) == s.noise_dim(),
+                "fastvae: eps must have shape [n_samples, ", x.size(0), ", ", s.noise_dim(), "], got ",
                 eps->sizes());
     TORCH_CHECK(eps->size(0) >= 1, "fastvae: need at least one Monte Carlo sample (n_samples >= 1)");
     TORCH_CHECK(eps->scalar_type() == x.scalar_type(), "fastvae: eps must have the dtype of x (",

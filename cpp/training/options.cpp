@@ -112,15 +112,18 @@ VaeSpec spec_from_dict(const py::dict& d) {
     TORCH_CHECK(d.contains(k), "fastvae.fit: architecture field '", k, "' is missing");
     return d[k];
   };
-  TORCH_CHECK(d.size() == 15, "fastvae.fit: expected the 15 architecture fields, got ", d.size());
+  TORCH_CHECK(d.size() == 17, "fastvae.fit: expected the 17 architecture fields, got ", d.size());
   const auto enc = get("encoder_hidden").cast<std::vector<int64_t>>();
   const auto dec = get("decoder_hidden").cast<std::vector<int64_t>>();
+  const auto up = get("upper_latents").cast<std::vector<int64_t>>();
+  const auto up_hidden = get("upper_hidden").cast<std::vector<int64_t>>();
   return VaeSpec::from_args(
       get("data_dim").cast<int64_t>(), get("cond_dim").cast<int64_t>(), get("latent_dim").cast<int64_t>(), enc, dec,
       get("activation").cast<std::string>(), get("negative_slope").cast<double>(), get("posterior").cast<std::string>(),
       get("mean_activation").cast<std::string>(), get("scale_activation").cast<std::string>(),
       get("likelihood").cast<std::string>(), get("gaussian_sigma").cast<double>(),
-      get("gaussian_scale").cast<std::string>(), get("latent").cast<std::string>(), get("categories").cast<int64_t>());
+      get("gaussian_scale").cast<std::string>(), get("latent").cast<std::string>(), get("categories").cast<int64_t>(),
+      up, up_hidden);
 }
 
 }  // namespace training

@@ -219,7 +219,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
   if (!xb_.defined() || xb_.size(0) != B) {
     xb_ = at::empty({B, D}, at::kFloat);
     yb_ = at::empty({B}, at::kLong);
-    eps_ = at::empty({L, B, spec_.code_dim()}, at::kFloat);
+    eps_ = at::empty({L, B, spec_.noise_dim()}, at::kFloat);
     w_rec_ = at::empty({B}, at::kFloat);
     w_kl_ = at::empty({B}, at::kFloat);
   }
@@ -329,7 +329,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
 
 std::pair<double, double> MlpTrainer::evaluate_flushed(const at::Tensor& images, const at::Tensor& labels,
                                                        at::Generator& gen) {
-  const int64_t M = images.size(0), chunk = 500, Z = spec_.code_dim();
+  const int64_t M = images.size(0), chunk = 500, Z = spec_.noise_dim();
   const bool cond = labels.defined();
   double rec = 0, kl = 0;
   auto idx = at::arange(M, at::kLong);

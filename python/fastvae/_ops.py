@@ -76,6 +76,12 @@ def _adam_step_fake(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, 
     return None
 
 
+def _no_grads(args) -> tuple:
+    """No gradient for each non-tensor argument: None, but [] for an empty int[] (autograd compares the structure
+    of the gradients with the inputs', in which an empty list is a node of its own and a list of ints a leaf)."""
+    return tuple([] if isinstance(a, (list, tuple)) and len(a) == 0 else None for a in args)
+
+
 def _elbo_setup_context(ctx, inputs, output):
     x, y, eps, params, *rest = inputs  # rest: the architecture arguments, then the estimator
     ctx.save_for_backward(x, eps, *params)
@@ -93,7 +99,7 @@ def _elbo_backward(ctx, g_elbo, g_rec, g_kl):
     w_rec = g_elbo + g_rec
     w_kl = g_kl - g_elbo
     grads = ops.vae_elbo_backward(w_rec, w_kl, x, ctx.y, eps, params, *ctx.rest)
-    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
+    return (None, None, None, list(grads)) + _no_grads(ctx.rest)
 
 
 torch.library.register_autograd("fastvae::vae_elbo", _elbo_backward, setup_context=_elbo_setup_context)
@@ -118,7 +124,7 @@ def _iwae_backward(ctx, g):
                            "the parameters); detach x and eps")
     x, eps, *params = ctx.saved_tensors
     grads = ops.vae_iwae_bound_backward(g, x, ctx.y, eps, params, *ctx.rest)
-    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
+    return (None, None, None, list(grads)) + _no_grads(ctx.rest)
 
 
 torch.library.register_autograd("fastvae::vae_iwae_bound", _iwae_backward, setup_context=_elbo_setup_context)
@@ -144,7 +150,7 @@ def _categorical_backward(ctx, g_elbo, g_rec, g_kl):
                            "the parameters); detach x and u")
     x, u, *params = ctx.saved_tensors
     grads = ops.vae_categorical_elbo_backward(g_elbo + g_rec, g_kl - g_elbo, x, ctx.y, u, params, *ctx.rest)
-    return (None, None, None, list(grads)) + (None,) * len(ctx.rest)
+    return (None, None, None, list(grads)) + _no_grads(ctx.rest)
 
 
 torch.library.register_autograd("fastvae::vae_categorical_elbo", _categorical_backward,

@@ -36,7 +36,8 @@ class ArchSpec:
     sizes D, C, Z and the hidden layer sizes (ints), activation names, the leaky_relu slope (float), the
     decoder likelihood's name, the fixed scale of the Gaussian likelihood (float > 0), how the Gaussian
     scale is set (``"fixed"``, ``"learned"``, ``"predicted"``), the latent family (``"gaussian"`` or
-    ``"categorical"``) and the class count K of a categorical latent (0 for Gaussian)."""
+    ``"categorical"``), the class count K of a categorical latent (0 for Gaussian), and the sizes of the stochastic
+    layers above z1 with the hidden sizes of the MLPs between them (empty: one stochastic layer)."""
 
     data_dim: int
     cond_dim: int
@@ -53,11 +54,18 @@ class ArchSpec:
     gaussian_scale: str = "fixed"
     latent: str = "gaussian"
     categories: int = 0
+    upper_latents: Tuple[int, ...] = ()
+    upper_hidden: Tuple[int, ...] = ()
 
     @property
     def code_dim(self) -> int:
         """Width of the decoder's latent input: latent_dim (Gaussian) or latent_dim * categories (one-hot codes)."""
         return self.latent_dim * self.categories if self.latent == "categorical" else self.latent_dim
+
+    @property
+    def noise_dim(self) -> int:
+        """Noise per sample and image: code_dim for a categorical latent, else z1's and every upper layer's sizes."""
+        return self.code_dim if self.latent == "categorical" else self.latent_dim + sum(self.upper_latents)
 
     def as_args(self) -> tuple:
         """The op arguments in schema order (layer sizes as lists, as the ``int[]`` arguments take them)."""

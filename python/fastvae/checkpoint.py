@@ -57,7 +57,7 @@ KINDS = ("mlp", "networks")
 # of ints, "real", "str", or a tuple of the allowed strings); REQUIRED: those no format omits.
 CONFIG_TYPES = {
     "mlp": dict(data_dim="int", latent_dim="int", cond_dim="int", categories="int", encoder_hidden="ints",
-                decoder_hidden="ints", activation="str", posterior="str", mean_activation="str",
+                decoder_hidden="ints", upper_latents="ints", upper_hidden="ints", activation="str", posterior="str", mean_activation="str",
                 scale_activation="str", likelihood="str", gaussian_scale="str", latent="str",
                 negative_slope="real", gaussian_sigma="real", dtype=("float32", "float64")),
     "networks": dict(latent_dim="int", posterior="str", likelihood="str", gaussian_sigma="real",

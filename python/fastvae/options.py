@@ -160,6 +160,7 @@ class Traits:
     kind: str = "model"
     world: int = 1
     dtype: torch.dtype = torch.float32  # the arithmetic's: every real option must be finite, and > 0 if given > 0
+    hierarchical: bool = False  # stochastic layers above z1: the ELBO only as a whole, by Monte Carlo
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,9 @@ def _categorical(t):
     return t.latent == "categorical"
 
 
+# A VAE with stochastic layers above z1 trains the ELBO as the mean of its log weights, as a whole.
+_UPPER_ELBO = ("does not apply to a VAE with upper stochastic layers (its ELBO is the mean of the log weights, "
+               "trained as a whole)")
 _CATEGORICAL_ONLY = "applies to categorical latents only (the Gumbel-softmax schedule of Jang et al. 2017)"
 # Every rule between options, and between options and the model, in one table (scikit-learn's
 # _parameter_constraints play this part for estimators). The first rule broken gives the error.
@@ -192,6 +196,10 @@ RULES = (
     Rule("kl_warmup", lambda o, t: o.objective == "elbo", "kl_warmup applies to objective='elbo' only"),
     Rule("free_bits", lambda o, t: o.objective == "elbo" and o.estimator == "analytic",
          "free_bits needs objective='elbo' with estimator='analytic'"),
+    *(Rule(n, lambda o, t: not t.hierarchical, f"{n} {_UPPER_ELBO}", True)
+      for n in ("kl_weight", "kl_warmup", "free_bits")),
+    Rule("estimator", lambda o, t: not t.hierarchical or o.estimator != "analytic",
+         "a VAE with upper stochastic layers has no analytic KL; use estimator='mc' or 'stl'", True, always=True),
     Rule("temperature_min", lambda o, t: o.temperature_min <= o.temperature,
          "temperature_min must be <= temperature (the schedule starts at temperature)", always=True),
     Rule("objective", lambda o, t: not _categorical(t), "a categorical latent trains objective='elbo' only (the "

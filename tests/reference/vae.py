@@ -277,11 +277,16 @@ class ReferenceVAE(nn.Module):
             encoder = beta * lw_path.mean(0) + (1 - beta) * (wn ** 2 * lw_path).sum(0)
         else:
             encoder = (torch.softmax(w, 0) ** 2 * lw_path).sum(0)
+        return value, encoder, value_of(self.log_weights_fixed_codes(x, eps, y), objective)
+
+    def log_weights_fixed_codes(self, x, eps, y=None):
+        """log w [K, B] with the codes held fixed at their sampled values: the gradient reaches p's parameters
+        only (DReG's decoder term)."""
         qz = self.q(x, y)
         z = (qz.loc + qz.scale * eps).detach()
         prior = Normal(torch.zeros_like(z), torch.ones_like(z))
         rest = prior.log_prob(z).sum(-1) - Normal(qz.loc.detach(), qz.scale.detach()).log_prob(z).sum(-1)
-        return value, encoder, value_of(self.log_px(x, z, y) + rest, objective)
+        return self.log_px(x, z, y) + rest
 
     # -- parameters in fastvae's order -------------------------------------------------------------------------
     def flat_parameters(self):
@@ -402,6 +407,98 @@ class MlpReference(ReferenceVAE):
 
     def _decoder_out(self, h, detach=False):
         return self._mlp(h, self.dec, detach)
+
+
+class HierarchicalReference(MlpReference):
+    """Burda et al. 2016's VAE with stochastic layers above z1 (Sec. 5; fastvae.VAE with ``upper_latents``): the
+    z1 level as :class:`MlpReference`, and for each upper layer u a Gaussian q(z_u | z_below) and p(z_below | z_u)
+    from MLPs (hidden activation as the model's, a final Linear to [mean | spread]), p(z_top) = N(0, I), written from
+
+        log w = log p(x | z1) + sum_u [log p(z_below | z_u) - log q(z_u | z_below)] + log p(z_top) - log q(z1 | x),
+
+    z1 = mu + sigma eps_1, z_u = mu_u(z_below) + sigma_u(z_below) eps_u, the noise eps [L, B, Z1 + sum Z_u] with z1's
+    columns first. ``detach_q`` holds every q's parameters fixed inside its log density (the samples keep their
+    paths); ``detach_decoder`` every p's parameters."""
+
+    def __init__(self, model):
+        flat = [p.detach() for p in model.flat_parameters()]
+        n1 = 2 * (len(model.encoder) + 1 + len(model.decoder))
+        z1_level = type("Z1Level", (), dict(flat_parameters=lambda self: flat[:n1]))()
+        for k, v in vars(model).items():
+            if not k.startswith("_"):
+                setattr(z1_level, k, v)
+        super().__init__(z1_level, Arch.of(model))
+        self.upper_latents, dtype = tuple(model.upper_latents), flat[0].dtype
+        below = (model.latent_dim, *self.upper_latents[:-1])
+
+        def mlp(a, b):
+            sizes = [a, *model.upper_hidden, b]
+            return nn.ModuleList(nn.Linear(i, o, dtype=dtype) for i, o in zip(sizes, sizes[1:]))
+
+        self.q_up = nn.ModuleList(mlp(zb, 2 * zu) for zb, zu in zip(below, self.upper_latents))
+        self.p_up = nn.ModuleList(mlp(zu, 2 * zb) for zb, zu in zip(below, self.upper_latents))
+        rest = iter(flat[n1:])
+        with torch.no_grad():
+            for q, p in zip(self.q_up, self.p_up):
+                for lin in (*q, *p):
+                    lin.weight.copy_(next(rest))
+                    lin.bias.copy_(next(rest))
+
+    def flat_parameters(self):
+        out = super().flat_parameters()
+        for q, p in zip(getattr(self, "q_up", ()), getattr(self, "p_up", ())):  # the z1 level's alone while built
+            for lin in (*q, *p):
+                out += [lin.weight, lin.bias]
+        return out
+
+    def leaves(self):
+        out = super().leaves()
+        for q, p in zip(getattr(self, "q_up", ()), getattr(self, "p_up", ())):
+            for lin in (*q, *p):
+                out += [lin.weight, lin.bias]
+        return out
+
+    def in_fastvae_order(self, tensors):
+        t = list(tensors)
+        n1 = len(super().leaves())
+        return super().in_fastvae_order(t[:n1]) + t[n1:]
+
+    def _gaussian(self, layers, h, detach):
+        mean, s = self._mlp(h, layers, detach).chunk(2, -1)
+        return Normal(mean, torch.exp(s / 2) if self.posterior == "logvar" else torch.exp(s))
+
+    def log_weights(self, x, eps, y=None, detach_q=False, detach_decoder=False):
+        Z1 = self.latent_dim
+        qz = self.q(x, y)
+        z = qz.loc + qz.scale * eps[..., :Z1]
+        q_eval = Normal(qz.loc.detach(), qz.scale.detach()) if detach_q else qz
+        log_w = self.log_px(x, z, y, detach_decoder) - q_eval.log_prob(z).sum(-1)
+        col = Z1
+        for q_net, p_net, zu in zip(self.q_up, self.p_up, self.upper_latents):
+            q_u = self._gaussian(q_net, z, False)
+            z_u = q_u.loc + q_u.scale * eps[..., col:col + zu]
+            log_w = log_w - self._gaussian(q_net, z, detach_q).log_prob(z_u).sum(-1)
+            log_w = log_w + self._gaussian(p_net, z_u, detach_decoder).log_prob(z).sum(-1)
+            z, col = z_u, col + zu
+        return log_w + Normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(-1)
+
+    def log_weights_fixed_codes(self, x, eps, y=None):
+        """log w with every z held fixed at its sampled value: the gradient reaches the p's parameters only."""
+        with torch.no_grad():
+            Z1 = self.latent_dim
+            qz = self.q(x, y)
+            zs = [qz.loc + qz.scale * eps[..., :Z1]]
+            q_logs = [qz.log_prob(zs[0]).sum(-1)]
+            col = Z1
+            for q_net, zu in zip(self.q_up, self.upper_latents):
+                q_u = self._gaussian(q_net, zs[-1], False)
+                zs.append(q_u.loc + q_u.scale * eps[..., col:col + zu])
+                q_logs.append(q_u.log_prob(zs[-1]).sum(-1))
+                col += zu
+        log_w = self.log_px(x, zs[0], y) - sum(q_logs)
+        for p_net, z_below, z_u in zip(self.p_up, zs, zs[1:]):
+            log_w = log_w + self._gaussian(p_net, z_u, False).log_prob(z_below).sum(-1)
+        return log_w + Normal(torch.zeros_like(zs[-1]), torch.ones_like(zs[-1])).log_prob(zs[-1]).sum(-1)
 
 
 class NetworkReference(ReferenceVAE):

@@ -141,7 +141,7 @@ FIT_ROWS = [
     (fit(objective="iwae", k=2.0), TypeError, "k must be an integer, got 2.0"),
     (fit(objective="iwae", iwae_estimator="analytic"), ValueError, "iwae_estimator must be one of"),
     (fit(objective="iwae", estimator="dreg"), ValueError, "estimator must be one of"),
-    (fit(objective="iwae", kl_weight=2.0), ValueError, "kl_weight must be 1 with objective='iwae'"),
+    (fit(objective="iwae", kl_weight=2.0), ValueError, "kl_weight must be 1 with an importance-weighted objective"),
     (fit(kl_warmup=-1), ValueError, "kl_warmup must be an integer >= 0"),
     (fit(kl_warmup=2.5), TypeError, "kl_warmup must be an integer"),
     (fit(objective="iwae", kl_warmup=5), ValueError, "kl_warmup applies to objective='elbo' only"),

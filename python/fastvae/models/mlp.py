@@ -22,6 +22,12 @@ from .networks import NetworkVAE
 from .mlp_stepper import MlpStepper
 
 
+def _torch_activation(name: str, slope: float):
+    """The hidden activation ``name`` (one of ``ACTIVATIONS``) as a torch function."""
+    return {"identity": lambda h: h, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+            "leaky_relu": lambda h: nn.functional.leaky_relu(h, slope)}[name]
+
+
 class VAE(Model):
     """MLP variational autoencoder with a Bernoulli (default), continuous Bernoulli or Gaussian decoder.
 
@@ -64,6 +70,15 @@ class VAE(Model):
             Gumbel-softmax samples (relaxed or one-hot) [.., N*K] (docs/engine.md "Categorical latents").
             ``posterior``, ``mean_activation`` and ``scale_activation`` must stay at their defaults then.
         categories: K >= 2 for a categorical latent; 0 (default) for a Gaussian one.
+        upper_latents: sizes of further stochastic layers z2, z3, ... above z1 (``latent_dim``), Burda et al. 2016,
+            Sec. 5 (their two-layer model: ``latent_dim=100, upper_latents=(50,), upper_hidden=(100, 100)``).
+            Each upper layer u has an encoder MLP ``upper_encoders[u]`` giving q(z_u | z_below) =
+            N(mean, diag sigma^2) and a decoder MLP ``upper_decoders[u]`` giving p(z_below | z_u) the same way (a
+            final Linear to [mean | spread], spread as ``posterior`` says, which must be ``"logvar"`` or
+            ``"logstd"``); the top layer's prior is N(0, I) and the decoder of x reads z1. Noise ``eps`` then has
+            ``latent_dim + sum(upper_latents)`` columns (z1's first). Gaussian latents only; the ELBO has no
+            analytic KL (estimator ``"mc"`` or ``"stl"``) and is differentiated as a whole (rec - kl).
+        upper_hidden: hidden layer sizes of every upper MLP (activation ``activation``); needs upper_latents.
 
     Raises:
         TypeError: a size that is not an integer (2.5, True), a non-string activation or posterior,
@@ -79,7 +94,8 @@ class VAE(Model):
                  negative_slope: float = 0.01, posterior: str = "logvar", mean_activation: str = "identity",
                  scale_activation: str = "identity", cond_dim: int = 0, dtype: torch.dtype = torch.float32,
                  likelihood: str = "bernoulli", gaussian_sigma: float = 1.0, gaussian_scale: str = "fixed",
-                 latent: str = "gaussian", categories: int = 0):
+                 latent: str = "gaussian", categories: int = 0, upper_latents: Sequence[int] = (),
+                 upper_hidden: Sequence[int] = ()):
         super().__init__()  # the fitted state: history_, optimizer_state_, generator_state_, train_options_
         where = "VAE"
         data_dim = _checks.integer(where, "data_dim", data_dim, min=1)
@@ -112,6 +128,14 @@ class VAE(Model):
         elif categories != 0:
             raise ValueError(f"{where}: categories is the class count of a categorical latent; it must be 0 with "
                              f"latent='gaussian', got {categories}")
+        upper_latents = _checks.integer_sequence(where, "upper_latents", upper_latents, min=1)
+        upper_hidden = _checks.integer_sequence(where, "upper_hidden", upper_hidden, min=1)
+        if upper_hidden and not upper_latents:
+            raise ValueError(f"{where}: upper_hidden describes the MLPs between upper stochastic layers; it needs "
+                             "upper_latents")
+        if upper_latents and (latent != "gaussian" or posterior not in ("logvar", "logstd")):
+            raise ValueError(f"{where}: upper stochastic layers need latent='gaussian' and posterior 'logvar' or "
+                             f"'logstd', got latent={latent!r}, posterior={posterior!r}")
         code = latent_dim * categories if latent == "categorical" else latent_dim
         head = code if latent == "categorical" else 2 * latent_dim
         if dtype not in (torch.float32, torch.float64):
@@ -120,7 +144,10 @@ class VAE(Model):
             raise ValueError("VAE: at most 63 hidden layers in the encoder and in the decoder")
         enc = [data_dim + cond_dim, *encoder_hidden, head]
         dec = [code + cond_dim, *decoder_hidden, out_dim]
-        n_params = sum((a + 1) * b for sizes in (enc, dec) for a, b in zip(sizes, sizes[1:]))
+        below = (latent_dim, *upper_latents[:-1])
+        upper = [s for zb, zu in zip(below, upper_latents)
+                 for s in ([zb, *upper_hidden, 2 * zu], [zu, *upper_hidden, 2 * zb])]
+        n_params = sum((a + 1) * b for sizes in (enc, dec, *upper) for a, b in zip(sizes, sizes[1:]))
         _ops.check_size(where, "the number of parameters", n_params)
         self.data_dim, self.latent_dim, self.cond_dim = int(data_dim), int(latent_dim), int(cond_dim)
         self.encoder_hidden, self.decoder_hidden = tuple(map(int, encoder_hidden)), tuple(map(int, decoder_hidden))
@@ -129,12 +156,17 @@ class VAE(Model):
         self.likelihood, self.gaussian_sigma = likelihood, float(gaussian_sigma)
         self.gaussian_scale = gaussian_scale
         self.latent, self.categories, self.code_dim = latent, int(categories), int(code)
+        self.upper_latents, self.upper_hidden = tuple(map(int, upper_latents)), tuple(map(int, upper_hidden))
+        self.noise_dim = self.code_dim if latent == "categorical" else latent_dim + sum(self.upper_latents)
 
         enc_sizes = [data_dim + cond_dim, *self.encoder_hidden]
         self.encoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(enc_sizes, enc_sizes[1:]))
         self.encoder_head = nn.Linear(enc_sizes[-1], head, dtype=dtype)
         dec_sizes = [code + cond_dim, *self.decoder_hidden, out_dim]
         self.decoder = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(dec_sizes, dec_sizes[1:]))
+        mlp = (lambda sizes: nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(sizes, sizes[1:])))
+        self.upper_encoders = nn.ModuleList(mlp(s) for s in upper[0::2])
+        self.upper_decoders = nn.ModuleList(mlp(s) for s in upper[1::2])
         if gaussian_scale == "learned":  # per-pixel log sigma of the Gaussian likelihood
             self.log_sigma = nn.Parameter(torch.full((data_dim,), math.log(self.gaussian_sigma), dtype=dtype))
         else:
@@ -160,13 +192,14 @@ class VAE(Model):
         return ArchSpec(self.data_dim, self.cond_dim, self.latent_dim, self.encoder_hidden, self.decoder_hidden,
                         self.activation, self.negative_slope, self.posterior, self.mean_activation,
                         self.scale_activation, self.likelihood, self.gaussian_sigma, self.gaussian_scale,
-                        self.latent, self.categories)
+                        self.latent, self.categories, self.upper_latents, self.upper_hidden)
 
     def flat_parameters(self):
-        """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias), then
-        the learned Gaussian ``log_sigma`` [D] if ``gaussian_scale="learned"``."""
+        """Parameters in the C++ engine's order: encoder layers, head, decoder layers (weight, bias), each upper
+        layer's encoder then decoder MLP, then the learned Gaussian ``log_sigma`` [D] if ``gaussian_scale="learned"``."""
         out = []
-        for lin in [*self.encoder, self.encoder_head, *self.decoder]:
+        upper = [lin for q, p in zip(self.upper_encoders, self.upper_decoders) for lin in (*q, *p)]
+        for lin in [*self.encoder, self.encoder_head, *self.decoder, *upper]:
             out += [lin.weight, lin.bias]
         if self.log_sigma is not None:
             out.append(self.log_sigma)
@@ -296,8 +329,27 @@ class VAE(Model):
         if self.latent == "categorical":  # uniform prior: each variable's class uniformly, as one-hot codes
             z = self._uniform_codes(where, n, w, generator)
         else:
-            z = self._noise(where, (n, self.latent_dim), w, generator)
+            z = self._noise(where, (n, self.noise_dim), w, generator)
+            z = self._ancestral_z1(z) if self.upper_latents else z
         return self.decode(z, y)
+
+    @torch.no_grad()
+    def _ancestral_z1(self, noise: torch.Tensor) -> torch.Tensor:
+        """z1 [n, Z] drawn from the upper layers' prior: z_top = its noise, then each z_below ~ p(z_below | z_u)
+        down the chain (noise [n, noise_dim]: z1's columns first, as in eps)."""
+        act = _torch_activation(self.activation, self.negative_slope)
+        z1_noise, rest = noise[:, :self.latent_dim], noise[:, self.latent_dim:]
+        z = rest[:, sum(self.upper_latents[:-1]):]  # the top layer's standard normal draw
+        for u in reversed(range(len(self.upper_latents))):
+            h = z
+            layers = self.upper_decoders[u]
+            for lin in layers[:-1]:
+                h = act(lin(h))
+            mean, s = layers[-1](h).chunk(2, -1)
+            sd = torch.exp(0.5 * s) if self.posterior == "logvar" else torch.exp(s)
+            e = z1_noise if u == 0 else rest[:, sum(self.upper_latents[:u - 1]):sum(self.upper_latents[:u])]
+            z = mean + sd * e
+        return z
 
     def _uniform_codes(self, where: str, n: int, like: torch.Tensor, generator) -> torch.Tensor:
         """n one-hot codes [n, N*K] of classes drawn uniformly per variable (the categorical prior)."""
@@ -366,7 +418,8 @@ class VAE(Model):
                     likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma,
                     gaussian_scale=self.gaussian_scale, cond_dim=self.cond_dim,
                     dtype=str(self.encoder_head.weight.dtype).replace("torch.", ""), latent=self.latent,
-                    categories=self.categories)
+                    categories=self.categories, upper_latents=list(self.upper_latents),
+                    upper_hidden=list(self.upper_hidden))
 
     def _check_trainable(self, where: str) -> None:
         w = self.encoder_head.weight
@@ -476,7 +529,7 @@ class VAE(Model):
         for s in range(0, x.shape[0], batch_size):
             xb = x[s:s + batch_size]
             yb = None if y is None else y[s:s + batch_size]
-            eps = self._noise(where, (k, xb.shape[0], self.latent_dim), x, generator)
+            eps = self._noise(where, (k, xb.shape[0], self.noise_dim), x, generator)
             with reading(self):
                 out.append(_ops.ops.vae_iwae(xb, yb, eps, self.flat_parameters(), *self.spec().as_args()))
         return torch.cat(out) if out else x.new_empty(0)
@@ -579,7 +632,7 @@ class VAE(Model):
         [count, B, N*K] for a categorical latent) when ``eps`` is None, else ``eps`` checked for dtype, shape and
         device. Errors name ``count_name`` (``"n_samples"`` or ``"k"``)."""
         categorical = self.latent == "categorical"
-        width = self.code_dim if categorical else self.latent_dim
+        width = self.noise_dim
         if eps is None:
             count = _checks.integer(where, count_name, count, min=1)
             widest = max(self.data_dim, *((width,) if categorical else ()), *self.encoder_hidden,
@@ -592,7 +645,8 @@ class VAE(Model):
             raise TypeError(f"{where}: eps must have the dtype of x ({x.dtype}), got {eps.dtype}")
         if eps.dim() != 3 or eps.shape[1:] != (x.shape[0], width) or eps.shape[0] < 1:
             what = "eps (uniform noise of a categorical latent)" if categorical else "eps"
-            unit = " (latent_dim * categories)" if categorical else ""
+            unit = (" (latent_dim * categories)" if categorical else
+                    " (latent_dim + sum(upper_latents))" if self.upper_latents else "")
             raise ValueError(f"{where}: {what} must have shape [{count_name} >= 1, {x.shape[0]}, {width}]{unit}, "
                              f"got {tuple(eps.shape)}")
         _checks.same_device(where, x=x, eps=eps)

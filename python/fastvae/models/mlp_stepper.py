@@ -17,7 +17,8 @@ class MlpStepper:
     def traits(model, world: int) -> Traits:
         return Traits(latent=model.latent, binary_likelihood=arch.binary_likelihood(model.likelihood),
                       supported=frozenset(_C.TRAIN_OPTIONS), kind="this VAE", world=world,
-                      dtype=torch.float32)  # the trainer's arithmetic
+                      dtype=torch.float32,  # the trainer's arithmetic
+                      hierarchical=bool(model.upper_latents))
 
     def __init__(self, model, options, data, state, parallel, stop):
         self.data = data

@@ -15,9 +15,9 @@ import torch
 from .. import _checks
 from .common import Context, Timer, write_json
 
-NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434", "iwae_paper", "jang_categorical")
+NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434", "iwae_paper", "iwae_paper_2layer", "jang_categorical")
 KL_WEIGHT_NAMES = ("cvae_hw7",)  # the reproductions whose training objective takes a KL weight
-OBJECTIVE_NAMES = ("iwae_paper",)  # the reproductions that train either bound with k samples
+OBJECTIVE_NAMES = ("iwae_paper", "iwae_paper_2layer")  # the reproductions that train either bound with k samples
 
 
 def _out_folder(where: str, out) -> Path:
