@@ -53,7 +53,8 @@ def gradient_snr(model: VAE, x: torch.Tensor, k: int, estimator: str, params: Se
     return (mean.abs() / std).mean().item(), int(live.sum())
 
 
-def active_units(model, x, *, threshold: float = 1e-2, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+def active_units(model, x, *, threshold: float = 1e-2, batch_size: int = 1000, layer: int = 1,
+                 samples: int = 100, generator: Optional[torch.Generator] = None) -> Tuple[int, torch.Tensor]:
     """Active latent units (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders", Sec. 5.2):
     unit u is active when ``A_u = Cov_x(E_q[z_u | x]) > threshold`` (1e-2 in the paper), the variance over the
     data of the posterior mean, taken as a population variance (divisor N) in float64.
@@ -62,12 +63,16 @@ def active_units(model, x, *, threshold: float = 1e-2, batch_size: int = 1000) -
         model: a Gaussian-latent fastvae model (``model.encode`` gives the posterior mean); x: images [N, ...] as
             ``model.encode`` takes them (floats the likelihood takes, or uint8 intensities), N >= 2; threshold:
             finite > 0; batch_size: images per encoder call.
+        layer: which stochastic layer (1: z1; 2, ...: the layers above z1 of a :class:`fastvae.VAE` with
+            ``upper_latents``, whose posterior means ``model.layer_means`` estimates from ``samples`` draws of the
+            layers below, from ``generator``).
 
     Returns:
         (number of active units, A [Z] float64, the statistic of every unit).
 
     Raises:
-        ValueError: a categorical latent, fewer than two images, threshold <= 0, batch_size < 1.
+        ValueError: a categorical latent, fewer than two images, threshold <= 0, batch_size < 1, a layer the
+            model does not have.
         TypeError: as ``model.encode`` for x.
     """
     where = "fastvae.diagnostics.active_units"
@@ -77,6 +82,12 @@ def active_units(model, x, *, threshold: float = 1e-2, batch_size: int = 1000) -
         raise ValueError(f"{where}: active units are defined for Gaussian latents, got latent={model.latent!r}")
     if len(x) < 2:
         raise ValueError(f"{where}: need at least two images for a variance over the data, got {len(x)}")
-    means = torch.cat([model.encode(x[s:s + batch_size])[0].double() for s in range(0, len(x), batch_size)])
+    layers = 1 + len(getattr(model, "upper_latents", ()))
+    layer = _checks.integer(where, "layer", layer, min=1, max=layers)
+    if layer == 1:
+        means = torch.cat([model.encode(x[s:s + batch_size])[0].double() for s in range(0, len(x), batch_size)])
+    else:
+        means = torch.cat([model.layer_means(x[s:s + batch_size], samples=samples, generator=generator)[layer - 1]
+                           .double() for s in range(0, len(x), batch_size)])
     stat = means.var(0, unbiased=False)
     return int((stat > threshold).sum()), stat

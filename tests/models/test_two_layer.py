@@ -171,3 +171,22 @@ ERRORS = [
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_layer_means_and_active_units_per_layer():
+    # E_q[z2 | x] = E_q(z1|x)[mu_q2(z1)], estimated with the same draws by hand; active units of each layer
+    model = make("two-layer", seed=7)
+    ref = HierarchicalReference(model)
+    x, _ = batch(model, B=6, seed=8)
+    means = model.layer_means(x, samples=50, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(50, 6, model.noise_dim, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    qz = ref.q(x)
+    z1 = qz.loc + qz.scale * noise[..., :4]
+    torch.testing.assert_close(means[0], qz.loc.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(means[1], ref._gaussian(ref.q_up[0], z1, False).loc.mean(0).detach(), rtol=0,
+                               atol=1e-12)
+    for layer, size in ((1, 4), (2, 3)):
+        n, stat = fastvae.diagnostics.active_units(model, x, layer=layer, generator=torch.Generator().manual_seed(3))
+        assert stat.shape == (size,) and n == int((stat > 1e-2).sum())
+    with pytest.raises(ValueError, match="layer must be"):
+        fastvae.diagnostics.active_units(model, x, layer=3)

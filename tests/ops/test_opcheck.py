@@ -210,6 +210,33 @@ def categorical_cases():
 CASES += categorical_cases()
 
 
+def upper_latent_cases():
+    """The VAE ops of a model with stochastic layers above z1 (upper_latents): the Monte Carlo ELBO, every
+    importance-weighted objective, encode and decode."""
+    torch.manual_seed(1)
+    m = fastvae.VAE(7, 3, (5,), (4,), dtype=F64, activation="tanh", upper_latents=(2,), upper_hidden=(4,))
+    arch = m.spec().as_args()
+    x = (torch.rand(4, 7, generator=gen(61)) < 0.4).to(F64)
+    eps = torch.randn(2, 4, m.noise_dim, dtype=F64, generator=gen(62))
+    params = [p.detach().clone().requires_grad_() for p in m.flat_parameters()]
+    plain = [p.detach() for p in params]
+    w = torch.linspace(0.5, 1.5, 4, dtype=F64)
+    cases = [("vae_elbo", f"upper-{n}", (x, None, eps, params, *arch, n)) for n in ("mc", "stl")]
+    cases += [("vae_elbo_backward", "upper-mc", (w, -w, x, None, eps, plain, *arch, "mc")),
+              ("vae_encode", "upper", (x, None, plain, *arch)), ("vae_decode", "upper", (eps[0, :, :3], None, plain,
+                                                                                          *arch)),
+              ("vae_iwae", "upper", (x, None, eps, plain, *arch))]
+    for objective, groups, beta in IW_OBJECTIVES:
+        cases.append(("vae_iwae_bound", f"upper-{objective}", (x, None, eps, params, *arch, "dreg", objective, groups,
+                                                               beta)))
+        cases.append(("vae_iwae_bound_backward", f"upper-{objective}", (w, x, None, eps, plain, *arch, "stl",
+                                                                        objective, groups, beta)))
+    return cases
+
+
+CASES += upper_latent_cases()
+
+
 def heads_cases():
     """The objective heads (issue 11) on both paths: the fused CPU ops and their _generic_* twins (the
     device-generic ATen implementation), each likelihood / scale with every estimator."""

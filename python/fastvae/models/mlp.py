@@ -334,6 +334,31 @@ class VAE(Model):
         return self.decode(z, y)
 
     @torch.no_grad()
+    def layer_means(self, x: torch.Tensor, y=None, *, samples: int = 100,
+                    generator: Optional[torch.Generator] = None) -> list:
+        """The posterior mean E_q[z_l | x] of every stochastic layer: [mu1 [B, Z1], E[z2 | x] [B, Z2], ...]; z1's
+        from the encoder, each upper layer's as the mean over ``samples`` draws of the layers below of its q head's
+        mean (E_q[z_u | x] = E_q(z_b | x)[mu_q(z_b)]). Arguments and errors as :meth:`encode`; samples >= 1."""
+        samples = _checks.integer("VAE.layer_means", "samples", samples, min=1)
+        mu, sigma = self.encode(x, y)
+        out = [mu]
+        if not self.upper_latents:
+            return out
+        act = _torch_activation(self.activation, self.negative_slope)
+        noise = self._noise("VAE.layer_means", (samples, *mu.shape[:1], self.noise_dim), mu, generator)
+        z = mu + sigma * noise[..., :self.latent_dim]
+        col = self.latent_dim
+        for layers, size in zip(self.upper_encoders, self.upper_latents):
+            h = z
+            for lin in layers[:-1]:
+                h = act(lin(h))
+            mean, s = layers[-1](h).chunk(2, -1)
+            out.append(mean.mean(0))
+            z = mean + (torch.exp(0.5 * s) if self.posterior == "logvar" else torch.exp(s)) * noise[..., col:col + size]
+            col += size
+        return out
+
+    @torch.no_grad()
     def _ancestral_z1(self, noise: torch.Tensor) -> torch.Tensor:
         """z1 [n, Z] drawn from the upper layers' prior: z_top = its noise, then each z_below ~ p(z_below | z_u)
         down the chain (noise [n, noise_dim]: z1's columns first, as in eps)."""
