@@ -22,6 +22,7 @@ FIGURES = {
     "cvae_hw7": {"loss.png", "samples_epoch01.png", "samples_epoch02.png"},
     "dd2434": {"reconstructions.png", "samples.png", "loss.png"},
     "iwae_paper": {"training_bound.png", "samples.png", "reconstructions.png"},
+    "iwae_paper_2layer": {"training_bound.png", "samples.png", "reconstructions.png"},
     "jang_categorical": {"elbo_curves.png", "samples.png", "reconstructions.png", "traversal.png"},
 }
 

@@ -36,6 +36,8 @@ def test_objective_and_k_reach_training(tmp_path, need_mnist):
     for m in (iw, vae):
         assert m["final"]["eval_k"] == 5000 and m["final"]["test_nll"] > 0 and m["final"]["test_nll_stderr"] > 0
         assert m["settings"]["train"]["pixels"] == "dynamic" and m["settings"]["train"]["batch_size"] == 20
+        units = m["final"]["active_units"]  # one stochastic layer of 50 units
+        assert len(units) == 1 and 0 <= units[0] <= 50
 
 
 def test_resume_across_a_stage_is_exact(tmp_path, need_mnist):

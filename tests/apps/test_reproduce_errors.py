@@ -29,7 +29,7 @@ REPRODUCE_ROWS = [
     (repro(name="cvae_hw7", kl_weight=-1.0), ValueError, "kl_weight must be >= 0.0"),
     (repro(name="cvae_hw7", kl_weight="2"), TypeError, "kl_weight must be a real number"),
     (repro(data="/nonexistent/mnist"), FileNotFoundError, "does not exist"),
-    (repro(k=5), ValueError, "objective and k apply only to iwae_paper, not stats305c"),
+    (repro(k=5), ValueError, "objective and k apply only to iwae_paper, iwae_paper_2layer, not stats305c"),
     (repro(objective="iwae"), ValueError, "objective and k apply only to iwae_paper"),
     (repro(name="iwae_paper", objective="IWAE"), ValueError, "objective must be one of"),
     (repro(name="iwae_paper", k=0), ValueError, "k must be an integer >= 1"),

@@ -15,6 +15,7 @@ import torch
 
 from .. import plotting
 from ..api import log_likelihood
+from ..diagnostics import active_units
 from ..models import VAE
 from .common import Context, Timer, base_metrics, epoch_printer, load, resume_point, save_model
 
@@ -89,9 +90,15 @@ def run(ctx: Context) -> dict:
              machine={"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
                       "torch_threads": torch.get_num_threads()},
              schedule=[{"first_epoch": a, "epochs": n, "lr": lr} for a, n, lr in schedule(total)])
+    # Burda et al. 2016, Sec. 5.2: units with Cov_x(E_q[z_u | x]) > 1e-2, on the test images, per stochastic layer
+    layers = 1 + len(model.upper_latents)
+    units = [active_units(model, xt, layer=n, generator=torch.Generator().manual_seed(ctx.seed + 3))[0]
+             for n in range(1, layers + 1)]
     m["final"] = {"test_nll": nll, "test_nll_stderr": nll_se, "test_log_px": -nll, "eval_k": eval_k,
+                  "active_units": units,
                   "objective": objective, "k": k, "epochs": len(hist.train_elbo),
                   "paper_test_nll": table.get(k), "paper_epochs": 3280}
+    ctx.log(f"active units per stochastic layer: {units}")
     ctx.log(f"test log p(x) (k = {eval_k}): {-nll:.2f} +- {nll_se:.2f} nats"
             + (f"; Burda et al. 2016 report {-table[k]:.2f} for {objective} k = {k}" if k in table else ""))
     return m
