@@ -647,7 +647,6 @@ T column_logsumexp(const T* v, int64_t K, int64_t stride) {
   return m + static_cast<T>(std::log(sum));
 }
 
-
 // The objective's value for image i from its log weights lw[l * B] (sample l = m * Kg + k of group m).
 template <typename T>
 T iw_value(const T* lw, int64_t K, int64_t B, const IwBound& ob) {

@@ -92,8 +92,9 @@ class History:
     val_update, val_rec, val_kl: validation log-likelihood and KL, taken after ``val_update`` updates (counted
         over all the model's fits, as ``update_rec`` is indexed).
 
-    With ``objective="iwae"``, update_rec holds the minibatch mean of the IWAE bound (k samples), update_kl
-    zeros, and train_elbo the epoch mean of that bound; test_elbo and the validation stay the ELBO (with
+    With an importance-weighted objective (``"iwae"``, ``"miwae"``, ``"ciwae"``, ``"piwae"``), update_rec holds the
+    minibatch mean of that bound (PIWAE: of the decoder's IWAE(M k)), update_kl zeros, and train_elbo the epoch mean
+    of that bound; test_elbo and the validation stay the ELBO (with
     ``eval_samples`` and ``estimator``), comparable across objectives.
     """
 
