@@ -98,27 +98,40 @@ def papers(runs):
 
 
 def iwae_paper(runs):
-    """The IWAE paper's Table 1 rows from every RUNS/iwae_paper*/ run (``reproduce iwae_paper [--k K --objective O]``)."""
+    """The IWAE paper's Table 1 rows from every RUNS/iwae_paper*/ run (``reproduce iwae_paper[_2layer] [--k K
+    --objective O] [--epochs N]``), one and two stochastic layers."""
     ms = [json.loads((d / "metrics.json").read_text()) for d in sorted(runs.glob("iwae_paper*/"))
           if (d / "metrics.json").is_file()]
-    out = ["## Burda et al. 2016, Table 1 (IWAE paper, MNIST, one stochastic layer)", "",
-           "784-200-200-50 tanh encoder with a Gaussian posterior (log-scale head), 50-200-200-784 tanh decoder "
-           "with Bernoulli logits; dynamically binarized training images; Adam (0.9, 0.999, eps 1e-4), batch 20, "
-           "3^i epochs at learning rate 1e-3 * 10^(-i/7) for i = 0..7 (3,280 epochs). Test log p(x) is the "
-           "k = 5000 importance-weighted estimate on one binarization of the 10,000 test images (seeded). "
-           "Commands: `python -m fastvae reproduce iwae_paper --out runs/iwae_paper` (k = 1) and "
-           "`... --k 5 --objective iwae --out runs/iwae_paper_k5`.", ""]
+    out = ["## Burda et al. 2016, Table 1 (IWAE paper, MNIST, one and two stochastic layers)", "",
+           "One layer (`iwae_paper`): 784-200-200-50 tanh encoder with a Gaussian posterior (log-scale head), "
+           "50-200-200-784 tanh decoder with Bernoulli logits. Two layers (`iwae_paper_2layer`, section 5): "
+           "q(z1 | x) from 784-200-200 tanh (z1 of 100), q(z2 | z1) from 100-100-100 tanh (z2 of 50), p(z1 | z2) from "
+           "50-100-100 tanh, p(x | z1) from 100-200-200-784 tanh. Dynamically binarized training images; Adam "
+           "(0.9, 0.999, eps 1e-4), batch 20, 3^i epochs at learning rate 1e-3 * 10^(-i/7) for i = 0..7 (3,280 "
+           "epochs; `--epochs N` keeps the first N). Test log p(x) is the k = 5000 importance-weighted estimate on one "
+           "binarization of the 10,000 test images (seeded), +- its standard error over the images; active units "
+           "(section 5.2: Cov_x(E_q[z_u | x]) > 1e-2) on the same images, per stochastic layer. Training time is the "
+           "sum of the epochs' times (with the per-epoch test ELBO), over every session of a resumed run. Commands: "
+           "`python -m fastvae reproduce iwae_paper --out runs/iwae_paper` (k = 1), "
+           "`... --k 5 --objective iwae --out runs/iwae_paper_k5`, `... iwae_paper_2layer --epochs 30 --out "
+           "runs/iwae_paper_2layer_e30`.", ""]
     if not ms:
         return out + ["No run of this preset is recorded yet.", ""]
-    out += ["| objective | k | epochs | test -log p(x), nats (k = 5000) | paper | training time | machine |",
-            "|---|---|---|---|---|---|---|"]
+    out += ["| model | objective | k | epochs | test -log p(x), nats (k = 5000) | paper (3,280 epochs) | active units | "
+            "training time | machine |", "|---|---|---|---|---|---|---|---|---|"]
     for m in ms:
         f = m["final"]
-        paper = "-" if f["paper_test_nll"] is None else f"{f['paper_test_nll']:.2f} after {f['paper_epochs']} epochs"
-        out.append(f"| {f['objective']} | {f['k']} | {f['epochs']} | {fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | "
-                   f"{paper} | {m['total_seconds'] / 60:.1f} min | {m['machine']['processor']}, "
-                   f"{m['machine']['torch_threads']} threads |")
-    k1 = runs / "iwae_paper" / "metrics.json"  # the figures of the k = 1 run
+        layers = 1 + len(m["settings"]["model"].get("upper_latents", ()))
+        paper = "-" if f["paper_test_nll"] is None else f"{f['paper_test_nll']:.2f}"
+        units = " / ".join(str(u) for u in f["active_units"]) if "active_units" in f else "-"
+        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {f['objective']} | {f['k']} | {f['epochs']} | "
+                   f"{fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | {paper} | {units} | "
+                   f"{sum(m['epoch_seconds']) / 3600:.2f} h | {m['machine']['processor']}, "
+                   f"{m['machine']['torch_threads']} thread(s) |")
+    notes = runs / "iwae_paper_notes.md"  # what the runs' metrics cannot say (the CPU's name, the commit, pauses)
+    if notes.is_file():
+        out += ["", notes.read_text().strip()]
+    k1 = runs / "iwae_paper" / "metrics.json"  # the figures of the full k = 1 run
     return out + ["", figures("iwae_paper", json.loads(k1.read_text()), runs) if k1.is_file() else "", ""]
 
 
