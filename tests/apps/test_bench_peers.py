@@ -39,3 +39,27 @@ def test_categorical_peers_match_fastvae_elbo():
         tuned_elbo = -tuned(x)
     torch.testing.assert_close(homework, ours, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(tuned_elbo, ours, rtol=1e-4, atol=1e-3)
+
+
+def test_two_layer_peers_match_fastvae_elbo():
+    """bench/bench_two_layer.py: from fastvae's weights and the same normal noise (z1's draw, then z2's), the
+    homework-style ELBO (torch.distributions) and the tuned loop's negative loss equal fastvae's two-layer ELBO."""
+    two = pytest.importorskip("bench_two_layer")
+    torch.manual_seed(0)
+    model = fastvae.VAE.from_preset("iwae_paper_2layer")
+    cfg = fastvae.presets.get("iwae_paper_2layer").model
+    homework, tuned = two.HomeworkTwoLayer(cfg), two.TunedTwoLayer(cfg)
+    for net in (homework, tuned):
+        net.copy_from(model)
+    B = 6
+    x = (torch.rand(B, 784) > 0.5).float()
+    torch.manual_seed(2)
+    e1, e2 = torch.randn(B, 100), torch.randn(B, 50)  # the order both peers draw in
+    with torch.no_grad():
+        ours = fastvae.elbo(model, x, eps=torch.cat([e1, e2], 1)[None], estimator="mc").elbo.mean()
+        torch.manual_seed(2)
+        hw = homework.elbo(x)
+        torch.manual_seed(2)
+        tuned_elbo = -tuned(x)
+    torch.testing.assert_close(hw, ours, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(tuned_elbo, ours, rtol=1e-5, atol=1e-3)
