@@ -22,7 +22,7 @@ enum class Estimator : int64_t { Analytic = 0, MonteCarlo = 1, StickingTheLandin
 // (Roeder et al. 2017) or doubly reparameterized (Tucker et al. 2018).
 enum class IwaeEstimator : int64_t { Reparam = 0, StickingTheLanding = 1, DReG = 2 };
 // Training objective: the ELBO, or a bound over the samples of each image built from the log weights
-// log w = log p(x, z) - log q(z | x) (Burda et al. 2016; Rainforth et al. 2018, Sec. 4): IWAE(K); MIWAE(M, K), the
+// log w = log p(x, z) - log q(z | x) (Burda et al. 2016; Rainforth et al. 2018, ICML): IWAE(K); MIWAE(M, K), the
 // mean of M independent IWAE(K) bounds; CIWAE(beta) = beta ELBO_K + (1 - beta) IWAE(K); PIWAE(M, K), the encoder
 // trained on MIWAE(M, K) and the decoder on IWAE(M K).
 enum class Objective : int64_t { Elbo = 0, Iwae = 1, Miwae = 2, Ciwae = 3, Piwae = 4 };

@@ -188,7 +188,7 @@ def _miwae(x, decoder_out, z, mu, sigma, M, K, kw):
 
 def miwae_bound(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli", gaussian_sigma=1.0,
                 gaussian_scale="fixed", estimator="reparam") -> Tuple[torch.Tensor, torch.Tensor]:
-    """Multiply importance-weighted bound MIWAE(M, K) per image (Rainforth et al. 2018, sec. 5), M = ``groups``:
+    """Multiply importance-weighted bound MIWAE(M, K) per image (Rainforth et al. 2018, ICML), M = ``groups``:
     the mean of M independent IWAE bounds (Burda et al. 2016) of K samples each,
 
     MIWAE_b = (1/M) sum_m [logsumexp_k log w_mkb - log K],
@@ -230,7 +230,7 @@ def miwae_bound(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli",
 
 def ciwae_bound(x, decoder_out, z, mu, sigma, *, beta, likelihood="bernoulli", gaussian_sigma=1.0,
                 gaussian_scale="fixed", estimator="reparam") -> Tuple[torch.Tensor, torch.Tensor]:
-    """Combination importance-weighted bound CIWAE(beta) per image (Rainforth et al. 2018, sec. 5): a convex
+    """Combination importance-weighted bound CIWAE(beta) per image (Rainforth et al. 2018, ICML): a convex
     combination of the ELBO and the IWAE bound (Burda et al. 2016) on the same K samples,
 
     CIWAE_b = beta ELBO_b + (1 - beta) IWAE_b,  ELBO_b = (1/K) sum_k log w_kb,
@@ -285,7 +285,7 @@ def ciwae_bound(x, decoder_out, z, mu, sigma, *, beta, likelihood="bernoulli", g
 def piwae_bounds(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli", gaussian_sigma=1.0,
                  gaussian_scale="fixed", estimator="reparam") -> PIWAEBounds:
     """The two objectives of the partially importance-weighted autoencoder PIWAE(M, K) (Rainforth et al. 2018,
-    sec. 5) per image, on one set of M*K samples laid out as :func:`miwae_bound`'s (sample l = m*K + k):
+    ICML) per image, on one set of M*K samples laid out as :func:`miwae_bound`'s (sample l = m*K + k):
     the inference network (encoder) ascends MIWAE(M, K), the generative network (decoder) IWAE(M*K).
 
     Each bound must reach only its own network's parameters, e.g.::

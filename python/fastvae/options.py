@@ -46,7 +46,7 @@ class TrainOptions:
     an image is used, Burda et al. 2016; ``"intensity"`` p / 255, for the continuous likelihoods only; the
     test and validation evaluations use the same rule, with fresh draws from the loop's generator each
     evaluation for ``"dynamic"``), objective (``"elbo"``; ``"iwae"``: the IWAE bound of Burda et al. 2016 with
-    ``k`` >= 1 samples per image; or one of Rainforth et al. 2018's (ICML, Sec. 4): ``"miwae"``, MIWAE(M, k), the
+    ``k`` >= 1 samples per image; or one of Rainforth et al. 2018's (ICML): ``"miwae"``, MIWAE(M, k), the
     mean of M = ``groups`` IWAE bounds of k samples each; ``"ciwae"``, CIWAE(beta) = beta ELBO_k + (1 - beta)
     IWAE(k) with beta = ``ciwae_beta`` in [0, 1]; ``"piwae"``, the encoder trained on MIWAE(M, k) and the decoder
     on IWAE(M k); the encoder gradient by ``iwae_estimator``, one of ``fastvae._C.IWAE_ESTIMATORS``:

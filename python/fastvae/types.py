@@ -18,7 +18,7 @@ class ELBO(NamedTuple):
 
 
 class PIWAEBounds(NamedTuple):
-    """The two objectives of PIWAE (Rainforth et al. 2018, sec. 5) per image, on one set of M*K samples
+    """The two objectives of PIWAE (Rainforth et al. 2018, ICML) per image, on one set of M*K samples
     (:func:`fastvae.heads.piwae_bounds`): ``encoder_bound`` [B] = MIWAE(M, K), for the inference network's
     parameters; ``decoder_bound`` [B] = IWAE(M*K), for the generative network's (nats); ``weights`` [M*K, B], the
     normalised importance weights within each group of K, detached (the DReG hook's multipliers)."""

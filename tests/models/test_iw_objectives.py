@@ -1,4 +1,4 @@
-"""MIWAE, CIWAE and PIWAE (Rainforth et al. 2018, ICML, Sec. 4) in the fused engine (VAE.miwae / ciwae / piwae,
+"""MIWAE, CIWAE and PIWAE (Rainforth et al. 2018, ICML) in the fused engine (VAE.miwae / ciwae / piwae,
 op vae_iwae_bound with an objective) against plain PyTorch references written from the paper's equations with
 torch.distributions (tests/reference/vae.py, ReferenceVAE.iw_objective): values and every parameter gradient in
 float64 within 1e-9, for each encoder gradient estimator (reparam, STL, DReG); the special cases that reduce to

@@ -240,7 +240,7 @@ class ReferenceVAE(nn.Module):
 
     def iw_objective(self, x, eps, objective, groups=1, beta=0.0, y=None, estimator="reparam"):
         """(value [B], encoder surrogate [B], decoder surrogate [B]) of an importance-weighted objective of
-        Rainforth et al. 2018 (ICML, Sec. 4) on the samples eps [M K, B, Z], sample m * K + k in group m:
+        Rainforth et al. 2018 (ICML) on the samples eps [M K, B, Z], sample m * K + k in group m:
         iwae IWAE(M K); miwae MIWAE(M, K) = 1/M sum_m [logsumexp_k log w_mk - log K]; ciwae
         beta 1/K sum_k log w_k + (1 - beta) IWAE(K); piwae the encoder's MIWAE(M, K) with the decoder's IWAE(M K)
         (the value). The surrogates' autograd gradients are the estimator's for the encoder's parameters and the

@@ -601,7 +601,7 @@ class VAE(Model):
 
     def miwae(self, x, groups: int = 2, k: int = 5, *, eps: Optional[torch.Tensor] = None, y=None,
               estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Per-image MIWAE(M, K) bound (Rainforth et al. 2018, ICML, Sec. 4), M = ``groups``, K = ``k``: the mean of
+        """Per-image MIWAE(M, K) bound (Rainforth et al. 2018, ICML), M = ``groups``, K = ``k``: the mean of
         M independent IWAE(K) bounds, ``1/M sum_m log 1/K sum_k w_mk``, a looser bound than IWAE(M K) whose
         encoder gradient has a better signal-to-noise ratio. eps, when given, is [M K, B, Z] with sample
         ``m * K + k`` in group m (``eps.view(M, K, B, Z)``). Gradients as :meth:`iwae`, each group's normalised
@@ -614,7 +614,7 @@ class VAE(Model):
 
     def ciwae(self, x, k: int = 5, beta: float = 0.5, *, eps: Optional[torch.Tensor] = None, y=None,
               estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Per-image CIWAE(beta) bound (Rainforth et al. 2018, Sec. 4): ``beta ELBO_K + (1 - beta) IWAE(K)`` on the
+        """Per-image CIWAE(beta) bound (Rainforth et al. 2018, ICML): ``beta ELBO_K + (1 - beta) IWAE(K)`` on the
         same K = ``k`` samples, ELBO_K = ``1/K sum_k log w_k``; beta in [0, 1] (1: the Monte Carlo ELBO, 0: IWAE).
         The gradient weights are ``beta / K + (1 - beta) wn_k``; DReG treats the ELBO part as STL (its DReG form)
         and the IWAE part as :meth:`iwae` does. Arguments, returns and errors as :meth:`iwae`; also TypeError /
@@ -625,7 +625,7 @@ class VAE(Model):
 
     def piwae(self, x, groups: int = 2, k: int = 5, *, eps: Optional[torch.Tensor] = None, y=None,
               estimator: str = "reparam", generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """PIWAE(M, K) (Rainforth et al. 2018, Sec. 4): the value is IWAE(M K) per image [B], the decoder's objective;
+        """PIWAE(M, K) (Rainforth et al. 2018, ICML): the value is IWAE(M K) per image [B], the decoder's objective;
         its gradient is IWAE(M K)'s for the decoder's parameters and MIWAE(M, K)'s (:meth:`miwae`, with the
         estimator) for the encoder's, so one backward pass trains both networks on their own targets. Sample layout,
         arguments, returns and errors as :meth:`miwae`.
