@@ -431,29 +431,48 @@ def run(args):
     if args.busy_sweep is not None:
         return sweep(args, cfg, sides, n_batches, n_images)
 
+    best, warm = time_sides(sides, n_batches, args.warmup, args.repeats, args.busy)
+    load = f", {args.busy} busy-loop process{'es' if args.busy > 1 else ''} spinning" if args.busy else ""
+    block = "bench_train_epoch" + ("" if args.model == "stats305c" else f"_{args.model}") + \
+        ("_busy" if args.busy else "")
+    report(args, best, warm, model_line=f"model: {args.model} ({cfg['title']}), batch {B}, pixels {pixels}",
+           model_sentence=f"Model: {cfg['title']}, batch {B}, pixels `{pixels}`{load}.",
+           flop=flops_per_image(model), n_images=n_images, n_batches=n_batches, batch=B,
+           full=-(-len(images) // B), load=load, block=block, script="bench_train_epoch")
+
+
+def time_sides(sides, n_batches, warmup, repeats, busy=0):
+    """Each side's best time of ``repeats`` (partial) epochs of ``n_batches`` updates, the sides in turn, after
+    ``warmup`` untimed updates of each (thread pools, allocator, torch.compile's compilation); ``busy`` spinning
+    processes run through every timed repeat of every side, so that they share the same load.
+    Returns (best seconds, warm-up seconds), by side."""
     warm = {}
-    for name, epoch in sides.items():  # not timed: thread pools, allocator, torch.compile's compilation
+    for name, epoch in sides.items():
         t = time.perf_counter()
-        epoch(max(1, args.warmup))
+        epoch(max(1, warmup))
         warm[name] = time.perf_counter() - t
     times = {name: [] for name in sides}
-    # the spinning processes run through every timed repeat of every side, so they share the same load
-    with spinning(args.busy):
-        for _ in range(args.repeats):
+    with spinning(busy):
+        for _ in range(repeats):
             for name, epoch in sides.items():
                 t = time.perf_counter()
                 epoch(n_batches)
                 times[name].append(time.perf_counter() - t)
-    best = {name: min(ts) for name, ts in times.items()}
-    gflop = flops_per_image(model) * n_images / 1e9
+    return {name: min(ts) for name, ts in times.items()}, warm
+
+
+def report(args, best, warm, *, model_line, model_sentence, flop, n_images, n_batches, batch, full, load="",
+           block, script, mflop_digits=1):
+    """Print each side's epoch time, its ratio to fastvae's ("fastvae C++ loop") and its GFLOP/s (``flop``: the
+    dense-equivalent work of forward and backward per image), and the machine's SGEMM rate; with
+    ``args.write_docs``, write the table into docs/benchmarks.md's ``block``."""
+    gflop = flop * n_images / 1e9
     t_fast = best["fastvae C++ loop"]
     sgemm = sgemm_gflops()
-
-    load = f", {args.busy} busy-loop process{'es' if args.busy > 1 else ''} spinning" if args.busy else ""
-    print(f"model: {args.model} ({cfg['title']}), batch {B}, pixels {pixels}")
+    print(model_line)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"threads {args.threads}{load}")
-    print(f"epoch of {n_images} images ({n_batches} updates of {B}), best of {args.repeats}, after {args.warmup} "
+    print(f"epoch of {n_images} images ({n_batches} updates of {batch}), best of {args.repeats}, after {args.warmup} "
           f"untimed warm-up updates per side (warm-up took " +
           ", ".join(f"{w:.1f} s" for w in warm.values()) + ")")
     rows = []
@@ -462,18 +481,14 @@ def run(args):
         rows.append(f"| {name} | {t:.3f} | {t / t_fast:.2f}x | {gflop / t:.1f} |")
     print(f"SGEMM 1024^3: {sgemm:6.1f} GFLOP/s")
     if args.write_docs:
-        block = "bench_train_epoch" + ("" if args.model == "stats305c" else f"_{args.model}") + \
-            ("_busy" if args.busy else "")
-        full = -(-len(images) // B)
         write_block(block, [
-            f"Model: {cfg['title']}, batch {B}, pixels `{pixels}`{load}. "
-            f"Epoch of {n_images:,} images ({n_batches} updates of {B}; the full epoch is {full}), best of "
+            f"{model_sentence} "
+            f"Epoch of {n_images:,} images ({n_batches} updates of {batch}; the full epoch is {full}), best of "
             f"{args.repeats} repeats, after {args.warmup} untimed warm-up updates per side. GFLOP/s counts the "
-            f"dense-equivalent work of forward and backward ({flops_per_image(model) / 1e6:.1f} MFLOP per image). "
+            f"dense-equivalent work of forward and backward ({flop / 1e6:.{mflop_digits}f} MFLOP per image). "
             f"SGEMM rate of the machine in the same run (`torch.mm`, 1024 x 1024): {sgemm:.1f} GFLOP/s.", "",
             "| implementation | epoch time (s) | time / fastvae | GFLOP/s |", "|---|---|---|---|", *rows],
-            args.threads, script="bench_train_epoch")
-
+            args.threads, script=script)
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,6 @@ turn; the best of the repeats is kept.
 import argparse
 import dataclasses
 import os
-import platform
-import time
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +30,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal
 
 import fastvae
-from bench_train_epoch import mlp, sgemm_gflops, tuned_epoch
-from doc_tables import write_block
+from bench_train_epoch import mlp, report, time_sides, tuned_epoch
 from fastvae.datasets import load_mnist
 
 B = 20
@@ -160,42 +157,14 @@ def run(args):
     options = dataclasses.replace(fastvae.TrainOptions(**fastvae.presets.get(PRESET).train), epochs=1)
     sides["fastvae C++ loop"] = lambda nb: model.fit(images[:nb * B], options, progress=False)
 
-    warm = {}
-    for name, epoch in sides.items():  # not timed: thread pools, allocator, torch.compile's compilation
-        t = time.perf_counter()
-        epoch(max(1, args.warmup))
-        warm[name] = time.perf_counter() - t
-    times = {name: [] for name in sides}
-    for _ in range(args.repeats):
-        for name, epoch in sides.items():
-            t = time.perf_counter()
-            epoch(n_batches)
-            times[name].append(time.perf_counter() - t)
-    best = {name: min(ts) for name, ts in times.items()}
-    gflop = flops_per_image(model) * n_images / 1e9
-    t_fast = best["fastvae C++ loop"]
-    sgemm = sgemm_gflops()
-    print(f"model: {PRESET} (Burda et al. 2016, two stochastic layers), batch {B}, dynamic binarization, k = 1")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"threads {args.threads}")
-    print(f"epoch of {n_images} images ({n_batches} updates of {B}), best of {args.repeats}, after {args.warmup} "
-          "untimed warm-up updates per side (warm-up took " + ", ".join(f"{w:.1f} s" for w in warm.values()) + ")")
-    rows = []
-    for name, t in best.items():
-        print(f"{name:<42s}: {t:8.3f} s  ({gflop / t:6.1f} GFLOP/s)  time / fastvae {t / t_fast:5.2f}x")
-        rows.append(f"| {name} | {t:.3f} | {t / t_fast:.2f}x | {gflop / t:.1f} |")
-    print(f"SGEMM 1024^3: {sgemm:6.1f} GFLOP/s")
-    if args.write_docs:
-        full = -(-len(images) // B)
-        write_block("bench_two_layer", [
-            f"Model: the IWAE paper's two-stochastic-layer VAE (`{PRESET}`), batch {B}, dynamic binarization, the "
-            f"k = 1 objective. Epoch of {n_images:,} images ({n_batches} updates of {B}; the full epoch is {full}), "
-            f"best of {args.repeats} repeats, after {args.warmup} untimed warm-up updates per side. GFLOP/s counts "
-            f"the dense-equivalent work of forward and backward ({flops_per_image(model) / 1e6:.2f} MFLOP per "
-            f"image). SGEMM rate of the machine in the same run (`torch.mm`, 1024 x 1024): {sgemm:.1f} GFLOP/s.", "",
-            "| implementation | epoch time (s) | time / fastvae | GFLOP/s |", "|---|---|---|---|", *rows],
-            args.threads, script="bench_two_layer")
-
+    best, warm = time_sides(sides, n_batches, args.warmup, args.repeats)
+    report(args, best, warm,
+           model_line=f"model: {PRESET} (Burda et al. 2016, two stochastic layers), batch {B}, dynamic binarization, "
+                      "k = 1",
+           model_sentence=f"Model: the IWAE paper's two-stochastic-layer VAE (`{PRESET}`), batch {B}, dynamic "
+                          "binarization, the k = 1 objective.",
+           flop=flops_per_image(model), mflop_digits=2, n_images=n_images, n_batches=n_batches, batch=B,
+           full=-(-len(images) // B), block="bench_two_layer", script="bench_two_layer")
 
 if __name__ == "__main__":
     main()
