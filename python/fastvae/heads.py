@@ -162,12 +162,18 @@ def _no_data_gradient(where, x):
         raise ValueError(f"{where}: x must not require a gradient (the heads give none for the data); detach it")
 
 
-def _group_size(where, groups, samples):
-    """K = samples / groups, else ValueError (the samples are split into ``groups`` groups of K)."""
-    if samples % groups:
-        raise ValueError(f"{where}: z holds {samples} samples per image, which groups = {groups} does not divide "
+def _grouped(where, groups, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator):
+    """The checks of MIWAE and PIWAE's arguments: (M, K, the names for the IWAE head but the estimator); ValueError
+    if the M*K samples of z do not split into M = ``groups`` groups of K."""
+    M = _checks.integer(where, "groups", groups, min=1)
+    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
+                IWAE_ESTIMATORS)
+    _no_data_gradient(where, x)
+    samples = decoder_out.shape[0]
+    if samples % M:
+        raise ValueError(f"{where}: z holds {samples} samples per image, which groups = {M} does not divide "
                          f"(the samples are M groups of K: M*K of them)")
-    return samples // groups
+    return M, samples // M, dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale)
 
 
 def _miwae(x, decoder_out, z, mu, sigma, M, K, kw):
@@ -218,14 +224,9 @@ def miwae_bound(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli",
         ValueError: groups < 1 or not dividing the sample count, and :func:`elbo_terms`'s; an estimator that
             is not an IWAE estimator.
     """
-    where = "fastvae.heads.miwae_bound"
-    M = _checks.integer(where, "groups", groups, min=1)
-    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
-                IWAE_ESTIMATORS)
-    _no_data_gradient(where, x)
-    K = _group_size(where, M, decoder_out.shape[0])
-    kw = dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale, estimator=estimator)
-    return _miwae(x, decoder_out, z, mu, sigma, M, K, kw)
+    M, K, kw = _grouped("fastvae.heads.miwae_bound", groups, x, decoder_out, z, mu, sigma, likelihood,
+                        gaussian_sigma, gaussian_scale, estimator)
+    return _miwae(x, decoder_out, z, mu, sigma, M, K, dict(kw, estimator=estimator))
 
 
 def ciwae_bound(x, decoder_out, z, mu, sigma, *, beta, likelihood="bernoulli", gaussian_sigma=1.0,
@@ -314,13 +315,8 @@ def piwae_bounds(x, decoder_out, z, mu, sigma, *, groups, likelihood="bernoulli"
     Raises:
         as :func:`miwae_bound`.
     """
-    where = "fastvae.heads.piwae_bounds"
-    M = _checks.integer(where, "groups", groups, min=1)
-    gs = _check(where, x, decoder_out, z, mu, sigma, likelihood, gaussian_sigma, gaussian_scale, estimator,
-                IWAE_ESTIMATORS)
-    _no_data_gradient(where, x)
-    K = _group_size(where, M, decoder_out.shape[0])
-    kw = dict(likelihood=likelihood, gaussian_sigma=gs, gaussian_scale=gaussian_scale)
+    M, K, kw = _grouped("fastvae.heads.piwae_bounds", groups, x, decoder_out, z, mu, sigma, likelihood,
+                        gaussian_sigma, gaussian_scale, estimator)
     encoder_bound, weights = _miwae(x, decoder_out, z, mu, sigma, M, K, dict(kw, estimator=estimator))
     decoder_bound = iwae_bound(x, decoder_out, z, mu, sigma, estimator="reparam", **kw)[0]
     return PIWAEBounds(encoder_bound, decoder_bound, weights)
