@@ -127,6 +127,11 @@ ERRORS = [
     ("miwae-indivisible", lambda: MODEL.miwae(X, 4, eps=EPS), ValueError, "do not split into groups=4"),
     ("piwae-indivisible", lambda: MODEL.piwae(X, 5, eps=EPS), ValueError, "do not split into groups=5"),
     ("miwae-k-0", lambda: MODEL.miwae(X, 2, 0), ValueError, "k must be"),
+    ("miwae-eps-0d", lambda: MODEL.miwae(X, 2, eps=torch.tensor(1.0, dtype=torch.float64)), ValueError,
+     "eps must have shape"),
+    ("networks-miwae-indivisible", lambda: fastvae.VAE.from_networks(
+        torch.nn.Linear(7, 4).double(), torch.nn.Linear(2, 7).double(), 2).miwae(X, 4, eps=EPS), ValueError,
+     "NetworkVAE.miwae: eps holds 6 samples per image, which do not split into groups=4"),
     ("ciwae-beta-high", lambda: MODEL.ciwae(X, beta=1.5, eps=EPS), ValueError, "beta must be"),
     ("ciwae-beta-nan", lambda: MODEL.ciwae(X, beta=float("nan"), eps=EPS), ValueError, "beta must be"),
     ("ciwae-beta-str", lambda: MODEL.ciwae(X, beta="0.5", eps=EPS), TypeError, "beta must be"),

@@ -9,10 +9,17 @@ from .. import _checks, checkpoint, training
 from .._lock import mid_epoch_in_this_thread, reading
 
 
-def group_samples(where: str, groups: int, k, eps) -> int:
-    """Samples per image of MIWAE / PIWAE(groups, k): groups * k (k checked), or, with eps given, eps's count."""
-    return eps.shape[0] if eps is not None and hasattr(eps, "shape") else groups * _checks.integer(where, "k", k,
-                                                                                                     min=1)
+def group_samples(where: str, groups: int, k, eps):
+    """Samples per image to draw for MIWAE / PIWAE(groups, k): groups * k (k checked); None when eps is given (the
+    noise checks read its count; :func:`check_groups` then checks it against groups)."""
+    return None if eps is not None else groups * _checks.integer(where, "k", k, min=1)
+
+
+def check_groups(where: str, samples: int, groups: int) -> None:
+    """ValueError unless the samples per image split into ``groups`` groups of equal size."""
+    if samples % groups:
+        raise ValueError(f"{where}: eps holds {samples} samples per image, which do not split into groups={groups} "
+                         "groups of equal size")
 
 
 class Model(nn.Module):

@@ -17,7 +17,7 @@ from .._lock import reading
 from ..arch import GAUSSIAN_SCALES, binary_likelihood
 from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 from ..types import ELBO
-from .base import Model, group_samples
+from .base import Model, check_groups, group_samples
 from .networks import NetworkVAE
 from .mlp_stepper import MlpStepper
 
@@ -640,9 +640,7 @@ class VAE(Model):
         _checks.choice(where, "estimator", estimator, _ops.IWAE_ESTIMATORS)
         x, y = self._prepare(x, y, where)
         eps = self._sample_noise(where, x, eps, "k", samples, generator)
-        if eps.shape[0] % groups:
-            raise ValueError(f"{where}: eps holds {eps.shape[0]} samples per image, which do not split into "
-                             f"groups={groups} groups of equal size")
+        check_groups(where, eps.shape[0], groups)
         with reading(self):
             return _ops.ops.vae_iwae_bound(x, y, eps, self.flat_parameters(), *self.spec().as_args(), estimator,
                                            objective, groups, beta)

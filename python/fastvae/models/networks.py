@@ -8,7 +8,7 @@ from torch import nn
 from .. import _checks, arch, checkpoint, heads, pixels
 from ..arch import ESTIMATORS, IWAE_ESTIMATORS
 from ..types import ELBO
-from .base import Model, group_samples
+from .base import Model, check_groups, group_samples
 from .network_stepper import NetworkStepper
 
 WHERE = "NetworkVAE"
@@ -163,7 +163,8 @@ class NetworkVAE(Model):
         where = "NetworkVAE.miwae"
         groups = _checks.integer(where, "groups", groups, min=1)
         return self._iw_bound(where, x, group_samples(where, groups, k, eps), eps, y, estimator, generator,
-                              lambda *a: heads.miwae_bound(*a, groups=groups, estimator=estimator, **self._names()))
+                              lambda *a: heads.miwae_bound(*a, groups=groups, estimator=estimator, **self._names()),
+                              groups)
 
     def ciwae(self, x, k: int = 5, beta: float = 0.5, *, eps=None, y=None, estimator: str = "reparam",
               generator=None) -> torch.Tensor:
@@ -188,9 +189,7 @@ class NetworkVAE(Model):
         x = self._x(where, x, y)
         mu, sigma = self._posterior(x)
         z = mu + sigma * self._noise(where, L, x.shape[0], eps, generator)
-        if z.shape[0] % groups:
-            raise ValueError(f"{where}: eps holds {z.shape[0]} samples per image, which do not split into "
-                             f"groups={groups} groups of equal size")
+        check_groups(where, z.shape[0], groups)
         fixed_codes = [t.detach() for t in (z, mu, sigma)]
         decoder_bound, _ = heads.iwae_bound(x, self._decode_rows(fixed_codes[0]), *fixed_codes, **self._names())
         frozen = {n: p.detach() for n, p in self.decoder.named_parameters()}
@@ -202,12 +201,14 @@ class NetworkVAE(Model):
             z_dec.register_hook(lambda g: g * weights.unsqueeze(-1))
         return decoder_bound + (encoder_bound - encoder_bound.detach())
 
-    def _iw_bound(self, where, x, samples, eps, y, estimator, generator, head):
-        """An importance-weighted head on ``samples`` draws per image (or eps's); DReG's decoder-path hook."""
+    def _iw_bound(self, where, x, samples, eps, y, estimator, generator, head, groups=1):
+        """An importance-weighted head on ``samples`` draws per image (or eps's, which ``groups`` must divide);
+        DReG's decoder-path hook."""
         _checks.choice(where, "estimator", estimator, IWAE_ESTIMATORS)
         x = self._x(where, x, y)
         mu, sigma = self._posterior(x)
         z = mu + sigma * self._noise(where, samples, x.shape[0], eps, generator)
+        check_groups(where, z.shape[0], groups)
         z_dec = z.view_as(z)  # its own node: the DReG hook must scale the decoder's path only
         bound, weights = head(x, self._decode_rows(z_dec), z, mu, sigma)
         if estimator == "dreg" and z_dec.requires_grad:
