@@ -344,34 +344,34 @@ class VAE(Model):
         out = [mu]
         if not self.upper_latents:
             return out
-        act = _torch_activation(self.activation, self.negative_slope)
         noise = self._noise("VAE.layer_means", (samples, *mu.shape[:1], self.noise_dim), mu, generator)
         z = mu + sigma * noise[..., :self.latent_dim]
         col = self.latent_dim
         for layers, size in zip(self.upper_encoders, self.upper_latents):
-            h = z
-            for lin in layers[:-1]:
-                h = act(lin(h))
-            mean, s = layers[-1](h).chunk(2, -1)
+            mean, sd = self._upper_gaussian(layers, z)
             out.append(mean.mean(0))
-            z = mean + (torch.exp(0.5 * s) if self.posterior == "logvar" else torch.exp(s)) * noise[..., col:col + size]
+            z = mean + sd * noise[..., col:col + size]
             col += size
         return out
+
+    def _upper_gaussian(self, layers, h):
+        """(mean, sigma) of an upper layer's Gaussian from its MLP ``layers`` (upper_encoders[u] or
+        upper_decoders[u]) on h: hidden layers with the model's activation, then [mean | spread] read as
+        ``posterior`` says."""
+        act = _torch_activation(self.activation, self.negative_slope)
+        for lin in layers[:-1]:
+            h = act(lin(h))
+        mean, s = layers[-1](h).chunk(2, -1)
+        return mean, torch.exp(0.5 * s) if self.posterior == "logvar" else torch.exp(s)
 
     @torch.no_grad()
     def _ancestral_z1(self, noise: torch.Tensor) -> torch.Tensor:
         """z1 [n, Z] drawn from the upper layers' prior: z_top = its noise, then each z_below ~ p(z_below | z_u)
         down the chain (noise [n, noise_dim]: z1's columns first, as in eps)."""
-        act = _torch_activation(self.activation, self.negative_slope)
         z1_noise, rest = noise[:, :self.latent_dim], noise[:, self.latent_dim:]
         z = rest[:, sum(self.upper_latents[:-1]):]  # the top layer's standard normal draw
         for u in reversed(range(len(self.upper_latents))):
-            h = z
-            layers = self.upper_decoders[u]
-            for lin in layers[:-1]:
-                h = act(lin(h))
-            mean, s = layers[-1](h).chunk(2, -1)
-            sd = torch.exp(0.5 * s) if self.posterior == "logvar" else torch.exp(s)
+            mean, sd = self._upper_gaussian(self.upper_decoders[u], z)
             e = z1_noise if u == 0 else rest[:, sum(self.upper_latents[:u - 1]):sum(self.upper_latents[:u])]
             z = mean + sd * e
         return z
