@@ -480,7 +480,8 @@ void VaeEngine<T>::forward(at::TensorList params, const at::Tensor& x, const int
       for (int64_t k = 0; k < B * Z; ++k) z[l * B * Z + k] = mu[k] + sg[k] * ep[l * B * Z + k];
   }
   decode(params, z_, y, B);
-  likelihood_pass(params, x, L, w_rec);
+  // With upper layers, backward() goes through iwae_backward, which writes the likelihood's gradient itself.
+  likelihood_pass(params, x, L, spec_.hierarchical() ? nullptr : w_rec);
   kl_forward(z1_noise(eps), est);
   if (spec_.hierarchical()) {  // the Monte Carlo KL against the upper layers' prior: minus the mean of delta
     upper_forward(params);

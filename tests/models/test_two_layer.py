@@ -190,3 +190,18 @@ def test_layer_means_and_active_units_per_layer():
         assert stat.shape == (size,) and n == int((stat > 1e-2).sum())
     with pytest.raises(ValueError, match="layer must be"):
         fastvae.diagnostics.active_units(model, x, layer=3)
+
+
+def test_elbo_gradcheck_with_a_learned_gaussian_scale():
+    # the ELBO's backward of a hierarchical model writes the likelihood's gradient (and the learned log sigma's)
+    # in iwae_backward, not in the forward pass
+    torch.manual_seed(0)
+    m = fastvae.VAE(6, 3, (5,), (4,), dtype=torch.float64, activation="tanh", likelihood="gaussian",
+                    gaussian_scale="learned", upper_latents=(2,), upper_hidden=(4,))
+    x, eps = torch.randn(3, 6, dtype=torch.float64), torch.randn(2, 3, 5, dtype=torch.float64)
+    params = [p.detach().clone().requires_grad_() for p in m.flat_parameters()]
+
+    def f(*ps):
+        return torch.ops.fastvae.vae_elbo(x, None, eps, list(ps), *m.spec().as_args(), "mc")[0]
+
+    assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6)
