@@ -33,6 +33,13 @@ def reading(model):
     return model_lock(model)
 
 
+def refuse_while_fitting(model, where: str) -> None:
+    """RuntimeError if a ``fit`` owns the model: its weights must not be replaced under a running fit."""
+    with _guard:
+        if _owners.get(model) is not None:
+            raise RuntimeError(f"{where}: this model is being fitted; change its weights before or after fit")
+
+
 @contextlib.contextmanager
 def owning(model, where: str):
     """Make the calling ``fit`` the model's one owner for the block; RuntimeError if it already has one."""

@@ -12,13 +12,16 @@ from .options import TrainOptions
 
 @dataclass(frozen=True)
 class Preset:
-    """Model keyword arguments for :class:`fastvae.VAE`, training settings for ``VAE.fit`` and data
-    settings for the loaders."""
+    """Model keyword arguments for :class:`fastvae.VAE`, training settings for ``VAE.fit``, data
+    settings for the loaders, and how a reproduction initializes the model before its first epoch (``init``:
+    ``weights="glorot"`` for :meth:`fastvae.VAE.glorot_init_`, ``output_bias=True`` for
+    :meth:`fastvae.VAE.init_output_bias_` from the training images; empty: ``torch.nn.Linear``'s default)."""
 
     model: Dict = field(default_factory=dict)
     train: Dict = field(default_factory=dict)
     data: Dict = field(default_factory=dict)
     reported: Dict = field(default_factory=dict)
+    init: Dict = field(default_factory=dict)
 
     def options(self, **overrides):
         """The homework's :class:`fastvae.TrainOptions`: ``train`` and the data's binarization threshold,
@@ -70,7 +73,8 @@ PRESETS: Dict[str, Preset] = {
     # 784 -> 200 -> 200 (tanh) -> (mu, log sigma) in R^50; decoder 50 -> 200 -> 200 (tanh) -> 784 logits.
     # Dynamically binarized MNIST, Adam (0.9, 0.999, eps 1e-4), batch 20, 3^i epochs at lr 1e-3 * 10^(-i/7)
     # for i = 0..7 (3,280 epochs; the stages are in fastvae.reproduce.iwae_paper). k = 1: the VAE row, which
-    # the IWAE with k = 1 equals; --k 5 --objective iwae gives the IWAE k = 5 row.
+    # the IWAE with k = 1 equals; --k 5 --objective iwae gives the IWAE k = 5 row. Initialized as the authors'
+    # code (yburda/iwae) does: Glorot uniform weights, zero biases, output bias = logit of the pixel means.
     "iwae_paper": Preset(
         model=dict(data_dim=784, latent_dim=50, encoder_hidden=(200, 200), decoder_hidden=(200, 200),
                    activation="tanh", posterior="logstd"),
@@ -79,10 +83,12 @@ PRESETS: Dict[str, Preset] = {
         data=dict(size=28, binarization="dynamic", eval_k=5000),
         # test negative log-likelihoods (nats) of Table 1, by training objective and k
         reported=dict(vae_nll={1: 86.76, 5: 86.47, 50: 86.35}, iwae_nll={1: 86.76, 5: 85.54, 50: 84.78}),
+        init=dict(weights="glorot", output_bias=True),
     ),
     # The same paper's second architecture, two stochastic layers (section 5): q(z1 | x) from 784 -> 200 -> 200
     # (tanh) -> (mu, log sigma) in R^100, q(z2 | z1) from 100 -> 100 -> 100 (tanh) -> R^50; p(z1 | z2) from
-    # 50 -> 100 -> 100 (tanh) -> R^100, p(x | z1) from 100 -> 200 -> 200 (tanh) -> 784 logits; the same schedule.
+    # 50 -> 100 -> 100 (tanh) -> R^100, p(x | z1) from 100 -> 200 -> 200 (tanh) -> 784 logits; the same schedule
+# and initialization.
     "iwae_paper_2layer": Preset(
         model=dict(data_dim=784, latent_dim=100, encoder_hidden=(200, 200), decoder_hidden=(200, 200),
                    activation="tanh", posterior="logstd", upper_latents=(50,), upper_hidden=(100, 100)),
@@ -90,6 +96,7 @@ PRESETS: Dict[str, Preset] = {
                    eps=1e-4, pixels="dynamic", objective="iwae", k=1),
         data=dict(size=28, binarization="dynamic", eval_k=5000),
         reported=dict(vae_nll={1: 85.33, 5: 85.01, 50: 84.78}, iwae_nll={1: 85.33, 5: 83.89, 50: 82.90}),
+        init=dict(weights="glorot", output_bias=True),
     ),
     # Jang, Gu & Poole 2017 (arXiv 1611.01144), the categorical VAE: 20 variables of 10 classes; encoder
     # 784 -> 512 -> 256 (ReLU) -> 200 logits, decoder 200 -> 256 -> 512 -> 784 Bernoulli logits; Adam 1e-3,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .. import _checks, _ops, checkpoint, heads, pixels, presets
-from .._lock import reading
+from .._lock import reading, refuse_while_fitting
 from ..arch import GAUSSIAN_SCALES, binary_likelihood
 from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 from ..types import ELBO
@@ -404,6 +404,63 @@ class VAE(Model):
         if self.latent == "categorical":  # the posterior's mode, one-hot
             mu = nn.functional.one_hot(q.argmax(-1), self.categories).to(q.dtype).reshape(q.shape[0], -1)
         return self.decode(mu, y)
+
+    @torch.no_grad()
+    def glorot_init_(self, generator: Optional[torch.Generator] = None) -> "VAE":
+        """Re-initialize every Linear layer as Burda et al. 2016's code does (yburda/iwae, ``nnet.Linear.random``):
+        weights ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010; ``nn.init.xavier_uniform_``),
+        biases 0. ``torch.nn.Linear``'s own default draws U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both, which is
+        narrower for tanh layers. A learned Gaussian ``log_sigma`` is left as it is. Returns ``self``.
+
+        Raises: TypeError for a generator that is not a ``torch.Generator``; RuntimeError while a ``fit`` runs."""
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError("VAE.glorot_init_: generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        with reading(self):
+            refuse_while_fitting(self, "VAE.glorot_init_")
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight, generator=generator)
+                    layer.bias.zero_()
+        return self
+
+    @torch.no_grad()
+    def init_output_bias_(self, images, threshold: Optional[int] = None) -> "VAE":
+        """Set the decoder's output bias so that the untrained decoder predicts each pixel's mean m_d over
+        ``images`` (Burda et al. 2016's code, ``get_train_bias_np``): Bernoulli logits log(m / (1 - m)) with m
+        clipped to [1e-3, 1 - 1e-3]; for a Gaussian likelihood the mean m itself (the first D outputs when the
+        scale is predicted). The other weights are untouched. Returns ``self``.
+
+        Args:
+            images: the training images, [N, D] or [N, H, W] with H * W = D, uint8 intensities or floats in [0, 1]
+                (:mod:`fastvae.pixels`); N >= 1.
+            threshold: None (default): m is the mean intensity p / 255, the pixel's probability under dynamic
+                binarization; an int in [0, 255]: m is the mean of the binary pixels p > threshold.
+
+        Raises: TypeError (images not uint8 or float, threshold not an int), ValueError (no images, wrong size,
+        floats outside [0, 1] or NaN, threshold out of range, a continuous Bernoulli likelihood, whose mean is not
+        sigmoid of its logits), RuntimeError while a ``fit`` runs."""
+        where = "VAE.init_output_bias_"
+        if self.likelihood == "continuous_bernoulli":
+            raise ValueError(f"{where}: a continuous Bernoulli's mean is not sigmoid(logits); set the bias yourself")
+        p = pixels.to_bytes(images, where, "images")
+        if p.dim() < 2 or p.shape[0] < 1 or p[0].numel() != self.data_dim:
+            raise ValueError(f"{where}: images must be [N, {self.data_dim}] (or [N, H, W] with H * W = "
+                             f"{self.data_dim}) with N >= 1, got {tuple(p.shape)}")
+        p = p.reshape(len(p), -1)
+        if threshold is None:
+            m = p.to(torch.float64).mean(0) / 255
+        else:
+            threshold = _checks.integer(where, "threshold", threshold, min=0, max=255)
+            m = (p > threshold).to(torch.float64).mean(0)
+        bias = self.decoder[-1].bias
+        if binary_likelihood(self.likelihood):
+            m = m.clamp(1e-3, 1 - 1e-3)
+            m = torch.log(m) - torch.log1p(-m)
+        with reading(self):
+            refuse_while_fitting(self, where)
+            bias[:self.data_dim] = m.to(device=bias.device, dtype=bias.dtype)
+        return self
 
     @classmethod
     def from_networks(cls, encoder: nn.Module, decoder: nn.Module, latent_dim: int, **kwargs) -> NetworkVAE:

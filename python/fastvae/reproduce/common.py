@@ -116,8 +116,24 @@ def epoch_printer(ctx: Context, offset: int = 0, total: Optional[int] = None):
 
 
 def _run_identity(ctx: Context, n_train: int) -> dict:
-    return {"name": ctx.name, "seed": ctx.seed, "limit": ctx.limit, "n_train": int(n_train),
-            "train": ctx.train_settings()}
+    ident = {"name": ctx.name, "seed": ctx.seed, "limit": ctx.limit, "n_train": int(n_train),
+             "train": ctx.train_settings()}
+    if ctx.preset.init:  # a checkpoint initialized otherwise is another run
+        ident["init"] = dict(ctx.preset.init)
+    return ident
+
+
+def new_model(ctx: Context, images: torch.Tensor) -> VAE:
+    """The preset's VAE, initialized as its ``init`` says (:class:`fastvae.presets.Preset`): Glorot weights
+    from a generator seeded with the run's seed, the output bias from the training ``images`` (binarized by the
+    preset's threshold, or their mean intensities under dynamic binarization)."""
+    model = VAE.from_preset(ctx.name)
+    init = ctx.preset.init
+    if init.get("weights") == "glorot":
+        model.glorot_init_(torch.Generator().manual_seed(ctx.seed))
+    if init.get("output_bias"):
+        model.init_output_bias_(images, threshold=ctx.preset.data.get("threshold"))
+    return model
 
 
 def resume_point(ctx: Context, n_train: int):
@@ -204,7 +220,8 @@ def base_metrics(ctx: Context, model, train: dict, data: dict, history) -> dict:
     """Fields every metrics.json has: settings, the homework's numbers and the curves."""
     return {
         "preset": ctx.name,
-        "settings": {"model": dict(ctx.preset.model), "train": train, "data": data, "seed": ctx.seed,
+        "settings": {"model": dict(ctx.preset.model), "init": dict(ctx.preset.init), "train": train, "data": data,
+                     "seed": ctx.seed,
                      "limit": ctx.limit, "torch_threads": torch.get_num_threads()},
         "reported": dict(ctx.preset.reported),
         "train_elbo": history.train_elbo,

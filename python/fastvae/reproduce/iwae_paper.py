@@ -6,7 +6,8 @@ moments carry over from stage to stage. ``--epochs N`` keeps the first N epochs 
 shortened run for smoke tests). The training images are binarized afresh each time they are used
 (``pixels="dynamic"``), as are the test images of the per-epoch test ELBO; for the final k = 5000
 estimate of log p(x) the test images are binarized once, from the run's seed, so that runs with the same
-seed (k = 1 and k = 5, say) are compared on the same draw.
+seed (k = 1 and k = 5, say) are compared on the same draw. The model starts as the authors' code starts it
+(the preset's ``init``: Glorot uniform weights, zero biases, the output bias at the logits of the pixel means).
 """
 import math
 import platform
@@ -16,8 +17,7 @@ import torch
 from .. import plotting
 from ..api import log_likelihood
 from ..diagnostics import active_units
-from ..models import VAE
-from .common import Context, Timer, base_metrics, epoch_printer, load, resume_point, save_model
+from .common import Context, Timer, base_metrics, epoch_printer, load, new_model, resume_point, save_model
 
 STAGES = 8  # i = 0..7
 
@@ -48,7 +48,7 @@ def run(ctx: Context) -> dict:
     x_train, _ = load(ctx, "train")
     x_test, _ = load(ctx, "test")
     torch.manual_seed(ctx.seed)
-    model = VAE.from_preset(ctx.name)
+    model = new_model(ctx, x_train)
     saved = resume_point(ctx, len(x_train))
     done = 0
     if saved is not None:
