@@ -108,7 +108,11 @@ def iwae_paper(runs):
            "q(z1 | x) from 784-200-200 tanh (z1 of 100), q(z2 | z1) from 100-100-100 tanh (z2 of 50), p(z1 | z2) from "
            "50-100-100 tanh, p(x | z1) from 100-200-200-784 tanh. Dynamically binarized training images; Adam "
            "(0.9, 0.999, eps 1e-4), batch 20, 3^i epochs at learning rate 1e-3 * 10^(-i/7) for i = 0..7 (3,280 "
-           "epochs; `--epochs N` keeps the first N). Test log p(x) is the k = 5000 importance-weighted estimate on one "
+           "epochs; `--epochs N` keeps the first N). Initialization (the preset's `init`): as the authors' code "
+           "(yburda/iwae) starts, Glorot & Bengio's uniform weights, zero biases and the output bias at the logits of "
+           "the training images' mean intensities (`VAE.glorot_init_`, `VAE.init_output_bias_`); runs marked "
+           "\"torch default\" started from `torch.nn.Linear`'s initialization, before the preset declared it. "
+           "Test log p(x) is the k = 5000 importance-weighted estimate on one "
            "binarization of the 10,000 test images (seeded), +- its standard error over the images; active units "
            "(section 5.2: Cov_x(E_q[z_u | x]) > 1e-2) on the same images, per stochastic layer. Training time is the "
            "sum of the epochs' times (with the per-epoch test ELBO), over every session of a resumed run. Commands: "
@@ -117,14 +121,17 @@ def iwae_paper(runs):
            "runs/iwae_paper_2layer_e30`.", ""]
     if not ms:
         return out + ["No run of this preset is recorded yet.", ""]
-    out += ["| model | objective | k | epochs | test -log p(x), nats (k = 5000) | paper (3,280 epochs) | active units | "
-            "training time | machine |", "|---|---|---|---|---|---|---|---|---|"]
+    out += ["| model | initialization | objective | k | epochs | test -log p(x), nats (k = 5000) | paper (3,280 epochs) | "
+            "active units | training time | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in ms:
         f = m["final"]
         layers = 1 + len(m["settings"]["model"].get("upper_latents", ()))
         paper = "-" if f["paper_test_nll"] is None else f"{f['paper_test_nll']:.2f}"
         units = " / ".join(str(u) for u in f["active_units"]) if "active_units" in f else "-"
-        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {f['objective']} | {f['k']} | {f['epochs']} | "
+        init = m["settings"].get("init") or {}  # runs before Preset.init started from torch.nn.Linear's default
+        init = ("Glorot, output bias from the data" if init.get("output_bias") else "Glorot") \
+            if init.get("weights") == "glorot" else "torch default"
+        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {f['objective']} | {f['k']} | {f['epochs']} | "
                    f"{fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | {paper} | {units} | "
                    f"{sum(m['epoch_seconds']) / 3600:.2f} h | {m['machine']['processor']}, "
                    f"{m['machine']['torch_threads']} thread(s) |")

@@ -51,3 +51,27 @@ def test_resume_across_a_stage_is_exact(tmp_path, need_mnist):
     ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("once", "split"))
     assert ma["train_elbo"] == mb["train_elbo"] and ma["final"]["test_nll"] == mb["final"]["test_nll"]
     assert [s["lr"] for s in ma["schedule"]] == pytest.approx([1e-3, 1e-3 * 10 ** (-1 / 7), 1e-3 * 10 ** (-2 / 7)])
+
+
+def test_starts_from_the_papers_initialization(tmp_path, need_mnist):
+    """The run's first model is the preset's, Glorot-initialized from the seed with the output bias from the
+    training images (Preset.init); metrics record the init, and --resume refuses a checkpoint whose run.json
+    was written without it (a run started from torch's default initialization is another run)."""
+    from fastvae import VAE, datasets
+    from fastvae.reproduce.common import Context, new_model
+
+    ctx = Context(name="iwae_paper", out=tmp_path / "x", data=need_mnist, seed=3, limit=60)
+    x, _ = datasets.load_mnist("train", root=need_mnist)
+    model = new_model(ctx, x[:60])
+    want = VAE.from_preset("iwae_paper").glorot_init_(torch.Generator().manual_seed(3)).init_output_bias_(x[:60])
+    for (name, a), b in zip(model.named_parameters(), want.parameters()):
+        assert torch.equal(a, b), name
+    assert torch.equal(model.encoder[0].bias, torch.zeros(200))
+
+    assert _run(tmp_path / "r", need_mnist, "--epochs", "1") == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["settings"]["init"] == {"weights": "glorot", "output_bias": True}
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run.pop("init") == {"weights": "glorot", "output_bias": True}
+    (tmp_path / "r" / "run.json").write_text(json.dumps(run))  # as a run from before Preset.init wrote it
+    assert _run(tmp_path / "r", need_mnist, "--epochs", "2", "--resume") == 1
