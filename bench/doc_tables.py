@@ -3,25 +3,15 @@ marker comments ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``, so that no me
 by hand. The block records the command line, the date, the torch version, the thread count and the CPU."""
 import datetime
 import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 
 import torch
 
+from fastvae._machine import cpu_name
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def command_line(script, argv, drop_values=("--data",)):

@@ -10,11 +10,10 @@ seed (k = 1 and k = 5, say) are compared on the same draw. The model starts as t
 (the preset's ``init``: Glorot uniform weights, zero biases, the output bias at the logits of the pixel means).
 """
 import math
-import platform
 
 import torch
 
-from .. import plotting
+from .. import _machine, plotting
 from ..api import log_likelihood
 from ..diagnostics import active_units
 from .common import Context, Timer, base_metrics, epoch_printer, load, new_model, resume_point, save_model
@@ -87,8 +86,7 @@ def run(ctx: Context) -> dict:
 
     m = base_metrics(ctx, model, train, dict(p.data, n_train=len(x_train), n_test=len(x_test)), hist)
     m.update(total_seconds=seconds, eval_seconds=eval_seconds,
-             machine={"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
-                      "torch_threads": torch.get_num_threads()},
+             machine=_machine.describe(),
              schedule=[{"first_epoch": a, "epochs": n, "lr": lr} for a, n, lr in schedule(total)])
     # Burda et al. 2016, Sec. 5.2: units with Cov_x(E_q[z_u | x]) > 1e-2, on the test images, per stochastic layer
     layers = 1 + len(model.upper_latents)
