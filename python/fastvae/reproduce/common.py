@@ -221,8 +221,7 @@ def base_metrics(ctx: Context, model, train: dict, data: dict, history) -> dict:
     return {
         "preset": ctx.name,
         "settings": {"model": dict(ctx.preset.model), "init": dict(ctx.preset.init), "train": train, "data": data,
-                     "seed": ctx.seed,
-                     "limit": ctx.limit, "torch_threads": torch.get_num_threads()},
+                     "seed": ctx.seed, "limit": ctx.limit, "torch_threads": torch.get_num_threads()},
         "reported": dict(ctx.preset.reported),
         "train_elbo": history.train_elbo,
         "test_elbo": history.test_elbo,
