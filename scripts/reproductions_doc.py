@@ -131,7 +131,7 @@ def iwae_paper(runs):
         init = m["settings"].get("init") or {}  # runs before Preset.init started from torch.nn.Linear's default
         init = ("Glorot, output bias from the data" if init.get("output_bias") else "Glorot") \
             if init.get("weights") == "glorot" else "torch default"
-        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {f['objective']} | {f['k']} | {f['epochs']} | "
+        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {f.get('objective_label', f['objective'])} | {f['k']} | {f['epochs']} | "
                    f"{fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | {paper} | {units} | "
                    f"{sum(m['epoch_seconds']) / 3600:.2f} h | {m['machine']['processor']}, "
                    f"{m['machine']['torch_threads']} thread(s) |")

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 from ._version import __version__
 from .datasets import DataFileError
 from .distributed import rank_zero
+from .arch import OBJECTIVES
 from .reproduce import NAMES, reproduce
 
 
@@ -24,10 +25,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder with the MNIST IDX files (default: $FASTVAE_DATA or the download cache)")
     r.add_argument("--kl-weight", type=float, default=None,
                    help="override the KL weight beta of the training objective (cvae_hw7 only)")
-    r.add_argument("--objective", choices=("elbo", "iwae"), default=None,
-                   help="training objective: the IWAE bound with K samples, or the ELBO averaged over K samples "
-                        "(iwae_paper only; default: iwae)")
-    r.add_argument("--k", type=int, default=None, help="samples per image of the objective (iwae_paper only; default 1)")
+    r.add_argument("--objective", choices=OBJECTIVES, default=None,
+                   help="training objective: the IWAE bound with K samples, the ELBO averaged over K samples, "
+                        "MIWAE or PIWAE with --groups M groups of K, CIWAE with --ciwae-beta "
+                        "(iwae_paper[_2layer] only; default: iwae)")
+    r.add_argument("--k", type=int, default=None,
+                   help="samples per image (per group for miwae and piwae) of the objective (iwae_paper[_2layer] only; "
+                        "default 1)")
+    r.add_argument("--groups", type=int, default=None, help="M of MIWAE(M, K) and PIWAE(M, K) (default 1)")
+    r.add_argument("--ciwae-beta", type=float, default=None, help="beta of CIWAE, in [0, 1] (default 0.5)")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--resume", action="store_true",
@@ -62,7 +68,8 @@ def _run(args) -> int:
     try:
         m = reproduce(args.name, args.out, data=args.data, epochs=args.epochs, seed=args.seed,
                       progress=not args.no_progress, limit=args.limit, kl_weight=args.kl_weight,
-                      resume=args.resume, objective=args.objective, k=args.k)
+                      resume=args.resume, objective=args.objective, k=args.k, groups=args.groups,
+                      ciwae_beta=args.ciwae_beta)
     except (FileNotFoundError, DataFileError, ValueError, TypeError, FloatingPointError) as e:
         print(f"fastvae: error: {e}", file=sys.stderr)
         return 1

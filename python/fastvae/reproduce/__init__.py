@@ -13,11 +13,12 @@ from typing import Optional
 import torch
 
 from .. import _checks
+from ..arch import OBJECTIVES
 from .common import Context, Timer, write_json
 
 NAMES = ("stats305c", "ese546", "cvae_hw7", "dd2434", "iwae_paper", "iwae_paper_2layer", "jang_categorical")
 KL_WEIGHT_NAMES = ("cvae_hw7",)  # the reproductions whose training objective takes a KL weight
-OBJECTIVE_NAMES = ("iwae_paper", "iwae_paper_2layer")  # the reproductions that train either bound with k samples
+OBJECTIVE_NAMES = ("iwae_paper", "iwae_paper_2layer")  # the reproductions that train any objective with k samples
 
 
 def _out_folder(where: str, out) -> Path:
@@ -49,7 +50,8 @@ def _make_folder(where: str, out: Path) -> None:
 
 def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: int = 0, progress: bool = True,
               limit: Optional[int] = None, log=print, kl_weight: Optional[float] = None, resume: bool = False,
-              objective: Optional[str] = None, k: Optional[int] = None) -> dict:
+              objective: Optional[str] = None, k: Optional[int] = None, groups: Optional[int] = None,
+              ciwae_beta: Optional[float] = None) -> dict:
     """Run the reproduction ``name`` and write ``out/metrics.json``; returns the metrics.
 
     Training writes ``out/checkpoint.pt`` after every epoch (with ``out/run.json``, the run's identity);
@@ -57,8 +59,11 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     an uninterrupted run with the same seed (timings aside). Without a checkpoint, resume starts afresh.
 
     kl_weight: overrides the preset's KL weight beta (objective rec - beta * kl; only for cvae_hw7).
-    objective, k: override the training objective (``"iwae"``: the IWAE bound with k samples; ``"elbo"``: the
-    ELBO averaged over k Monte Carlo samples, Burda et al.'s "VAE" rows) and k (only for iwae_paper).
+    objective, k, groups, ciwae_beta: override the training objective (one of ``fastvae.arch.OBJECTIVES``:
+    ``"iwae"``, the IWAE bound with k samples; ``"elbo"``, the ELBO averaged over k Monte Carlo samples, Burda et
+    al.'s "VAE" rows; ``"miwae"`` / ``"piwae"`` with M = groups groups of k samples and ``"ciwae"`` with beta =
+    ciwae_beta, Rainforth et al. 2018), k, groups and ciwae_beta (iwae_paper and iwae_paper_2layer only; the
+    option rules of :class:`fastvae.TrainOptions` apply).
 
     Under torch.distributed (e.g. ``torchrun --nproc-per-node=2 -m fastvae reproduce ...``), every rank trains
     data-parallel (:func:`fastvae.fit`); rank 0 alone prints and writes ``out``, the other ranks
@@ -66,7 +71,8 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
 
     Raises:
         TypeError: a float or string where an integer is meant (epochs, seed, limit); ``out`` not a path.
-        ValueError: unknown name, objective or k given for a reproduction other than iwae_paper, epochs < 1,
+        ValueError: unknown name, objective, k, groups or ciwae_beta given for a reproduction other than
+        iwae_paper and iwae_paper_2layer, groups without "miwae" / "piwae" or ciwae_beta without "ciwae", epochs < 1,
         limit < 1, seed outside [0, 2**63), kl_weight negative, not finite or given for a homework trained on the
         plain ELBO, resume under torch.distributed, ``out`` empty or blank, naming a file, or a folder that cannot
         be created or written to (checked before training), a checkpoint from another run.
@@ -85,12 +91,19 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
         if name not in KL_WEIGHT_NAMES:
             raise ValueError(f"kl_weight applies only to {', '.join(KL_WEIGHT_NAMES)}, not {name}")
         kl_weight = _checks.real(where, "kl_weight", kl_weight, min=0.0)
-    if (objective is not None or k is not None) and name not in OBJECTIVE_NAMES:
-        raise ValueError(f"objective and k apply only to {', '.join(OBJECTIVE_NAMES)}, not {name}")
+    if any(v is not None for v in (objective, k, groups, ciwae_beta)) and name not in OBJECTIVE_NAMES:
+        raise ValueError(f"objective, k, groups and ciwae_beta apply only to {', '.join(OBJECTIVE_NAMES)}, not {name}")
     if objective is not None:
-        objective = _checks.choice(where, "objective", objective, ("elbo", "iwae"))
+        objective = _checks.choice(where, "objective", objective, OBJECTIVES)
     if k is not None:
         k = _checks.integer(where, "k", k, min=1)
+    if groups is not None:
+        groups = _checks.integer(where, "groups", groups, min=1)
+    if ciwae_beta is not None:
+        ciwae_beta = _checks.real(where, "ciwae_beta", ciwae_beta, min=0.0, max=1.0)
+    # the option rules (groups without MIWAE or PIWAE, say) before any folder is made
+    Context(name, Path("."), epochs=epochs, kl_weight=kl_weight, objective=objective, k=k, groups=groups,
+            ciwae_beta=ciwae_beta).train_options()
     if data is not None:
         data = Path(data)
         if not data.is_dir():
@@ -107,7 +120,7 @@ def reproduce(name: str, out, *, data=None, epochs: Optional[int] = None, seed: 
     try:
         _make_folder(where, out)
         ctx = Context(name, out, data, epochs, seed, progress, limit, log, kl_weight=kl_weight, resume=resume,
-                      objective=objective, k=k)
+                      objective=objective, k=k, groups=groups, ciwae_beta=ciwae_beta)
         timer = Timer()
         metrics = importlib.import_module(f".{name}", __name__).run(ctx)
         metrics["wall_seconds"] = timer()

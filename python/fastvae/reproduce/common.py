@@ -25,7 +25,8 @@ class Context:
     """What a reproduction needs: output folder, data folder, overrides and console output.
 
     epochs: None keeps the homework's number; kl_weight: None keeps the preset's (cvae_hw7 only);
-    objective, k: None keep the preset's training objective and its number of samples (iwae_paper only).
+    objective, k, groups, ciwae_beta: None keep the preset's training objective, its number of samples, MIWAE's and
+    PIWAE's M and CIWAE's beta (iwae_paper and iwae_paper_2layer only).
     limit: use only the first ``limit`` training and test images (for quick checks and tests). log: prints one line (the CLI's stdout).
     """
 
@@ -42,6 +43,8 @@ class Context:
     resume: bool = False
     objective: Optional[str] = None
     k: Optional[int] = None
+    groups: Optional[int] = None
+    ciwae_beta: Optional[float] = None
 
     @property
     def checkpoint(self) -> Path:
@@ -54,7 +57,8 @@ class Context:
 
     def overrides(self) -> dict:
         """The training settings the command line replaces: --epochs, --kl-weight, and --objective / --k
-        (the IWAE bound with k samples, or the ELBO averaged over k Monte Carlo samples: n_samples = k)."""
+        (an importance-weighted bound with k samples (per group for MIWAE and PIWAE), or the ELBO averaged over k
+        Monte Carlo samples: n_samples = k), --groups, --ciwae-beta."""
         o = {}
         if self.epochs is not None:
             o["epochs"] = int(self.epochs)
@@ -64,8 +68,12 @@ class Context:
             o["objective"] = self.objective
         if self.k is not None or self.objective is not None:
             k = self.k if self.k is not None else self.preset.train.get("k", 1)
-            iwae = (self.objective or self.preset.train.get("objective", "elbo")) == "iwae"
-            o.update(k=int(k), n_samples=1 if iwae else int(k))
+            weighted = (self.objective or self.preset.train.get("objective", "elbo")) != "elbo"
+            o.update(k=int(k), n_samples=1 if weighted else int(k))
+        if self.groups is not None:
+            o["groups"] = int(self.groups)
+        if self.ciwae_beta is not None:
+            o["ciwae_beta"] = float(self.ciwae_beta)
         return o
 
     def train_settings(self) -> dict:
