@@ -174,8 +174,10 @@ class VAE(Model):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VAE":
-        """The VAE of a homework: ``"stats305c"``, ``"ese546"``, ``"cvae_hw7"`` or ``"dd2434"``
-        (architectures in :mod:`fastvae.presets`). Keyword overrides replace preset entries.
+        """The VAE of a homework: ``"stats305c"``, ``"ese546"``, ``"cvae_hw7"`` or ``"dd2434"``, or of a paper
+        (architectures in :mod:`fastvae.presets`). Keyword overrides replace preset entries. The weights are
+        ``torch.nn.Linear``'s default; a preset's ``init`` (the IWAE paper's) needs the training images and is
+        applied by its reproduction, or by hand with :meth:`glorot_init_` and :meth:`init_output_bias_`.
 
         Raises: ValueError for an unknown name (TypeError for a non-string), and what :class:`VAE` raises
         for a bad override."""
