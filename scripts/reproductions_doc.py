@@ -97,11 +97,46 @@ def papers(runs):
     (DOCS / "papers.md").write_text("\n".join(out))
 
 
+def init_name(m):
+    init = m["settings"].get("init") or {}  # runs before Preset.init started from torch.nn.Linear's default
+    if init.get("weights") != "glorot":
+        return "torch default"
+    return "Glorot, output bias from the data" if init.get("output_bias") else "Glorot"
+
+
+def paired_layers(dirs, ms):
+    """Two layers against one, image by image, for every pair of runs with the same initialization, objective, k,
+    epochs and seed that kept their per-image estimates (test_log_px.pt: the same test binarization)."""
+    import torch
+
+    def key(m):
+        f = m["final"]
+        return (init_name(m), f.get("objective_label", f["objective"]), f["k"], f["epochs"], m["settings"]["seed"])
+
+    by = {}
+    for d, m in zip(dirs, ms):
+        if (d / "test_log_px.pt").is_file():
+            by[(key(m), len(m["settings"]["model"].get("upper_latents", ())))] = d / "test_log_px.pt"
+    lines = []
+    for (k, upper), path in sorted(by.items()):
+        if upper != 1 or (k, 0) not in by:
+            continue
+        diff = torch.load(path).double() - torch.load(by[(k, 0)]).double()
+        se = (diff.std() / len(diff) ** 0.5).item()
+        lines.append(f"- {k[0]}, {k[1]} k = {k[2]}, {k[3]} epochs, seed {k[4]}: two layers minus one, "
+                     f"{diff.mean().item():+.2f} +- {se:.2f} nats per image (paired over the {len(diff):,} test "
+                     f"images; the two layers' estimate is higher on {(diff > 0).double().mean().item():.0%} of them)")
+    if not lines:
+        return []
+    return ["", "Test log p(x) of two layers against one at equal epochs, per image (the runs' `test_log_px.pt`):",
+            ""] + lines
+
+
 def iwae_paper(runs):
     """The IWAE paper's Table 1 rows from every RUNS/iwae_paper*/ run (``reproduce iwae_paper[_2layer] [--k K
     --objective O] [--epochs N]``), one and two stochastic layers."""
-    ms = [json.loads((d / "metrics.json").read_text()) for d in sorted(runs.glob("iwae_paper*/"))
-          if (d / "metrics.json").is_file()]
+    dirs = [d for d in sorted(runs.glob("iwae_paper*/")) if (d / "metrics.json").is_file()]
+    ms = [json.loads((d / "metrics.json").read_text()) for d in dirs]
     out = ["## Burda et al. 2016, Table 1 (IWAE paper, MNIST, one and two stochastic layers)", "",
            "One layer (`iwae_paper`): 784-200-200-50 tanh encoder with a Gaussian posterior (log-scale head), "
            "50-200-200-784 tanh decoder with Bernoulli logits. Two layers (`iwae_paper_2layer`, section 5): "
@@ -128,13 +163,12 @@ def iwae_paper(runs):
         layers = 1 + len(m["settings"]["model"].get("upper_latents", ()))
         paper = "-" if f["paper_test_nll"] is None else f"{f['paper_test_nll']:.2f}"
         units = " / ".join(str(u) for u in f["active_units"]) if "active_units" in f else "-"
-        init = m["settings"].get("init") or {}  # runs before Preset.init started from torch.nn.Linear's default
-        init = ("Glorot, output bias from the data" if init.get("output_bias") else "Glorot") \
-            if init.get("weights") == "glorot" else "torch default"
+        init = init_name(m)
         out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {f.get('objective_label', f['objective'])} | {f['k']} | {f['epochs']} | "
                    f"{fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | {paper} | {units} | "
                    f"{sum(m['epoch_seconds']) / 3600:.2f} h | {m['machine']['processor']}, "
                    f"{m['machine']['torch_threads']} thread(s) |")
+    out += paired_layers(dirs, ms)
     notes = runs / "iwae_paper_notes.md"  # what the runs' metrics cannot say (the CPU's name, the commit, pauses)
     if notes.is_file():
         out += ["", notes.read_text().strip()]

@@ -38,6 +38,10 @@ def test_objective_and_k_reach_training(tmp_path, need_mnist):
         assert m["settings"]["train"]["pixels"] == "dynamic" and m["settings"]["train"]["batch_size"] == 20
         units = m["final"]["active_units"]  # one stochastic layer of 50 units
         assert len(units) == 1 and 0 <= units[0] <= 50
+    for d, m in (("iw", iw), ("vae", vae)):  # the per-image estimates behind the mean
+        ll = torch.load(tmp_path / d / "test_log_px.pt")
+        assert ll.dtype == torch.float64 and ll.shape == (60,)
+        assert -ll.mean().item() == pytest.approx(m["final"]["test_nll"], rel=1e-6)
 
 
 @pytest.mark.parametrize("extra, train, label", [

@@ -14,11 +14,13 @@ import math
 import torch
 
 from .. import _machine, plotting
+from .._atomic import atomic_write
 from ..api import log_likelihood
 from ..diagnostics import active_units
 from .common import Context, Timer, base_metrics, epoch_printer, load, new_model, resume_point, save_model
 
 STAGES = 8  # i = 0..7
+PER_IMAGE = "test_log_px.pt"  # float64 [n_test]: each test image's k = 5000 estimate of log p(x)
 
 
 def schedule(epochs: int):
@@ -79,6 +81,8 @@ def run(ctx: Context) -> dict:
     timer = Timer()
     ll = log_likelihood(model, xt, k=eval_k, batch_size=5, generator=torch.Generator().manual_seed(ctx.seed + 2))
     eval_seconds = timer()
+    # per image, so that two runs on the same test binarization can be compared image by image (paired)
+    atomic_write(ctx.out / PER_IMAGE, lambda f: torch.save(ll.detach().to(torch.float64), f))
     nll = -float(ll.mean())
     nll_se = float(ll.std()) / math.sqrt(len(ll)) if len(ll) > 1 else float("nan")
     objective, k = train["objective"], int(train["k"])
