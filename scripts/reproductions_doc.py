@@ -156,15 +156,16 @@ def iwae_paper(runs):
            "runs/iwae_paper_2layer_e30`.", ""]
     if not ms:
         return out + ["No run of this preset is recorded yet.", ""]
-    out += ["| model | initialization | objective | k | epochs | test -log p(x), nats (k = 5000) | paper (3,280 epochs) | "
-            "active units | training time | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["| model | initialization | objective | k | epochs | test -log p(x), nats (k = 5000) | "
+            "paper (3,280 epochs) | active units | training time | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in ms:
         f = m["final"]
         layers = 1 + len(m["settings"]["model"].get("upper_latents", ()))
         paper = "-" if f["paper_test_nll"] is None else f"{f['paper_test_nll']:.2f}"
         units = " / ".join(str(u) for u in f["active_units"]) if "active_units" in f else "-"
         init = init_name(m)
-        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {f.get('objective_label', f['objective'])} | {f['k']} | {f['epochs']} | "
+        label = f.get("objective_label", f["objective"])  # runs before the label was recorded: the name alone
+        out.append(f"| {layers} layer{'s' if layers > 1 else ''} | {init} | {label} | {f['k']} | {f['epochs']} | "
                    f"{fmt(f['test_nll'])} +- {fmt(f['test_nll_stderr'])} | {paper} | {units} | "
                    f"{sum(m['epoch_seconds']) / 3600:.2f} h | {m['machine']['processor']}, "
                    f"{m['machine']['torch_threads']} thread(s) |")

@@ -5,9 +5,9 @@ import sys
 from typing import Optional, Sequence
 
 from ._version import __version__
+from .arch import OBJECTIVES
 from .datasets import DataFileError
 from .distributed import rank_zero
-from .arch import OBJECTIVES
 from .reproduce import NAMES, reproduce
 
 
@@ -30,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                         "MIWAE or PIWAE with --groups M groups of K, CIWAE with --ciwae-beta "
                         "(iwae_paper[_2layer] only; default: iwae)")
     r.add_argument("--k", type=int, default=None,
-                   help="samples per image (per group for miwae and piwae) of the objective (iwae_paper[_2layer] only; "
-                        "default 1)")
+                   help="samples per image (per group for miwae and piwae) of the objective "
+                        "(iwae_paper[_2layer] only; default 1)")
     r.add_argument("--groups", type=int, default=None, help="M of MIWAE(M, K) and PIWAE(M, K) (default 1)")
     r.add_argument("--ciwae-beta", type=float, default=None, help="beta of CIWAE, in [0, 1] (default 0.5)")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")

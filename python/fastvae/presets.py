@@ -88,7 +88,7 @@ PRESETS: Dict[str, Preset] = {
     # The same paper's second architecture, two stochastic layers (section 5): q(z1 | x) from 784 -> 200 -> 200
     # (tanh) -> (mu, log sigma) in R^100, q(z2 | z1) from 100 -> 100 -> 100 (tanh) -> R^50; p(z1 | z2) from
     # 50 -> 100 -> 100 (tanh) -> R^100, p(x | z1) from 100 -> 200 -> 200 (tanh) -> 784 logits; the same schedule
-# and initialization.
+    # and initialization.
     "iwae_paper_2layer": Preset(
         model=dict(data_dim=784, latent_dim=100, encoder_hidden=(200, 200), decoder_hidden=(200, 200),
                    activation="tanh", posterior="logstd", upper_latents=(50,), upper_hidden=(100, 100)),
