@@ -95,3 +95,22 @@ def test_starts_from_the_papers_initialization(tmp_path, need_mnist):
     assert run.pop("init") == {"weights": "glorot", "output_bias": True}
     (tmp_path / "r" / "run.json").write_text(json.dumps(run))  # as a run from before Preset.init wrote it
     assert _run(tmp_path / "r", need_mnist, "--epochs", "2", "--resume") == 1
+
+
+@pytest.mark.parametrize("init", [{"weights": "xavier"}, {"weights": "glorot", "output_bias": True, "bias": 0}])
+def test_an_unknown_init_is_refused(init, tmp_path, monkeypatch):
+    """Preset.init is this project's own table; a misspelt entry is an error, not a silent torch default."""
+    import dataclasses
+
+    from fastvae.reproduce.common import Context, new_model
+
+    preset = dataclasses.replace(presets.get("iwae_paper"), init=init)
+    monkeypatch.setitem(presets.PRESETS, "iwae_paper", preset)
+    with pytest.raises(ValueError, match="init may hold weights='glorot' and output_bias"):
+        new_model(Context(name="iwae_paper", out=tmp_path), torch.zeros(2, 784, dtype=torch.uint8))
+
+
+def test_every_preset_init_is_known():
+    for name in presets.names():
+        init = presets.get(name).init
+        assert set(init) <= {"weights", "output_bias"} and init.get("weights", "glorot") == "glorot", name

@@ -137,6 +137,8 @@ def new_model(ctx: Context, images: torch.Tensor) -> VAE:
     preset's threshold, or their mean intensities under dynamic binarization)."""
     model = VAE.from_preset(ctx.name)
     init = ctx.preset.init
+    if set(init) - {"weights", "output_bias"} or init.get("weights", "glorot") != "glorot":
+        raise ValueError(f"preset {ctx.name!r}: init may hold weights='glorot' and output_bias, got {init}")
     if init.get("weights") == "glorot":
         model.glorot_init_(torch.Generator().manual_seed(ctx.seed))
     if init.get("output_bias"):
