@@ -79,9 +79,9 @@ def _cb():
 
 ERRORS = [  # (model, method, args, kwargs, exception, message part)
     (lambda: fastvae.VAE(**ARCH), "glorot_init_", (3,), {}, TypeError, "generator must be a torch.Generator"),
-    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(4, 11),), {}, ValueError, "images must be [N, 12]"),
-    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(0, 12),), {}, ValueError, "N >= 1"),
-    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(12),), {}, ValueError, "images must be"),
+    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(4, 11),), {}, ValueError, "images must have 12 pixels per image"),
+    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(0, 12),), {}, ValueError, "must hold at least one image"),
+    (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.zeros(12),), {}, ValueError, "images must have 12 pixels per image"),
     (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.full((2, 12), 1.5),), {}, ValueError, "[0, 1]"),
     (lambda: fastvae.VAE(**ARCH), "init_output_bias_", (torch.full((2, 12), float("nan")),), {}, ValueError,
      "without NaN"),

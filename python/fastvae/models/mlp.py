@@ -445,11 +445,7 @@ class VAE(Model):
         where = "VAE.init_output_bias_"
         if self.likelihood == "continuous_bernoulli":
             raise ValueError(f"{where}: a continuous Bernoulli's mean is not sigmoid(logits); set the bias yourself")
-        p = pixels.to_bytes(images, where, "images")
-        if p.dim() < 2 or p.shape[0] < 1 or p[0].numel() != self.data_dim:
-            raise ValueError(f"{where}: images must be [N, {self.data_dim}] (or [N, H, W] with H * W = "
-                             f"{self.data_dim}) with N >= 1, got {tuple(p.shape)}")
-        p = p.reshape(len(p), -1)
+        p = pixels.as_images(images, self.data_dim, "images", where)  # fit's rule: uint8 [N, D], N >= 1
         if threshold is None:
             m = p.to(torch.float64).mean(0) / 255
         else:
