@@ -35,13 +35,12 @@ def schedule(epochs: int):
     return out
 
 
-def objective_label(train: dict) -> str:
-    """The training objective with its own settings, as tables and titles name it: "iwae", "miwae M = 2",
-    "ciwae beta = 0.5" (k is given beside it)."""
-    objective = train["objective"]
-    extra = {"miwae": f" M = {train.get('groups', 1)}", "piwae": f" M = {train.get('groups', 1)}",
-             "ciwae": f" beta = {train.get('ciwae_beta', 0.5)}"}.get(objective, "")
-    return objective + extra
+def objective_label(options) -> str:
+    """The training objective of ``options`` (a :class:`fastvae.TrainOptions`) with its own settings, as tables and
+    titles name it: "iwae", "miwae M = 2", "ciwae beta = 0.5" (k is given beside it)."""
+    extra = {"miwae": f" M = {options.groups}", "piwae": f" M = {options.groups}",
+             "ciwae": f" beta = {options.ciwae_beta}"}.get(options.objective, "")
+    return options.objective + extra
 
 
 def test_binarization(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -88,7 +87,7 @@ def run(ctx: Context) -> dict:
     objective, k = train["objective"], int(train["k"])
     # Table 1 has the VAE (the ELBO) and IWAE rows; Rainforth et al.'s objectives have no number there
     table = p.reported.get({"iwae": "iwae_nll", "elbo": "vae_nll"}.get(objective), {})
-    label = objective_label(train)
+    label = objective_label(options)
 
     g = torch.Generator().manual_seed(ctx.seed)
     ctx.figure(plotting.elbo_curves(hist, f"IWAE paper model, {label}, k = {k}: training bound per epoch",
