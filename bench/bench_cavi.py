@@ -11,7 +11,6 @@ repeats. --big also fits N = 10^7 and reports memory.
 --write-docs writes the table into docs/benchmarks.md.
 """
 import argparse
-import platform
 import resource
 import time
 import warnings
@@ -22,7 +21,7 @@ from scipy.special import digamma, gammaln
 from sklearn.mixture import BayesianGaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from doc_tables import write_block
+from doc_tables import cpu_name, write_block
 from fastvae.cavi import EarthquakeMixture, sample_earthquakes
 from fastvae.cavi import _ops
 
@@ -102,7 +101,7 @@ def main():
 
 def run(args):
     pools = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info())
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+    print(f"machine: {cpu_name()}, torch threads {torch.get_num_threads()}, "
           f"thread pools: {pools}; torch {torch.__version__}, numpy {np.__version__}")
     X, S, *_ = sample_earthquakes(args.n, args.k, random_state=0, **PRIOR)
     Sf = S.astype(np.float64)

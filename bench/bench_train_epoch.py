@@ -47,7 +47,6 @@ entry of MODELS (and a marker pair in docs/benchmarks.md).
 import argparse
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -60,7 +59,7 @@ from torch.distributions import (Bernoulli, Categorical, ContinuousBernoulli, No
                                  kl_divergence)
 
 import fastvae
-from doc_tables import write_block
+from doc_tables import cpu_name, write_block
 from fastvae.datasets import load_mnist
 
 # The benchmarked models: layer sizes, activation, likelihood, batch size and what the model sees of a pixel
@@ -470,7 +469,7 @@ def report(args, best, warm, *, model_line, model_sentence, flop, n_images, n_ba
     t_fast = best["fastvae C++ loop"]
     sgemm = sgemm_gflops()
     print(model_line)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"threads {args.threads}{load}")
     print(f"epoch of {n_images} images ({n_batches} updates of {batch}), best of {args.repeats}, after {args.warmup} "
           f"untimed warm-up updates per side (warm-up took " +
