@@ -1,6 +1,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace fastvae {
@@ -24,5 +25,27 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
                              at::TensorList exp_avg_sq, at::TensorList out_params, at::TensorList out_exp_avg,
                              at::TensorList out_exp_avg_sq, const std::vector<bool>& trainable, int64_t step,
                              double lr, double beta1, double beta2, double eps, double weight_decay);
+
+// The trainer's in-place step (float32 only). Adam runs in place when it provably cannot produce a NaN or inf, so
+// that a dropped step never needs the old state back; otherwise the trainer falls back to adam_update_into.
+// The bounds are float32 bit patterns, which order like the magnitudes they encode: max |p| and max |m| with the
+// sign cleared, and the largest second moment with its sign, so that a negative one (or -0) reads as unsafe.
+// Patterns >= 0x7f800000 are NaN or inf.
+struct AdamStateBounds {
+  uint32_t p = 0, m = 0, v = 0;
+};
+// max |x| over the trainable tensors, as bits (a non-finite entry gives >= 0x7f800000): the gradient check.
+uint32_t max_magnitude_bits(at::TensorList tensors, const std::vector<bool>& trainable);
+AdamStateBounds adam_state_bounds(at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
+                                  const std::vector<bool>& trainable);
+// True if, from any state within `s` and gradients with max |g| of bits `grad_bits`, every value one Adam step
+// computes stays finite (bounds with rounding margins, in double; eps must be a normal float32).
+bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
+                            double beta2, double eps, double weight_decay);
+// adam_update on the trainable tensors, in place, the arithmetic of adam_update_into; returns the new state's
+// bounds. Only for a step adam_step_stays_finite accepted.
+AdamStateBounds adam_update_in_place(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                                     at::TensorList exp_avg_sq, const std::vector<bool>& trainable, int64_t step,
+                                     double lr, double beta1, double beta2, double eps, double weight_decay);
 }  // namespace cpu
 }  // namespace fastvae

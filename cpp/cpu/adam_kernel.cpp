@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -20,21 +21,32 @@ namespace fastvae {
 namespace cpu {
 namespace {
 
+// The constants of one Adam step in the parameters' type, and the arithmetic of one element: every kernel below
+// calls adam_element, so the in-place, out-of-place and op paths give the same bits.
 template <typename T>
-void adam_range(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1, double beta2,
-                double eps, double wd, double bc1, double bc2_sqrt) {
-  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
-  // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication (Adam is bound by
-  // the divider's throughput, not memory, at these sizes).
-  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
-  for (int64_t i = 0; i < n; ++i) {
-    T gi = g[i];
-    if (w != T(0)) gi += w * p[i];
-    m[i] += (gi - m[i]) * omb1;  // lerp, as torch does
-    v[i] = v[i] * b2 + omb2 * gi * gi;
-    T denom = std::sqrt(v[i]) * inv_bc2s + e;
-    p[i] -= step_size * (m[i] / denom);
-  }
+struct AdamConstants {
+  T b2, omb1, omb2, step_size, inv_bc2s, e, w;
+  AdamConstants(double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt)
+      // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication (Adam is bound by the
+      // divider's throughput at these sizes).
+      : b2(T(beta2)), omb1(T(1 - beta1)), omb2(T(1 - beta2)), step_size(T(lr / bc1)), inv_bc2s(T(1.0 / bc2_sqrt)),
+        e(T(eps)), w(T(wd)) {}
+};
+
+template <typename T>
+inline void adam_element(const AdamConstants<T>& c, T p, T g, T m, T v, T& po, T& mo, T& vo) {
+  if (c.w != T(0)) g += c.w * p;
+  m += (g - m) * c.omb1;  // lerp, as torch does
+  v = v * c.b2 + c.omb2 * g * g;
+  const T denom = std::sqrt(v) * c.inv_bc2s + c.e;
+  po = p - c.step_size * (m / denom);
+  mo = m;
+  vo = v;
+}
+
+template <typename T>
+void adam_range(T* p, const T* g, T* m, T* v, int64_t n, const AdamConstants<T>& c) {
+  for (int64_t i = 0; i < n; ++i) adam_element(c, p[i], g[i], m[i], v[i], p[i], m[i], v[i]);
 }
 
 // An entry is NaN or +-inf exactly when its exponent bits are all ones. Testing the bits with integer
@@ -85,29 +97,75 @@ inline auto bits_of(T x) {
 template <typename T>
 unsigned adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const T* __restrict__ m,
                          const T* __restrict__ v, T* __restrict__ po, T* __restrict__ mo, T* __restrict__ vo,
-                         int64_t n, double lr, double beta1, double beta2, double eps, double wd, double bc1,
-                         double bc2_sqrt) {
+                         int64_t n, const AdamConstants<T>& c) {
   using U = decltype(bits_of(T(0)));
   constexpr U mask = Exponent<T>::mask;
-  const T b2 = T(beta2), omb1 = T(1 - beta1), omb2 = T(1 - beta2);
-  const T step_size = T(lr / bc1), inv_bc2s = T(1.0 / bc2_sqrt), e = T(eps), w = T(wd);
   U bad_g = 0, bad_r = 0;
 #pragma omp simd reduction(| : bad_g, bad_r)
   for (int64_t i = 0; i < n; ++i) {
-    T gi = g[i];
+    const T gi = g[i];
     bad_g |= static_cast<U>((bits_of(gi) & mask) == mask);
-    if (w != T(0)) gi += w * p[i];
-    T mi = m[i];
-    mi += (gi - mi) * omb1;
-    const T vi = v[i] * b2 + omb2 * gi * gi;
-    const T denom = std::sqrt(vi) * inv_bc2s + e;
-    const T pi = p[i] - step_size * (mi / denom);
+    T pi, mi, vi;
+    adam_element(c, p[i], gi, m[i], v[i], pi, mi, vi);
     mo[i] = mi;
     vo[i] = vi;
     po[i] = pi;
     bad_r |= static_cast<U>((bits_of(vi) & mask) == mask) | static_cast<U>((bits_of(pi) & mask) == mask);
   }
   return (bad_g ? 1u : 0u) | (bad_r ? 2u : 0u);
+}
+
+// float32 magnitudes compared through their bit patterns, which order like the values for non-negative floats:
+// |x| as its bits with the sign cleared, and a second moment as its raw bits, so that a negative one (or -0) reads
+// as larger than any finite value. NaN and +-inf are the patterns >= kInfBits.
+constexpr uint32_t kInfBits = 0x7f800000u;
+inline uint32_t magnitude_bits(float x) { return bits_of(x) & 0x7fffffffu; }
+
+uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n) {
+  uint32_t mx = 0;
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, magnitude_bits(x[i]));
+  return mx;
+}
+
+// adam_range in place, also returning the bounds of the state it writes (the next step's AdamStateBounds).
+AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                    float* __restrict__ v, int64_t n, const AdamConstants<float>& c) {
+  uint32_t bp = 0, bm = 0, bv = 0;
+#pragma omp simd reduction(max : bp, bm, bv)
+  for (int64_t i = 0; i < n; ++i) {
+    float pi, mi, vi;
+    adam_element(c, p[i], g[i], m[i], v[i], pi, mi, vi);
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+    bp = std::max(bp, magnitude_bits(pi));
+    bm = std::max(bm, magnitude_bits(mi));
+    bv = std::max(bv, bits_of(vi));
+  }
+  return {bp, bm, bv};
+}
+
+void atomic_max(std::atomic<uint32_t>& a, uint32_t x) {
+  uint32_t seen = a.load(std::memory_order_relaxed);
+  while (seen < x && !a.compare_exchange_weak(seen, x, std::memory_order_relaxed)) {
+  }
+}
+
+// One pass over the trainable tensors of the lists taken as one index range (as adam_update does): one wake-up
+// of the thread pool per pass, none while the total is small. f(k, lo, hi) visits elements [lo, hi) of tensor k.
+template <typename F>
+void over_trainable(at::TensorList tensors, const std::vector<bool>& trainable, int64_t grain, const F& f) {
+  const size_t n = tensors.size();
+  std::vector<int64_t> offset(n + 1, 0);
+  for (size_t k = 0; k < n; ++k) offset[k + 1] = offset[k] + (trainable[k] ? tensors[k].numel() : 0);
+  parallel_for_flushed(0, offset[n], grain, [&](int64_t b, int64_t e) {
+    for (size_t k = 0; k < n && b < e; ++k) {
+      if (offset[k + 1] <= b) continue;
+      f(k, b - offset[k], std::min(e, offset[k + 1]) - offset[k]);
+      b = offset[k + 1];
+    }
+  });
 }
 
 }  // namespace
@@ -173,9 +231,8 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
       const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
       AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_step", [&] {
         adam_range<scalar_t>(params[k].data_ptr<scalar_t>() + lo, grads[k].data_ptr<scalar_t>() + lo,
-                             exp_avg[k].data_ptr<scalar_t>() + lo,
-                             exp_avg_sq[k].data_ptr<scalar_t>() + lo, hi - lo, lr, beta1, beta2, eps,
-                             weight_decay, bc1, bc2_sqrt);
+                             exp_avg[k].data_ptr<scalar_t>() + lo, exp_avg_sq[k].data_ptr<scalar_t>() + lo, hi - lo,
+                             AdamConstants<scalar_t>(lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt));
       });
       b = offset[k + 1];
     }
@@ -189,29 +246,98 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
   const size_t n = params.size();
   TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && out_params.size() == n &&
                         out_exp_avg.size() == n && out_exp_avg_sq.size() == n && trainable.size() == n && step >= 1);
-  std::vector<int64_t> offset(n + 1, 0);
-  for (size_t k = 0; k < n; ++k) offset[k + 1] = offset[k] + (trainable[k] ? params[k].numel() : 0);
   const double bc1 = 1 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
   std::atomic<bool> bad_gradient{false}, bad_result{false};
-  parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
-    for (size_t k = 0; k < n && b < e; ++k) {
-      if (offset[k + 1] <= b) continue;
-      const int64_t lo = b - offset[k], hi = std::min(e, offset[k + 1]) - offset[k];
-      AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
-        using T = scalar_t;
-        const unsigned verdict = adam_range_into<T>(
-            params[k].data_ptr<T>() + lo, grads[k].data_ptr<T>() + lo, exp_avg[k].data_ptr<T>() + lo,
-            exp_avg_sq[k].data_ptr<T>() + lo, out_params[k].data_ptr<T>() + lo, out_exp_avg[k].data_ptr<T>() + lo,
-            out_exp_avg_sq[k].data_ptr<T>() + lo, hi - lo, lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt);
-        if (verdict & 1u) bad_gradient = true;
-        if (verdict & 2u) bad_result = true;
-      });
-      b = offset[k + 1];
-    }
+  over_trainable(params, trainable, 32768, [&](size_t k, int64_t lo, int64_t hi) {
+    AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
+      using T = scalar_t;
+      const unsigned verdict = adam_range_into<T>(
+          params[k].data_ptr<T>() + lo, grads[k].data_ptr<T>() + lo, exp_avg[k].data_ptr<T>() + lo,
+          exp_avg_sq[k].data_ptr<T>() + lo, out_params[k].data_ptr<T>() + lo, out_exp_avg[k].data_ptr<T>() + lo,
+          out_exp_avg_sq[k].data_ptr<T>() + lo, hi - lo,
+          AdamConstants<T>(lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt));
+      if (verdict & 1u) bad_gradient = true;
+      if (verdict & 2u) bad_result = true;
+    });
   });
   // A non-finite gradient makes the results non-finite too: it is the cause to report.
   return bad_gradient ? AdamVerdict::kGradient : bad_result ? AdamVerdict::kResult : AdamVerdict::kFinite;
+}
+
+uint32_t max_magnitude_bits(at::TensorList tensors, const std::vector<bool>& trainable) {
+  TORCH_INTERNAL_ASSERT(trainable.size() == tensors.size());
+  std::atomic<uint32_t> mx{0};
+  over_trainable(tensors, trainable, 262144, [&](size_t k, int64_t lo, int64_t hi) {
+    TORCH_INTERNAL_ASSERT(tensors[k].scalar_type() == at::kFloat);
+    atomic_max(mx, max_magnitude_bits(tensors[k].data_ptr<float>() + lo, hi - lo));
+  });
+  return mx;
+}
+
+AdamStateBounds adam_state_bounds(at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
+                                  const std::vector<bool>& trainable) {
+  TORCH_INTERNAL_ASSERT(exp_avg.size() == params.size() && exp_avg_sq.size() == params.size());
+  std::atomic<uint32_t> bv{0};
+  over_trainable(exp_avg_sq, trainable, 262144, [&](size_t k, int64_t lo, int64_t hi) {
+    TORCH_INTERNAL_ASSERT(exp_avg_sq[k].scalar_type() == at::kFloat);
+    const float* v = exp_avg_sq[k].data_ptr<float>() + lo;
+    uint32_t mx = 0;
+#pragma omp simd reduction(max : mx)
+    for (int64_t i = 0; i < hi - lo; ++i) mx = std::max(mx, bits_of(v[i]));
+    atomic_max(bv, mx);
+  });
+  return {max_magnitude_bits(params, trainable), max_magnitude_bits(exp_avg, trainable), bv};
+}
+
+bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
+                            double beta2, double eps, double weight_decay) {
+  if (s.p >= kInfBits || s.m >= kInfBits || s.v >= kInfBits || grad_bits >= kInfBits) return false;
+  const AdamConstants<float> c(lr, beta1, beta2, eps, weight_decay, 1 - std::pow(beta1, (double)step),
+                               std::sqrt(1 - std::pow(beta2, (double)step)));
+  // A zero or subnormal eps (flushed to zero in the engine) lets a denominator vanish: no bound.
+  if (!(c.e >= std::numeric_limits<float>::min()) || !(c.w >= 0)) return false;
+  auto value = [](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return double(f);
+  };
+  const double G = value(grad_bits), P = value(s.p), M = value(s.m), V = value(s.v);
+  // Bounds on the magnitude of every float result of adam_element, in the order it computes them. k covers the
+  // rounding of each operation (relative 2^-24) many times over; each bound must stay far below FLT_MAX (3.4e38).
+  const double k = 1.01, limit = 1e37;
+  const double g = (G + double(c.w) * P) * k;        // g + wd p
+  const double m = (2 * M + g) * k * k;              // g - m, and the new m
+  const double gg = g * g * k;                       // (1 - beta2) g^2 <= g^2
+  const double v = (V + gg) * k;                     // the new v
+  const double denom = std::sqrt(v) * k * double(c.inv_bc2s) * k + double(c.e);
+  const double ratio = m / double(c.e) * k;          // |m / denom|, denom >= eps
+  const double delta = double(c.step_size) * ratio * k;
+  const double p = (P + delta) * k;
+  for (double x : {g, m, gg, v, denom, ratio, delta, p})
+    if (!(x < limit)) return false;  // also false for NaN and inf (an overflowing step size)
+  return true;
+}
+
+AdamStateBounds adam_update_in_place(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                                     at::TensorList exp_avg_sq, const std::vector<bool>& trainable, int64_t step,
+                                     double lr, double beta1, double beta2, double eps, double weight_decay) {
+  const size_t n = params.size();
+  TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && trainable.size() == n &&
+                        step >= 1);
+  const AdamConstants<float> c(lr, beta1, beta2, eps, weight_decay, 1 - std::pow(beta1, (double)step),
+                               std::sqrt(1 - std::pow(beta2, (double)step)));
+  std::atomic<uint32_t> bp{0}, bm{0}, bv{0};
+  over_trainable(params, trainable, 32768, [&](size_t k, int64_t lo, int64_t hi) {
+    TORCH_INTERNAL_ASSERT(params[k].scalar_type() == at::kFloat);
+    const AdamStateBounds b =
+        adam_range_in_place(params[k].data_ptr<float>() + lo, grads[k].data_ptr<float>() + lo,
+                            exp_avg[k].data_ptr<float>() + lo, exp_avg_sq[k].data_ptr<float>() + lo, hi - lo, c);
+    atomic_max(bp, b.p);
+    atomic_max(bm, b.m);
+    atomic_max(bv, b.v);
+  });
+  return {bp, bm, bv};
 }
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) { m.impl("adam_step", &adam_update); }

@@ -8,9 +8,11 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "cpu/adam.h"
 #include "cpu/vae_engine.h"
 #include "training/options.h"
 #include "training/threads.h"
@@ -82,12 +84,14 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   at::Tensor stop_;
   std::vector<bool> trainable_;
   std::vector<at::Tensor> user_p_, user_m_, user_v_;  // the caller's tensors
-  // Two boundaries: Adam reads the current one and writes the other, which becomes current only if every result
-  // is finite. The input layer is in transposed storage so that its forward product and weight gradient can skip
+  // Two boundaries: Adam updates the current one in place when its bounds prove that the step stays finite
+  // (bounds_, cpu::adam_step_stays_finite); otherwise it reads the current one and writes the other, which becomes
+  // current only if every result is finite. The input layer is in transposed storage so that its forward product and weight gradient can skip
   // the zero pixels of binarized images (cpu::VaeEngine::sparse_input_forward). A frozen parameter is one tensor
   // shared by both buffers.
   State buf_[2];
   int cur_ = 0;
+  std::optional<cpu::AdamStateBounds> bounds_;  // of buf_[cur_]; unset when not known
   at::Tensor flat_;  // the gradients, then the batch's rec and kl sums: one all_reduce per update
   std::vector<at::Tensor> grads_;
   at::Tensor xb_, yb_, eps_, w_rec_, w_kl_;
