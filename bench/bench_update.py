@@ -8,8 +8,9 @@ reaches (its products are 20 rows tall).
     python bench/bench_update.py [--build LABEL=PYTHON ...] [--updates 300] [--repeats 3] [--data DIR]
                                  [--write-docs]
 
-Each build is a Python interpreter whose environment imports that build of fastvae (another venv, or an
-installed older commit); the default is this interpreter. Every (build, threads) pair runs in its own process,
+Each build is a Python interpreter whose environment imports that build of fastvae (another venv, or a
+wrapper script that sets its own PYTHONPATH): this process's PYTHONPATH is not passed on to it, and two builds
+that import fastvae from one folder are refused (bench/builds.py). The default is this interpreter. Every (build, threads) pair runs in its own process,
 in turn, ``--repeats`` times; the best time of each is kept, after 30 untimed warm-up updates.
 """
 import argparse
@@ -64,7 +65,8 @@ def child(threads, updates, data):
     sgemm = 2 * 1024**3 * 10 / (time.perf_counter() - t)
     chosen = [int(v) for v in getattr(model.history_, "epoch_threads", [])]
     print(json.dumps({"seconds": seconds, "sgemm": sgemm, "torch_threads": torch.get_num_threads(),
-                      "chosen": chosen[-1:] or None, "fastvae": fastvae.__version__}))
+                      "chosen": chosen[-1:] or None, "fastvae": fastvae.__version__,
+                      "module": os.path.dirname(os.path.abspath(fastvae.__file__))}))
 
 
 def main():
@@ -79,27 +81,33 @@ def main():
     args = ap.parse_args()
     if args.child is not None:
         return child(args.child, args.updates, args.data)
-    builds = [b.split("=", 1) for b in (args.build or [f"this build={sys.executable}"])]
+    sys.path.insert(0, HERE)
+    import builds as build_list
+
+    builds = build_list.parse(args.build, sys.executable)
     settings = args.threads.split(",")
-    best, info = {}, {}
+    best, info, modules = {}, {}, {}
     for _ in range(args.repeats):
-        for label, python in builds:
+        for label, python, named in builds:
             for threads in settings:
                 cmd = [python, os.path.abspath(__file__), "--child", threads, "--updates", str(args.updates)]
                 if args.data:
                     cmd += ["--data", args.data]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                     env=build_list.child_env(named)).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 key = (label, threads)
                 if key not in best or r["seconds"] < best[key]["seconds"]:
                     best[key] = r
                 info[label] = r["fastvae"]
+                modules[label] = r["module"]
+    build_list.check_distinct(modules)
     floor = {t: flops_per_update() / max(r["sgemm"] for (_, tt), r in best.items() if tt == t) for t in settings}
     rows = []
     print(f"IWAE paper model, batch {BATCH}: {flops_per_update() / 1e6:.1f} MFLOP per update, best of "
           f"{args.repeats} runs of {args.updates} updates")
     first = builds[0][0]
-    for label, _ in builds:
+    for label, _, _ in builds:
         for t in settings:
             r = best[(label, t)]
             ms, fl = 1e3 * r["seconds"], 1e3 * floor[t]
@@ -110,7 +118,6 @@ def main():
             print(line)
             rows.append(line)
     if args.write_docs:
-        sys.path.insert(0, HERE)
         from doc_tables import write_block
         write_block("bench_update", [
             f"IWAE paper model, batch {BATCH}, dynamic binarization: {flops_per_update() / 1e6:.1f} MFLOP per "
