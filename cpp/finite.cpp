@@ -22,7 +22,7 @@ bool is_finite(const at::Tensor& t) {
   if (!t.is_floating_point() || t.numel() == 0) return true;
   if (t.device().is_cpu() && t.is_non_overlapping_and_dense() &&
       (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble))
-    return cpu::all_finite({t});  // the trainer's check (cpu/adam.h): an OR over exponent bits, vectorized
+    return cpu::all_finite({t});  // cpu/adam.h: an OR over exponent bits, vectorized
   return at::isfinite(t).all().item<bool>();
 }
 

@@ -12,7 +12,7 @@
 namespace fastvae {
 
 // Every entry of t is finite (no NaN, no +-inf). Dense CPU float32 / float64 tensors: one vectorized pass, no
-// temporaries (cpu::all_finite, the trainer's check); others: an ATen reduction (one host sync on an accelerator).
+// temporaries (cpu::all_finite); others: an ATen reduction (one host sync on an accelerator).
 bool is_finite(const at::Tensor& t);
 // The largest |entry| of a floating tensor over its finite entries (0 for an empty one), and the smallest and
 // largest entry; for messages only (the rare path).

@@ -119,7 +119,7 @@ void MlpTrainer::write_back() {
 // One Adam step, dropped if a gradient or a result is not finite, with the reason ("gradient" or "parameters").
 // Gradients are checked first, then the step runs in place if the bounds of the state prove its results finite
 // (always, in ordinary training); else from the current boundary into the other buffer, which becomes current only
-// if every result is finite. In place saves the second buffer's memory traffic, most of Adam's time at batch 20.
+// if every result is finite. In place saves the second buffer's memory traffic (docs/benchmarks.md).
 const char* MlpTrainer::adam(int64_t step) {
   const uint32_t g = cpu::max_magnitude_bits(grads_, trainable_);
   if (g >= 0x7f800000u) return "gradient";
@@ -413,7 +413,7 @@ void bind_trainer(py::module_& m) {
       py::arg("images"), py::arg("rows"), py::arg("threshold"), py::arg("pixels"), py::arg("generator"),
       "float32 [n, D]: the pixels of images[rows] as fastvae.fit feeds them to a model (TrainOptions.pixels).");
   m.def("all_finite", [](std::vector<at::Tensor> ts) { return cpu::all_finite(ts); }, py::arg("tensors"),
-        "True if no entry of the float32/float64 tensors is NaN or inf (the trainer's gradient check).");
+        "True if no entry of the float32/float64 tensors is NaN or inf (fastvae.finite's check for CPU tensors).");
   m.def(
       "_adam_step_in_place",
       [](std::vector<at::Tensor> p, std::vector<at::Tensor> g, std::vector<at::Tensor> m1, std::vector<at::Tensor> v,
