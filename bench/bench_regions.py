@@ -17,7 +17,8 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import builds as build_list  # bench/, on sys.path as the script's folder
+
 
 SHIM = r"""
 #define _GNU_SOURCE
@@ -76,17 +77,10 @@ def child(model, updates, data):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", default=None, help="LABEL=PYTHON (repeatable)")
-    ap.add_argument("--updates", type=int, default=100)
-    ap.add_argument("--data", default=os.environ.get("FASTVAE_DATA"))
-    ap.add_argument("--write-docs", action="store_true")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    build_list.add_arguments(ap, updates=100)
     args = ap.parse_args()
     if args.child is not None:
         return child(args.child, args.updates, args.data)
-    sys.path.insert(0, HERE)
-    import builds as build_list
-
     builds = build_list.parse(args.build, sys.executable)
     with tempfile.TemporaryDirectory() as tmp:
         source, lib = os.path.join(tmp, "regions.c"), os.path.join(tmp, "libregions.so")
@@ -98,12 +92,8 @@ def main():
         for model in MODELS:
             modules = {}
             for label, python, named in builds:
-                cmd = [python, os.path.abspath(__file__), "--child", model, "--updates", str(args.updates)]
-                if args.data:
-                    cmd += ["--data", args.data]
-                env = build_list.child_env(named, LD_PRELOAD=lib, OMP_NUM_THREADS="2")
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = build_list.run_child(__file__, python, named, model, args.updates, args.data, LD_PRELOAD=lib,
+                                         OMP_NUM_THREADS="2")
                 modules[label] = r["module"]
                 rows.append(f"| {model} | {label} ({r['fastvae']}) | {r['top']:.1f} | {r['nested']:.1f} |")
                 print(rows[-1])

@@ -16,11 +16,11 @@ in turn, ``--repeats`` times; the best time of each is kept, after 30 untimed wa
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import builds as build_list  # bench/, on sys.path as the script's folder
+
 BATCH = 20
 ENC, DEC, LATENT, D = (200, 200), (200, 200), 50, 784
 
@@ -71,31 +71,19 @@ def child(threads, updates, data):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", default=None, help="LABEL=PYTHON (repeatable)")
+    build_list.add_arguments(ap, updates=300)
     ap.add_argument("--threads", default="1,2,default")
-    ap.add_argument("--updates", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--data", default=os.environ.get("FASTVAE_DATA"))
-    ap.add_argument("--write-docs", action="store_true")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         return child(args.child, args.updates, args.data)
-    sys.path.insert(0, HERE)
-    import builds as build_list
-
     builds = build_list.parse(args.build, sys.executable)
     settings = args.threads.split(",")
     best, info, modules = {}, {}, {}
     for _ in range(args.repeats):
         for label, python, named in builds:
             for threads in settings:
-                cmd = [python, os.path.abspath(__file__), "--child", threads, "--updates", str(args.updates)]
-                if args.data:
-                    cmd += ["--data", args.data]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                     env=build_list.child_env(named)).stdout
-                r = json.loads(out.strip().splitlines()[-1])
+                r = build_list.run_child(__file__, python, named, threads, args.updates, args.data)
                 key = (label, threads)
                 if key not in best or r["seconds"] < best[key]["seconds"]:
                     best[key] = r
