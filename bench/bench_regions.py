@@ -3,7 +3,9 @@ and a join barrier of the thread team, the synchronisation that costs most when 
 the cores (issue 21). Counted, not timed: a small C library preloaded into each run (compiled here with the C
 compiler, `cc` or $CC) interposes libgomp's GOMP_parallel, which libtorch and its MKL call for every region, and
 sorts the calls into top-level regions (a team of the run's threads) and nested ones (inside a region, a team of
-one thread: no barrier with another thread, but the team is still set up and torn down).
+one thread: no barrier with another thread, but the team is still set up and torn down). Builds with the
+engine's own pool (cpp/cpu/worker_pool.h) also report the ranges it ran with its workers
+(`fastvae._C._pool_stats`).
 
     python bench/bench_regions.py [--build LABEL=PYTHON ...] [--updates 100] [--data DIR] [--write-docs]
 
@@ -68,10 +70,12 @@ def child(model, updates, data):
         vae = fastvae.VAE.from_preset("stats305c")
     run = dict(epochs=1, batch_size=spec["batch"], progress=False, **spec["fit"], **extra)
     vae.fit(images[:10 * spec["batch"]], **run)  # warm-up: buffers, the BLAS's first calls
-    before = [shim.regions_counted(k) for k in (0, 1)]
+    pool = getattr(fastvae._C, "_pool_stats", None)  # the engine's own pool (builds from issue 21 on)
+    before = [shim.regions_counted(k) for k in (0, 1)] + [pool()[1] if pool else 0]
     vae.fit(images[:updates * spec["batch"]], **run)
-    after = [shim.regions_counted(k) for k in (0, 1)]
+    after = [shim.regions_counted(k) for k in (0, 1)] + [pool()[1] if pool else 0]
     print(json.dumps({"top": (after[0] - before[0]) / updates, "nested": (after[1] - before[1]) / updates,
+                      "pool": (after[2] - before[2]) / updates if pool else None,
                       "fastvae": fastvae.__version__, "module": os.path.dirname(os.path.abspath(fastvae.__file__))}))
 
 
@@ -95,7 +99,8 @@ def main():
                 r = build_list.run_child(__file__, python, named, model, args.updates, args.data, LD_PRELOAD=lib,
                                          OMP_NUM_THREADS="2")
                 modules[label] = r["module"]
-                rows.append(f"| {model} | {label} ({r['fastvae']}) | {r['top']:.1f} | {r['nested']:.1f} |")
+                pool = "-" if r["pool"] is None else f"{r['pool']:.1f}"
+                rows.append(f"| {model} | {label} ({r['fastvae']}) | {r['top']:.1f} | {r['nested']:.1f} | {pool} |")
                 print(rows[-1])
             build_list.check_distinct(modules)
     if args.write_docs:
@@ -103,8 +108,11 @@ def main():
         write_block("bench_regions", [
             f"OpenMP parallel regions per update, averaged over {args.updates} updates after 10 untimed ones, two "
             "threads. Top-level: a team of both threads, one fork and one join barrier each. Nested: opened "
-            "inside another region (by MKL's sgemm, called from the engine's column blocks), a team of one thread.",
-            "", "| model | build | top-level regions per update | nested regions per update |", "|---|---|---|---|",
+            "inside another region (by MKL's sgemm, called from the engine's column blocks), a team of one thread. "
+            "Pool ranges: ranges the engine's own pool ran with its workers (cpp/cpu/worker_pool.h; no fork "
+            "barrier, one join on the chunks that workers claimed); '-': a build without that pool.",
+            "", "| model | build | top-level OpenMP regions per update | nested OpenMP regions per update | "
+            "pool ranges per update |", "|---|---|---|---|---|",
             *rows], "2", script="bench_regions")
 
 

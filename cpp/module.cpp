@@ -5,8 +5,69 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "cpu/flush_denormals.h"
+#include "cpu/worker_pool.h"
 #include "training/trainer.h"
 #include "vae_spec.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+// The engine's pool over [0, n) as the kernels call it (cpu::parallel_for_flushed), at `threads` threads on this
+// thread: how often each index was visited, how many threads ran chunks, and whether a call nested in a chunk
+// ran on that chunk's thread. A chunk holding index throw_at throws after visiting up to it.
+pybind11::tuple pool_cover(int64_t n, int64_t grain, int threads, int64_t throw_at) {
+  TORCH_CHECK(n >= 0 && grain >= 1 && threads >= 1, "fastvae: _pool_cover: n >= 0, grain >= 1, threads >= 1");
+  std::vector<std::atomic<int>> visits(n);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  std::atomic<bool> nested_inline{true};
+  {
+    pybind11::gil_scoped_release nogil;
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+#endif
+    try {
+      fastvae::cpu::parallel_for_flushed(0, n, grain, [&](int64_t b, int64_t e) {
+        const auto id = std::this_thread::get_id();
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          ids.insert(id);
+        }
+        fastvae::cpu::parallel_for_flushed(0, 8, 1, [&](int64_t, int64_t) {
+          if (std::this_thread::get_id() != id) nested_inline = false;
+        });
+        for (int64_t i = b; i < e; ++i) {
+          visits[i].fetch_add(1, std::memory_order_relaxed);
+          TORCH_CHECK(i != throw_at, "fastvae: _pool_cover: chunk failed at ", i);
+        }
+      });
+    } catch (...) {
+#ifdef _OPENMP
+      omp_set_num_threads(saved);
+#endif
+      throw;
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+  }
+  auto out = at::empty({n}, at::kInt);
+  for (int64_t i = 0; i < n; ++i) out.data_ptr<int>()[i] = visits[i].load();
+  return pybind11::make_tuple(out, ids.size(), nested_inline.load());
+}
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastvae C++ core";
@@ -33,4 +94,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }
   m.attr("LIKELIHOOD_DATA") = data;
   fastvae::training::bind_trainer(m);
+  // The engine's thread pool (cpp/cpu/worker_pool.h), for tests and bench/bench_regions.py.
+  m.def("_pool_stats", [] { return pybind11::make_tuple(fastvae::cpu::pool_workers(), fastvae::cpu::pool_jobs()); },
+        "(workers started, ranges run with them) of the engine's thread pool in this process.");
+  m.def("_pool_cover", &pool_cover, pybind11::arg("n"), pybind11::arg("grain"), pybind11::arg("threads"),
+        pybind11::arg("throw_at") = -1,
+        "For tests: (int32 [n] visits per index, threads that ran chunks, nested calls ran inline) of one range "
+        "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
 }

@@ -9,7 +9,7 @@
 // of their workers (parallel_for_flushed).
 #pragma once
 
-#include <ATen/Parallel.h>
+#include "cpu/worker_pool.h"
 
 #include <cstdint>
 
@@ -58,13 +58,17 @@ class FlushDenormals {
   unsigned saved_ = 0;
 };
 
-// at::parallel_for whose tasks run under FlushDenormals (the workers' MXCSR is not the caller's).
+// f(b, e) over chunks of [begin, end) of at least `grain` on the engine's pool (cpu/worker_pool.h), each chunk
+// under FlushDenormals (a worker's MXCSR is not the caller's).
 template <typename F>
 void parallel_for_flushed(int64_t begin, int64_t end, int64_t grain, const F& f) {
-  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {
-    FlushDenormals flushed;
-    f(b, e);
-  });
+  run_chunks(
+      begin, end, grain,
+      [](const void* ctx, int64_t b, int64_t e) {
+        FlushDenormals flushed;
+        (*static_cast<const F*>(ctx))(b, e);
+      },
+      &f);
 }
 
 }  // namespace cpu

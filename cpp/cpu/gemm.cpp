@@ -91,6 +91,13 @@ void gemm<double>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, d
   fn(&ta, &tb, &m, &n, &k, &alpha, B, &la, A, &lb, &beta, C, &lc);
 }
 
+// The Fortran entry point, which takes a pointer: libtorch exports the lower-case C name as an alias of it.
+int set_blas_local_threads(int n) {
+  using Fn = int (*)(const int*);
+  static const Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "mkl_set_num_threads_local_"));
+  return fn ? fn(&n) : 0;
+}
+
 const char* gemm_backend() { return sgemm_fn() ? "blas" : "aten"; }
 
 }  // namespace cpu

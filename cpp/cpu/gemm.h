@@ -20,6 +20,11 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// Sets the BLAS threads of the calling thread only (MKL's per-thread count; libtorch carries MKL and exports it)
+// and returns the previous per-thread setting, 0 when the thread had none. A BLAS without a per-thread count has
+// nothing to set (returns 0): inside the engine's chunks it is called as from any other thread.
+int set_blas_local_threads(int n);
+
 // Which path gemm takes in this process: "blas" (the BLAS symbol of libtorch) or "aten" (at::mm_out).
 const char* gemm_backend();
 

@@ -1,8 +1,8 @@
 #include "training/threads.h"
 
-#include <dlfcn.h>
-
 #include <mutex>
+
+#include "cpu/gemm.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -11,15 +11,6 @@
 namespace fastvae {
 namespace training {
 namespace {
-
-// MKL's per-thread count (libtorch carries MKL and exports it); returns the previous per-thread setting, 0 when
-// the thread had none. A build without MKL has nothing to set. The Fortran entry point, which takes a pointer:
-// libtorch exports the lower-case C name as an alias of it.
-int mkl_local_threads(int n) {
-  using Fn = int (*)(const int*);
-  static const Fn fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "mkl_set_num_threads_local_"));
-  return fn ? fn(&n) : 0;
-}
 
 int omp_threads() {
 #ifdef _OPENMP
@@ -55,26 +46,26 @@ LocalThreads::LocalThreads() : caller_omp_(omp_threads()), caller_mkl_(-1), curr
 LocalThreads::~LocalThreads() {
   if (caller_mkl_ < 0) return;  // never set
   omp_set_threads(caller_omp_);
-  mkl_local_threads(caller_mkl_);
+  cpu::set_blas_local_threads(caller_mkl_);
 }
 
 void LocalThreads::set(int n) {
   if (n == current_ && caller_mkl_ >= 0) return;
   omp_set_threads(n);
-  if (caller_mkl_ < 0) caller_mkl_ = mkl_local_threads(1);
+  if (caller_mkl_ < 0) caller_mkl_ = cpu::set_blas_local_threads(1);
   current_ = n;
 }
 
 LocalThreads::Paused::Paused(LocalThreads& t) : t_(t) {
   if (t_.caller_mkl_ < 0) return;
   omp_set_threads(t_.caller_omp_);
-  mkl_local_threads(t_.caller_mkl_);
+  cpu::set_blas_local_threads(t_.caller_mkl_);
 }
 
 LocalThreads::Paused::~Paused() {
   if (t_.caller_mkl_ < 0) return;
   omp_set_threads(t_.current_);
-  mkl_local_threads(1);
+  cpu::set_blas_local_threads(1);
 }
 
 ThreadChooser::ThreadChooser(int configured, bool adapt)

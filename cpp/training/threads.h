@@ -1,7 +1,7 @@
 // The thread count of the trainer's updates, chosen from how long they take (docs/engine.md, "Threads on a busy
-// machine"). On a machine whose cores also run other work, every parallel region of an update waits for a thread
-// that the scheduler has put aside, and one thread can be several times faster than two; on an idle machine
-// the configured count usually wins. An update's results do not depend on how many threads run it (its products
+// machine"). On a machine whose cores also run other work, a range of an update waits for a worker that the
+// scheduler puts aside while it runs a chunk (cpu/worker_pool.h), and one thread can be faster than two; on an
+// idle machine the configured count usually wins. An update's results do not depend on how many threads run it (its products
 // are split for the configured count, cpu/split_threads.h; tests/training/test_threads.py), so the choice
 // changes the time of a run, never its numbers.
 #pragma once
