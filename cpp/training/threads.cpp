@@ -129,8 +129,10 @@ void ThreadChooser::after_update(double seconds) {
     case Phase::ProbeConfigured:
       if (seconds_ / updates_ > per_update_one_ * 1.5) {
         decide(1);  // clearly slower than one thread already: stop paying for its measurement
-      } else if (measured) {
-        decide(seconds_ / updates_ < per_update_one_ ? configured_ : 1);
+      } else if (measured) {  // one thread only when clearly faster (kOneThreadGain): the configured count's
+        // workers never hold the caller up unless they run a chunk (cpu/worker_pool.h), and a busy machine's
+        // timings are noisy
+        decide(seconds_ / updates_ * kOneThreadGain > per_update_one_ ? 1 : configured_);
       }
       break;
     case Phase::Hold:

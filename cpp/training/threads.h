@@ -35,7 +35,8 @@ class LocalThreads {
 };
 
 // With `adapt`, alternates between measuring and keeping: times kProbeUpdates updates (at least kProbeSeconds)
-// at one thread, then at the configured count, and keeps the faster for kHoldSeconds of updates before it
+// at one thread, then at the configured count, and keeps one thread for kHoldSeconds of updates if it was clearly
+// faster (kOneThreadGain), else the configured count, before it
 // measures both again. The first update after a change of count is not timed (the pool wakes up), and the
 // configured count's measurement stops as soon as its mean is 1.5x one thread's (on a busy machine its updates
 // can be many times slower: each one measured costs). A fit that starts
@@ -55,6 +56,7 @@ class ThreadChooser {
   void pin(int n) { pinned_ = n; }
 
   static constexpr int kProbeUpdates = 3;
+  static constexpr double kOneThreadGain = 0.9;  // one thread is kept if its mean is below 0.9x the configured's
   static constexpr double kProbeSeconds = 0.02, kHoldSeconds = 2.0;
 
  private:
