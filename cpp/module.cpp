@@ -12,13 +12,10 @@
 #include <vector>
 
 #include "cpu/flush_denormals.h"
-#include "cpu/worker_pool.h"
+#include "cpu/worker_pool.h"  // pool_workers, pool_jobs
+#include "training/threads.h"
 #include "training/trainer.h"
 #include "vae_spec.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace {
 
@@ -33,34 +30,22 @@ pybind11::tuple pool_cover(int64_t n, int64_t grain, int threads, int64_t throw_
   std::atomic<bool> nested_inline{true};
   {
     pybind11::gil_scoped_release nogil;
-#ifdef _OPENMP
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
-#endif
-    try {
-      fastvae::cpu::parallel_for_flushed(0, n, grain, [&](int64_t b, int64_t e) {
-        const auto id = std::this_thread::get_id();
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          ids.insert(id);
-        }
-        fastvae::cpu::parallel_for_flushed(0, 8, 1, [&](int64_t, int64_t) {
-          if (std::this_thread::get_id() != id) nested_inline = false;
-        });
-        for (int64_t i = b; i < e; ++i) {
-          visits[i].fetch_add(1, std::memory_order_relaxed);
-          TORCH_CHECK(i != throw_at, "fastvae: _pool_cover: chunk failed at ", i);
-        }
+    fastvae::training::LocalThreads local;  // this thread's count for the call, the caller's back after it
+    local.set(threads);
+    fastvae::cpu::parallel_for_flushed(0, n, grain, [&](int64_t b, int64_t e) {
+      const auto id = std::this_thread::get_id();
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ids.insert(id);
+      }
+      fastvae::cpu::parallel_for_flushed(0, 8, 1, [&](int64_t, int64_t) {
+        if (std::this_thread::get_id() != id) nested_inline = false;
       });
-    } catch (...) {
-#ifdef _OPENMP
-      omp_set_num_threads(saved);
-#endif
-      throw;
-    }
-#ifdef _OPENMP
-    omp_set_num_threads(saved);
-#endif
+      for (int64_t i = b; i < e; ++i) {
+        visits[i].fetch_add(1, std::memory_order_relaxed);
+        TORCH_CHECK(i != throw_at, "fastvae: _pool_cover: chunk failed at ", i);
+      }
+    });
   }
   auto out = at::empty({n}, at::kInt);
   for (int64_t i = 0; i < n; ++i) out.data_ptr<int>()[i] = visits[i].load();
