@@ -6,13 +6,18 @@
 #include <torch/csrc/utils/pybind.h>
 
 #include <atomic>
+#include <cstring>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "cpu/flush_denormals.h"
+#include "cpu/split_threads.h"
+#include "cpu/vae_engine.h"
 #include "cpu/worker_pool.h"  // pool_workers, pool_jobs
+#include "training/options.h"  // spec_from_dict
 #include "training/threads.h"
 #include "training/trainer.h"
 #include "vae_spec.h"
@@ -52,6 +57,59 @@ pybind11::tuple pool_cover(int64_t n, int64_t grain, int threads, int64_t throw_
   return pybind11::make_tuple(out, ids.size(), nested_inline.load());
 }
 
+// The engine's ELBO gradient (analytic KL, weights -1/B) of float32 `params` (the input layer's weight may be stored
+// transposed, as the trainer keeps it: the sparse path) at `threads` threads, computed twice from one forward: at
+// once, and with the weight gradients deferred (VaeEngine::defer_weight_grads) and finished. Returns (the first
+// gradients, the second, which of the second were pending, the pending gradients' bound as a float, how often each
+// entry of each gradient's storage was handed to the finishing callback).
+pybind11::tuple deferred_grads(const pybind11::dict& arch, std::vector<at::Tensor> params, const at::Tensor& x,
+                               c10::optional<at::Tensor> labels, const at::Tensor& eps, int threads) {
+  const auto spec = fastvae::training::spec_from_dict(arch);
+  std::vector<at::Tensor> contiguous;  // the shapes and dtypes; the input layer's storage may be transposed
+  for (const auto& p : params) contiguous.push_back(p.contiguous());
+  spec.check_params(contiguous, at::kFloat, at::Device(at::kCPU));
+  const int64_t B = x.size(0);
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.is_contiguous() && eps.scalar_type() == at::kFloat && eps.is_contiguous(),
+              "fastvae: _deferred_grads: contiguous float32 x and eps");
+  const int64_t* y = labels ? labels->data_ptr<int64_t>() : nullptr;
+  std::vector<float> w_rec(B, -1.f / B), w_kl(B, 1.f / B);
+  std::vector<at::Tensor> plain, deferred, visits;
+  for (const auto& p : params) {
+    plain.push_back(at::empty_like(p));
+    deferred.push_back(at::full_like(p, std::numeric_limits<float>::quiet_NaN()));
+    visits.push_back(at::zeros({p.numel()}, at::kInt));
+  }
+  std::vector<bool> pending(params.size());
+  float bound = 0;
+  {
+    pybind11::gil_scoped_release nogil;
+    fastvae::training::LocalThreads local;
+    local.set(threads);
+    fastvae::cpu::SplitThreads split(threads);
+    fastvae::cpu::VaeEngine<float> eng(spec);
+    eng.forward(params, x, y, eps, fastvae::Estimator::Analytic, w_rec.data());
+    eng.backward(params, x, y, eps, fastvae::Estimator::Analytic, w_kl.data(), plain);
+    eng.defer_weight_grads(true);
+    eng.forward(params, x, y, eps, fastvae::Estimator::Analytic, w_rec.data());
+    eng.backward(params, x, y, eps, fastvae::Estimator::Analytic, w_kl.data(), deferred);
+    for (size_t k = 0; k < params.size(); ++k) pending[k] = eng.pending(deferred[k]);
+    const uint32_t bits = eng.pending_grad_bound();
+    std::memcpy(&bound, &bits, sizeof bound);
+    std::mutex mu;
+    eng.finish_weight_grads([&](int64_t, float* g, int64_t n) {
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t k = 0; k < deferred.size(); ++k) {
+        const float* start = deferred[k].data_ptr<float>();
+        if (g >= start && g < start + deferred[k].numel()) {
+          int* v = visits[k].data_ptr<int>();
+          for (int64_t i = 0; i < n; ++i) ++v[g - start + i];
+        }
+      }
+    });
+  }
+  return pybind11::make_tuple(plain, deferred, pybind11::cast(pending), bound, visits);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -86,4 +144,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("throw_at") = -1,
         "For tests: (int32 [n] visits per index, threads that ran chunks, nested calls ran inline) of one range "
         "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
+  m.def("_deferred_grads", &deferred_grads, pybind11::arg("arch"), pybind11::arg("params"), pybind11::arg("x"),
+        pybind11::arg("labels"), pybind11::arg("eps"), pybind11::arg("threads"),
+        "For tests: (gradients computed at once, the same deferred and finished, which were pending, the pending "
+        "ones' bound, int32 visits per storage entry of the finishing callback) of the engine's ELBO backward.");
 }

@@ -41,7 +41,7 @@ export FASTVAE_DATA=${FASTVAE_DATA:-$REPO/../shared/data/mnist}
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/models/test_vae.py tests/ops/test_samplers.py tests/models/test_estimators.py
                                  tests/cavi/test_cavi.py tests/training/test_fit.py tests/ops/test_heads.py
-                                 tests/training/test_worker_pool.py)
+                                 tests/training/test_worker_pool.py tests/training/test_fused_adam.py)
 status=0
 "$PY" -m pytest -x -q -p no:cacheprovider "${tests[@]}" || status=$?
 if compgen -G "$WORK/logs/*" >/dev/null; then

@@ -1,11 +1,36 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 namespace fastvae {
 namespace cpu {
+// The constants of one Adam step in the parameters' type, and the arithmetic of one element: every Adam kernel
+// (adam_kernel.cpp, and through adam_range_in_place the trainer's fused step) calls adam_element, so the in-place,
+// out-of-place, fused and op paths give the same bits.
+template <typename T>
+struct AdamConstants {
+  T b2, omb1, omb2, step_size, inv_bc2s, e, w;
+  AdamConstants(double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt)
+      // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication (Adam is bound by the
+      // divider's throughput at these sizes).
+      : b2(T(beta2)), omb1(T(1 - beta1)), omb2(T(1 - beta2)), step_size(T(lr / bc1)), inv_bc2s(T(1.0 / bc2_sqrt)),
+        e(T(eps)), w(T(wd)) {}
+};
+
+template <typename T>
+inline void adam_element(const AdamConstants<T>& c, T p, T g, T m, T v, T& po, T& mo, T& vo) {
+  if (c.w != T(0)) g += c.w * p;
+  m += (g - m) * c.omb1;  // lerp, as torch does
+  v = v * c.b2 + c.omb2 * g * g;
+  const T denom = std::sqrt(v) * c.inv_bc2s + c.e;
+  po = p - c.step_size * (m / denom);
+  mo = m;
+  vo = v;
+}
+
 // In-place Adam update of every tensor in `params` (torch.optim.Adam semantics); validates inputs.
 void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
                  at::TensorList exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
@@ -33,6 +58,11 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
 // Patterns >= 0x7f800000 are NaN or inf.
 struct AdamStateBounds {
   uint32_t p = 0, m = 0, v = 0;
+  void include(const AdamStateBounds& o) {
+    p = p > o.p ? p : o.p;
+    m = m > o.m ? m : o.m;
+    v = v > o.v ? v : o.v;
+  }
 };
 // max |x| over the trainable tensors, as bits (a non-finite entry gives >= 0x7f800000): the gradient check.
 uint32_t max_magnitude_bits(at::TensorList tensors, const std::vector<bool>& trainable);
@@ -42,6 +72,11 @@ AdamStateBounds adam_state_bounds(at::TensorList params, at::TensorList exp_avg,
 // computes stays finite (bounds with rounding margins, in double; eps must be a normal float32).
 bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
                             double beta2, double eps, double weight_decay);
+// adam_update_in_place on one range of a float32 tensor and its gradient and state (elements [0, n) of each):
+// the trainer's fused step (training/trainer.cpp), which runs it on each block of a weight gradient as the engine
+// finishes it. Returns the bounds of the state it wrote.
+AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                    float* __restrict__ v, int64_t n, const AdamConstants<float>& c);
 // adam_update on the trainable tensors, in place, the arithmetic of adam_update_into; returns the new state's
 // bounds. Only for a step adam_step_stays_finite accepted.
 AdamStateBounds adam_update_in_place(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,

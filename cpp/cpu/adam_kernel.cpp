@@ -21,29 +21,6 @@ namespace fastvae {
 namespace cpu {
 namespace {
 
-// The constants of one Adam step in the parameters' type, and the arithmetic of one element: every kernel below
-// calls adam_element, so the in-place, out-of-place and op paths give the same bits.
-template <typename T>
-struct AdamConstants {
-  T b2, omb1, omb2, step_size, inv_bc2s, e, w;
-  AdamConstants(double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt)
-      // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication (Adam is bound by the
-      // divider's throughput at these sizes).
-      : b2(T(beta2)), omb1(T(1 - beta1)), omb2(T(1 - beta2)), step_size(T(lr / bc1)), inv_bc2s(T(1.0 / bc2_sqrt)),
-        e(T(eps)), w(T(wd)) {}
-};
-
-template <typename T>
-inline void adam_element(const AdamConstants<T>& c, T p, T g, T m, T v, T& po, T& mo, T& vo) {
-  if (c.w != T(0)) g += c.w * p;
-  m += (g - m) * c.omb1;  // lerp, as torch does
-  v = v * c.b2 + c.omb2 * g * g;
-  const T denom = std::sqrt(v) * c.inv_bc2s + c.e;
-  po = p - c.step_size * (m / denom);
-  mo = m;
-  vo = v;
-}
-
 template <typename T>
 void adam_range(T* p, const T* g, T* m, T* v, int64_t n, const AdamConstants<T>& c) {
   for (int64_t i = 0; i < n; ++i) adam_element(c, p[i], g[i], m[i], v[i], p[i], m[i], v[i]);
@@ -128,24 +105,6 @@ uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n) {
   return mx;
 }
 
-// adam_range in place, also returning the bounds of the state it writes (the next step's AdamStateBounds).
-AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                                    float* __restrict__ v, int64_t n, const AdamConstants<float>& c) {
-  uint32_t bp = 0, bm = 0, bv = 0;
-#pragma omp simd reduction(max : bp, bm, bv)
-  for (int64_t i = 0; i < n; ++i) {
-    float pi, mi, vi;
-    adam_element(c, p[i], g[i], m[i], v[i], pi, mi, vi);
-    p[i] = pi;
-    m[i] = mi;
-    v[i] = vi;
-    bp = std::max(bp, magnitude_bits(pi));
-    bm = std::max(bm, magnitude_bits(mi));
-    bv = std::max(bv, bits_of(vi));
-  }
-  return {bp, bm, bv};
-}
-
 void atomic_max(std::atomic<uint32_t>& a, uint32_t x) {
   uint32_t seen = a.load(std::memory_order_relaxed);
   while (seen < x && !a.compare_exchange_weak(seen, x, std::memory_order_relaxed)) {
@@ -169,6 +128,24 @@ void over_trainable(at::TensorList tensors, const std::vector<bool>& trainable, 
 }
 
 }  // namespace
+
+// adam_range in place, also returning the bounds of the state it writes (the next step's AdamStateBounds).
+AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                    float* __restrict__ v, int64_t n, const AdamConstants<float>& c) {
+  uint32_t bp = 0, bm = 0, bv = 0;
+#pragma omp simd reduction(max : bp, bm, bv)
+  for (int64_t i = 0; i < n; ++i) {
+    float pi, mi, vi;
+    adam_element(c, p[i], g[i], m[i], v[i], pi, mi, vi);
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+    bp = std::max(bp, magnitude_bits(pi));
+    bm = std::max(bm, magnitude_bits(mi));
+    bv = std::max(bv, bits_of(vi));
+  }
+  return {bp, bm, bv};
+}
 
 // One parallel region over all tensors taken as one index range (as adam_update does): one wake-up of the
 // thread pool per check instead of one per tensor, none while the total is small.

@@ -9,6 +9,9 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 namespace fastvae {
 namespace cpu {
@@ -94,6 +97,12 @@ int64_t col_block(int64_t R, int64_t H, int64_t K) {
 int64_t sparse_block(int64_t H) {
   const int64_t nt = split_threads();
   return nt <= 1 || H <= 128 ? std::max<int64_t>(H, 1) : (H + nt - 1) / nt;
+}
+
+// Rows per block of the sparse input layer's weight gradient (ld rows of H): a few blocks per thread.
+int64_t sparse_rows(int64_t ld) {
+  const int64_t nt = split_threads();
+  return nt <= 1 ? std::max<int64_t>(ld, 1) : (ld + 2 * nt - 1) / (2 * nt);
 }
 
 // f(j0, j1) for the blocks [b * width, min(n, (b + 1) * width)) of [0, n), spread over the threads: one
@@ -224,15 +233,17 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
   TORCH_CHECK(!sparse || (stored_transposed(gw) && d_in == nullptr), "fastvae: internal layout mismatch");
   T* d = dA.data_ptr<T>();
   const T* wp = w.data_ptr<T>();
+  const bool defer = param_grads && deferring();
+  PendingLayer layer{d,  in.data_ptr<T>(), param_grads ? gw.data_ptr<T>() : nullptr, R, H, in_dim, ld,
+                     sparse ? sparse_rows(ld) : col_block(R, H, in_dim), sparse, y, period, cond_offset};
+  auto none = [](T*, int64_t) {};
   {  // Per block of output columns j0:j1 (one parallel region): dPre = dA * act'(A) in place, the bias
-     // gradient as its column sums (each entry summed in row order, whatever the thread count) and the
-     // weight rows gw[j0:j1, :in_dim] = dPre[:, j0:j1]^T in.
+     // gradient as its column sums (each entry summed in row order, whatever the thread count) and, unless
+     // deferred or sparse, the weight rows gw[j0:j1, :] = dPre[:, j0:j1]^T in.
     const T* a = A.data_ptr<T>();
     T* g = param_grads ? gb.data_ptr<T>() : nullptr;
-    T* gwp = param_grads ? gw.data_ptr<T>() : nullptr;
-    const T* ip = in.data_ptr<T>();
     const T slope = static_cast<T>(spec_.slope);
-    const int64_t width = sparse ? H : col_block(R, H, in_dim);
+    const int64_t width = sparse ? H : layer.width;
     with_act<T>(act, [&](auto tag) {
       constexpr Act AC = decltype(tag)::value;
       for_blocks(H, width, [&](int64_t j0, int64_t j1) {
@@ -251,25 +262,15 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
             g[j] += dr[j];
           }
         }
-        if (!sparse)
-          gemm<T>(true, false, j1 - j0, in_dim, R, T(1), d + j0, H, ip, in_dim, T(0), gwp + j0 * ld, ld);
+        if (!sparse && !defer) weight_grad_block(layer, j0, j1, none);
       });
     });
   }
-  if (sparse) {
-    sparse_input_weight_grad(dA, in, gw, y, period, cond_offset);
-    return;
-  }
-  if (in_dim != ld && param_grads) {
-    // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
-    auto gc = gw.narrow(1, in_dim, ld - in_dim);
-    gc.zero_();
-    T* g = gw.data_ptr<T>();
-    for (int64_t r = 0; r < R; ++r) {
-      T* col = g + cond_offset + y[r % period];
-      const T* dr = d + r * H;
-      for (int64_t j = 0; j < H; ++j) col[j * ld] += dr[j];
-    }
+  if (defer) {
+    pending_.push_back(layer);
+    blocks_.clear();
+  } else if (sparse && param_grads) {
+    for_blocks(ld, layer.width, [&](int64_t c0, int64_t c1) { weight_grad_block(layer, c0, c1, none); });
   }
   if (d_in) {  // d_in = dPre w[:, :in_dim], each task on a block of input columns
     T* di = d_in->data_ptr<T>();
@@ -277,6 +278,141 @@ void VaeEngine<T>::layer_backward(at::Tensor& dA, const at::Tensor& A, const at:
       gemm<T>(false, false, R, c1 - c0, H, T(1), d, H, wp + c0, ld, T(0), di + c0, in_dim);
     });
   }
+}
+
+template <typename T>
+template <typename F>
+void VaeEngine<T>::weight_grad_block(const PendingLayer& l, int64_t j0, int64_t j1, const F& on_piece) {
+  const int64_t R = l.R, H = l.H, ld = l.ld;
+  if (!l.sparse) {
+    T* gw = l.gw + j0 * ld;
+    gemm<T>(true, false, j1 - j0, l.in_dim, R, T(1), l.d + j0, H, l.in, l.in_dim, T(0), gw, ld);
+    if (l.in_dim != ld) {
+      // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t c = l.in_dim; c < ld; ++c) l.gw[j * ld + c] = T(0);
+      for (int64_t r = 0; r < R; ++r) {
+        T* col = l.gw + l.cond_offset + l.y[r % l.period];
+        const T* dr = l.d + r * H;
+        for (int64_t j = j0; j < j1; ++j) col[j * ld] += dr[j];
+      }
+    }
+    on_piece(gw, (j1 - j0) * ld);
+    return;
+  }
+  // The sparse input layer, gw stored transposed as [ld, H] rows: rows j0:j1 (pixels, then the condition's columns),
+  // gw.t()[c] = sum_r x[r, c] dPre[r] over the nonzero pixels (index_nonzeros). Each row is whole and summed in
+  // row order r, so the bits depend on neither the blocks nor the thread count; blocks of whole rows keep the
+  // threads off each other's cache lines.
+  const int64_t D = l.in_dim;
+  for (int64_t c = j0; c < std::min(j1, D); ++c) {
+    T* g = l.gw + c * H;
+    for (int64_t j = 0; j < H; ++j) g[j] = T(0);
+    for (int32_t k = nz_ptr_[c]; k < nz_ptr_[c + 1]; ++k) {
+      const int64_t r = nz_row_[k];
+      const T v = l.in[r * D + c];
+      const T* dr = l.d + r * H;
+      for (int64_t j = 0; j < H; ++j) g[j] += v * dr[j];
+    }
+    on_piece(g, H);
+  }
+  const int64_t c0 = std::max(j0, D);
+  if (c0 >= j1) return;
+  for (int64_t c = c0; c < j1; ++c)
+    for (int64_t j = 0; j < H; ++j) l.gw[c * H + j] = T(0);
+  if (l.y) {
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t c = l.cond_offset + l.y[r % l.period];
+      if (c < c0 || c >= j1) continue;
+      T* g = l.gw + c * H;
+      const T* dr = l.d + r * H;
+      for (int64_t j = 0; j < H; ++j) g[j] += dr[j];
+    }
+  }
+  on_piece(l.gw + c0 * H, (j1 - c0) * H);
+}
+
+template <typename T>
+void VaeEngine<T>::defer_weight_grads(bool on) {
+  defer_ = on;
+  pending_.clear();
+  blocks_.clear();
+}
+
+template <typename T>
+bool VaeEngine<T>::pending(const at::Tensor& grad) const {
+  const T* g = grad.data_ptr<T>();
+  for (const auto& l : pending_)
+    if (l.gw == g) return true;
+  return false;
+}
+
+namespace {
+// max |x| over n entries, +inf if one is NaN or +-inf: the largest magnitude's bit pattern (sign cleared), which
+// orders like the magnitudes, NaN and inf above every finite one; integer max reductions vectorize.
+template <typename T>
+double max_abs(const T* x, int64_t n) {
+  using U = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+  constexpr U sign = U(1) << (8 * sizeof(T) - 1);
+  const U inf_bits = [] {
+    const T inf = std::numeric_limits<T>::infinity();
+    U b;
+    std::memcpy(&b, &inf, sizeof b);
+    return b;
+  }();
+  U mx = 0;
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < n; ++i) {
+    U b;
+    std::memcpy(&b, x + i, sizeof b);
+    mx = std::max<U>(mx, b & ~sign);
+  }
+  if (mx >= inf_bits) return std::numeric_limits<double>::infinity();
+  T v;
+  std::memcpy(&v, &mx, sizeof v);
+  return double(v);
+}
+}  // namespace
+
+template <typename T>
+uint32_t VaeEngine<T>::pending_grad_bound() const {
+  double bound = 0;
+  for (const auto& l : pending_) {
+    // Each entry is a sum of R products d * in, or of R entries of d (the condition columns): at most
+    // R max|d| max(max|in|, 1) in exact arithmetic; computed in any order with rounding unit u = 2^-24, the float
+    // sum exceeds that by at most a factor 1 + R u / (1 - R u) (Higham, Accuracy and Stability, Sec. 3.1).
+    const double u = std::ldexp(1.0, -24), R = double(l.R);
+    const double margin = R * u < 0.5 ? (1 + 2 * R * u) * 1.01 : std::numeric_limits<double>::infinity();
+    const double b = R * max_abs(l.d, l.R * l.H) * std::max(1.0, max_abs(l.in, l.R * l.in_dim)) * margin;
+    bound = std::isnan(b) ? std::numeric_limits<double>::infinity() : std::max(bound, b);
+  }
+  if (!(bound <= double(std::numeric_limits<float>::max()))) return 0x7f800000u;
+  float f = std::nextafter(float(bound), std::numeric_limits<float>::infinity());  // rounded up
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
+
+template <typename T>
+int64_t VaeEngine<T>::pending_blocks() {
+  if (blocks_.empty())
+    for (int64_t i = 0; i < static_cast<int64_t>(pending_.size()); ++i)
+      for (int64_t j0 = 0; j0 < pending_[i].blocked(); j0 += pending_[i].width) blocks_.emplace_back(i, j0);
+  return static_cast<int64_t>(blocks_.size());
+}
+
+template <typename T>
+void VaeEngine<T>::finish_weight_grads(c10::function_ref<void(int64_t, T*, int64_t)> on_piece) {
+  const int64_t nb = pending_blocks();
+  parallel_for_flushed(0, nb, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const PendingLayer& l = pending_[blocks_[b].first];
+      const int64_t j0 = blocks_[b].second;
+      weight_grad_block(l, j0, std::min(l.blocked(), j0 + l.width), [&](T* g, int64_t n) { on_piece(b, g, n); });
+    }
+  });
+  pending_.clear();
+  blocks_.clear();
 }
 
 // Nonzero pixels of x [R, D] grouped by pixel (compressed sparse columns), for the sparse input layer.
@@ -337,38 +473,6 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
         }
       }
     });
-  });
-}
-
-// Weight gradient of the sparse input layer into gw stored transposed: gw.t()[d] = sum_r x[r, d] dA[r],
-// each row written once. Threads own disjoint column blocks, so the result does not depend on their number.
-template <typename T>
-void VaeEngine<T>::sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
-                                            const int64_t* y, int64_t period, int64_t cond_offset) {
-  const int64_t R = dA.size(0), H = dA.size(1), D = x.size(1), in_total = gw.size(1);
-  const T* xp = x.data_ptr<T>();
-  const T* dp = dA.data_ptr<T>();
-  T* gt = gw.data_ptr<T>();  // [in_total, H] rows
-  for_blocks(H, sparse_block(H), [&](int64_t j0, int64_t j1) {
-    for (int64_t d = 0; d < D; ++d) {
-      T* g = gt + d * H;
-      for (int64_t j = j0; j < j1; ++j) g[j] = T(0);
-      for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
-        const int64_t r = nz_row_[k];
-        const T v = xp[r * D + d];
-        const T* dr = dp + r * H;
-        for (int64_t j = j0; j < j1; ++j) g[j] += v * dr[j];
-      }
-    }
-    for (int64_t c = D; c < in_total; ++c)
-      for (int64_t j = j0; j < j1; ++j) gt[c * H + j] = T(0);
-    if (y) {
-      for (int64_t r = 0; r < R; ++r) {
-        T* g = gt + (cond_offset + y[r % period]) * H;
-        const T* dr = dp + r * H;
-        for (int64_t j = j0; j < j1; ++j) g[j] += dr[j];
-      }
-    }
   });
 }
 
@@ -800,6 +904,14 @@ void VaeEngine<T>::iwae_backward(at::TensorList params, const at::Tensor& x, con
                           grads[s.n_params() - 1].data_ptr<T>());
   }
   const bool partitioned = ob.kind == Objective::Piwae;
+  // PIWAE's second decoder pass overwrites the first's pre-activation gradients, and the upper layers' backward
+  // runs their layers more than once: their weight gradients are computed at once (defer_weight_grads).
+  struct Suspend {
+    bool& flag;
+    const bool before;
+    ~Suspend() { flag = before; }
+  } suspend{defer_suspended_, defer_suspended_};
+  if (partitioned || s.hierarchical()) defer_suspended_ = true;
   decoder_backward(params, y, B, grads, true, !partitioned);  // g_z_ = u c G
   if (partitioned) {
     likelihood_grad(c_enc);

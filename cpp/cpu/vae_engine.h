@@ -8,6 +8,7 @@
 // The backward computes d/dtheta of sum_i w_rec[i] rec_i + w_kl[i] kl_i; no autograd graph is built.
 #pragma once
 #include <ATen/ATen.h>
+#include <c10/util/FunctionRef.h>
 
 #include <cstdint>
 #include <initializer_list>
@@ -79,6 +80,27 @@ class VaeEngine {
   // each q(z_j | z_{j-1}) reparameterized as z_j = mu_j + sigma_j eps_j. The ELBO is then the mean of the log
   // weights, differentiable as a whole only (backward() needs w_kl = -w_rec) and without an analytic KL.
 
+  // ---- deferred weight gradients: the trainer's fused Adam step (issue 21 item 3, docs/engine.md) ----
+  // With defer_weight_grads(true), the next backward (backward, iwae_backward, categorical_backward) computes the
+  // pre-activation, bias and input gradients of every layer as usual but leaves the weight gradients pending, so
+  // that finish_weight_grads() computes them block by block and hands each block, still in cache, to the caller
+  // (the trainer runs Adam on it). A backward that runs a layer's backward twice (PIWAE's second decoder pass) or
+  // has upper stochastic layers computes its weight gradients at once, as without deferring: nothing is pending.
+  // Setting the flag (either way) drops what is pending.
+  void defer_weight_grads(bool on);
+  // Whether the weight gradient `grad` (one of the backward's `grads`) is pending.
+  bool pending(const at::Tensor& grad) const;
+  // A bound on max |g| over the pending weight gradients, as float32 bits (>= 0x7f800000: not finite, or beyond
+  // float32): R max|dPre| max(max|in|, 1), R rows summed, with a margin for rounding, per layer.
+  uint32_t pending_grad_bound() const;
+  // Blocks the pending gradients will be computed in (fixed by the sizes and the split count, as the backward's own
+  // blocks, so the bits do not depend on deferring).
+  int64_t pending_blocks();
+  // Computes the pending weight gradients into their `grads` tensors in one range over the blocks, then, after each
+  // piece of block b is final, on_piece(b, g, n): the n entries from g on, contiguous in the tensor's storage.
+  // Nothing is pending after it.
+  void finish_weight_grads(c10::function_ref<void(int64_t, T*, int64_t)> on_piece);
+
   // ---- non-finite results (cpp/cpu/vae_overflow.cpp; issue 20 item 6) ----
   // After a pass whose results are not finite although x, the noise and the parameters are (the ops check that
   // first), where the float range was left, as the end of a message: x too large for a Gaussian likelihood, the
@@ -113,8 +135,6 @@ class VaeEngine {
   void index_nonzeros(const at::Tensor& x);
   void sparse_input_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::Tensor& out,
                             Act act, const int64_t* y, int64_t period, int64_t cond_offset);
-  void sparse_input_weight_grad(const at::Tensor& dA, const at::Tensor& x, const at::Tensor& gw,
-                                const int64_t* y, int64_t period, int64_t cond_offset);
   // dA (grad of post-activation, in place -> grad of pre-activation), bias grad, weight grad and,
   // if d_in is defined, grad of the layer input.
   void layer_backward(at::Tensor& dA, const at::Tensor& A, const at::Tensor& in, const at::Tensor& w,
@@ -123,6 +143,29 @@ class VaeEngine {
 
   VaeSpec spec_;
   int64_t B_ = -1, N_ = -1;
+  // A layer whose weight gradient is pending: gw [H, ld] from dPre [R, H] and in [R, in_dim], with the layer's one-hot
+  // condition columns. Blocked by `width` output columns (rows of gw); the sparse input layer (in is x, gw stored
+  // transposed) by `width` rows of its storage, input columns.
+  struct PendingLayer {
+    const T* d;
+    const T* in;
+    T* gw;
+    int64_t R, H, in_dim, ld, width;
+    bool sparse;
+    const int64_t* y;
+    int64_t period, cond_offset;
+    int64_t blocked() const { return sparse ? ld : H; }
+  };
+  bool defer_ = false;
+  bool defer_suspended_ = false;  // a backward that cannot defer (see defer_weight_grads)
+  std::vector<PendingLayer> pending_;
+  std::vector<std::pair<int64_t, int64_t>> blocks_;  // (layer, first column) per pending block
+  // Whether layer_backward defers this layer's weight gradient.
+  bool deferring() const { return defer_ && !defer_suspended_; }
+  // The weight gradient of block [j0, j1) of a layer (PendingLayer), with its condition columns; after each
+  // contiguous piece is final, on_piece(piece start, length).
+  template <typename F>
+  void weight_grad_block(const PendingLayer& l, int64_t j0, int64_t j1, const F& on_piece);
   std::vector<at::Tensor> enc_;  // post-activations of encoder hidden layers, [B, e_k]
   at::Tensor head_;              // [B, 2Z]: post-activation mean head | post-activation scale head
   at::Tensor mu_, sigma_;        // [B, Z]

@@ -31,6 +31,9 @@ constexpr auto kSpin = std::chrono::microseconds(50);
 // Chunks per thread: a worker that starts late finds work left, and the caller is never left with a large
 // chunk to wait for.
 constexpr int64_t kChunksPerThread = 4;
+// A range this short with grain 1 is a list of blocks of work (the engine's column blocks, its pending weight
+// gradients), often of unequal size: one block per chunk, so that a thread claims the next as it finishes one.
+constexpr int64_t kMaxBlocks = 64;
 
 thread_local bool in_chunk = false;  // this thread is running a chunk: nested calls run inline
 
@@ -233,7 +236,9 @@ void run_chunks(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const voi
   job.ctx = ctx;
   job.begin = begin;
   job.end = end;
-  job.chunk = std::max(grain, (n + threads * kChunksPerThread - 1) / (threads * kChunksPerThread));
+  job.chunk = grain == 1 && n <= kMaxBlocks
+                  ? 1
+                  : std::max(grain, (n + threads * kChunksPerThread - 1) / (threads * kChunksPerThread));
   job.chunks = (n + job.chunk - 1) / job.chunk;
   job.workers = int(threads) - 1;
   {

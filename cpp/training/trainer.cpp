@@ -91,8 +91,12 @@ MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> e
   for (const auto& p : user_p_) n_grad += p.numel();
   flat_ = at::zeros({n_grad + 2}, at::kFloat);
   const auto& ref = buf_[0].p;
-  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(n); off += ref[i].numel(), ++i)
+  grad_offset_.assign(n + 1, 0);
+  for (int64_t i = 0, off = 0; i < static_cast<int64_t>(n); off += ref[i].numel(), ++i) {
     grads_.push_back(flat_.narrow(0, off, ref[i].numel()).as_strided(ref[i].sizes(), ref[i].strides()));
+    grad_offset_[i + 1] = off + ref[i].numel();
+  }
+  written_.assign(n, false);
   free_bits_mask_.assign(spec_.latent_dim, 1.f);
 }
 
@@ -137,6 +141,47 @@ const char* MlpTrainer::adam(int64_t step) {
   if (verdict == cpu::AdamVerdict::kResult) return "parameters";
   cur_ = 1 - cur_;
   bounds_.reset();
+  return nullptr;
+}
+
+// adam() fused with the weight gradients (issue 21 item 3; docs/engine.md): the engine computes each block of a
+// weight gradient and Adam updates that block of the parameters and moments at once, while the block is in cache;
+// the gradients the backward wrote in full (biases, the learned scale) follow in one pass. In place needs the proof
+// that the step stays finite before the first block is written, when the weight gradients do not exist yet: the
+// engine's bound on them (R max|dPre| max|in| per layer) stands in for their max, beside the exact max of the
+// others. Where that proves nothing (a gradient not finite, or too large for the proof), the gradients are
+// finished and adam() decides, as without fusing. The arithmetic is adam()'s, so the bits are too.
+const char* MlpTrainer::fused_adam(int64_t step) {
+  for (size_t k = 0; k < grads_.size(); ++k) written_[k] = trainable_[k] && !eng_.pending(grads_[k]);
+  const uint32_t g = std::max(eng_.pending_grad_bound(), cpu::max_magnitude_bits(grads_, written_));
+  if (!bounds_) bounds_ = cpu::adam_state_bounds(cur().p, cur().m, cur().v, trainable_);
+  if (!cpu::adam_step_stays_finite(*bounds_, g, step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay)) {
+    eng_.finish_weight_grads([](int64_t, float*, int64_t) {});
+    return adam(step);
+  }
+  const cpu::AdamConstants<float> c(o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
+                                    1 - std::pow(o_.beta1, (double)step), std::sqrt(1 - std::pow(o_.beta2, (double)step)));
+  p_ptr_.clear();
+  m_ptr_.clear();
+  v_ptr_.clear();
+  for (size_t k = 0; k < grads_.size(); ++k) {
+    p_ptr_.push_back(cur().p[k].data_ptr<float>());
+    m_ptr_.push_back(cur().m[k].data_ptr<float>());
+    v_ptr_.push_back(cur().v[k].data_ptr<float>());
+  }
+  block_bounds_.assign(eng_.pending_blocks(), BlockBounds{});
+  const float* base = flat_.data_ptr<float>();
+  eng_.finish_weight_grads([&](int64_t b, float* gp, int64_t len) {
+    const int64_t off = gp - base;  // the piece lies in one gradient, at the same storage offset as its state
+    const size_t k = std::upper_bound(grad_offset_.begin(), grad_offset_.end(), off) - grad_offset_.begin() - 1;
+    if (!trainable_[k]) return;
+    const int64_t lo = off - grad_offset_[k];
+    block_bounds_[b].b.include(cpu::adam_range_in_place(p_ptr_[k] + lo, gp, m_ptr_[k] + lo, v_ptr_[k] + lo, len, c));
+  });
+  cpu::AdamStateBounds after = cpu::adam_update_in_place(cur().p, grads_, cur().m, cur().v, written_, step, o_.lr,
+                                                         o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
+  for (const auto& b : block_bounds_) after.include(b.b);
+  bounds_ = after;
   return nullptr;
 }
 
@@ -282,7 +327,10 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
       auto [r, k] = forward(batch, step);
       if (world_ == 1 && (!std::isfinite(r) || !std::isfinite(k))) diverged = "loss";
       if (!diverged && batch.m > 0 && o_.free_bits > 0) apply_free_bits(n);
-      if (!diverged) backward(batch, step);
+      if (!diverged) {
+        eng_.defer_weight_grads(world_ == 1);  // data-parallel ranks reduce whole gradients before Adam
+        backward(batch, step);
+      }
       if (!diverged && world_ > 1) {  // sum gradients and the batch's terms over the ranks; then every rank agrees
         float* terms = flat_.data_ptr<float>() + flat_.numel() - 2;
         terms[0] = static_cast<float>(r * batch.m);
@@ -301,7 +349,7 @@ py::dict MlpTrainer::epoch(const at::Tensor& train_x, const c10::optional<at::Te
         k = terms[1] / n;
         if (!std::isfinite(r) || !std::isfinite(k)) diverged = "loss";
       }
-      if (!diverged) diverged = adam(step + 1);
+      if (!diverged) diverged = world_ == 1 ? fused_adam(step + 1) : adam(step + 1);
       if (diverged) {
         gen.set_state(before.get_state());
         break;
