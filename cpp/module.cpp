@@ -10,6 +10,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -57,13 +58,17 @@ pybind11::tuple pool_cover(int64_t n, int64_t grain, int threads, int64_t throw_
   return pybind11::make_tuple(out, ids.size(), nested_inline.load());
 }
 
-// The engine's ELBO gradient (analytic KL, weights -1/B) of float32 `params` (the input layer's weight may be stored
-// transposed, as the trainer keeps it: the sparse path) at `threads` threads, computed twice from one forward: at
-// once, and with the weight gradients deferred (VaeEngine::defer_weight_grads) and finished. Returns (the first
+// The engine's gradient of the mean ELBO (analytic KL), IWAE or PIWAE (two groups) bound (DReG encoder gradient) of
+// float32 `params` (the input layer's weight may be stored transposed, as the trainer keeps it: the sparse path) at
+// `threads` threads, computed twice: at once, and with the weight gradients deferred
+// (VaeEngine::defer_weight_grads) and finished. Returns (the first
 // gradients, the second, which of the second were pending, the pending gradients' bound as a float, how often each
 // entry of each gradient's storage was handed to the finishing callback).
 pybind11::tuple deferred_grads(const pybind11::dict& arch, std::vector<at::Tensor> params, const at::Tensor& x,
-                               c10::optional<at::Tensor> labels, const at::Tensor& eps, int threads) {
+                               c10::optional<at::Tensor> labels, const at::Tensor& eps, int threads,
+                               const std::string& objective) {
+  TORCH_CHECK(objective == "elbo" || objective == "iwae" || objective == "piwae",
+              "fastvae: _deferred_grads: objective 'elbo', 'iwae' or 'piwae', got '", objective, "'");
   const auto spec = fastvae::training::spec_from_dict(arch);
   std::vector<at::Tensor> contiguous;  // the shapes and dtypes; the input layer's storage may be transposed
   for (const auto& p : params) contiguous.push_back(p.contiguous());
@@ -87,11 +92,20 @@ pybind11::tuple deferred_grads(const pybind11::dict& arch, std::vector<at::Tenso
     local.set(threads);
     fastvae::cpu::SplitThreads split(threads);
     fastvae::cpu::VaeEngine<float> eng(spec);
-    eng.forward(params, x, y, eps, fastvae::Estimator::Analytic, w_rec.data());
-    eng.backward(params, x, y, eps, fastvae::Estimator::Analytic, w_kl.data(), plain);
+    auto pass = [&](std::vector<at::Tensor>& grads) {
+      if (objective == "elbo") {
+        eng.forward(params, x, y, eps, fastvae::Estimator::Analytic, w_rec.data());
+        eng.backward(params, x, y, eps, fastvae::Estimator::Analytic, w_kl.data(), grads);
+      } else {
+        const fastvae::IwBound ob{objective == "iwae" ? fastvae::Objective::Iwae : fastvae::Objective::Piwae,
+                                  objective == "iwae" ? 1 : 2, 0.0};
+        eng.iwae_forward(params, x, y, eps, ob);
+        eng.iwae_backward(params, x, y, eps, fastvae::IwaeEstimator::DReG, w_rec.data(), grads, ob);
+      }
+    };
+    pass(plain);
     eng.defer_weight_grads(true);
-    eng.forward(params, x, y, eps, fastvae::Estimator::Analytic, w_rec.data());
-    eng.backward(params, x, y, eps, fastvae::Estimator::Analytic, w_kl.data(), deferred);
+    pass(deferred);
     for (size_t k = 0; k < params.size(); ++k) pending[k] = eng.pending(deferred[k]);
     const uint32_t bits = eng.pending_grad_bound();
     std::memcpy(&bound, &bits, sizeof bound);
@@ -145,7 +159,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "For tests: (int32 [n] visits per index, threads that ran chunks, nested calls ran inline) of one range "
         "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
   m.def("_deferred_grads", &deferred_grads, pybind11::arg("arch"), pybind11::arg("params"), pybind11::arg("x"),
-        pybind11::arg("labels"), pybind11::arg("eps"), pybind11::arg("threads"),
+        pybind11::arg("labels"), pybind11::arg("eps"), pybind11::arg("threads"), pybind11::arg("objective") = "elbo",
         "For tests: (gradients computed at once, the same deferred and finished, which were pending, the pending "
-        "ones' bound, int32 visits per storage entry of the finishing callback) of the engine's ELBO backward.");
+        "ones' bound, int32 visits per storage entry of the finishing callback) of the engine's ELBO, IWAE or PIWAE "
+        "backward.");
 }

@@ -31,8 +31,9 @@ constexpr auto kSpin = std::chrono::microseconds(50);
 // Chunks per thread: a worker that starts late finds work left, and the caller is never left with a large
 // chunk to wait for.
 constexpr int64_t kChunksPerThread = 4;
-// A range this short with grain 1 is a list of blocks of work (the engine's column blocks, its pending weight
-// gradients), often of unequal size: one block per chunk, so that a thread claims the next as it finishes one.
+// A range this short at grain 1 is taken one index per chunk: such ranges are lists of blocks of work (the engine's
+// column blocks, its pending weight gradients), often of unequal size, and a thread claims the next block as it
+// finishes one (two per chunk put both large blocks of a layer on one thread). Claims are one atomic add each.
 constexpr int64_t kMaxBlocks = 64;
 
 thread_local bool in_chunk = false;  // this thread is running a chunk: nested calls run inline
