@@ -13,9 +13,14 @@ namespace cpu {
 template <typename T>
 struct AdamConstants {
   T b2, omb1, omb2, step_size, inv_bc2s, e, w;
+  // Step `step` (from 1): the bias corrections 1 - beta1^t and sqrt(1 - beta2^t) in double.
+  AdamConstants(int64_t step, double lr, double beta1, double beta2, double eps, double wd)
+      : AdamConstants(lr, beta1, beta2, eps, wd, 1 - std::pow(beta1, (double)step),
+                      std::sqrt(1 - std::pow(beta2, (double)step))) {}
+
+ private:
   AdamConstants(double lr, double beta1, double beta2, double eps, double wd, double bc1, double bc2_sqrt)
-      // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication (Adam is bound by the
-      // divider's throughput at these sizes).
+      // One division per element: dividing by sqrt(1 - beta2^t) becomes a multiplication.
       : b2(T(beta2)), omb1(T(1 - beta1)), omb2(T(1 - beta2)), step_size(T(lr / bc1)), inv_bc2s(T(1.0 / bc2_sqrt)),
         e(T(eps)), w(T(wd)) {}
 };
@@ -66,6 +71,8 @@ struct AdamStateBounds {
 };
 // max |x| over the trainable tensors, as bits (a non-finite entry gives >= 0x7f800000): the gradient check.
 uint32_t max_magnitude_bits(at::TensorList tensors, const std::vector<bool>& trainable);
+// The same over n floats from x, on this thread (one vectorized pass).
+uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n);
 AdamStateBounds adam_state_bounds(at::TensorList params, at::TensorList exp_avg, at::TensorList exp_avg_sq,
                                   const std::vector<bool>& trainable);
 // True if, from any state within `s` and gradients with max |g| of bits `grad_bits`, every value one Adam step

@@ -98,13 +98,6 @@ unsigned adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const
 constexpr uint32_t kInfBits = 0x7f800000u;
 inline uint32_t magnitude_bits(float x) { return bits_of(x) & 0x7fffffffu; }
 
-uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n) {
-  uint32_t mx = 0;
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, magnitude_bits(x[i]));
-  return mx;
-}
-
 void atomic_max(std::atomic<uint32_t>& a, uint32_t x) {
   uint32_t seen = a.load(std::memory_order_relaxed);
   while (seen < x && !a.compare_exchange_weak(seen, x, std::memory_order_relaxed)) {
@@ -128,6 +121,13 @@ void over_trainable(at::TensorList tensors, const std::vector<bool>& trainable, 
 }
 
 }  // namespace
+
+uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n) {
+  uint32_t mx = 0;
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, magnitude_bits(x[i]));
+  return mx;
+}
 
 // adam_range in place, also returning the bounds of the state it writes (the next step's AdamStateBounds).
 AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
@@ -200,8 +200,6 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
                 "fastvae.adam_step: float32 or float64 parameters only");
     offset[k + 1] = offset[k] + p.numel();
   }
-  const double bc1 = 1 - std::pow(beta1, (double)step);
-  const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
   parallel_for_flushed(0, offset[n], 32768, [&](int64_t b, int64_t e) {
     for (size_t k = 0; k < n && b < e; ++k) {
       if (offset[k + 1] <= b) continue;
@@ -209,7 +207,7 @@ void adam_update(at::TensorList params, at::TensorList grads, at::TensorList exp
       AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_step", [&] {
         adam_range<scalar_t>(params[k].data_ptr<scalar_t>() + lo, grads[k].data_ptr<scalar_t>() + lo,
                              exp_avg[k].data_ptr<scalar_t>() + lo, exp_avg_sq[k].data_ptr<scalar_t>() + lo, hi - lo,
-                             AdamConstants<scalar_t>(lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt));
+                             AdamConstants<scalar_t>(step, lr, beta1, beta2, eps, weight_decay));
       });
       b = offset[k + 1];
     }
@@ -223,8 +221,6 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
   const size_t n = params.size();
   TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && out_params.size() == n &&
                         out_exp_avg.size() == n && out_exp_avg_sq.size() == n && trainable.size() == n && step >= 1);
-  const double bc1 = 1 - std::pow(beta1, (double)step);
-  const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)step));
   std::atomic<bool> bad_gradient{false}, bad_result{false};
   over_trainable(params, trainable, 32768, [&](size_t k, int64_t lo, int64_t hi) {
     AT_DISPATCH_FLOATING_TYPES(params[k].scalar_type(), "adam_update_into", [&] {
@@ -233,7 +229,7 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
           params[k].data_ptr<T>() + lo, grads[k].data_ptr<T>() + lo, exp_avg[k].data_ptr<T>() + lo,
           exp_avg_sq[k].data_ptr<T>() + lo, out_params[k].data_ptr<T>() + lo, out_exp_avg[k].data_ptr<T>() + lo,
           out_exp_avg_sq[k].data_ptr<T>() + lo, hi - lo,
-          AdamConstants<T>(lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt));
+          AdamConstants<T>(step, lr, beta1, beta2, eps, weight_decay));
       if (verdict & 1u) bad_gradient = true;
       if (verdict & 2u) bad_result = true;
     });
@@ -270,8 +266,7 @@ AdamStateBounds adam_state_bounds(at::TensorList params, at::TensorList exp_avg,
 bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
                             double beta2, double eps, double weight_decay) {
   if (s.p >= kInfBits || s.m >= kInfBits || s.v >= kInfBits || grad_bits >= kInfBits) return false;
-  const AdamConstants<float> c(lr, beta1, beta2, eps, weight_decay, 1 - std::pow(beta1, (double)step),
-                               std::sqrt(1 - std::pow(beta2, (double)step)));
+  const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);
   // A zero or subnormal eps (flushed to zero in the engine) lets a denominator vanish: no bound.
   if (!(c.e >= std::numeric_limits<float>::min()) || !(c.w >= 0)) return false;
   auto value = [](uint32_t b) {
@@ -302,8 +297,7 @@ AdamStateBounds adam_update_in_place(at::TensorList params, at::TensorList grads
   const size_t n = params.size();
   TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && trainable.size() == n &&
                         step >= 1);
-  const AdamConstants<float> c(lr, beta1, beta2, eps, weight_decay, 1 - std::pow(beta1, (double)step),
-                               std::sqrt(1 - std::pow(beta2, (double)step)));
+  const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);
   std::atomic<uint32_t> bp{0}, bm{0}, bv{0};
   over_trainable(params, trainable, 32768, [&](size_t k, int64_t lo, int64_t hi) {
     TORCH_INTERNAL_ASSERT(params[k].scalar_type() == at::kFloat);

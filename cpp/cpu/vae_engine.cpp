@@ -1,5 +1,6 @@
 #include "cpu/vae_engine.h"
 
+#include "cpu/adam.h"  // max_magnitude_bits
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/likelihood.h"
@@ -347,50 +348,34 @@ bool VaeEngine<T>::pending(const at::Tensor& grad) const {
   return false;
 }
 
-namespace {
-// max |x| over n entries, +inf if one is NaN or +-inf: the largest magnitude's bit pattern (sign cleared), which
-// orders like the magnitudes, NaN and inf above every finite one; integer max reductions vectorize.
-template <typename T>
-double max_abs(const T* x, int64_t n) {
-  using U = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
-  constexpr U sign = U(1) << (8 * sizeof(T) - 1);
-  const U inf_bits = [] {
-    const T inf = std::numeric_limits<T>::infinity();
-    U b;
-    std::memcpy(&b, &inf, sizeof b);
-    return b;
-  }();
-  U mx = 0;
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) {
-    U b;
-    std::memcpy(&b, x + i, sizeof b);
-    mx = std::max<U>(mx, b & ~sign);
-  }
-  if (mx >= inf_bits) return std::numeric_limits<double>::infinity();
-  T v;
-  std::memcpy(&v, &mx, sizeof v);
-  return double(v);
-}
-}  // namespace
-
 template <typename T>
 uint32_t VaeEngine<T>::pending_grad_bound() const {
-  double bound = 0;
-  for (const auto& l : pending_) {
-    // Each entry is a sum of R products d * in, or of R entries of d (the condition columns): at most
-    // R max|d| max(max|in|, 1) in exact arithmetic; computed in any order with rounding unit u = 2^-24, the float
-    // sum exceeds that by at most a factor 1 + R u / (1 - R u) (Higham, Accuracy and Stability, Sec. 3.1).
-    const double u = std::ldexp(1.0, -24), R = double(l.R);
-    const double margin = R * u < 0.5 ? (1 + 2 * R * u) * 1.01 : std::numeric_limits<double>::infinity();
-    const double b = R * max_abs(l.d, l.R * l.H) * std::max(1.0, max_abs(l.in, l.R * l.in_dim)) * margin;
-    bound = std::isnan(b) ? std::numeric_limits<double>::infinity() : std::max(bound, b);
+  if constexpr (!std::is_same<T, float>::value) {  // only the float32 trainer defers (cpp/training/trainer.cpp)
+    TORCH_INTERNAL_ASSERT(pending_.empty(), "fastvae: deferred weight gradients are float32 only");
+    return 0;
+  } else {
+    auto max_abs = [](const float* x, int64_t n) {  // +inf if an entry is NaN or +-inf
+      const uint32_t bits = max_magnitude_bits(x, n);
+      float v;
+      std::memcpy(&v, &bits, sizeof v);
+      return bits >= 0x7f800000u ? std::numeric_limits<double>::infinity() : double(v);
+    };
+    double bound = 0;
+    for (const auto& l : pending_) {
+      // Each entry is a sum of R products d * in, or of R entries of d (the condition columns): at most
+      // R max|d| max(max|in|, 1) in exact arithmetic; computed in any order with rounding unit u = 2^-24, the float
+      // sum exceeds that by at most a factor 1 + R u / (1 - R u) (Higham, Accuracy and Stability, Sec. 3.1).
+      const double u = std::ldexp(1.0, -24), R = double(l.R);
+      const double margin = R * u < 0.5 ? (1 + 2 * R * u) * 1.01 : std::numeric_limits<double>::infinity();
+      const double b = R * max_abs(l.d, l.R * l.H) * std::max(1.0, max_abs(l.in, l.R * l.in_dim)) * margin;
+      bound = std::isnan(b) ? std::numeric_limits<double>::infinity() : std::max(bound, b);
+    }
+    if (!(bound <= double(std::numeric_limits<float>::max()))) return 0x7f800000u;
+    float f = std::nextafter(float(bound), std::numeric_limits<float>::infinity());  // rounded up
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits;
   }
-  if (!(bound <= double(std::numeric_limits<float>::max()))) return 0x7f800000u;
-  float f = std::nextafter(float(bound), std::numeric_limits<float>::infinity());  // rounded up
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  return bits;
 }
 
 template <typename T>

@@ -91,7 +91,7 @@ class VaeEngine {
   // Whether the weight gradient `grad` (one of the backward's `grads`) is pending.
   bool pending(const at::Tensor& grad) const;
   // A bound on max |g| over the pending weight gradients, as float32 bits (>= 0x7f800000: not finite, or beyond
-  // float32): R max|dPre| max(max|in|, 1), R rows summed, with a margin for rounding, per layer.
+  // float32): R max|dPre| max(max|in|, 1), R rows summed, with a margin for rounding, per layer. Float32 only.
   uint32_t pending_grad_bound() const;
   // Blocks the pending gradients will be computed in (fixed by the sizes and the split count, as the backward's own
   // blocks, so the bits do not depend on deferring).

@@ -159,8 +159,7 @@ const char* MlpTrainer::fused_adam(int64_t step) {
     eng_.finish_weight_grads([](int64_t, float*, int64_t) {});
     return adam(step);
   }
-  const cpu::AdamConstants<float> c(o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
-                                    1 - std::pow(o_.beta1, (double)step), std::sqrt(1 - std::pow(o_.beta2, (double)step)));
+  const cpu::AdamConstants<float> c(step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
   p_ptr_.clear();
   m_ptr_.clear();
   v_ptr_.clear();
