@@ -310,9 +310,8 @@ void VaeEngine<T>::weight_grad_block(const PendingLayer& l, int64_t j0, int64_t 
     T* g = l.gw + c * H;
     for (int64_t j = 0; j < H; ++j) g[j] = T(0);
     for (int32_t k = nz_ptr_[c]; k < nz_ptr_[c + 1]; ++k) {
-      const int64_t r = nz_row_[k];
-      const T v = l.in[r * D + c];
-      const T* dr = l.d + r * H;
+      const T v = nz_val_[k];
+      const T* dr = l.d + int64_t(nz_row_[k]) * H;
       for (int64_t j = 0; j < H; ++j) g[j] += v * dr[j];
     }
     on_piece(g, H);
@@ -400,7 +399,8 @@ void VaeEngine<T>::finish_weight_grads(c10::function_ref<void(int64_t, T*, int64
   blocks_.clear();
 }
 
-// Nonzero pixels of x [R, D] grouped by pixel (compressed sparse columns), for the sparse input layer.
+// Nonzero pixels of x [R, D] grouped by pixel (compressed sparse columns: rows and values), for the sparse
+// input layer. The values travel with the rows so that neither pass reads x with a stride of D.
 template <typename T>
 void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
   const int64_t R = x.size(0), D = x.size(1);
@@ -410,10 +410,16 @@ void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
     for (int64_t d = 0; d < D; ++d) nz_ptr_[d + 1] += xp[r * D + d] != T(0);
   for (int64_t d = 0; d < D; ++d) nz_ptr_[d + 1] += nz_ptr_[d];
   nz_row_.resize(nz_ptr_[D]);
-  std::vector<int32_t> pos(nz_ptr_.begin(), nz_ptr_.end() - 1);
+  nz_val_.resize(nz_ptr_[D]);
+  nz_pos_.assign(nz_ptr_.begin(), nz_ptr_.end() - 1);  // capacity kept: no allocation after the first batch
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t d = 0; d < D; ++d)
-      if (xp[r * D + d] != T(0)) nz_row_[pos[d]++] = static_cast<int32_t>(r);
+    for (int64_t d = 0; d < D; ++d) {
+      const T v = xp[r * D + d];
+      if (v == T(0)) continue;
+      const int32_t k = nz_pos_[d]++;
+      nz_row_[k] = static_cast<int32_t>(r);
+      nz_val_[k] = v;
+    }
 }
 
 // Input layer on sparse (binarized) images: out[r] = b + sum over nonzero pixels d of x[r, d] * w[:, d].
@@ -426,25 +432,28 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
                                         int64_t cond_offset) {
   const int64_t R = x.size(0), D = x.size(1), H = w.size(0);
   index_nonzeros(x);
-  const T* xp = x.data_ptr<T>();
   const T* wt = w.data_ptr<T>();  // [in, H] rows
   const T* bp = b.data_ptr<T>();
   T* o = out.data_ptr<T>();
+  const int32_t* ptr = nz_ptr_.data();
+  const int32_t* rows = nz_row_.data();
+  const T* vals = nz_val_.data();
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto tag) {
     constexpr Act A = decltype(tag)::value;
-    for_blocks(H, sparse_block(H), [&](int64_t j0, int64_t j1) {
-      // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by.
+    for_blocks(H, sparse_block(H), [&, R, D, H, wt, o, ptr, rows, vals](int64_t j0, int64_t j1) {
+      // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by. The sizes
+      // and pointers are copied into the closure so that the float stores below cannot alias them (they
+      // stay in registers).
       for (int64_t jb = j0; jb < j1; jb += 64) {
         const int64_t je = std::min(j1, jb + 64);
         for (int64_t r = 0; r < R; ++r)
           for (int64_t j = jb; j < je; ++j) o[r * H + j] = bp[j];
         for (int64_t d = 0; d < D; ++d) {
           const T* wr = wt + d * H;
-          for (int32_t k = nz_ptr_[d]; k < nz_ptr_[d + 1]; ++k) {
-            const int64_t r = nz_row_[k];
-            const T v = xp[r * D + d];
-            T* row = o + r * H;
+          for (int32_t k = ptr[d]; k < ptr[d + 1]; ++k) {
+            const T v = vals[k];
+            T* row = o + int64_t(rows[k]) * H;
             for (int64_t j = jb; j < je; ++j) row[j] += v * wr[j];
           }
         }
