@@ -441,10 +441,8 @@ void VaeEngine<T>::sparse_input_forward(const at::Tensor& x, const at::Tensor& w
   const T slope = static_cast<T>(spec_.slope);
   with_act<T>(act, [&](auto tag) {
     constexpr Act A = decltype(tag)::value;
-    for_blocks(H, sparse_block(H), [&, R, D, H, wt, o, ptr, rows, vals](int64_t j0, int64_t j1) {
-      // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by. The sizes
-      // and pointers are copied into the closure so that the float stores below cannot alias them (they
-      // stay in registers).
+    for_blocks(H, sparse_block(H), [&](int64_t j0, int64_t j1) {
+      // Column tiles of 64 keep the batch's output tile (R x 64) in L1 while the pixels stream by.
       for (int64_t jb = j0; jb < j1; jb += 64) {
         const int64_t je = std::min(j1, jb + 64);
         for (int64_t r = 0; r < R; ++r)
