@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/flush_denormals.h"
+#include "cpu/gemm.h"
 #include "cpu/split_threads.h"
 #include "cpu/vae_engine.h"
 #include "cpu/worker_pool.h"  // pool_workers, pool_jobs
@@ -124,6 +125,19 @@ pybind11::tuple deferred_grads(const pybind11::dict& arch, std::vector<at::Tenso
   return pybind11::make_tuple(plain, deferred, pybind11::cast(pending), bound, visits);
 }
 
+// a^T b by the engine's weight-gradient product (cpu/gemm.h) into columns [0, N) of an [M, N + pad] buffer whose
+// other entries stay NaN, so a test sees any write outside C.
+at::Tensor gemm_at_b(const at::Tensor& a, const at::Tensor& b, int64_t pad) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(0) == b.size(0) && a.scalar_type() == at::kFloat &&
+                  b.scalar_type() == at::kFloat && a.stride(1) == 1 && b.stride(1) == 1 && pad >= 0,
+              "fastvae._gemm_at_b: a [K, M] and b [K, N] float32 with contiguous rows, pad >= 0");
+  const int64_t K = a.size(0), M = a.size(1), N = b.size(1);
+  auto c = at::full({M, N + pad}, std::numeric_limits<float>::quiet_NaN(), a.options());
+  fastvae::cpu::gemm_at_b<float>(M, N, K, a.data_ptr<float>(), a.stride(0), b.data_ptr<float>(), b.stride(0),
+                                 c.data_ptr<float>(), N + pad);
+  return c;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -158,6 +172,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("throw_at") = -1,
         "For tests: (int32 [n] visits per index, threads that ran chunks, nested calls ran inline) of one range "
         "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
+  m.def("_gemm_at_b", &gemm_at_b, pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("pad") = 0,
+        "For tests: a^T b [M, N + pad] by the engine's weight-gradient product (cpp/cpu/gemm.h), NaN in the pad.");
   m.def("_deferred_grads", &deferred_grads, pybind11::arg("arch"), pybind11::arg("params"), pybind11::arg("x"),
         pybind11::arg("labels"), pybind11::arg("eps"), pybind11::arg("threads"), pybind11::arg("objective") = "elbo",
         "For tests: (gradients computed at once, the same deferred and finished, which were pending, the pending "

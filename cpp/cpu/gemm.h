@@ -20,6 +20,16 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// C[M, N] = A^T B for A [K, M] and B [K, N] row-major (leading dimensions lda, ldb, ldc) and a short inner
+// dimension K: the weight gradient of a layer, K the rows of the batch. C is overwritten, never read. Each entry
+// is one fused multiply-add chain over k = 0..K-1 from +0 (MKL's order for the IWAE paper model's layers, not
+// for every shape: docs/engine.md, "The weight-gradient product"), without BLAS's per-call scaling of C and
+// packing of the operands: at batch 20 those passes over the 784 x 200 gradient cost as much as the arithmetic.
+// double goes through gemm.
+template <typename T>
+void gemm_at_b(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+               int64_t ldc);
+
 // Sets the BLAS threads of the calling thread only (MKL's per-thread count; libtorch carries MKL and exports it)
 // and returns the previous per-thread setting, 0 when the thread had none. A BLAS without a per-thread count has
 // nothing to set (returns 0): inside the engine's chunks it is called as from any other thread.

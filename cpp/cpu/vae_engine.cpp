@@ -287,7 +287,7 @@ void VaeEngine<T>::weight_grad_block(const PendingLayer& l, int64_t j0, int64_t 
   const int64_t R = l.R, H = l.H, ld = l.ld;
   if (!l.sparse) {
     T* gw = l.gw + j0 * ld;
-    gemm<T>(true, false, j1 - j0, l.in_dim, R, T(1), l.d + j0, H, l.in, l.in_dim, T(0), gw, ld);
+    gemm_at_b<T>(j1 - j0, l.in_dim, R, l.d + j0, H, l.in, l.in_dim, gw, ld);
     if (l.in_dim != ld) {
       // Weight columns of the one-hot condition: sum of this layer's input-side grads per label.
       for (int64_t j = j0; j < j1; ++j)
