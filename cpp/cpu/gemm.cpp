@@ -103,20 +103,29 @@ constexpr int64_t kLanes = Vec::size();
 // multiply-adds in the AVX2 build). Adding +0 at the store turns a -0 sum into +0, as BLAS's C = 0 + sum does.
 template <int MR, int NV>
 inline void at_b_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  // Unrolled from the start, so that acc never leaves the registers (without the pragmas GCC zeroes it on the
+  // stack and reloads it there for the store).
   Vec acc[MR][NV];
+#pragma GCC unroll 4
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = Vec(0.f);
   for (int64_t k = 0; k < K; ++k) {
     const float* a = A + k * lda;
     const float* b = B + k * ldb;
     Vec bv[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = Vec::loadu(b + v * kLanes);
+#pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const Vec ai(a[i]);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = at::vec::fmadd(ai, bv[v], acc[i][v]);
     }
   }
+#pragma GCC unroll 4
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) (acc[i][v] + Vec(0.f)).store(C + i * ldc + v * kLanes);
 }
 

@@ -176,9 +176,10 @@ class VaeEngine {
   at::Tensor rec_, kl_;          // [B]
   at::Tensor g_logits_, g_z_, g_head_;
   std::vector<at::Tensor> g_enc_, g_dec_;
-  // Nonzero pixels of the batch by pixel (index_nonzeros), for the sparse input layer; nz_pos_ is its scratch.
-  std::vector<int32_t> nz_ptr_, nz_row_, nz_pos_;
-  std::vector<T> nz_val_;
+  // Nonzero pixels of the batch (index_nonzeros), for the sparse input layer: by image (nz_rptr_, nz_col_,
+  // nz_rval_; the forward pass) and by pixel (nz_ptr_, nz_row_, nz_val_; the weight gradient). nz_pos_ is scratch.
+  std::vector<int32_t> nz_rptr_, nz_col_, nz_ptr_, nz_row_, nz_pos_;
+  std::vector<T> nz_rval_, nz_val_;
   at::Tensor log_w_;                      // [K, B] IWAE log weights of the last iwae_forward()
   at::Tensor iw_w_;                       // [3, K, B] iwae_backward's weights (kept: no allocation per update)
   at::Tensor inv_var_, g_log_sigma_;      // learned Gaussian scale: exp(-2 log sigma), d/dlog sigma [D]

@@ -4,16 +4,17 @@
 #include <limits>
 
 #include "cpu/flush_denormals.h"
+#include "training/torch_uniform.h"
 
 namespace fastvae {
 namespace training {
 
 void gather_pixels(const at::Tensor& images, const int64_t* rows, int64_t n, int64_t threshold, Pixels pixels,
                    at::Generator& gen, at::Tensor& out, const at::Tensor& labels, at::Tensor* labels_out) {
-  if (pixels == Pixels::Dynamic) out.uniform_(0, 1, gen);
   const int64_t D = images.size(1);
   const uint8_t* src = images.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
+  if (pixels == Pixels::Dynamic) uniform_floats(gen, dst, n * D);  // out.uniform_(0, 1, gen)'s floats
   cpu::parallel_for_flushed(0, n, std::max<int64_t>(1, 65536 / D), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const uint8_t* s = src + rows[i] * D;
