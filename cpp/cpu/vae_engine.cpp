@@ -447,8 +447,8 @@ void VaeEngine<T>::finish_weight_grads(c10::function_ref<void(int64_t, T*, int64
 }
 
 // Nonzero pixels of x [R, D], by image (compressed sparse rows) and by pixel (compressed sparse columns), each
-// with the values, for the sparse input layer; neither pass then reads x with a stride of D. x is read once, with
-// no branch per pixel; the by-pixel lists are filled from the by-image ones, rows in order.
+// with the values, for the sparse input layer; neither pass then reads x with a stride of D. x is read once, 8
+// pixels per compare in the AVX2 build; the by-pixel lists are filled from the by-image ones, rows in order.
 template <typename T>
 void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
   const int64_t R = x.size(0), D = x.size(1);
@@ -462,7 +462,21 @@ void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
   nz_rptr_[0] = 0;
   for (int64_t r = 0; r < R; ++r) {
     const T* xr = xp + r * D;
-    for (int64_t d = 0; d < D; ++d) {  // written always, kept only when nonzero
+    int64_t d = 0;
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same<T, float>::value) {
+      // 8 pixels per compare; only the nonzero ones are written (~15% of binarized MNIST's).
+      for (; d + 8 <= D; d += 8) {
+        unsigned mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + d), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        for (; mask; mask &= mask - 1) {
+          const int lane = __builtin_ctz(mask);
+          col[n] = static_cast<int32_t>(d + lane);
+          val[n++] = xr[d + lane];
+        }
+      }
+    }
+#endif
+    for (; d < D; ++d) {  // written always, kept only when nonzero
       col[n] = static_cast<int32_t>(d);
       val[n] = xr[d];
       n += xr[d] != T(0);
