@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -465,14 +466,24 @@ void VaeEngine<T>::index_nonzeros(const at::Tensor& x) {
     int64_t d = 0;
 #if defined(CPU_CAPABILITY_AVX2)
     if constexpr (std::is_same<T, float>::value) {
-      // 8 pixels per compare; only the nonzero ones are written (~15% of binarized MNIST's).
+      // 8 pixels per compare, with no branch: the nonzero lanes are moved to the front (their lane numbers from a
+      // table by the compare's mask) and all 8 are stored, the count advancing by the nonzeros only. The stores
+      // stay inside the buffers: n + 8 <= r D + d + 8 <= R D.
+      static const auto lanes = [] {
+        std::array<std::array<int32_t, 8>, 256> t{};
+        for (int m = 0; m < 256; ++m)
+          for (int l = 0, k = 0; l < 8; ++l)
+            if (m >> l & 1) t[m][k++] = l;
+        return t;
+      }();
       for (; d + 8 <= D; d += 8) {
-        unsigned mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + d), _mm256_setzero_ps(), _CMP_NEQ_UQ));
-        for (; mask; mask &= mask - 1) {
-          const int lane = __builtin_ctz(mask);
-          col[n] = static_cast<int32_t>(d + lane);
-          val[n++] = xr[d + lane];
-        }
+        const __m256 v = _mm256_loadu_ps(xr + d);
+        const int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes[mask].data()));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(col + n),
+                            _mm256_add_epi32(idx, _mm256_set1_epi32(static_cast<int32_t>(d))));
+        _mm256_storeu_ps(val + n, _mm256_permutevar8x32_ps(v, idx));
+        n += __builtin_popcount(mask);
       }
     }
 #endif
