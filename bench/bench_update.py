@@ -10,12 +10,16 @@ reaches (its products are 20 rows tall).
 
 Each build is a Python interpreter whose environment imports that build of fastvae (another venv, or a
 wrapper script that sets its own PYTHONPATH): this process's PYTHONPATH is not passed on to it, and two builds
-that import fastvae from one folder are refused (bench/builds.py). The default is this interpreter. Every (build, threads) pair runs in its own process,
-in turn, ``--repeats`` times; the best time of each is kept, after 30 untimed warm-up updates.
+that import fastvae from one folder are refused (bench/builds.py). The default is this interpreter. Every (build,
+threads) pair runs in its own process, after 30 untimed warm-up updates, ``--repeats`` times; within a repeat the
+builds run back to back at each thread setting. Two speed-ups over the first build are printed: the ratio of the
+best times, and the median over the repeats of the ratio within each back-to-back pair. On a shared host whose
+speed drifts over minutes, the second is the steadier: both runs of a pair see nearly the same host.
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -79,30 +83,34 @@ def main():
         return child(args.child, args.updates, args.data)
     builds = build_list.parse(args.build, sys.executable)
     settings = args.threads.split(",")
-    best, info, modules = {}, {}, {}
+    best, info, modules, paired = {}, {}, {}, {}
+    first = builds[0][0]
     for _ in range(args.repeats):
-        for label, python, named in builds:
-            for threads in settings:
+        for threads in settings:
+            seconds = {}
+            for label, python, named in builds:
                 r = build_list.run_child(__file__, python, named, threads, args.updates, args.data)
                 key = (label, threads)
                 if key not in best or r["seconds"] < best[key]["seconds"]:
                     best[key] = r
+                seconds[label] = r["seconds"]
                 info[label] = r["fastvae"]
                 modules[label] = r["module"]
+            for label in seconds:
+                paired.setdefault((label, threads), []).append(seconds[first] / seconds[label])
     build_list.check_distinct(modules)
     floor = {t: flops_per_update() / max(r["sgemm"] for (_, tt), r in best.items() if tt == t) for t in settings}
     rows = []
     print(f"IWAE paper model, batch {BATCH}: {flops_per_update() / 1e6:.1f} MFLOP per update, best of "
           f"{args.repeats} runs of {args.updates} updates")
-    first = builds[0][0]
     for label, _, _ in builds:
         for t in settings:
             r = best[(label, t)]
             ms, fl = 1e3 * r["seconds"], 1e3 * floor[t]
-            speed = best[(first, t)]["seconds"] / r["seconds"] if label != first else 1.0
+            speed = best[(first, t)]["seconds"] / r["seconds"]
             chosen = f" (chose {r['chosen'][0]})" if t == "default" and r["chosen"] else ""
             line = (f"| {label} ({info[label]}) | {t}{chosen} | {ms:.3f} | {fl:.3f} | {ms / fl:.1f}x | "
-                    f"{speed:.2f}x |")
+                    f"{speed:.2f}x | {statistics.median(paired[(label, t)]):.2f}x |")
             print(line)
             rows.append(line)
     if args.write_docs:
@@ -110,10 +118,13 @@ def main():
         write_block("bench_update", [
             f"IWAE paper model, batch {BATCH}, dynamic binarization: {flops_per_update() / 1e6:.1f} MFLOP per "
             f"update. Best of {args.repeats} runs of {args.updates} updates after 30 untimed ones, each build and "
-            "thread setting in its own process, in turn. Floor: that work at the machine's SGEMM rate in the same "
-            f"run and thread count. Last column: the first build's time / this build's (> 1: this one is faster).",
-            "", "| build | threads | ms per update | FLOP floor (ms) | time / floor | speed-up over the first |",
-            "|---|---|---|---|---|---|", *rows], "1 and 2", script="bench_update")
+            "thread setting in its own process, the builds back to back at each thread setting. Floor: that work "
+            "at the machine's SGEMM rate in the same run and thread count. Speed-ups: the first build's time / this "
+            "build's (> 1: this one is faster), from the best times, and the median over the "
+            f"{args.repeats} repeats of that ratio within each back-to-back pair of runs.",
+            "", "| build | threads | ms per update | FLOP floor (ms) | time / floor | speed-up, best times | "
+            "speed-up, median of pairs |",
+            "|---|---|---|---|---|---|---|", *rows], "1 and 2", script="bench_update")
 
 
 if __name__ == "__main__":

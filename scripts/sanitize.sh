@@ -48,7 +48,8 @@ tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/models/test_vae.py tests/ops/test_samplers.py tests/models/test_estimators.py
                                  tests/cavi/test_cavi.py tests/training/test_fit.py tests/ops/test_heads.py
                                  tests/training/test_worker_pool.py tests/training/test_fused_adam.py
-                                 tests/ops/test_gemm_at_b.py
+                                 tests/ops/test_gemm_at_b.py tests/training/test_sparse_input.py
+                                 tests/training/test_torch_uniform.py
                                  --deselect tests/training/test_fit.py::test_kl_weight_trades_kl_for_reconstruction
                                  --deselect tests/training/test_fit.py::test_fit_learns_and_records_history)
 status=0

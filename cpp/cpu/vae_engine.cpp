@@ -186,14 +186,14 @@ template <typename T>
 void gather_axpy(T* out, const T* init, const T* base, int64_t stride, const int32_t* idx, const T* vals,
                  int64_t nn, int64_t j0, int64_t j1) {
   constexpr int64_t W = at::vec::Vectorized<T>::size();
-  auto at = [&](int64_t j) { return init ? init + j : nullptr; };
+  auto init_at = [&](int64_t j) { return init ? init + j : nullptr; };
   int64_t j = j0;
-  for (; j + 12 * W <= j1; j += 12 * W) gather_axpy_tile<12>(out + j, at(j), base + j, stride, idx, vals, nn);
-  for (; j + 4 * W <= j1; j += 4 * W) gather_axpy_tile<4>(out + j, at(j), base + j, stride, idx, vals, nn);
-  for (; j + W <= j1; j += W) gather_axpy_tile<1>(out + j, at(j), base + j, stride, idx, vals, nn);
+  for (; j + 12 * W <= j1; j += 12 * W) gather_axpy_tile<12>(out + j, init_at(j), base + j, stride, idx, vals, nn);
+  for (; j + 4 * W <= j1; j += 4 * W) gather_axpy_tile<4>(out + j, init_at(j), base + j, stride, idx, vals, nn);
+  for (; j + W <= j1; j += W) gather_axpy_tile<1>(out + j, init_at(j), base + j, stride, idx, vals, nn);
   if (j == j1) return;
   if (j1 - j0 >= W) {
-    gather_axpy_tile<1>(out + j1 - W, at(j1 - W), base + j1 - W, stride, idx, vals, nn);
+    gather_axpy_tile<1>(out + j1 - W, init_at(j1 - W), base + j1 - W, stride, idx, vals, nn);
     return;
   }
   for (; j < j1; ++j) {

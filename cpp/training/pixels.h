@@ -11,8 +11,9 @@ namespace fastvae {
 namespace training {
 
 // out[i, :] = the pixels of images[rows[i], :] as the model sees them, float32 [n, D]: p > threshold (0/1),
-// x ~ Bernoulli(p / 255) drawn as u < p / 255 with the floats of one uniform_ of out's n * D entries in row order
-// (dynamic; drawn by training/torch_uniform.h), or p / 255 (intensity). labels_out[i] = labels[rows[i]] when labels are given.
+// x ~ Bernoulli(p / 255) drawn as u < p / 255 with the floats of one uniform_ of out's n * D entries in row
+// order (dynamic; drawn by training/torch_uniform.h), or p / 255 (intensity). labels_out[i] = labels[rows[i]]
+// when labels are given.
 void gather_pixels(const at::Tensor& images, const int64_t* rows, int64_t n, int64_t threshold, Pixels pixels,
                    at::Generator& gen, at::Tensor& out, const at::Tensor& labels, at::Tensor* labels_out);
 

@@ -45,6 +45,7 @@ void uniform_floats(at::Generator& gen, float* out, int64_t n) {
   auto* g = at::get_generator_or_default<at::CPUGeneratorImpl>(gen, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(g->mutex_);  // as uniform_ holds it
   at::mt19937 engine = g->engine();
+  TORCH_INTERNAL_ASSERT(engine.is_valid(), "fastvae: the generator's Mersenne Twister state is not valid");
   at::mt19937_data_pod s = engine.data();
   // The engine hands out state_[next_] while --left_ stays above 0, and refills the state when it reaches 0:
   // left_ - 1 numbers are ready before each refill.
