@@ -1,7 +1,7 @@
 // torch's CPU uniform_ draws in bulk: the same floats from the same generator, many times faster. uniform_ on a
 // CPU float tensor runs the Mersenne Twister (at::mt19937) one number at a time behind a generic element loop,
 // about 6 ns a number here; dynamic binarization draws one per pixel of every batch (15,680 at batch 20), which
-// made it a tenth of an update of the IWAE paper's model (docs/engine.md, "Dynamic binarization's draws").
+// made it a tenth of an update of the IWAE paper's model (docs/engine.md, "Pixels in the loop").
 #pragma once
 #include <ATen/core/Generator.h>
 
