@@ -11,9 +11,9 @@ from fastvae import _C
 D = 784
 
 
-def images_and_rows(n, seed=0):
+def images_and_rows(n, seed=0, d=D):
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (max(n, 1) + 3, D), dtype=torch.uint8, generator=g)
+    images = torch.randint(0, 256, (max(n, 1) + 3, d), dtype=torch.uint8, generator=g)
     images[0] = 0  # all-black and all-white rows: p = 0 never draws a one, p = 1 always does
     images[1] = 255
     rows = torch.randperm(len(images), generator=g)[:n]
@@ -22,12 +22,12 @@ def images_and_rows(n, seed=0):
 
 def reference(images, rows, gen):
     """The definition fit follows: one uniform_ over the batch's n x D floats in row order, then u < p / 255."""
-    u = torch.empty(len(rows), D).uniform_(0, 1, generator=gen)
+    u = torch.empty(len(rows), images.shape[1]).uniform_(0, 1, generator=gen)
     return (u < images[rows].float() / 255).float()
 
 
-def assert_same_draws(n, seed, skip):
-    images, rows = images_and_rows(n)
+def assert_same_draws(n, seed, skip, d=D):
+    images, rows = images_and_rows(n, d=d)
     ours, ref = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     if skip:  # start mid-state: uniform_ of `skip` floats moves the engine `skip` numbers on
         torch.empty(skip).uniform_(generator=ours)
@@ -51,16 +51,9 @@ def test_gather_pixels_draws_what_uniform_draws_from_any_state(n, seed, skip):
     assert_same_draws(n, seed, skip)
 
 
-def test_a_draw_of_one_float_at_a_time_matches_too():
-    # D = 1 images: the bulk path takes one float per row; each refill lands on a different row
-    g = torch.Generator().manual_seed(11)
-    images = torch.randint(0, 256, (2000, 1), dtype=torch.uint8, generator=g)
-    rows = torch.arange(2000)
-    ours, ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    x = _C.gather_pixels(images, rows, 127, "dynamic", ours)
-    u = torch.empty(2000, 1).uniform_(generator=ref)
-    torch.testing.assert_close(x, (u < images.float() / 255).float(), rtol=0, atol=0)
-    assert torch.equal(ours.get_state(), ref.get_state())
+def test_images_of_one_pixel_draw_what_uniform_draws_too():
+    # one float per row: the state's refills land inside the batch at single rows
+    assert_same_draws(2000, seed=5, skip=0, d=1)
 
 
 def test_torch_default_generator_is_drawn_from_and_moved_as_uniform_moves_it():
