@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/activation.h"
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/split_threads.h"
@@ -138,6 +139,30 @@ at::Tensor gemm_at_b(const at::Tensor& a, const at::Tensor& b, int64_t pad) {
   return c;
 }
 
+// The engine's activation pass (cpu/activation.h, bias_act_row) on each row of x [R, n], with the bias [n] if given.
+at::Tensor activation(const at::Tensor& x, const c10::optional<at::Tensor>& bias, const std::string& name,
+                      double slope) {
+  const fastvae::Act act = fastvae::parse_activation(name, "fastvae._activation");
+  TORCH_CHECK(x.dim() == 2 && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
+                  (!bias || (bias->dim() == 1 && bias->size(0) == x.size(1) &&
+                             bias->scalar_type() == x.scalar_type())),
+              "fastvae._activation: x [R, n] float32 or float64, bias [n] of its dtype");
+  auto out = x.contiguous().clone();
+  const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
+  fastvae::cpu::FlushDenormals flush;  // the engine's arithmetic mode
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_activation", [&] {
+    fastvae::cpu::with_act<scalar_t>(act, [&](auto tag) {
+      constexpr fastvae::Act A = decltype(tag)::value;
+      const int64_t n = out.size(1);
+      for (int64_t r = 0; r < out.size(0); ++r)
+        fastvae::cpu::bias_act_row<A, scalar_t>(out.data_ptr<scalar_t>() + r * n,
+                                                b.defined() ? b.data_ptr<scalar_t>() : nullptr, n,
+                                                static_cast<scalar_t>(slope));
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -174,6 +199,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
   m.def("_gemm_at_b", &gemm_at_b, pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("pad") = 0,
         "For tests: a^T b [M, N + pad] by the engine's weight-gradient product (cpp/cpu/gemm.h), NaN in the pad.");
+  m.def("_activation", &activation, pybind11::arg("x"), pybind11::arg("bias") = pybind11::none(),
+        pybind11::arg("name"), pybind11::arg("negative_slope") = 0.01,
+        "For tests: act(x + bias) row by row, by the engine's activation pass (cpp/cpu/activation.h).");
   m.def("_deferred_grads", &deferred_grads, pybind11::arg("arch"), pybind11::arg("params"), pybind11::arg("x"),
         pybind11::arg("labels"), pybind11::arg("eps"), pybind11::arg("threads"), pybind11::arg("objective") = "elbo",
         "For tests: (gradients computed at once, the same deferred and finished, which were pending, the pending "

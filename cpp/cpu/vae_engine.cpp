@@ -1,5 +1,6 @@
 #include "cpu/vae_engine.h"
 
+#include "cpu/activation.h"
 #include "cpu/adam.h"  // max_magnitude_bits
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
@@ -25,62 +26,6 @@ namespace {
 constexpr int64_t kGrain = 65536;
 // Rows per task so that each task touches at least kGrain elements.
 int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
-
-template <typename T>
-inline T act_value(Act a, T v, T slope) {
-  switch (a) {
-    case Act::Identity: return v;
-    case Act::ReLU: return v > T(0) ? v : T(0);
-    case Act::LeakyReLU: return v > T(0) ? v : slope * v;
-    case Act::Tanh: return std::tanh(v);
-    case Act::Sigmoid: return T(1) / (T(1) + std::exp(-v));
-  }
-  return v;
-}
-
-// Derivative expressed through the activation's output y (slope >= 0 keeps leaky_relu invertible).
-template <typename T>
-inline T act_grad(Act a, T y, T slope) {
-  switch (a) {
-    case Act::Identity: return T(1);
-    case Act::ReLU: return y > T(0) ? T(1) : T(0);
-    case Act::LeakyReLU: return y > T(0) ? T(1) : slope;
-    case Act::Tanh: return T(1) - y * y;
-    case Act::Sigmoid: return y * (T(1) - y);
-  }
-  return T(1);
-}
-
-// Applies `f(T* row, int64_t cols)` with the activation fixed at compile time, so the inner loops
-// of relu / leaky / identity vectorize.
-template <typename T, typename F>
-inline void with_act(Act a, F&& f) {
-  switch (a) {
-    case Act::Identity: f(std::integral_constant<Act, Act::Identity>()); break;
-    case Act::ReLU: f(std::integral_constant<Act, Act::ReLU>()); break;
-    case Act::LeakyReLU: f(std::integral_constant<Act, Act::LeakyReLU>()); break;
-    case Act::Tanh: f(std::integral_constant<Act, Act::Tanh>()); break;
-    case Act::Sigmoid: f(std::integral_constant<Act, Act::Sigmoid>()); break;
-  }
-}
-
-// row[j] = act(row[j] + bias[j]) for j < n (no bias if bias is null). tanh and sigmoid go through at::vec (Sleef, vectorized): the
-// scalar std::tanh was the largest single cost of a tanh network's update (callgrind, docs/engine.md).
-template <Act A, typename T>
-inline void bias_act_row(T* row, const T* bias, int64_t n, T slope) {
-  using Vec = at::vec::Vectorized<T>;
-  constexpr int64_t W = Vec::size();
-  int64_t j = 0;
-  if (A == Act::Tanh || A == Act::Sigmoid) {
-    const Vec one(T(1));
-    for (; j + W <= n; j += W) {
-      Vec v = bias ? Vec::loadu(row + j) + Vec::loadu(bias + j) : Vec::loadu(row + j);
-      v = A == Act::Tanh ? v.tanh() : one / (one + v.neg().exp());
-      v.store(row + j);
-    }
-  }
-  for (; j < n; ++j) row[j] = act_value<T>(A, bias ? row[j] + bias[j] : row[j], slope);
-}
 
 // Width of the column blocks of a layer product with R rows, H output columns and K inner dimension: the whole
 // product in one block while it is too small to pay for waking the other threads, else an even split over the
