@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/activation.h"
+#include "cpu/adam.h"  // all_finite
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/split_threads.h"
@@ -139,6 +140,19 @@ at::Tensor gemm_at_b(const at::Tensor& a, const at::Tensor& b, int64_t pad) {
   return c;
 }
 
+// Index of the first tensor with a NaN or inf entry, -1 if none: fit's check of a model's parameters before it trains
+// (one vectorized pass per dense float tensor, no boolean tensor per parameter as torch.isfinite(p).all() makes).
+int64_t first_nonfinite(const std::vector<at::Tensor>& tensors) {
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const auto& t = tensors[k];
+    const bool dense_float = t.device().is_cpu() && t.is_non_overlapping_and_dense() &&
+                             (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+    if (!(dense_float ? fastvae::cpu::all_finite({t}) : at::isfinite(t).all().item<bool>()))
+      return static_cast<int64_t>(k);
+  }
+  return -1;
+}
+
 // The engine's activation pass (cpu/activation.h, bias_act_row) on each row of x [R, n], with the bias [n] if given.
 at::Tensor activation(const at::Tensor& x, const c10::optional<at::Tensor>& bias, const std::string& name,
                       double slope) {
@@ -199,6 +213,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "run on the engine's pool at `threads` threads; a chunk holding index throw_at raises.");
   m.def("_gemm_at_b", &gemm_at_b, pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("pad") = 0,
         "For tests: a^T b [M, N + pad] by the engine's weight-gradient product (cpp/cpu/gemm.h), NaN in the pad.");
+  m.def("_first_nonfinite", &first_nonfinite, pybind11::arg("tensors"),
+        "Index of the first tensor holding a NaN or inf, -1 if none (fit's check of the parameters).");
   m.def("_activation", &activation, pybind11::arg("x"), pybind11::arg("bias") = pybind11::none(),
         pybind11::arg("name"), pybind11::arg("negative_slope") = 0.01,
         "For tests: act(x + bias) row by row, by the engine's activation pass (cpp/cpu/activation.h).");

@@ -19,7 +19,11 @@ namespace training {
 
 namespace {
 
-at::Tensor transposed(const at::Tensor& t) { return t.t().contiguous().t(); }
+// An uninitialized tensor of t's shape in the engine's layout: the first layer's weight (and its moments) stored
+// transposed, for the sparse input layer; the others as t.
+at::Tensor engine_layout(const at::Tensor& t, bool first) {
+  return first ? at::empty({t.size(1), t.size(0)}, t.options()).t() : at::empty_like(t);
+}
 
 // Sum of a contiguous float vector, accumulated in double (the per-update rec and kl).
 double sum_of(const at::Tensor& t) {
@@ -71,19 +75,12 @@ MlpTrainer::MlpTrainer(std::vector<at::Tensor> params, std::vector<at::Tensor> e
   TORCH_INTERNAL_ASSERT(o_.pixels != Pixels::Intensity || likelihood_data(spec_.lik) != likelihoods::Data::Binary);
   TORCH_INTERNAL_ASSERT(!spec_.categorical() || (!o_.iwae() && o_.estimator == Estimator::Analytic && o_.free_bits == 0));
   TORCH_INTERNAL_ASSERT(!stop_.defined() || (stop_.scalar_type() == at::kInt && stop_.numel() == 1));
+  // Only the current buffer exists at first, uninitialized: sync_from_user fills it before any use, and the other
+  // is made when a step first needs it (next_state). Copies of the caller's state here would be paid again there.
   for (size_t k = 0; k < n; ++k) {
-    for (int b = 0; b < 2; ++b) {
-      if (b == 1 && !trainable_[k]) {  // a frozen tensor never changes: both boundaries share it
-        buf_[1].p.push_back(buf_[0].p[k]);
-        buf_[1].m.push_back(buf_[0].m[k]);
-        buf_[1].v.push_back(buf_[0].v[k]);
-        continue;
-      }
-      auto like = [&](const at::Tensor& t) { return k == 0 ? transposed(t) : t.clone(); };
-      buf_[b].p.push_back(like(user_p_[k]));
-      buf_[b].m.push_back(like(user_m_[k]));
-      buf_[b].v.push_back(like(user_v_[k]));
-    }
+    buf_[0].p.push_back(engine_layout(user_p_[k], k == 0));
+    buf_[0].m.push_back(engine_layout(user_m_[k], k == 0));
+    buf_[0].v.push_back(engine_layout(user_v_[k], k == 0));
   }
   // The gradients are views of one flat buffer (keeping the transposed strides) followed by the batch's rec and
   // kl sums, so that data-parallel training reduces everything an update needs with one all_reduce.
@@ -124,6 +121,20 @@ void MlpTrainer::write_back() {
 // Gradients are checked first, then the step runs in place if the bounds of the state prove its results finite
 // (always, in ordinary training); else from the current boundary into the other buffer, which becomes current only
 // if every result is finite. In place saves the second buffer's memory traffic (docs/benchmarks.md).
+// The buffer the out-of-place step writes: made on first use, like the current one; a frozen tensor never changes,
+// so both buffers share it.
+MlpTrainer::State& MlpTrainer::next_state() {
+  State& next = buf_[1 - cur_];
+  if (!next.p.empty()) return next;
+  const State& c = buf_[cur_];
+  for (size_t k = 0; k < c.p.size(); ++k) {
+    next.p.push_back(trainable_[k] ? engine_layout(c.p[k], k == 0) : c.p[k]);
+    next.m.push_back(trainable_[k] ? engine_layout(c.m[k], k == 0) : c.m[k]);
+    next.v.push_back(trainable_[k] ? engine_layout(c.v[k], k == 0) : c.v[k]);
+  }
+  return next;
+}
+
 const char* MlpTrainer::adam(int64_t step) {
   const uint32_t g = cpu::max_magnitude_bits(grads_, trainable_);
   if (g >= 0x7f800000u) return "gradient";
@@ -133,7 +144,7 @@ const char* MlpTrainer::adam(int64_t step) {
                                         o_.beta2, o_.eps, o_.weight_decay);
     return nullptr;
   }
-  State& next = buf_[1 - cur_];
+  State& next = next_state();
   const auto verdict =
       cpu::adam_update_into(cur().p, grads_, cur().m, cur().v, next.p, next.m, next.v, trainable_, step, o_.lr,
                             o_.beta1, o_.beta2, o_.eps, o_.weight_decay);

@@ -77,6 +77,7 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
     std::vector<at::Tensor> p, m, v;
   };
   const State& cur() const { return buf_[cur_]; }
+  State& next_state();
 
   VaeSpec spec_;
   Options o_;

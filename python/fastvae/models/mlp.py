@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import _checks, _ops, checkpoint, heads, pixels, presets
 from .._lock import reading, refuse_while_fitting
+from .._extension import _C
 from ..arch import GAUSSIAN_SCALES, binary_likelihood
 from ..arch import ACTIVATIONS, LATENTS, LIKELIHOODS, POSTERIORS, ArchSpec  # noqa: F401  (names from the C++ tables)
 from ..types import ELBO
@@ -507,10 +508,11 @@ class VAE(Model):
             raise TypeError(f"{where}: fit trains float32 models on the CPU; convert with model.float()")
         if not any(p.requires_grad for p in self.parameters()):
             raise ValueError(f"{where}: every parameter is frozen (requires_grad=False); nothing to train")
-        for name, p in self.named_parameters():
-            if not torch.isfinite(p).all():
-                raise ValueError(f"{where}: parameter {name} contains NaN or inf; fit refuses a model that already "
-                                 "diverged (load a checkpoint or re-initialize)")
+        names, params = zip(*self.named_parameters())
+        bad = _C._first_nonfinite(list(params))
+        if bad >= 0:
+            raise ValueError(f"{where}: parameter {names[bad]} contains NaN or inf; fit refuses a model that already "
+                             "diverged (load a checkpoint or re-initialize)")
 
     def _stepper(self, options, data, state, parallel, stop) -> MlpStepper:
         return MlpStepper(self, options, data, state, parallel, stop)
