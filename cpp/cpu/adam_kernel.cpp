@@ -129,22 +129,11 @@ uint32_t max_magnitude_bits(const float* __restrict__ x, int64_t n) {
   return mx;
 }
 
-// adam_range in place, also returning the bounds of the state it writes (the next step's AdamStateBounds).
-AdamStateBounds adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                                    float* __restrict__ v, int64_t n, const AdamConstants<float>& c) {
-  uint32_t bp = 0, bm = 0, bv = 0;
-#pragma omp simd reduction(max : bp, bm, bv)
-  for (int64_t i = 0; i < n; ++i) {
-    float pi, mi, vi;
-    adam_element(c, p[i], g[i], m[i], v[i], pi, mi, vi);
-    p[i] = pi;
-    m[i] = mi;
-    v[i] = vi;
-    bp = std::max(bp, magnitude_bits(pi));
-    bm = std::max(bm, magnitude_bits(mi));
-    bv = std::max(bv, bits_of(vi));
-  }
-  return {bp, bm, bv};
+// adam_range for float32 with restrict pointers, so that it vectorizes without run-time alias checks.
+void adam_range_in_place(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                         float* __restrict__ v, int64_t n, const AdamConstants<float>& c) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) adam_element(c, p[i], g[i], m[i], v[i], p[i], m[i], v[i]);
 }
 
 // One parallel region over all tensors taken as one index range (as adam_update does): one wake-up of the
@@ -291,24 +280,44 @@ bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_
   return true;
 }
 
-AdamStateBounds adam_update_in_place(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
-                                     at::TensorList exp_avg_sq, const std::vector<bool>& trainable, int64_t step,
-                                     double lr, double beta1, double beta2, double eps, double weight_decay) {
+AdamStateBounds adam_step_bounds(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
+                                 double beta2, double eps, double weight_decay) {
+  const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);  // the constants the step used
+  auto value = [](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return double(f);
+  };
+  // The float32 bit pattern of the smallest float >= x (inf beyond the largest).
+  auto bits_up = [](double x) -> uint32_t {
+    if (!(x <= double(std::numeric_limits<float>::max()))) return kInfBits;
+    float f = static_cast<float>(x);
+    if (double(f) < x) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+    return bits_of(f);
+  };
+  // One step rounds at most six times on the way to each result (relative 2^-24 each); 2^-20 covers them and the
+  // rounding of these double expressions.
+  const double k = 1 + 0x1p-20;
+  const double G = value(grad_bits), P = value(s.p), M = value(s.m), V = value(s.v);
+  const double g = (G + double(c.w) * P) * k;   // |g + wd p|
+  const double m = std::max(M, g) * k;           // m + (g - m)(1 - beta1)
+  const double v = std::max(V, g * g) * k;       // beta2 v + (1 - beta2) g^2
+  const double p = (P + double(c.step_size) * m / double(c.e)) * k;  // the denominator is at least eps
+  return {bits_up(p), bits_up(m), bits_up(v)};
+}
+
+void adam_update_in_place(at::TensorList params, at::TensorList grads, at::TensorList exp_avg,
+                          at::TensorList exp_avg_sq, const std::vector<bool>& trainable, int64_t step, double lr,
+                          double beta1, double beta2, double eps, double weight_decay) {
   const size_t n = params.size();
   TORCH_INTERNAL_ASSERT(grads.size() == n && exp_avg.size() == n && exp_avg_sq.size() == n && trainable.size() == n &&
                         step >= 1);
   const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);
-  std::atomic<uint32_t> bp{0}, bm{0}, bv{0};
   over_trainable(params, trainable, 32768, [&](size_t k, int64_t lo, int64_t hi) {
     TORCH_INTERNAL_ASSERT(params[k].scalar_type() == at::kFloat);
-    const AdamStateBounds b =
-        adam_range_in_place(params[k].data_ptr<float>() + lo, grads[k].data_ptr<float>() + lo,
-                            exp_avg[k].data_ptr<float>() + lo, exp_avg_sq[k].data_ptr<float>() + lo, hi - lo, c);
-    atomic_max(bp, b.p);
-    atomic_max(bm, b.m);
-    atomic_max(bv, b.v);
+    adam_range_in_place(params[k].data_ptr<float>() + lo, grads[k].data_ptr<float>() + lo,
+                        exp_avg[k].data_ptr<float>() + lo, exp_avg_sq[k].data_ptr<float>() + lo, hi - lo, c);
   });
-  return {bp, bm, bv};
 }
 
 TORCH_LIBRARY_IMPL(fastvae, CPU, m) { m.impl("adam_step", &adam_update); }

@@ -135,13 +135,33 @@ MlpTrainer::State& MlpTrainer::next_state() {
   return next;
 }
 
+// Whether bounds on the current state and the gradients' bound `g` prove that an in-place step stays finite
+// (cpu::adam_step_stays_finite). The bounds carried over from the last in-place step (cpu::adam_step_bounds) are
+// tried first; where they prove nothing, the state's own maxima are read (one pass) and tried.
+bool MlpTrainer::proves_finite(uint32_t g, int64_t step) {
+  auto proves = [&] {
+    return cpu::adam_step_stays_finite(*bounds_, g, step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
+  };
+  if (bounds_ && proves()) return true;
+  if (bounds_ && bounds_read_) return false;
+  bounds_ = cpu::adam_state_bounds(cur().p, cur().m, cur().v, trainable_);
+  bounds_read_ = true;
+  return proves();
+}
+
+// After an in-place step with gradients within `g`: the new state's bounds, from the old ones.
+void MlpTrainer::stepped_in_place(uint32_t g, int64_t step) {
+  bounds_ = cpu::adam_step_bounds(*bounds_, g, step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
+  bounds_read_ = false;
+}
+
 const char* MlpTrainer::adam(int64_t step) {
   const uint32_t g = cpu::max_magnitude_bits(grads_, trainable_);
   if (g >= 0x7f800000u) return "gradient";
-  if (!bounds_) bounds_ = cpu::adam_state_bounds(cur().p, cur().m, cur().v, trainable_);
-  if (cpu::adam_step_stays_finite(*bounds_, g, step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay)) {
-    bounds_ = cpu::adam_update_in_place(cur().p, grads_, cur().m, cur().v, trainable_, step, o_.lr, o_.beta1,
-                                        o_.beta2, o_.eps, o_.weight_decay);
+  if (proves_finite(g, step)) {
+    cpu::adam_update_in_place(cur().p, grads_, cur().m, cur().v, trainable_, step, o_.lr, o_.beta1, o_.beta2, o_.eps,
+                              o_.weight_decay);
+    stepped_in_place(g, step);
     return nullptr;
   }
   State& next = next_state();
@@ -165,8 +185,7 @@ const char* MlpTrainer::adam(int64_t step) {
 const char* MlpTrainer::fused_adam(int64_t step) {
   for (size_t k = 0; k < grads_.size(); ++k) written_[k] = trainable_[k] && !eng_.pending(grads_[k]);
   const uint32_t g = std::max(eng_.pending_grad_bound(), cpu::max_magnitude_bits(grads_, written_));
-  if (!bounds_) bounds_ = cpu::adam_state_bounds(cur().p, cur().m, cur().v, trainable_);
-  if (!cpu::adam_step_stays_finite(*bounds_, g, step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay)) {
+  if (!proves_finite(g, step)) {
     eng_.finish_weight_grads([](int64_t, float*, int64_t) {});
     return adam(step);
   }
@@ -179,19 +198,17 @@ const char* MlpTrainer::fused_adam(int64_t step) {
     m_ptr_.push_back(cur().m[k].data_ptr<float>());
     v_ptr_.push_back(cur().v[k].data_ptr<float>());
   }
-  block_bounds_.assign(eng_.pending_blocks(), BlockBounds{});
   const float* base = flat_.data_ptr<float>();
-  eng_.finish_weight_grads([&](int64_t b, float* gp, int64_t len) {
+  eng_.finish_weight_grads([&](int64_t, float* gp, int64_t len) {
     const int64_t off = gp - base;  // the piece lies in one gradient, at the same storage offset as its state
     const size_t k = std::upper_bound(grad_offset_.begin(), grad_offset_.end(), off) - grad_offset_.begin() - 1;
     if (!trainable_[k]) return;
     const int64_t lo = off - grad_offset_[k];
-    block_bounds_[b].b.include(cpu::adam_range_in_place(p_ptr_[k] + lo, gp, m_ptr_[k] + lo, v_ptr_[k] + lo, len, c));
+    cpu::adam_range_in_place(p_ptr_[k] + lo, gp, m_ptr_[k] + lo, v_ptr_[k] + lo, len, c);
   });
-  cpu::AdamStateBounds after = cpu::adam_update_in_place(cur().p, grads_, cur().m, cur().v, written_, step, o_.lr,
-                                                         o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
-  for (const auto& b : block_bounds_) after.include(b.b);
-  bounds_ = after;
+  cpu::adam_update_in_place(cur().p, grads_, cur().m, cur().v, written_, step, o_.lr, o_.beta1, o_.beta2, o_.eps,
+                            o_.weight_decay);
+  stepped_in_place(g, step);
   return nullptr;
 }
 
@@ -485,18 +502,19 @@ void bind_trainer(py::module_& m) {
                         "fastvae: _adam_step_in_place: contiguous float32 CPU tensors, each shaped as its parameter");
         const std::vector<bool> all(p.size(), true);
         const auto bounds = cpu::adam_state_bounds(p, m1, v, all);
-        if (!cpu::adam_step_stays_finite(bounds, cpu::max_magnitude_bits(g, all), step, lr, beta1, beta2, eps,
-                                         weight_decay))
+        const uint32_t g_bits = cpu::max_magnitude_bits(g, all);
+        if (!cpu::adam_step_stays_finite(bounds, g_bits, step, lr, beta1, beta2, eps, weight_decay))
           return py::none();
         cpu::FlushDenormals flushed;  // as in the trainer
-        const auto after = cpu::adam_update_in_place(p, g, m1, v, all, step, lr, beta1, beta2, eps, weight_decay);
+        cpu::adam_update_in_place(p, g, m1, v, all, step, lr, beta1, beta2, eps, weight_decay);
+        const auto after = cpu::adam_step_bounds(bounds, g_bits, step, lr, beta1, beta2, eps, weight_decay);
         return py::make_tuple(after.p, after.m, after.v);
       },
       py::arg("params"), py::arg("grads"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("step"), py::arg("lr"),
       py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
       "The trainer's in-place Adam step, for tests: None, leaving the tensors as they were, unless the state's bounds "
-      "prove every result finite; else the step, in place, and the new state's bounds (float32 bit patterns of max "
-      "|p|, max |m| and max v).");
+      "prove every result finite; else the step, in place, and the bounds the trainer carries to the next step "
+      "(float32 bit patterns bounding max |p|, max |m| and max v, from the state's maxima before the step).");
 }
 
 }  // namespace training

@@ -66,6 +66,8 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   void apply_free_bits(int64_t n);
   void backward(const Batch& b, int64_t step);
   const char* adam(int64_t step);
+  bool proves_finite(uint32_t g, int64_t step);
+  void stepped_in_place(uint32_t g, int64_t step);
   const char* fused_adam(int64_t step);
   bool stop_requested();
   std::pair<double, double> evaluate_flushed(const at::Tensor& images, const at::Tensor& labels, at::Generator& gen);
@@ -94,16 +96,13 @@ class __attribute__((visibility("hidden"))) MlpTrainer {  // hidden, as the pybi
   State buf_[2];
   int cur_ = 0;
   std::optional<cpu::AdamStateBounds> bounds_;  // of buf_[cur_]; unset when not known
+  bool bounds_read_ = false;  // bounds_ are the state's own maxima, not carried over from a step
   at::Tensor flat_;  // the gradients, then the batch's rec and kl sums: one all_reduce per update
   std::vector<at::Tensor> grads_;
   std::vector<int64_t> grad_offset_;  // where each gradient starts in flat_, then its gradients' total
   // fused_adam's buffers: the trainable parameters whose gradient the backward wrote in full (not pending in the
-  // engine), the state bounds of each pending block, and the current boundary's data pointers.
+  // engine), and the current boundary's data pointers.
   std::vector<bool> written_;
-  struct alignas(64) BlockBounds {  // a cache line each: the threads update their blocks' bounds piece by piece
-    cpu::AdamStateBounds b;
-  };
-  std::vector<BlockBounds> block_bounds_;
   std::vector<float*> p_ptr_, m_ptr_, v_ptr_;
   at::Tensor xb_, yb_, eps_, w_rec_, w_kl_;
   std::vector<float> free_bits_mask_;
