@@ -49,7 +49,9 @@ tests=("$@")
                                  tests/cavi/test_cavi.py tests/training/test_fit.py tests/ops/test_heads.py
                                  tests/training/test_worker_pool.py tests/training/test_fused_adam.py
                                  tests/ops/test_gemm_at_b.py tests/training/test_sparse_input.py
-                                 tests/training/test_torch_uniform.py
+                                 tests/training/test_torch_uniform.py tests/ops/test_activation.py
+                                 tests/training/test_adam_in_place.py
+                                 --deselect tests/ops/test_activation.py::test_float32_tanh_is_within_its_ulp_bound_over_the_normal_floats
                                  --deselect tests/training/test_fit.py::test_kl_weight_trades_kl_for_reconstruction
                                  --deselect tests/training/test_fit.py::test_fit_learns_and_records_history)
 status=0

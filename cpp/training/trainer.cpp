@@ -117,10 +117,6 @@ void MlpTrainer::write_back() {
   }
 }
 
-// One Adam step, dropped if a gradient or a result is not finite, with the reason ("gradient" or "parameters").
-// Gradients are checked first, then the step runs in place if the bounds of the state prove its results finite
-// (always, in ordinary training); else from the current boundary into the other buffer, which becomes current only
-// if every result is finite. In place saves the second buffer's memory traffic (docs/benchmarks.md).
 // The buffer the out-of-place step writes: made on first use, like the current one; a frozen tensor never changes,
 // so both buffers share it.
 MlpTrainer::State& MlpTrainer::next_state() {
@@ -155,6 +151,10 @@ void MlpTrainer::stepped_in_place(uint32_t g, int64_t step) {
   bounds_read_ = false;
 }
 
+// One Adam step, dropped if a gradient or a result is not finite, with the reason ("gradient" or "parameters").
+// Gradients are checked first, then the step runs in place if the bounds of the state prove its results finite
+// (always, in ordinary training); else from the current boundary into the other buffer, which becomes current only
+// if every result is finite. In place saves the second buffer's memory traffic (docs/benchmarks.md).
 const char* MlpTrainer::adam(int64_t step) {
   const uint32_t g = cpu::max_magnitude_bits(grads_, trainable_);
   if (g >= 0x7f800000u) return "gradient";
