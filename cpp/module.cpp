@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "cpu/activation.h"
-#include "cpu/adam.h"  // all_finite
 #include "cpu/flush_denormals.h"
 #include "cpu/gemm.h"
 #include "cpu/split_threads.h"
 #include "cpu/vae_engine.h"
 #include "cpu/worker_pool.h"  // pool_workers, pool_jobs
+#include "finite.h"  // is_finite
 #include "training/options.h"  // spec_from_dict
 #include "training/threads.h"
 #include "training/trainer.h"
@@ -113,7 +113,7 @@ pybind11::tuple deferred_grads(const pybind11::dict& arch, std::vector<at::Tenso
     const uint32_t bits = eng.pending_grad_bound();
     std::memcpy(&bound, &bits, sizeof bound);
     std::mutex mu;
-    eng.finish_weight_grads([&](int64_t, float* g, int64_t n) {
+    eng.finish_weight_grads([&](float* g, int64_t n) {
       std::lock_guard<std::mutex> lock(mu);
       for (size_t k = 0; k < deferred.size(); ++k) {
         const float* start = deferred[k].data_ptr<float>();
@@ -143,13 +143,8 @@ at::Tensor gemm_at_b(const at::Tensor& a, const at::Tensor& b, int64_t pad) {
 // Index of the first tensor with a NaN or inf entry, -1 if none: fit's check of a model's parameters before it trains
 // (one vectorized pass per dense float tensor, no boolean tensor per parameter as torch.isfinite(p).all() makes).
 int64_t first_nonfinite(const std::vector<at::Tensor>& tensors) {
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    const auto& t = tensors[k];
-    const bool dense_float = t.device().is_cpu() && t.is_non_overlapping_and_dense() &&
-                             (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
-    if (!(dense_float ? fastvae::cpu::all_finite({t}) : at::isfinite(t).all().item<bool>()))
-      return static_cast<int64_t>(k);
-  }
+  for (size_t k = 0; k < tensors.size(); ++k)
+    if (!fastvae::is_finite(tensors[k])) return static_cast<int64_t>(k);
   return -1;
 }
 

@@ -63,11 +63,6 @@ AdamVerdict adam_update_into(at::TensorList params, at::TensorList grads, at::Te
 // Patterns >= 0x7f800000 are NaN or inf.
 struct AdamStateBounds {
   uint32_t p = 0, m = 0, v = 0;
-  void include(const AdamStateBounds& o) {
-    p = p > o.p ? p : o.p;
-    m = m > o.m ? m : o.m;
-    v = v > o.v ? v : o.v;
-  }
 };
 // max |x| over the trainable tensors, as bits (a non-finite entry gives >= 0x7f800000): the gradient check.
 uint32_t max_magnitude_bits(at::TensorList tensors, const std::vector<bool>& trainable);

@@ -97,6 +97,12 @@ unsigned adam_range_into(const T* __restrict__ p, const T* __restrict__ g, const
 // as larger than any finite value. NaN and +-inf are the patterns >= kInfBits.
 constexpr uint32_t kInfBits = 0x7f800000u;
 inline uint32_t magnitude_bits(float x) { return bits_of(x) & 0x7fffffffu; }
+// The float32 a bit pattern encodes, as a double (for the bounds' arithmetic).
+inline double value_of(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return double(f);
+}
 
 void atomic_max(std::atomic<uint32_t>& a, uint32_t x) {
   uint32_t seen = a.load(std::memory_order_relaxed);
@@ -258,12 +264,7 @@ bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_
   const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);
   // A zero or subnormal eps (flushed to zero in the engine) lets a denominator vanish: no bound.
   if (!(c.e >= std::numeric_limits<float>::min()) || !(c.w >= 0)) return false;
-  auto value = [](uint32_t b) {
-    float f;
-    std::memcpy(&f, &b, sizeof f);
-    return double(f);
-  };
-  const double G = value(grad_bits), P = value(s.p), M = value(s.m), V = value(s.v);
+  const double G = value_of(grad_bits), P = value_of(s.p), M = value_of(s.m), V = value_of(s.v);
   // Bounds on the magnitude of every float result of adam_element, in the order it computes them. k covers the
   // rounding of each operation (relative 2^-24) many times over; each bound must stay far below FLT_MAX (3.4e38).
   const double k = 1.01, limit = 1e37;
@@ -283,11 +284,6 @@ bool adam_step_stays_finite(const AdamStateBounds& s, uint32_t grad_bits, int64_
 AdamStateBounds adam_step_bounds(const AdamStateBounds& s, uint32_t grad_bits, int64_t step, double lr, double beta1,
                                  double beta2, double eps, double weight_decay) {
   const AdamConstants<float> c(step, lr, beta1, beta2, eps, weight_decay);  // the constants the step used
-  auto value = [](uint32_t b) {
-    float f;
-    std::memcpy(&f, &b, sizeof f);
-    return double(f);
-  };
   // The float32 bit pattern of the smallest float >= x (inf beyond the largest).
   auto bits_up = [](double x) -> uint32_t {
     if (!(x <= double(std::numeric_limits<float>::max()))) return kInfBits;
@@ -298,7 +294,7 @@ AdamStateBounds adam_step_bounds(const AdamStateBounds& s, uint32_t grad_bits, i
   // One step rounds at most six times on the way to each result (relative 2^-24 each); 2^-20 covers them and the
   // rounding of these double expressions.
   const double k = 1 + 0x1p-20;
-  const double G = value(grad_bits), P = value(s.p), M = value(s.m), V = value(s.v);
+  const double G = value_of(grad_bits), P = value_of(s.p), M = value_of(s.m), V = value_of(s.v);
   const double g = (G + double(c.w) * P) * k;   // |g + wd p|
   const double m = std::max(M, g) * k;           // m + (g - m)(1 - beta1)
   const double v = std::max(V, g * g) * k;       // beta2 v + (1 - beta2) g^2

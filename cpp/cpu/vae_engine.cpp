@@ -379,13 +379,13 @@ int64_t VaeEngine<T>::pending_blocks() {
 }
 
 template <typename T>
-void VaeEngine<T>::finish_weight_grads(c10::function_ref<void(int64_t, T*, int64_t)> on_piece) {
+void VaeEngine<T>::finish_weight_grads(c10::function_ref<void(T*, int64_t)> on_piece) {
   const int64_t nb = pending_blocks();
   parallel_for_flushed(0, nb, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const PendingLayer& l = pending_[blocks_[b].first];
       const int64_t j0 = blocks_[b].second;
-      weight_grad_block(l, j0, std::min(l.blocked(), j0 + l.width), [&](T* g, int64_t n) { on_piece(b, g, n); });
+      weight_grad_block(l, j0, std::min(l.blocked(), j0 + l.width), [&](T* g, int64_t n) { on_piece(g, n); });
     }
   });
   pending_.clear();

@@ -93,13 +93,10 @@ class VaeEngine {
   // A bound on max |g| over the pending weight gradients, as float32 bits (>= 0x7f800000: not finite, or beyond
   // float32): R max|dPre| max(max|in|, 1), R rows summed, with a margin for rounding, per layer. Float32 only.
   uint32_t pending_grad_bound() const;
-  // Blocks the pending gradients will be computed in (fixed by the sizes and the split count, as the backward's own
-  // blocks, so the bits do not depend on deferring).
-  int64_t pending_blocks();
   // Computes the pending weight gradients into their `grads` tensors in one range over the blocks, then, after each
-  // piece of block b is final, on_piece(b, g, n): the n entries from g on, contiguous in the tensor's storage.
+  // piece of a block is final, on_piece(g, n): the n entries from g on, contiguous in the tensor's storage.
   // Nothing is pending after it.
-  void finish_weight_grads(c10::function_ref<void(int64_t, T*, int64_t)> on_piece);
+  void finish_weight_grads(c10::function_ref<void(T*, int64_t)> on_piece);
 
   // ---- non-finite results (cpp/cpu/vae_overflow.cpp; issue 20 item 6) ----
   // After a pass whose results are not finite although x, the noise and the parameters are (the ops check that
@@ -160,6 +157,9 @@ class VaeEngine {
   bool defer_suspended_ = false;  // a backward that cannot defer (see defer_weight_grads)
   std::vector<PendingLayer> pending_;
   std::vector<std::pair<int64_t, int64_t>> blocks_;  // (layer, first column) per pending block
+  // Blocks the pending gradients are computed in (fixed by the sizes and the split count, as the backward's own
+  // blocks, so the bits do not depend on deferring).
+  int64_t pending_blocks();
   // Whether layer_backward defers this layer's weight gradient.
   bool deferring() const { return defer_ && !defer_suspended_; }
   // The weight gradient of block [j0, j1) of a layer (PendingLayer), with its condition columns; after each

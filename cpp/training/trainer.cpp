@@ -186,7 +186,7 @@ const char* MlpTrainer::fused_adam(int64_t step) {
   for (size_t k = 0; k < grads_.size(); ++k) written_[k] = trainable_[k] && !eng_.pending(grads_[k]);
   const uint32_t g = std::max(eng_.pending_grad_bound(), cpu::max_magnitude_bits(grads_, written_));
   if (!proves_finite(g, step)) {
-    eng_.finish_weight_grads([](int64_t, float*, int64_t) {});
+    eng_.finish_weight_grads([](float*, int64_t) {});
     return adam(step);
   }
   const cpu::AdamConstants<float> c(step, o_.lr, o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
@@ -199,7 +199,7 @@ const char* MlpTrainer::fused_adam(int64_t step) {
     v_ptr_.push_back(cur().v[k].data_ptr<float>());
   }
   const float* base = flat_.data_ptr<float>();
-  eng_.finish_weight_grads([&](int64_t, float* gp, int64_t len) {
+  eng_.finish_weight_grads([&](float* gp, int64_t len) {
     const int64_t off = gp - base;  // the piece lies in one gradient, at the same storage offset as its state
     const size_t k = std::upper_bound(grad_offset_.begin(), grad_offset_.end(), off) - grad_offset_.begin() - 1;
     if (!trainable_[k]) return;
